@@ -1,0 +1,226 @@
+"""Base: the operating-system image every runtime of an OS is built FROM.
+
+Debian bases are built here with mmdebstrap, reproducibly (SOURCE_DATE_EPOCH), cached by their
+inputs, and loaded into the engine as a one-layer image archive whose config names the target
+architecture. (Docker 20.10's classic builder labels ``FROM scratch`` and ``docker import`` images
+with the host architecture; ``docker load`` keeps what the config says.)
+
+Amazon Linux bases are pulled by the digest pinned in the lock file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+
+from . import log
+from .epoch import iso8601, source_date_epoch
+from .errors import BaseImageError, EngineError
+from .lock import Lock
+from .matrix import ImageBase, RootfsBase, Target
+from .render import base_image_name
+
+CHUNK = 1 << 20
+# Documentation and translations are not needed in a Lambda image; copyright files stay.
+DPKG_EXCLUDES = (
+    "path-exclude=/usr/share/man/*",
+    "path-exclude=/usr/share/info/*",
+    "path-exclude=/usr/share/locale/*",
+    "path-exclude=/usr/share/doc/*",
+    "path-include=/usr/share/doc/*/copyright",
+)
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def cache_root() -> Path:
+    """Where built bases and fetched inputs are kept between runs (empty counts as unset)."""
+    configured = os.environ.get("LAMBDA_IMAGES_CACHE", "")
+    if configured:
+        return Path(configured)
+    xdg = os.environ.get("XDG_CACHE_HOME", "") or str(Path.home() / ".cache")
+    return Path(xdg) / "lambda-images"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BaseRecord:
+    name: str  # local image name, e.g. lambda-images/base-debian12:arm64
+    image_id: str  # sha256:… of the image config: what the engine calls the image
+    architecture: str  # docker architecture in the image config
+    source: str  # how it was obtained: the mmdebstrap command or the pinned reference
+    cached: bool  # True when nothing had to be built or pulled
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def mmdebstrap_command(base: RootfsBase, debian_arch: str, output: Path) -> list[str]:
+    argv = [
+        "mmdebstrap",
+        "--quiet",
+        f"--variant={base.variant}",
+        f"--architectures={debian_arch}",
+        "--format=tar",
+    ]
+    if base.include:
+        argv.append(f"--include={','.join(base.include)}")
+    argv += [f"--dpkgopt={opt}" for opt in DPKG_EXCLUDES]
+    argv += [base.suite, str(output), base.mirror]
+    return argv
+
+
+def _rootfs_key(base: RootfsBase, debian_arch: str, epoch: int) -> str:
+    inputs = {"base": asdict(base), "arch": debian_arch, "epoch": epoch, "excludes": DPKG_EXCLUDES}
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_rootfs(target: Target, base: RootfsBase, cache: Path) -> tuple[Path, bool]:
+    """The rootfs tarball of a Debian base, built once per set of inputs."""
+    epoch = source_date_epoch()
+    arch = target.arch.debian
+    folder = cache / "base" / f"{target.runtime.os.id}-{arch}-{_rootfs_key(base, arch, epoch)}"
+    rootfs = folder / "rootfs.tar"
+    if rootfs.is_file():
+        return folder, True
+    if shutil.which("mmdebstrap") is None:
+        msg = (
+            "mmdebstrap is not installed; it builds the Debian base "
+            "(apt-get install mmdebstrap, and qemu-user-static for foreign architectures)"
+        )
+        raise BaseImageError(msg)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        argv = mmdebstrap_command(base, arch, staging / "rootfs.tar")
+        log.command(argv)
+        env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch)}
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+            msg = f"mmdebstrap failed for {target.runtime.os.id}/{arch} (exit {proc.returncode}): {tail}"
+            raise BaseImageError(msg)
+        (staging / "command.json").write_text(json.dumps(argv) + "\n")
+        try:
+            staging.rename(folder)  # atomic: a concurrent run may have won the race
+        except OSError:
+            if not rootfs.is_file():
+                raise
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return folder, False
+
+
+def image_archive(folder: Path, target: Target, name: str) -> tuple[Path, str]:
+    """A `docker load` archive around rootfs.tar whose config names the target architecture."""
+    archive = folder / f"image-{target.arch.docker}.tar"
+    rootfs = folder / "rootfs.tar"
+    diff_id = "sha256:" + sha256_file(rootfs)
+    created = iso8601(source_date_epoch())
+    command = json.loads((folder / "command.json").read_text())
+    config: dict[str, Any] = {
+        "architecture": target.arch.docker,
+        "os": "linux",
+        "created": created,
+        "config": {"Env": [DEFAULT_PATH], "Cmd": ["bash"]},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "history": [{"created": created, "created_by": " ".join(command)}],
+    }
+    if target.arch.docker == "arm64":
+        config["variant"] = "v8"
+    config_bytes = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+    image_id = hashlib.sha256(config_bytes).hexdigest()
+    if archive.is_file() and (folder / f"image-{target.arch.docker}.id").read_text() == image_id:
+        return archive, "sha256:" + image_id
+    manifest = [
+        {"Config": f"{image_id}.json", "RepoTags": [name], "Layers": [f"{diff_id[7:]}/layer.tar"]}
+    ]
+    staging = archive.with_suffix(".tar.part")
+    with tarfile.open(staging, "w", format=tarfile.PAX_FORMAT) as tar:
+        _add_bytes(tar, "manifest.json", json.dumps(manifest).encode())
+        _add_bytes(tar, f"{image_id}.json", config_bytes)
+        tar.add(rootfs, arcname=f"{diff_id[7:]}/layer.tar")
+    staging.rename(archive)
+    (folder / f"image-{target.arch.docker}.id").write_text(image_id)
+    return archive, "sha256:" + image_id
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    import io
+
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _present(client: Any, name: str) -> Any:
+    try:
+        return client.images.get(name)
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def ensure_base(target: Target, client: Any, lock: Lock) -> BaseRecord:
+    """Make the target's OS base image present in the engine under its local name."""
+    name = base_image_name(target)
+    base = target.runtime.os.base
+    if isinstance(base, ImageBase):
+        return _pull_pinned(target, base, client, lock)
+    folder, rootfs_cached = build_rootfs(target, base, cache_root())
+    archive, image_id = image_archive(folder, target, name)
+    source = " ".join(json.loads((folder / "command.json").read_text()))
+    present = _present(client, name)
+    if present is not None and present.id == image_id:
+        return BaseRecord(
+            name=name,
+            image_id=image_id,
+            architecture=target.arch.docker,
+            source=source,
+            cached=rootfs_cached,
+        )
+    log.info(f"loading {name} into the engine")
+    with archive.open("rb") as f:
+        for chunk in client.api.load_image(f):
+            if isinstance(chunk, dict) and chunk.get("errorDetail"):
+                raise EngineError(f"loading {name} failed: {chunk['errorDetail'].get('message')}")
+    loaded = client.images.get(name)
+    if loaded.attrs.get("Architecture") != target.arch.docker:
+        msg = f"{name} loaded as {loaded.attrs.get('Architecture')}, not {target.arch.docker}"
+        raise BaseImageError(msg)
+    return BaseRecord(
+        name=name, image_id=loaded.id, architecture=target.arch.docker, source=source, cached=False
+    )
+
+
+def _pull_pinned(target: Target, base: ImageBase, client: Any, lock: Lock) -> BaseRecord:
+    digest = lock.base_digest(target.runtime.os.id, target.arch.name)
+    reference = f"{base.reference.split(':')[0]}@{digest}"
+    name = base_image_name(target)
+    log.command(["docker", "pull", "--platform", f"linux/{target.arch.docker}", reference])
+    try:
+        image = client.images.pull(reference, platform=f"linux/{target.arch.docker}")
+    except docker.errors.APIError as exc:
+        raise BaseImageError(f"cannot pull {reference}: {exc.explanation or exc}") from None
+    image.tag(name)
+    return BaseRecord(
+        name=name,
+        image_id=image.id,
+        architecture=image.attrs.get("Architecture", ""),
+        source=reference,
+        cached=False,
+    )

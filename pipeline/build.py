@@ -1,0 +1,139 @@
+"""Build: one single-architecture image per target, through the Docker Engine API.
+
+The low-level ``APIClient.build`` is used so that the build log streams as it happens, and every
+chunk is checked for an error (the high-level API hides both). The image is tagged
+``lambda-images/<runtime>:<arch>`` and described by ``build.json`` in the target's work folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+
+from . import __version__, log
+from .epoch import iso8601, source_date_epoch
+from .errors import EngineError
+from .matrix import Target
+
+RECORD = "build.json"
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildRecord:
+    runtime: str
+    arch: str
+    image: str  # local tag
+    image_id: str
+    architecture: str  # as the engine reports it
+    size: int  # uncompressed bytes
+    base_image_id: str
+    context_digest: str
+    seconds: float
+    log_tail: list[str]
+
+    def write(self, folder: Path) -> Path:
+        path = folder / RECORD
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def read(cls, folder: Path) -> BuildRecord:
+        path = folder / RECORD
+        try:
+            return cls(**json.loads(path.read_text("utf-8")))
+        except FileNotFoundError:
+            raise EngineError(f"{path}: no build record; build this target first") from None
+
+
+def context_digest(context: Path) -> str:
+    """sha256 over the context's paths, modes and contents: what the build can see."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in context.rglob("*") if p.is_file()):
+        rel = path.relative_to(context).as_posix()
+        digest.update(f"{rel}\0{path.stat().st_mode & 0o777:o}\0".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return "sha256:" + digest.hexdigest()
+
+
+def image_labels(target: Target) -> dict[str, str]:
+    """OCI annotations stamped on every image (the revision comes from the environment)."""
+    import os
+
+    labels = {
+        "org.opencontainers.image.created": iso8601(source_date_epoch()),
+        "org.opencontainers.image.title": f"{target.runtime.name} ({target.runtime.id})",
+        "org.opencontainers.image.version": target.runtime.tag,
+        "org.opencontainers.image.vendor": "lambda-base-images",
+        "com.amazonaws.lambda.runtime": target.runtime.id,
+        "com.amazonaws.lambda.architecture": target.arch.name,
+        "lambda-base-images.pipeline-version": __version__,
+    }
+    source = os.environ.get("LAMBDA_IMAGES_SOURCE", "")
+    revision = os.environ.get("LAMBDA_IMAGES_REVISION", "")
+    if source:
+        labels["org.opencontainers.image.source"] = source
+    if revision:
+        labels["org.opencontainers.image.revision"] = revision
+    return labels
+
+
+def build_target(target: Target, context: Path, client: Any, base_image_id: str) -> BuildRecord:
+    started = time.monotonic()
+    platform = f"linux/{target.arch.docker}"
+    log.command(["docker", "build", "--platform", platform, "-t", target.image_tag, str(context)])
+    tail: list[str] = []
+    image_id = ""
+    try:
+        stream = client.api.build(
+            path=str(context),
+            dockerfile="Dockerfile",
+            tag=target.image_tag,
+            platform=platform,
+            labels=image_labels(target),
+            decode=True,
+            rm=True,
+            forcerm=True,
+            pull=False,
+        )
+        for chunk in stream:
+            if "error" in chunk or "errorDetail" in chunk:
+                message = chunk.get("errorDetail", {}).get("message") or chunk.get("error")
+                last = " | ".join(tail[-3:])
+                raise EngineError(f"building {target.key} failed: {message} (last output: {last})")
+            text = ANSI_ESCAPE.sub("", chunk.get("stream", ""))
+            for line in text.splitlines():
+                if line.strip():
+                    log.detail(f"  {line}")
+                    tail = [*tail[-19:], line]
+            aux = chunk.get("aux")
+            if isinstance(aux, dict) and "ID" in aux:
+                image_id = aux["ID"]
+    except docker.errors.APIError as exc:
+        raise EngineError(f"building {target.key} failed: {exc.explanation or exc}") from None
+    image = client.images.get(target.image_tag)
+    if image_id and image.id != image_id:
+        raise EngineError(f"{target.image_tag} does not point at the image just built")
+    architecture = image.attrs.get("Architecture", "")
+    if architecture != target.arch.docker:
+        msg = f"{target.image_tag} was built as {architecture}, expected {target.arch.docker}"
+        raise EngineError(msg)
+    return BuildRecord(
+        runtime=target.runtime.id,
+        arch=target.arch.name,
+        image=target.image_tag,
+        image_id=image.id,
+        architecture=architecture,
+        size=int(image.attrs.get("Size", 0)),
+        base_image_id=base_image_id,
+        context_digest=context_digest(context),
+        seconds=round(time.monotonic() - started, 2),
+        log_tail=tail,
+    )

@@ -1,0 +1,58 @@
+"""The Docker Engine connection, and the host facts a build depends on (qemu binfmt)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import requests
+
+from .errors import EngineError
+from .matrix import Arch
+
+BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
+# How `platform.machine()` names the host's architecture → Lambda's name for it.
+HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
+
+
+def connect(timeout: int = 600) -> Any:
+    """A docker.DockerClient that answered a ping, or an EngineError saying how to get one."""
+    where = os.environ.get("DOCKER_HOST", "") or "unix:///var/run/docker.sock"
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        msg = (
+            f"cannot reach the Docker Engine at {where} ({reason}); start it "
+            "(for example `sudo dockerd &`, or `sudo systemctl start docker`) or set DOCKER_HOST"
+        )
+        raise EngineError(msg) from None
+    return client
+
+
+def host_arch() -> str:
+    return HOST_ARCH.get(platform.machine(), platform.machine())
+
+
+def require_emulation(arch: Arch) -> None:
+    """Fail early, with the fix, when a foreign-architecture build cannot run its RUN steps."""
+    if arch.name == host_arch():
+        return
+    entry = BINFMT_DIR / f"qemu-{arch.uname}"
+    try:
+        enabled = entry.read_text().splitlines()[0].strip() == "enabled"
+    except (OSError, IndexError):
+        enabled = False
+    if not enabled:
+        msg = (
+            f"building {arch.name} on a {host_arch()} host needs qemu binfmt for {arch.uname}, "
+            f"and {entry} is not enabled: install qemu-user-static and binfmt-support "
+            f"(apt-get install qemu-user-static binfmt-support), then `update-binfmts --enable "
+            f"qemu-{arch.uname}`"
+        )
+        raise EngineError(msg)

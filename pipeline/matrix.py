@@ -1,0 +1,397 @@
+"""runtimes.yaml → the runtime matrix (operating systems, families, runtimes, targets).
+
+YAML is parsed once, here, into frozen dataclasses. Validation has two passes: a JSON Schema
+(``runtimes.schema.json``) for shape and types, then the rules that relate entries to each other
+(duplicate ids, references to operating systems and families, architectures an OS supports,
+templates that exist). Every error names the file, the line and the field path, and says what
+was expected.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final
+
+import jsonschema
+import yaml
+
+from .errors import ConfigurationError, UsageError
+
+DEFAULT_MATRIX: Final = Path("runtimes.yaml")
+TEMPLATES_DIR: Final = Path(__file__).resolve().parent.parent / "templates"
+DEPRECATION_WARNING_DAYS: Final = 90
+
+
+@dataclass(frozen=True, kw_only=True)
+class Arch:
+    """A Lambda architecture and its names in the tools that meet it."""
+
+    name: str  # Lambda's name: x86_64, arm64
+    docker: str  # OCI/Docker platform architecture: amd64, arm64
+    uname: str  # what `uname -m` prints inside: x86_64, aarch64
+    debian: str  # Debian's architecture name: amd64, arm64
+    runner: str  # GitHub Actions runner label that builds it natively
+
+
+ARCHES: Final[dict[str, Arch]] = {
+    "x86_64": Arch(
+        name="x86_64", docker="amd64", uname="x86_64", debian="amd64", runner="ubuntu-24.04"
+    ),
+    "arm64": Arch(
+        name="arm64", docker="arm64", uname="aarch64", debian="arm64", runner="ubuntu-24.04-arm"
+    ),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RootfsBase:
+    """An OS base the pipeline builds itself from distribution packages (mmdebstrap)."""
+
+    suite: str
+    mirror: str
+    variant: str = "minbase"
+    include: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageBase:
+    """An OS base pulled from a registry; its digest is pinned in the lock file."""
+
+    reference: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class OperatingSystem:
+    id: str
+    name: str
+    architectures: tuple[str, ...]
+    base: RootfsBase | ImageBase
+
+
+@dataclass(frozen=True, kw_only=True)
+class Family:
+    id: str
+    name: str
+    template: str
+    sdk: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Install:
+    """What a runtime's template installs on top of the OS base."""
+
+    apt: tuple[str, ...] = ()
+    pip: tuple[str, ...] = ()
+    npm: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Runtime:
+    id: str
+    name: str
+    family: Family
+    version: str
+    tag: str
+    os: OperatingSystem
+    architectures: tuple[str, ...]
+    sdk: str | None
+    deprecation: dt.date | None
+    install: Install
+    line: int  # where the entry starts in runtimes.yaml, for messages
+
+    def state(self, today: dt.date) -> str:
+        """supported, deprecating (within 90 days) or deprecated."""
+        if self.deprecation is None:
+            return "supported"
+        if self.deprecation <= today:
+            return "deprecated"
+        if (self.deprecation - today).days <= DEPRECATION_WARNING_DAYS:
+            return "deprecating"
+        return "supported"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    """One cell of the matrix: a runtime on one architecture."""
+
+    runtime: Runtime
+    arch: Arch
+
+    @property
+    def key(self) -> str:
+        return f"{self.runtime.id}/{self.arch.name}"
+
+    @property
+    def image_tag(self) -> str:
+        """Where the built image is found in the local engine."""
+        return f"lambda-images/{self.runtime.id}:{self.arch.name}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Matrix:
+    path: Path
+    operating_systems: dict[str, OperatingSystem]
+    families: dict[str, Family]
+    runtimes: tuple[Runtime, ...]
+    _by_id: dict[str, Runtime] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._by_id.update({rt.id: rt for rt in self.runtimes})
+
+    def runtime(self, runtime_id: str) -> Runtime:
+        try:
+            return self._by_id[runtime_id]
+        except KeyError:
+            msg = f"unknown runtime {runtime_id!r} (not in {self.path})"
+            close = difflib.get_close_matches(runtime_id, self._by_id, n=1)
+            if close:
+                msg += f"; did you mean {close[0]!r}?"
+            raise UsageError(msg) from None
+
+    def select(
+        self,
+        runtime_ids: Sequence[str] = (),
+        *,
+        include_deprecated: bool = False,
+        today: dt.date | None = None,
+    ) -> list[Runtime]:
+        """Runtimes named (all when none), leaving out deprecated ones unless asked."""
+        today = today or dt.date.today()
+        chosen = [self.runtime(r) for r in runtime_ids] if runtime_ids else list(self.runtimes)
+        if include_deprecated:
+            return chosen
+        return [rt for rt in chosen if rt.state(today) != "deprecated"]
+
+    def targets(
+        self, runtimes: Iterable[Runtime], arches: Sequence[str] = ()
+    ) -> list[Target]:
+        for a in arches:
+            if a not in ARCHES:
+                msg = f"unknown architecture {a!r}; expected one of {', '.join(ARCHES)}"
+                raise UsageError(msg)
+        out = []
+        for rt in runtimes:
+            for a in rt.architectures:
+                if not arches or a in arches:
+                    out.append(Target(runtime=rt, arch=ARCHES[a]))
+        return out
+
+
+# --- loading -------------------------------------------------------------------------------
+
+Path_ = tuple[str | int, ...]
+
+
+class _Located:
+    """The plain data of a YAML document plus the line of every node, keyed by path."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.file = path
+        self.lines: dict[Path_, int] = {}
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            self.data = self._convert(loader, node, ()) if node is not None else None
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line = mark.line + 1 if mark else 0
+            msg = f"{path}:{line}: not valid YAML: {exc.problem or exc}"
+            raise ConfigurationError(msg) from None
+        finally:
+            loader.dispose()
+
+    def _convert(self, loader: yaml.SafeLoader, node: yaml.Node, where: Path_) -> Any:
+        self.lines[where] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
+                if not isinstance(key, str):
+                    line = key_node.start_mark.line + 1
+                    msg = f"{self.file}:{line}: {_dotted(where) or '(top)'}: keys must be strings"
+                    raise ConfigurationError(msg)
+                if key in out:
+                    line = key_node.start_mark.line + 1
+                    msg = f"{self.file}:{line}: {_dotted((*where, key))}: key appears twice"
+                    raise ConfigurationError(msg)
+                out[key] = self._convert(loader, value_node, (*where, key))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self._convert(loader, v, (*where, i)) for i, v in enumerate(node.value)]
+        value = loader.construct_object(node)  # type: ignore[no-untyped-call]
+        if isinstance(value, dt.date | dt.datetime):
+            return value.isoformat()  # dates are checked as strings by the schema
+        return value
+
+    def line(self, where: Path_) -> int:
+        while where not in self.lines and where:
+            where = where[:-1]
+        return self.lines.get(where, 1)
+
+    def fail(self, where: Path_, message: str) -> ConfigurationError:
+        field_name = _dotted(where) or "(top level)"
+        return ConfigurationError(f"{self.file}:{self.line(where)}: {field_name}: {message}")
+
+
+def _dotted(where: Path_) -> str:
+    out = ""
+    for part in where:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def _schema() -> dict[str, Any]:
+    text = resources.files("pipeline").joinpath("runtimes.schema.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def _schema_message(error: jsonschema.ValidationError, doc: _Located) -> ConfigurationError:
+    where: Path_ = tuple(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = list(error.schema.get("properties", {}))
+        extra = [k for k in error.instance if k not in allowed]
+        key = extra[0] if extra else "?"
+        msg = f"unknown key {key!r}"
+        if allowed:
+            msg += f"; expected one of: {', '.join(allowed)}"
+            close = difflib.get_close_matches(key, allowed, n=1)
+            if close:
+                msg += f" (did you mean {close[0]!r}?)"
+        return doc.fail((*where, key), msg)
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = [k for k in error.validator_value if k not in error.instance]
+        return doc.fail(where, f"missing required field {missing[0]!r}")
+    if error.validator == "format" and error.validator_value == "date":
+        return doc.fail(where, f"{error.instance!r} is not a date; expected YYYY-MM-DD")
+    if error.validator == "enum":
+        options = ", ".join(map(str, error.validator_value))
+        return doc.fail(where, f"{error.instance!r} is not allowed; expected one of: {options}")
+    if error.validator == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        got = type(error.instance).__name__
+        return doc.fail(where, f"expected {expected}, got {got} {error.instance!r}")
+    if error.validator == "pattern":
+        return doc.fail(
+            where, f"{error.instance!r} does not match the expected form {error.validator_value}"
+        )
+    if error.validator == "uniqueItems":
+        return doc.fail(where, f"{error.instance!r} lists an item twice")
+    return doc.fail(where, error.message)
+
+
+def load_matrix(path: Path = DEFAULT_MATRIX, *, templates_dir: Path = TEMPLATES_DIR) -> Matrix:
+    """Read and validate runtimes.yaml; raise ConfigurationError naming file, line and field."""
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        msg = f"{path}: no such file (pass --matrix PATH, or run where runtimes.yaml is)"
+        raise ConfigurationError(msg) from None
+    except OSError as exc:
+        raise ConfigurationError(f"{path}: cannot read: {exc.strerror}") from None
+    doc = _Located(path, text)
+    validator = jsonschema.Draft202012Validator(
+        _schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+    errors = sorted(validator.iter_errors(doc.data), key=lambda e: doc.line(tuple(e.path)))
+    if errors:
+        # The first error in file order; the deepest one when a oneOf/anyOf had several.
+        raise _schema_message(errors[0], doc)
+    return _build(doc, templates_dir)
+
+
+def _build(doc: _Located, templates_dir: Path) -> Matrix:
+    data: dict[str, Any] = doc.data
+    systems: dict[str, OperatingSystem] = {}
+    for os_id, raw in data["operating_systems"].items():
+        base_raw = raw["base"]
+        base: RootfsBase | ImageBase
+        if "rootfs" in base_raw:
+            r = base_raw["rootfs"]
+            base = RootfsBase(
+                suite=r["suite"],
+                mirror=r["mirror"],
+                variant=r.get("variant", "minbase"),
+                include=tuple(r.get("include", ())),
+            )
+        else:
+            base = ImageBase(reference=base_raw["image"]["reference"])
+        systems[os_id] = OperatingSystem(
+            id=os_id, name=raw["name"], architectures=tuple(raw["architectures"]), base=base
+        )
+
+    families: dict[str, Family] = {}
+    for fam_id, raw in data["families"].items():
+        template_dir = templates_dir / raw["template"]
+        if not (template_dir / "Dockerfile.j2").is_file():
+            raise doc.fail(
+                ("families", fam_id, "template"),
+                f"no template {raw['template']!r}: expected {template_dir}/Dockerfile.j2",
+            )
+        families[fam_id] = Family(
+            id=fam_id, name=raw["name"], template=raw["template"], sdk=raw.get("sdk")
+        )
+
+    runtimes: list[Runtime] = []
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(data["runtimes"]):
+        where: Path_ = ("runtimes", i)
+        rt_id = raw["id"]
+        if rt_id in seen:
+            raise doc.fail(
+                (*where, "id"), f"duplicate runtime id {rt_id!r} (first defined on line {seen[rt_id]})"
+            )
+        seen[rt_id] = doc.line((*where, "id"))
+        if raw["family"] not in families:
+            raise _unknown_ref(doc, (*where, "family"), raw["family"], families, "family")
+        if raw["os"] not in systems:
+            raise _unknown_ref(doc, (*where, "os"), raw["os"], systems, "operating system")
+        system = systems[raw["os"]]
+        for j, arch in enumerate(raw["architectures"]):
+            if arch not in system.architectures:
+                raise doc.fail(
+                    (*where, "architectures", j),
+                    f"{system.id} does not support {arch}; expected one of: "
+                    f"{', '.join(system.architectures)}",
+                )
+        install = raw.get("install", {})
+        deprecation = raw.get("deprecation")
+        runtimes.append(
+            Runtime(
+                id=rt_id,
+                name=raw["name"],
+                family=families[raw["family"]],
+                version=str(raw["version"]),
+                tag=raw.get("tag", str(raw["version"])),
+                os=system,
+                architectures=tuple(raw["architectures"]),
+                sdk=raw.get("sdk"),
+                deprecation=dt.date.fromisoformat(deprecation) if deprecation else None,
+                install=Install(
+                    apt=tuple(install.get("apt", ())),
+                    pip=tuple(install.get("pip", ())),
+                    npm=tuple(install.get("npm", ())),
+                ),
+                line=doc.line(where),
+            )
+        )
+    return Matrix(
+        path=doc.file, operating_systems=systems, families=families, runtimes=tuple(runtimes)
+    )
+
+
+def _unknown_ref(
+    doc: _Located, where: Path_, value: str, known: dict[str, Any], what: str
+) -> ConfigurationError:
+    msg = f"unknown {what} {value!r}; expected one of: {', '.join(known)}"
+    close = difflib.get_close_matches(value, known, n=1)
+    if close:
+        msg += f" (did you mean {close[0]!r}?)"
+    return doc.fail(where, msg)

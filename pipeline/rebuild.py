@@ -1,0 +1,110 @@
+"""Rebuild: every stage for one runtime — base, render, inputs, build, snapshot, branch.
+
+Each stage reads and writes files under the work directory (``<work>/<runtime>/<arch>/``), so
+the same steps can also be run one at a time from the CLI or split across machines.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import log
+from .base import BaseRecord, ensure_base
+from .branch import BranchResult, push_branch
+from .build import BuildRecord, build_target
+from .engine import require_emulation
+from .errors import SnapshotError
+from .inputs import fetch_pip
+from .lock import Lock
+from .matrix import Matrix, Target
+from .render import render_target, write_context
+from .snapshot import ArchSnapshot, assemble_branch, snapshot_target
+
+
+def target_dir(work: Path, target: Target) -> Path:
+    return work / target.runtime.id / target.arch.name
+
+
+def stage_base(target: Target, client: Any, lock: Lock) -> BaseRecord:
+    with log.step(f"base {target.runtime.os.id}/{target.arch.name}"):
+        record = ensure_base(target, client, lock)
+        log.info(f"    {record.name} {record.image_id[:19]} ({record.architecture})")
+        return record
+
+
+def stage_render(target: Target, work: Path, lock: Lock) -> Path:
+    with log.step(f"render {target.key}"):
+        context = write_context(render_target(target), target_dir(work, target) / "context")
+        fetch_pip(target, lock, context)
+        return context
+
+
+def stage_build(target: Target, work: Path, client: Any, lock: Lock) -> BuildRecord:
+    """Base, render and build one target; writes ``build.json``."""
+    require_emulation(target.arch)
+    base = stage_base(target, client, lock)
+    context = stage_render(target, work, lock)
+    with log.step(f"build {target.key}"):
+        record = build_target(target, context, client, base.image_id)
+        record.write(target_dir(work, target))
+        log.info(
+            f"    {record.image} {record.image_id[:19]} {record.architecture} "
+            f"{log.human_size(record.size)}"
+        )
+        return record
+
+
+def stage_snapshot(target: Target, work: Path, client: Any) -> ArchSnapshot:
+    with log.step(f"snapshot {target.key}"):
+        snap = snapshot_target(target, client, work)
+        packed = sum(layer.compressed_size for layer in snap.layers)
+        log.info(f"    {len(snap.layers)} layers, {log.human_size(packed)} as .tar.xz")
+        return snap
+
+
+@dataclass(kw_only=True)
+class RebuildSummary:
+    runtime: str
+    builds: list[BuildRecord] = field(default_factory=list)
+    snapshots: list[ArchSnapshot] = field(default_factory=list)
+    branch_dir: Path | None = None
+    branch: BranchResult | None = None
+    seconds: float = 0.0
+
+
+def rebuild(
+    matrix: Matrix,
+    runtime_id: str,
+    *,
+    work: Path,
+    client: Any,
+    arches: Sequence[str] = (),
+    git_remote: str | None = None,
+) -> RebuildSummary:
+    started = time.monotonic()
+    runtime = matrix.runtime(runtime_id)
+    lock = Lock.for_matrix(matrix.path)
+    targets = matrix.targets([runtime], arches)
+    summary = RebuildSummary(runtime=runtime.id)
+    for target in targets:
+        summary.builds.append(stage_build(target, work, client, lock))
+        summary.snapshots.append(stage_snapshot(target, work, client))
+    built = [t.arch.name for t in targets]
+    with log.step(f"branch content {runtime.id}"):
+        summary.branch_dir = assemble_branch(runtime, work, built)
+    if git_remote:
+        missing = [a for a in runtime.architectures if a not in built]
+        if missing:
+            msg = (
+                f"{runtime.id}: not pushing a branch without {', '.join(missing)}; "
+                "rebuild every architecture, or leave out --git-remote"
+            )
+            raise SnapshotError(msg)
+        with log.step(f"push branch {runtime.id}"):
+            summary.branch = push_branch(matrix, runtime.id, summary.branch_dir, git_remote)
+    summary.seconds = round(time.monotonic() - started, 1)
+    return summary

@@ -1,0 +1,102 @@
+"""Render: runtimes.yaml + templates/ → one build context per target.
+
+A context is ``<work>/<runtime>/<arch>/context/`` holding the rendered ``Dockerfile``, the shared
+files of ``templates/files/`` and the family's own files (a bootstrap…). Rendering is pure:
+the same matrix and templates give the same bytes, with a StrictUndefined environment so a
+missing variable is an error rather than an empty string.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from .errors import ConfigurationError
+from .matrix import TEMPLATES_DIR, Target
+
+SHARED_FILES = "files"
+TEMPLATE_NAME = "Dockerfile.j2"
+
+
+def base_image_name(target: Target) -> str:
+    """The local name of a target's OS base image (loaded or pulled by the base stage)."""
+    return f"lambda-images/base-{target.runtime.os.id}:{target.arch.name}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rendered:
+    target: Target
+    dockerfile: str
+    files: dict[str, Path]  # name in the context → source file (mode preserved)
+
+
+def _environment(templates_dir: Path) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+
+
+def render_target(target: Target, *, templates_dir: Path = TEMPLATES_DIR) -> Rendered:
+    runtime = target.runtime
+    family_dir = templates_dir / runtime.family.template
+    name = f"{runtime.family.template}/{TEMPLATE_NAME}"
+    try:
+        text = _environment(templates_dir).get_template(name).render(
+            runtime=runtime,
+            family=runtime.family,
+            os=runtime.os,
+            arch=target.arch,
+            base_image=base_image_name(target),
+        )
+    except jinja2.TemplateSyntaxError as exc:
+        where = f"templates/{exc.name or name}:{exc.lineno}"
+        raise ConfigurationError(f"{where}: template syntax error: {exc.message}") from None
+    except jinja2.UndefinedError as exc:
+        raise ConfigurationError(f"templates/{name}: {exc.message} ({target.key})") from None
+    except jinja2.TemplateNotFound as exc:
+        raise ConfigurationError(f"templates/{name}: missing template {exc.name}") from None
+    files: dict[str, Path] = {}
+    for folder in (templates_dir / SHARED_FILES, family_dir):
+        for src in sorted(folder.iterdir()):
+            if src.is_file() and src.name != TEMPLATE_NAME:
+                files[src.name] = src
+    return Rendered(target=target, dockerfile=_tidy(text), files=files)
+
+
+def _tidy(text: str) -> str:
+    """One blank line at most between instructions, one newline at the end."""
+    lines = [line.rstrip() for line in text.splitlines()]
+    out: list[str] = []
+    for line in lines:
+        if line == "" and (not out or out[-1] == ""):
+            continue
+        out.append(line)
+    while out and out[-1] == "":
+        out.pop()
+    return "\n".join(out) + "\n"
+
+
+def write_context(rendered: Rendered, context_dir: Path) -> Path:
+    """Write (or refresh) a build context; files the template set no longer has are removed."""
+    context_dir.mkdir(parents=True, exist_ok=True)
+    keep = {"Dockerfile", "runtime", *rendered.files}
+    for existing in context_dir.iterdir():
+        if existing.name not in keep:
+            if existing.is_dir():
+                shutil.rmtree(existing)
+            else:
+                existing.unlink()
+    (context_dir / "Dockerfile").write_text(rendered.dockerfile, encoding="utf-8", newline="\n")
+    for name, src in rendered.files.items():
+        dst = context_dir / name
+        shutil.copyfile(src, dst)
+        dst.chmod(0o755 if src.stat().st_mode & 0o111 else 0o644)
+    return context_dir

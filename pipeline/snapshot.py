@@ -1,0 +1,406 @@
+"""Snapshot: an image → normalized, compressed layer tarballs and the Dockerfiles that ADD them.
+
+Per target, ``<work>/<runtime>/<arch>/layers/<sha256>.tar.xz`` (named by the sha256 of the file
+itself, so ``sha256sum`` checks it) and ``snapshot.json`` (layer order, diff IDs, config).
+``assemble_branch`` then lays out a runtime's branch content the way AWS's repository does::
+
+    Dockerfile.<runtime>           the x86_64 image, paths relative to the root
+    README.md
+    x86_64/Dockerfile.<runtime>    the same, paths relative to x86_64/
+    x86_64/<sha256>.tar.xz
+    arm64/Dockerfile.<runtime>
+    arm64/<sha256>.tar.xz
+
+Layers keep the image's own order, whiteouts included (``ADD`` honours them), so a later layer's
+deletions and overwrites survive the round trip. Tarballs are byte-reproducible: entries sorted,
+mtimes clamped to SOURCE_DATE_EPOCH, owner names dropped, one xz mode (multi-threaded, whose
+output does not depend on the thread count).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import docker.errors
+
+from . import log
+from .epoch import source_date_epoch
+from .errors import SnapshotError
+from .matrix import Runtime, Target
+
+RECORD: Final = "snapshot.json"
+CHUNK: Final = 1 << 20
+WHITEOUT: Final = ".wh."
+# xz in multi-threaded mode: its output is the same for any thread count (xz(1), --threads).
+XZ_ARGS: Final = ("xz", "--format=xz", "-6", "--threads=0", "--check=crc64", "--stdout")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Layer:
+    file: str  # <sha256 of the .tar.xz>.tar.xz
+    sha256: str  # of the compressed file
+    diff_id: str  # sha256:… of the uncompressed, normalized tar
+    size: int  # uncompressed bytes
+    compressed_size: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageConfig:
+    env: list[str]
+    entrypoint: list[str] | None
+    cmd: list[str] | None
+    working_dir: str
+    user: str
+    labels: dict[str, str]
+
+    @classmethod
+    def from_docker(cls, config: dict[str, Any]) -> ImageConfig:
+        c = config.get("config") or {}
+        return cls(
+            env=list(c.get("Env") or []),
+            entrypoint=c.get("Entrypoint"),
+            cmd=c.get("Cmd"),
+            working_dir=c.get("WorkingDir") or "",
+            user=c.get("User") or "",
+            labels=dict(sorted((c.get("Labels") or {}).items())),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArchSnapshot:
+    runtime: str
+    arch: str
+    docker_arch: str
+    image_id: str
+    layers: list[Layer]
+    config: ImageConfig
+
+    def write(self, folder: Path) -> None:
+        text = json.dumps(asdict(self), indent=2) + "\n"
+        (folder / RECORD).write_text(text, encoding="utf-8")
+
+    @classmethod
+    def read(cls, folder: Path) -> ArchSnapshot:
+        path = folder / RECORD
+        try:
+            raw = json.loads(path.read_text("utf-8"))
+        except FileNotFoundError:
+            raise SnapshotError(f"{path}: no snapshot; run `lambda-images snapshot` first") from None
+        return cls(
+            runtime=raw["runtime"],
+            arch=raw["arch"],
+            docker_arch=raw["docker_arch"],
+            image_id=raw["image_id"],
+            layers=[Layer(**layer) for layer in raw["layers"]],
+            config=ImageConfig(**raw["config"]),
+        )
+
+
+# --- tar normalization (pure) ---------------------------------------------------------------
+
+
+def _clean_name(name: str) -> str:
+    while name.startswith("./"):
+        name = name[2:]
+    return name.lstrip("/").rstrip("/")
+
+
+def _sort_key(name: str) -> tuple[tuple[int, str], ...]:
+    # Component-wise, and whiteouts first among their siblings so that an opaque marker is
+    # applied before the directory's new entries.
+    return tuple((0 if part.startswith(WHITEOUT) else 1, part) for part in name.split("/"))
+
+
+def normalize_layer(source: Path, dest: Path, epoch: int) -> tuple[str, int]:
+    """Rewrite a layer tar reproducibly; return (diff_id, size) of the result."""
+    with tarfile.open(source, "r:") as src:
+        members = [m for m in src.getmembers() if _clean_name(m.name) not in ("", ".")]
+        for m in members:
+            m.name = _clean_name(m.name)
+            if m.islnk():
+                m.linkname = _clean_name(m.linkname)
+        by_name = {m.name: m for m in members}
+        data_from = {m.name: m for m in members if m.isreg()}
+        # Hard links must point backwards in the archive; after sorting, the first name of each
+        # link group carries the data and the others link to it.
+        groups: dict[str, list[tarfile.TarInfo]] = {}
+        for m in members:
+            if m.islnk() and m.linkname in by_name:
+                groups.setdefault(m.linkname, [by_name[m.linkname]]).append(m)
+        for target_name, group in groups.items():
+            group.sort(key=lambda m: _sort_key(m.name))
+            leader = group[0]
+            original = by_name[target_name]
+            if leader is not original:
+                data_from[leader.name] = original
+                leader.type, leader.size, leader.linkname = tarfile.REGTYPE, original.size, ""
+                for m in group[1:]:
+                    m.type, m.size, m.linkname = tarfile.LNKTYPE, 0, leader.name
+        members.sort(key=lambda m: _sort_key(m.name))
+
+        digest = hashlib.sha256()
+        with dest.open("wb") as raw, _HashingWriter(raw, digest) as out, tarfile.open(
+            fileobj=out, mode="w|", format=tarfile.PAX_FORMAT
+        ) as tar:
+            for m in members:
+                info = tarfile.TarInfo(m.name + ("/" if m.isdir() else ""))
+                info.type = m.type
+                info.mode = m.mode
+                info.uid, info.gid = m.uid, m.gid
+                info.uname = info.gname = ""
+                info.mtime = min(int(m.mtime), epoch)
+                info.linkname = m.linkname
+                info.devmajor, info.devminor = m.devmajor, m.devminor
+                info.pax_headers = {
+                    k: v for k, v in m.pax_headers.items() if k.startswith("SCHILY.xattr.")
+                }
+                if info.isreg():
+                    info.size = data_from[m.name].size
+                    fileobj = src.extractfile(data_from[m.name])
+                    tar.addfile(info, fileobj)
+                else:
+                    info.size = 0
+                    tar.addfile(info)
+        return "sha256:" + digest.hexdigest(), out.count
+
+
+class _HashingWriter:
+    """A write-only file object that hashes and counts what passes through it."""
+
+    def __init__(self, raw: Any, digest: Any) -> None:
+        self.raw, self.digest, self.count = raw, digest, 0
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.count += len(data)
+        self.raw.write(data)
+        return len(data)
+
+    def __enter__(self) -> _HashingWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.raw.flush()
+
+
+def compress_xz(source: Path, folder: Path) -> tuple[str, int, Path]:
+    """Compress to ``folder/<sha256>.tar.xz``; return (sha256, size, path)."""
+    fd, tmp_name = tempfile.mkstemp(prefix=".xz-", dir=folder)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, source.open("rb") as inp:
+            proc = subprocess.run(XZ_ARGS, stdin=inp, stdout=out, stderr=subprocess.PIPE, check=False)
+        if proc.returncode != 0:
+            raise SnapshotError(f"xz failed on {source.name}: {proc.stderr.decode().strip()}")
+        digest = hashlib.sha256()
+        with tmp.open("rb") as f:
+            while chunk := f.read(CHUNK):
+                digest.update(chunk)
+        sha = digest.hexdigest()
+        final = folder / f"{sha}.tar.xz"
+        tmp.replace(final)
+        return sha, final.stat().st_size, final
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# --- Dockerfile text (pure) -----------------------------------------------------------------
+
+
+def _env_value(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return f'"{escaped}"'
+
+
+def snapshot_dockerfile(snap: ArchSnapshot, prefix: str) -> str:
+    """The FROM scratch Dockerfile that rebuilds ``snap``; layer paths start with ``prefix``."""
+    lines = [
+        f"# {snap.runtime} ({snap.arch}), rebuilt from its layers in the image's own order.",
+        "# Generated by lambda-images; do not edit.",
+        "FROM scratch",
+    ]
+    lines += [f"ADD {prefix}{layer.file} /" for layer in snap.layers]
+    for item in snap.config.env:
+        key, _, value = item.partition("=")
+        lines.append(f"ENV {key}={_env_value(value)}")
+    for key, value in snap.config.labels.items():
+        lines.append(f"LABEL {json.dumps(key)}={_env_value(value)}")
+    if snap.config.user:
+        lines.append(f"USER {snap.config.user}")
+    if snap.config.working_dir:
+        lines.append(f"WORKDIR {snap.config.working_dir}")
+    if snap.config.entrypoint:
+        lines.append(f"ENTRYPOINT {json.dumps(snap.config.entrypoint)}")
+    if snap.config.cmd:
+        lines.append(f"CMD {json.dumps(snap.config.cmd)}")
+    return "\n".join(lines) + "\n"
+
+
+def branch_readme(runtime: Runtime, arches: Sequence[str]) -> str:
+    rt = runtime.id
+    lines = [
+        f"# {runtime.name} ({rt}) — Lambda base image snapshot",
+        "",
+        f"The layers of the `{rt}` base image ({runtime.os.name}; {', '.join(arches)}) as",
+        "normalized tarballs (Git LFS), and `FROM scratch` Dockerfiles that `ADD` them in the",
+        "image's own layer order. Generated by lambda-images; every push replaces this branch.",
+        "",
+        "Build it (git-lfs must be installed so that the tarballs are fetched):",
+        "",
+        "```",
+        f"git clone -b {rt} <this repository> && cd <it>",
+        f"docker build -t {rt}:local -f Dockerfile.{rt} .",
+        "```",
+        "",
+    ]
+    if "arm64" in arches:
+        lines += [
+            "For arm64, build inside `arm64/` with a builder that honours `--platform`",
+            "(BuildKit, `docker buildx`, or `podman build`):",
+            "",
+            "```",
+            f"cd arm64 && docker buildx build --platform linux/arm64 -t {rt}:arm64 "
+            f"-f Dockerfile.{rt} .",
+            "```",
+            "",
+            "Docker's classic builder labels every `FROM scratch` image with the host's",
+            "architecture; its files are still arm64 and run under qemu or on an arm64 host.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+# --- engine side ----------------------------------------------------------------------------
+
+
+def export_image(client: Any, image: str, folder: Path) -> tuple[dict[str, Any], list[Path]]:
+    """`docker save` one image into ``folder``; return its config and layer tars in order."""
+    archive = folder / "image.tar"
+    log.command(["docker", "save", image])
+    try:
+        with archive.open("wb") as f:
+            for chunk in client.api.get_image(image, chunk_size=CHUNK):
+                f.write(chunk)
+    except docker.errors.APIError as exc:
+        raise SnapshotError(f"cannot export {image}: {exc.explanation or exc}") from None
+    with tarfile.open(archive) as tar:
+        tar.extractall(folder / "image", filter="data")
+    archive.unlink()
+    root = folder / "image"
+    manifest = json.loads((root / "manifest.json").read_text())[0]
+    config = json.loads((root / manifest["Config"]).read_text())
+    return config, [root / layer for layer in manifest["Layers"]]
+
+
+def snapshot_target(target: Target, client: Any, work: Path) -> ArchSnapshot:
+    folder = work / target.runtime.id / target.arch.name
+    layers_dir = folder / "layers"
+    epoch = source_date_epoch()
+    try:
+        image = client.images.get(target.image_tag)
+    except docker.errors.ImageNotFound:
+        msg = f"no image {target.image_tag} in the engine; build it first (lambda-images build)"
+        raise SnapshotError(msg) from None
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".snapshot-", dir=folder))
+    try:
+        config, layer_tars = export_image(client, target.image_tag, staging)
+        if config.get("architecture") != target.arch.docker:
+            msg = f"{target.image_tag} is {config.get('architecture')}, not {target.arch.docker}"
+            raise SnapshotError(msg)
+        new_layers = staging / "layers"
+        new_layers.mkdir()
+
+        def one(index_and_tar: tuple[int, Path]) -> Layer:
+            index, tar = index_and_tar
+            normalized = staging / f"layer-{index}.tar"
+            diff_id, size = normalize_layer(tar, normalized, epoch)
+            sha, compressed, _ = compress_xz(normalized, new_layers)
+            normalized.unlink()
+            return Layer(
+                file=f"{sha}.tar.xz",
+                sha256=sha,
+                diff_id=diff_id,
+                size=size,
+                compressed_size=compressed,
+            )
+
+        workers = max(1, min(len(layer_tars), os.cpu_count() or 1))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            layers = list(pool.map(one, enumerate(layer_tars)))
+        snap = ArchSnapshot(
+            runtime=target.runtime.id,
+            arch=target.arch.name,
+            docker_arch=target.arch.docker,
+            image_id=image.id,
+            layers=layers,
+            config=ImageConfig.from_docker(config),
+        )
+        # Swap the new layers in whole: a failed snapshot leaves the previous one intact.
+        if layers_dir.exists():
+            shutil.rmtree(layers_dir)
+        new_layers.rename(layers_dir)
+        snap.write(folder)
+        return snap
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def branch_files(runtime: Runtime, snapshots: Iterable[ArchSnapshot]) -> dict[str, str]:
+    """Text files of a branch (path → content); tarballs are linked in by assemble_branch."""
+    snaps = {s.arch: s for s in snapshots}
+    arches = [a for a in runtime.architectures if a in snaps]
+    files = {"README.md": branch_readme(runtime, arches)}
+    dockerfile = f"Dockerfile.{runtime.id}"
+    if arches == ["x86_64"]:
+        # Single-architecture runtimes keep one Dockerfile and the tarballs at the root.
+        files[dockerfile] = snapshot_dockerfile(snaps["x86_64"], "")
+        return files
+    root_arch = "x86_64" if "x86_64" in arches else arches[0]
+    files[dockerfile] = snapshot_dockerfile(snaps[root_arch], f"{root_arch}/")
+    for arch in arches:
+        files[f"{arch}/{dockerfile}"] = snapshot_dockerfile(snaps[arch], "")
+    return files
+
+
+def assemble_branch(runtime: Runtime, work: Path, arches: Sequence[str] | None = None) -> Path:
+    """Lay out ``<work>/<runtime>/branch`` from the per-arch snapshots; return its path."""
+    wanted = list(arches or runtime.architectures)
+    snaps = [ArchSnapshot.read(work / runtime.id / arch) for arch in wanted]
+    files = branch_files(runtime, snaps)
+    dest = work / runtime.id / "branch"
+    staging = Path(tempfile.mkdtemp(prefix=".branch-", dir=work / runtime.id))
+    try:
+        for rel, text in files.items():
+            path = staging / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8", newline="\n")
+        single_root = [s.arch for s in snaps] == ["x86_64"]
+        for snap in snaps:
+            sub = staging if single_root else staging / snap.arch
+            sub.mkdir(exist_ok=True)
+            for layer in snap.layers:
+                src = work / runtime.id / snap.arch / "layers" / layer.file
+                target = sub / layer.file
+                if not target.exists():
+                    os.link(src, target)
+        old = dest.with_name(".branch-old")
+        shutil.rmtree(old, ignore_errors=True)
+        if dest.exists():
+            dest.rename(old)
+        staging.rename(dest)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dest
