@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import json
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -129,8 +130,12 @@ class Target:
 
     @property
     def image_tag(self) -> str:
-        """Where the built image is found in the local engine."""
-        return f"lambda-images/{self.runtime.id}:{self.arch.name}"
+        """Where the built image is found in the local engine: lambda-images/<runtime>:<arch>.
+
+        LAMBDA_IMAGES_NAMESPACE replaces ``lambda-images`` (separate checkouts sharing an engine).
+        """
+        namespace = os.environ.get("LAMBDA_IMAGES_NAMESPACE", "") or "lambda-images"
+        return f"{namespace}/{self.runtime.id}:{self.arch.name}"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,90 @@
+"""Shared fixtures: the real Docker Engine, the runtime matrix, and images built once a session.
+
+Engine-backed tests are marked ``engine``. When no engine answers they are skipped, unless
+LAMBDA_IMAGES_REQUIRE_ENGINE=1 (set by .ci/run), which turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.errors import EngineError
+from pipeline.lock import Lock
+from pipeline.matrix import Matrix, Target, load_matrix
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def require_engine() -> bool:
+    return os.environ.get("LAMBDA_IMAGES_REQUIRE_ENGINE", "") not in ("", "0")
+
+
+@pytest.fixture(scope="session")
+def engine() -> Any:
+    from pipeline.engine import connect
+
+    try:
+        return connect()
+    except EngineError as exc:
+        if require_engine():
+            pytest.fail(f"LAMBDA_IMAGES_REQUIRE_ENGINE is set and {exc}")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def matrix() -> Matrix:
+    return load_matrix(REPO / "runtimes.yaml")
+
+
+@pytest.fixture(scope="session")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("work")
+
+
+BuiltImages = Callable[[str], dict[str, Target]]
+
+
+@pytest.fixture(scope="session")
+def built(engine: Any, matrix: Matrix, work: Path) -> BuiltImages:
+    """``built(runtime_id)`` builds every architecture of a runtime once per session and
+    returns its targets by arch; images are tagged as the pipeline tags them."""
+    from pipeline.rebuild import stage_build
+
+    cache: dict[str, dict[str, Target]] = {}
+    lock = Lock.for_matrix(matrix.path)
+
+    def build(runtime_id: str) -> dict[str, Target]:
+        if runtime_id not in cache:
+            targets = matrix.targets([matrix.runtime(runtime_id)])
+            for target in targets:
+                stage_build(target, work, engine, lock)
+            cache[runtime_id] = {t.arch.name: t for t in targets}
+        return cache[runtime_id]
+
+    return build
+
+
+@pytest.fixture
+def git_remote(tmp_path: Path) -> str:
+    """An empty bare repository, as a file:// URL."""
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "--quiet", "--bare", str(remote)], check=True)
+    return f"file://{remote}"
+
+
+@pytest.fixture
+def cleanup_images(engine: Any) -> Iterator[list[str]]:
+    """Image names a test adds to this list are removed from the engine afterwards."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        try:
+            engine.images.remove(name, force=True)
+        except Exception:  # noqa: BLE001 - best effort
+            pass
