@@ -247,7 +247,7 @@ def rebuild(
     summary = run_rebuild(
         matrix, runtime, work=obj.work, client=connect(), arches=arches, git_remote=git_remote
     )
-    data = {
+    data: dict[str, Any] = {
         "runtime": summary.runtime,
         "seconds": summary.seconds,
         "images": [
@@ -290,7 +290,8 @@ def rebuild(
     log.info(f"branch content: {summary.branch_dir}")
     if summary.branch:
         state = "pushed" if summary.branch.pushed else "unchanged, not pushed"
-        log.info(f"branch {summary.runtime} → {summary.branch.remote} {summary.branch.commit[:12]} ({state})")
+        commit = summary.branch.commit[:12]
+        log.info(f"branch {summary.runtime} → {summary.branch.remote} {commit} ({state})")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

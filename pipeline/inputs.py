@@ -48,8 +48,14 @@ def lock_pip(runtime: Runtime, arch: str) -> list[LockedFile]:
     """Resolve and download a runtime's pip requirements for one arch; hash what arrived."""
     with tempfile.TemporaryDirectory(prefix="lambda-images-lock-") as tmp:
         _run_pip(
-            ["download", "--quiet", "--dest", tmp, *_pip_target_args(runtime, arch),
-             *runtime.install.pip],
+            [
+                "download",
+                "--quiet",
+                "--dest",
+                tmp,
+                *_pip_target_args(runtime, arch),
+                *runtime.install.pip,
+            ],
             f"{runtime.id}/{arch}",
         )
         files = []
@@ -71,9 +77,17 @@ def fetch_pip(target: Target, lock: Lock, context: Path) -> Path | None:
     requirements = context.parent / "requirements.lock.txt"
     requirements.write_text("".join(f.requirement + "\n" for f in files), encoding="utf-8")
     _run_pip(
-        ["install", "--quiet", "--no-deps", "--no-compile", "--require-hashes",
-         f"--target={dest}", *_pip_target_args(runtime, target.arch.name),
-         "-r", str(requirements)],
+        [
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-compile",
+            "--require-hashes",
+            f"--target={dest}",
+            *_pip_target_args(runtime, target.arch.name),
+            "-r",
+            str(requirements),
+        ],
         target.key,
     )
     # pip leaves a bin/ of console scripts with the host's interpreter path: not wanted.

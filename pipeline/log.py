@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from rich.console import Console
 from rich.markup import escape
 
+
 def _console() -> Console:
     probe = Console(stderr=True)
     # Without a terminal rich assumes 80 columns; CI logs are wider than that.

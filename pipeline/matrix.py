@@ -173,9 +173,7 @@ class Matrix:
             return chosen
         return [rt for rt in chosen if rt.state(today) != "deprecated"]
 
-    def targets(
-        self, runtimes: Iterable[Runtime], arches: Sequence[str] = ()
-    ) -> list[Target]:
+    def targets(self, runtimes: Iterable[Runtime], arches: Sequence[str] = ()) -> list[Target]:
         for a in arches:
             if a not in ARCHES:
                 msg = f"unknown architecture {a!r}; expected one of {', '.join(ARCHES)}"
@@ -216,7 +214,7 @@ class _Located:
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
-                key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
+                key = loader.construct_object(key_node)
                 if not isinstance(key, str):
                     line = key_node.start_mark.line + 1
                     msg = f"{self.file}:{line}: {_dotted(where) or '(top)'}: keys must be strings"
@@ -229,7 +227,7 @@ class _Located:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self._convert(loader, v, (*where, i)) for i, v in enumerate(node.value)]
-        value = loader.construct_object(node)  # type: ignore[no-untyped-call]
+        value = loader.construct_object(node)
         if isinstance(value, dt.date | dt.datetime):
             return value.isoformat()  # dates are checked as strings by the schema
         return value
@@ -259,8 +257,10 @@ def _schema() -> dict[str, Any]:
 
 def _schema_message(error: jsonschema.ValidationError, doc: _Located) -> ConfigurationError:
     where: Path_ = tuple(error.absolute_path)
+    expected: Any = error.validator_value
+    schema: Any = error.schema
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = list(error.schema.get("properties", {}))
+        allowed = list(schema.get("properties", {}))
         extra = [k for k in error.instance if k not in allowed]
         key = extra[0] if extra else "?"
         msg = f"unknown key {key!r}"
@@ -271,22 +271,19 @@ def _schema_message(error: jsonschema.ValidationError, doc: _Located) -> Configu
                 msg += f" (did you mean {close[0]!r}?)"
         return doc.fail((*where, key), msg)
     if error.validator == "required" and isinstance(error.instance, dict):
-        missing = [k for k in error.validator_value if k not in error.instance]
+        missing = [k for k in expected if k not in error.instance]
         return doc.fail(where, f"missing required field {missing[0]!r}")
-    if error.validator == "format" and error.validator_value == "date":
+    if error.validator == "format" and expected == "date":
         return doc.fail(where, f"{error.instance!r} is not a date; expected YYYY-MM-DD")
     if error.validator == "enum":
-        options = ", ".join(map(str, error.validator_value))
+        options = ", ".join(map(str, expected))
         return doc.fail(where, f"{error.instance!r} is not allowed; expected one of: {options}")
     if error.validator == "type":
-        expected = error.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
         got = type(error.instance).__name__
         return doc.fail(where, f"expected {expected}, got {got} {error.instance!r}")
     if error.validator == "pattern":
-        return doc.fail(
-            where, f"{error.instance!r} does not match the expected form {error.validator_value}"
-        )
+        return doc.fail(where, f"{error.instance!r} does not match the expected form {expected}")
     if error.validator == "uniqueItems":
         return doc.fail(where, f"{error.instance!r} lists an item twice")
     return doc.fail(where, error.message)
@@ -313,7 +310,7 @@ def load_matrix(path: Path = DEFAULT_MATRIX, *, templates_dir: Path = TEMPLATES_
 
 
 def _build(doc: _Located, templates_dir: Path) -> Matrix:
-    data: dict[str, Any] = doc.data
+    data: Any = doc.data
     systems: dict[str, OperatingSystem] = {}
     for os_id, raw in data["operating_systems"].items():
         base_raw = raw["base"]
@@ -351,7 +348,8 @@ def _build(doc: _Located, templates_dir: Path) -> Matrix:
         rt_id = raw["id"]
         if rt_id in seen:
             raise doc.fail(
-                (*where, "id"), f"duplicate runtime id {rt_id!r} (first defined on line {seen[rt_id]})"
+                (*where, "id"),
+                f"duplicate runtime id {rt_id!r} (first defined on line {seen[rt_id]})",
             )
         seen[rt_id] = doc.line((*where, "id"))
         if raw["family"] not in families:

@@ -49,12 +49,16 @@ def render_target(target: Target, *, templates_dir: Path = TEMPLATES_DIR) -> Ren
     family_dir = templates_dir / runtime.family.template
     name = f"{runtime.family.template}/{TEMPLATE_NAME}"
     try:
-        text = _environment(templates_dir).get_template(name).render(
-            runtime=runtime,
-            family=runtime.family,
-            os=runtime.os,
-            arch=target.arch,
-            base_image=base_image_name(target),
+        text = (
+            _environment(templates_dir)
+            .get_template(name)
+            .render(
+                runtime=runtime,
+                family=runtime.family,
+                os=runtime.os,
+                arch=target.arch,
+                base_image=base_image_name(target),
+            )
         )
     except jinja2.TemplateSyntaxError as exc:
         where = f"templates/{exc.name or name}:{exc.lineno}"

@@ -37,7 +37,7 @@ import docker.errors
 from . import log
 from .epoch import source_date_epoch
 from .errors import SnapshotError
-from .matrix import Runtime, Target
+from .matrix import Arch, Runtime, Target
 
 RECORD: Final = "snapshot.json"
 CHUNK: Final = 1 << 20
@@ -96,7 +96,8 @@ class ArchSnapshot:
         try:
             raw = json.loads(path.read_text("utf-8"))
         except FileNotFoundError:
-            raise SnapshotError(f"{path}: no snapshot; run `lambda-images snapshot` first") from None
+            msg = f"{path}: no snapshot; run `lambda-images snapshot` first"
+            raise SnapshotError(msg) from None
         return cls(
             runtime=raw["runtime"],
             arch=raw["arch"],
@@ -150,28 +151,28 @@ def normalize_layer(source: Path, dest: Path, epoch: int) -> tuple[str, int]:
         members.sort(key=lambda m: _sort_key(m.name))
 
         digest = hashlib.sha256()
-        with dest.open("wb") as raw, _HashingWriter(raw, digest) as out, tarfile.open(
-            fileobj=out, mode="w|", format=tarfile.PAX_FORMAT
-        ) as tar:
-            for m in members:
-                info = tarfile.TarInfo(m.name + ("/" if m.isdir() else ""))
-                info.type = m.type
-                info.mode = m.mode
-                info.uid, info.gid = m.uid, m.gid
-                info.uname = info.gname = ""
-                info.mtime = min(int(m.mtime), epoch)
-                info.linkname = m.linkname
-                info.devmajor, info.devminor = m.devmajor, m.devminor
-                info.pax_headers = {
-                    k: v for k, v in m.pax_headers.items() if k.startswith("SCHILY.xattr.")
-                }
-                if info.isreg():
-                    info.size = data_from[m.name].size
-                    fileobj = src.extractfile(data_from[m.name])
-                    tar.addfile(info, fileobj)
-                else:
-                    info.size = 0
-                    tar.addfile(info)
+        with dest.open("wb") as raw, _HashingWriter(raw, digest) as out:
+            sink: Any = out
+            with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+                for m in members:
+                    info = tarfile.TarInfo(m.name + ("/" if m.isdir() else ""))
+                    info.type = m.type
+                    info.mode = m.mode
+                    info.uid, info.gid = m.uid, m.gid
+                    info.uname = info.gname = ""
+                    info.mtime = min(int(m.mtime), epoch)
+                    info.linkname = m.linkname
+                    info.devmajor, info.devminor = m.devmajor, m.devminor
+                    info.pax_headers = {
+                        k: v for k, v in m.pax_headers.items() if k.startswith("SCHILY.xattr.")
+                    }
+                    if info.isreg():
+                        info.size = data_from[m.name].size
+                        fileobj = src.extractfile(data_from[m.name])
+                        tar.addfile(info, fileobj)
+                    else:
+                        info.size = 0
+                        tar.addfile(info)
         return "sha256:" + digest.hexdigest(), out.count
 
 
@@ -200,7 +201,9 @@ def compress_xz(source: Path, folder: Path) -> tuple[str, int, Path]:
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out, source.open("rb") as inp:
-            proc = subprocess.run(XZ_ARGS, stdin=inp, stdout=out, stderr=subprocess.PIPE, check=False)
+            proc = subprocess.run(
+                XZ_ARGS, stdin=inp, stdout=out, stderr=subprocess.PIPE, check=False
+            )
         if proc.returncode != 0:
             raise SnapshotError(f"xz failed on {source.name}: {proc.stderr.decode().strip()}")
         digest = hashlib.sha256()
@@ -304,20 +307,30 @@ def export_image(client: Any, image: str, folder: Path) -> tuple[dict[str, Any],
 
 
 def snapshot_target(target: Target, client: Any, work: Path) -> ArchSnapshot:
+    """Snapshot a target's built image into ``<work>/<runtime>/<arch>/``."""
     folder = work / target.runtime.id / target.arch.name
+    return snapshot_image(
+        client, target.image_tag, runtime_id=target.runtime.id, arch=target.arch, folder=folder
+    )
+
+
+def snapshot_image(
+    client: Any, image_name: str, *, runtime_id: str, arch: Arch, folder: Path
+) -> ArchSnapshot:
+    """Export ``image_name``, write ``folder/layers/*.tar.xz`` and ``folder/snapshot.json``."""
     layers_dir = folder / "layers"
     epoch = source_date_epoch()
     try:
-        image = client.images.get(target.image_tag)
+        image = client.images.get(image_name)
     except docker.errors.ImageNotFound:
-        msg = f"no image {target.image_tag} in the engine; build it first (lambda-images build)"
+        msg = f"no image {image_name} in the engine; build it first (lambda-images build)"
         raise SnapshotError(msg) from None
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".snapshot-", dir=folder))
     try:
-        config, layer_tars = export_image(client, target.image_tag, staging)
-        if config.get("architecture") != target.arch.docker:
-            msg = f"{target.image_tag} is {config.get('architecture')}, not {target.arch.docker}"
+        config, layer_tars = export_image(client, image_name, staging)
+        if config.get("architecture") != arch.docker:
+            msg = f"{image_name} is {config.get('architecture')}, not {arch.docker}"
             raise SnapshotError(msg)
         new_layers = staging / "layers"
         new_layers.mkdir()
@@ -340,9 +353,9 @@ def snapshot_target(target: Target, client: Any, work: Path) -> ArchSnapshot:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             layers = list(pool.map(one, enumerate(layer_tars)))
         snap = ArchSnapshot(
-            runtime=target.runtime.id,
-            arch=target.arch.name,
-            docker_arch=target.arch.docker,
+            runtime=runtime_id,
+            arch=arch.name,
+            docker_arch=arch.docker,
             image_id=image.id,
             layers=layers,
             config=ImageConfig.from_docker(config),
