@@ -244,6 +244,7 @@ def rebuild(
     from .rebuild import rebuild as run_rebuild
 
     matrix = obj.matrix()
+    matrix.runtime(runtime)  # an unknown runtime is reported before the engine is needed
     summary = run_rebuild(
         matrix, runtime, work=obj.work, client=connect(), arches=arches, git_remote=git_remote
     )

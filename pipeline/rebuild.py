@@ -49,8 +49,9 @@ def stage_build(target: Target, work: Path, client: Any, lock: Lock) -> BuildRec
     base = stage_base(target, client, lock)
     context = stage_render(target, work, lock)
     with log.step(f"build {target.key}"):
-        record = build_target(target, context, client, base.image_id)
-        record.write(target_dir(work, target))
+        folder = target_dir(work, target)
+        record = build_target(target, context, client, base.image_id, folder / "build.log")
+        record.write(folder)
         log.info(
             f"    {record.image} {record.image_id[:19]} {record.architecture} "
             f"{log.human_size(record.size)}"

@@ -19,6 +19,7 @@ output does not depend on the thread count).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -144,7 +145,7 @@ def normalize_layer(source: Path, dest: Path, epoch: int) -> tuple[str, int]:
             leader = group[0]
             original = by_name[target_name]
             if leader is not original:
-                data_from[leader.name] = original
+                data_from[leader.name] = copy.copy(original)  # original becomes a link below
                 leader.type, leader.size, leader.linkname = tarfile.REGTYPE, original.size, ""
                 for m in group[1:]:
                     m.type, m.size, m.linkname = tarfile.LNKTYPE, 0, leader.name
