@@ -86,9 +86,18 @@ def image_labels(target: Target) -> dict[str, str]:
 
 
 def build_target(
-    target: Target, context: Path, client: Any, base_image_id: str, log_file: Path
+    target: Target,
+    context: Path,
+    client: Any,
+    base_image_id: str,
+    log_file: Path,
+    *,
+    no_cache: bool = False,
 ) -> BuildRecord:
-    """Build one target; the whole build output is kept in ``log_file``."""
+    """Build one target; the whole build output is kept in ``log_file``.
+
+    ``no_cache`` reruns every step (a rebuild after a CVE must fetch the fixed packages).
+    """
     started = time.monotonic()
     platform = f"linux/{target.arch.docker}"
     log.command(["docker", "build", "--platform", platform, "-t", target.image_tag, str(context)])
@@ -105,6 +114,7 @@ def build_target(
             rm=True,
             forcerm=True,
             pull=False,
+            nocache=no_cache,
         )
         with log_file.open("w", encoding="utf-8") as full_log:
             for chunk in stream:

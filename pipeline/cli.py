@@ -161,8 +161,9 @@ def base(obj: Context, runtimes: tuple[str, ...], arches: tuple[str, ...]) -> No
 @cli.command()
 @click.argument("runtimes", nargs=-1, required=True)
 @arch_option
+@click.option("--no-cache", is_flag=True, help="Rerun every build step (fresh packages).")
 @click.pass_obj
-def build(obj: Context, runtimes: tuple[str, ...], arches: tuple[str, ...]) -> None:
+def build(obj: Context, runtimes: tuple[str, ...], arches: tuple[str, ...], no_cache: bool) -> None:
     """Build images: base, render, fetch inputs, then docker build per architecture."""
     from .rebuild import stage_build
 
@@ -170,7 +171,7 @@ def build(obj: Context, runtimes: tuple[str, ...], arches: tuple[str, ...]) -> N
     client = connect()
     lock = Lock.for_matrix(matrix.path)
     for target in matrix.targets(selected, arches):
-        record = stage_build(target, obj.work, client, lock)
+        record = stage_build(target, obj.work, client, lock, no_cache=no_cache)
         click.echo(f"{record.image}\t{record.image_id}\t{record.architecture}")
 
 
@@ -235,10 +236,16 @@ def lock(obj: Context, runtimes: tuple[str, ...]) -> None:
 @click.argument("runtime")
 @arch_option
 @click.option("--git-remote", help="Force-push the runtime's branch here (file:///… works).")
+@click.option("--no-cache", is_flag=True, help="Rerun every build step (fresh packages).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.pass_obj
 def rebuild(
-    obj: Context, runtime: str, arches: tuple[str, ...], git_remote: str | None, as_json: bool
+    obj: Context,
+    runtime: str,
+    arches: tuple[str, ...],
+    git_remote: str | None,
+    no_cache: bool,
+    as_json: bool,
 ) -> None:
     """Every stage for one runtime: base, render, build, snapshot, branch."""
     from .rebuild import rebuild as run_rebuild
@@ -246,7 +253,13 @@ def rebuild(
     matrix = obj.matrix()
     matrix.runtime(runtime)  # an unknown runtime is reported before the engine is needed
     summary = run_rebuild(
-        matrix, runtime, work=obj.work, client=connect(), arches=arches, git_remote=git_remote
+        matrix,
+        runtime,
+        work=obj.work,
+        client=connect(),
+        arches=arches,
+        git_remote=git_remote,
+        no_cache=no_cache,
     )
     data: dict[str, Any] = {
         "runtime": summary.runtime,

@@ -43,14 +43,18 @@ def stage_render(target: Target, work: Path, lock: Lock) -> Path:
         return context
 
 
-def stage_build(target: Target, work: Path, client: Any, lock: Lock) -> BuildRecord:
+def stage_build(
+    target: Target, work: Path, client: Any, lock: Lock, *, no_cache: bool = False
+) -> BuildRecord:
     """Base, render and build one target; writes ``build.json``."""
     require_emulation(target.arch)
     base = stage_base(target, client, lock)
     context = stage_render(target, work, lock)
     with log.step(f"build {target.key}"):
         folder = target_dir(work, target)
-        record = build_target(target, context, client, base.image_id, folder / "build.log")
+        record = build_target(
+            target, context, client, base.image_id, folder / "build.log", no_cache=no_cache
+        )
         record.write(folder)
         log.info(
             f"    {record.image} {record.image_id[:19]} {record.architecture} "
@@ -85,6 +89,7 @@ def rebuild(
     client: Any,
     arches: Sequence[str] = (),
     git_remote: str | None = None,
+    no_cache: bool = False,
 ) -> RebuildSummary:
     started = time.monotonic()
     runtime = matrix.runtime(runtime_id)
@@ -92,7 +97,7 @@ def rebuild(
     targets = matrix.targets([runtime], arches)
     summary = RebuildSummary(runtime=runtime.id)
     for target in targets:
-        summary.builds.append(stage_build(target, work, client, lock))
+        summary.builds.append(stage_build(target, work, client, lock, no_cache=no_cache))
         summary.snapshots.append(stage_snapshot(target, work, client))
     built = [t.arch.name for t in targets]
     with log.step(f"branch content {runtime.id}"):
