@@ -88,3 +88,14 @@ def cleanup_images(engine: Any) -> Iterator[list[str]]:
             engine.images.remove(name, force=True)
         except Exception:  # noqa: BLE001 - best effort
             pass
+
+
+@pytest.fixture(scope="session")
+def registry_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A CNCF distribution registry (htpasswd auth) on a free 127.0.0.1 port, for the session."""
+    from servers import RegistryServer
+
+    server = RegistryServer(tmp_path_factory.mktemp("registry"))
+    server.start()
+    yield server
+    server.stop()
