@@ -76,7 +76,9 @@ def test_faulty_network_still_publishes_the_same_digests(
         faulty_proxy.close()
     assert clean.ok and faulty.ok, faulty.as_dict()["failed"]
     injected = faulty_proxy.faults
-    assert injected["503"] and injected["429"] and injected["drop-before"] and injected["drop-after"]
+    assert (
+        injected["503"] and injected["429"] and injected["drop-before"] and injected["drop-after"]
+    )
     assert sum(injected.values()) >= 0.15 * faulty_proxy.requests  # about 30% were asked for
     assert [r.tags for r in faulty.runtimes] == [r.tags for r in clean.runtimes]
     assert tags_now(registry_server, faulty, "faulty") == expected(faulty, "faulty")
@@ -201,7 +203,12 @@ def test_ecr_public_token_pushes_and_never_leaks(
     with Stubber(client) as stub:
         stub.add_response(
             "get_authorization_token",
-            {"authorizationData": {"authorizationToken": token, "expiresAt": dt.datetime(2030, 1, 1)}},
+            {
+                "authorizationData": {
+                    "authorizationToken": token,
+                    "expiresAt": dt.datetime(2030, 1, 1),
+                }
+            },
             {},
         )
         creds = ecr_public_credentials(client)
@@ -263,3 +270,39 @@ def test_only_runtime_branches_are_pushed(
     with pytest.raises(UsageError, match="unknown runtime 'main'"):
         push_branch(matrix, "main", tmp_path, git_remote)
     assert git_head(git_remote, "main") is None
+
+
+def test_cli_reports_each_runtime_and_exits_non_zero_on_failure(
+    registry_server: Any, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    work = tmp_path / "work"
+    make_runtime(work, PROVIDED, "A", BOTH)
+    make_runtime(work, PYTHON, "A", ("x86_64",))  # its arm64 cell never arrived
+    report_file = tmp_path / "report.json"
+    env = {
+        **os.environ,
+        "LAMBDA_IMAGES_REGISTRY_USER": registry_server.username,
+        "LAMBDA_IMAGES_REGISTRY_PASSWORD": registry_server.password,
+        "DOCKER_CONFIG": str(tmp_path / "docker-config"),
+    }
+    repo = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "lambda-images"), "--work", str(work),
+            "publish", PROVIDED, PYTHON, "--registry", f"{registry_server.host}/cli",
+            "--report", str(report_file),
+        ],
+        cwd=repo, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 8, proc.stderr
+    lines = dict(line.split("\t", 1) for line in proc.stdout.splitlines())
+    assert lines[PROVIDED].startswith("published\tsha256:")
+    assert lines[PYTHON].startswith("failed\tpython3.11.debian12/arm64 has no snapshot")
+    assert f"not published: {PYTHON}" in proc.stderr
+    assert registry_server.password not in proc.stdout + proc.stderr
+    summary = json.loads(report_file.read_text())
+    assert summary["published"] == [PROVIDED] and list(summary["failed"]) == [PYTHON]

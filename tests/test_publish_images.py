@@ -71,9 +71,7 @@ def published(
     )  # fmt: skip
     assert report.ok, report.as_dict()["failed"]
     clone = scratch / "clone"
-    subprocess.run(
-        ["git", *LFS_CLONE, "clone", "-q", "-b", RT, remote, str(clone)], check=True
-    )
+    subprocess.run(["git", *LFS_CLONE, "clone", "-q", "-b", RT, remote, str(clone)], check=True)
     yield Published(report, proxy, remote, clone, work, registry_server)
     proxy.close()
 
@@ -113,9 +111,13 @@ def test_every_tag_index_and_diff_id(published: Published) -> None:
     for tag in rt.tags:
         raw = skopeo_raw(server, tag)
         assert raw["schemaVersion"] == 2
-        assert "sha256:" + hashlib.sha256(
-            json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()
-        ).hexdigest() == rt.tags[tag]
+        assert (
+            "sha256:"
+            + hashlib.sha256(
+                json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()
+            ).hexdigest()
+            == rt.tags[tag]
+        )
     index = skopeo_raw(server, "debian12")
     assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
     platforms = {m["platform"]["architecture"]: m["digest"] for m in index["manifests"]}
@@ -123,9 +125,7 @@ def test_every_tag_index_and_diff_id(published: Published) -> None:
     for arch, docker_arch in (("x86_64", "amd64"), ("arm64", "arm64")):
         manifest = skopeo_raw(server, f"debian12-{arch}")
         assert manifest["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
-        config = server.get(
-            f"/v2/{NAMESPACE}/provided/blobs/{manifest['config']['digest']}"
-        ).json()
+        config = server.get(f"/v2/{NAMESPACE}/provided/blobs/{manifest['config']['digest']}").json()
         assert config["architecture"] == docker_arch
         expected = branch_diff_ids(published.clone / arch, f"Dockerfile.{RT}")
         assert config["rootfs"]["diff_ids"] == expected

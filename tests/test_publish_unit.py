@@ -133,7 +133,9 @@ def test_credentials_never_show_the_password() -> None:
 
 def test_docker_config_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     auth = base64.b64encode(b"me:pa55:word").decode()
-    (tmp_path / "config.json").write_text(json.dumps({"auths": {"reg.example:5000": {"auth": auth}}}))
+    (tmp_path / "config.json").write_text(
+        json.dumps({"auths": {"reg.example:5000": {"auth": auth}}})
+    )
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
     found = docker_config_credentials("reg.example:5000")
     assert found is not None
@@ -157,7 +159,12 @@ def test_ecr_public_is_chosen_for_public_ecr_aws(monkeypatch: pytest.MonkeyPatch
     with Stubber(client) as stub:
         stub.add_response(
             "get_authorization_token",
-            {"authorizationData": {"authorizationToken": token, "expiresAt": dt.datetime(2030, 1, 1)}},
+            {
+                "authorizationData": {
+                    "authorizationToken": token,
+                    "expiresAt": dt.datetime(2030, 1, 1),
+                }
+            },
             {},
         )
         creds = resolve_credentials("public.ecr.aws", ecr_client=client)
