@@ -4,6 +4,7 @@ fault-injecting HTTP proxy in front of it. Both listen on 127.0.0.1 only."""
 from __future__ import annotations
 
 import http.client
+import json
 import random
 import secrets
 import shutil
@@ -112,8 +113,16 @@ class FaultProxy:
 
     FAULTS = ("503", "429", "drop-before", "drop-after")
 
-    def __init__(self, upstream: str, *, fault_rate: float = 0.0, seed: int = 7) -> None:
+    def __init__(
+        self, upstream: str, *, fault_rate: float = 0.0, seed: int = 7, bearer: bool = False
+    ) -> None:
         self.upstream = upstream
+        # bearer=True: act as a token-auth front (as ECR Public and Docker Hub are): 401 with a
+        # Bearer challenge, tokens from /token for valid Basic credentials, swapped back
+        # to those credentials upstream.
+        self.bearer = bearer
+        self.tokens: dict[str, str] = {}
+        self.token_queries: list[str] = []
         self.fault_rate = fault_rate
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
@@ -138,6 +147,11 @@ class FaultProxy:
                 body = self.rfile.read(length) if length else b""
                 if proxy.on_request is not None:
                     proxy.on_request(self.command, self.path)
+                upstream_auth = self.headers.get("Authorization")
+                if proxy.bearer:
+                    upstream_auth = self._bearer()
+                    if upstream_auth is None:
+                        return
                 with proxy.lock:
                     proxy.requests += 1
                     fault = None
@@ -158,7 +172,7 @@ class FaultProxy:
                     self.wfile.write(payload)
                     return
                 try:
-                    status, headers, data = self._forward(body)
+                    status, headers, data = self._forward(body, upstream_auth)
                 except OSError:
                     self.close_connection = True  # upstream down: the client sees a drop
                     return
@@ -184,10 +198,52 @@ class FaultProxy:
                 if self.command != "HEAD":
                     self.wfile.write(data)
 
-            def _forward(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+            def _reply(self, status: int, payload: bytes, extra: dict[str, str]) -> None:
+                self.send_response(status)
+                for key, value in extra.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def _bearer(self) -> str | None:
+                """Upstream credentials for this request, or None once a reply was sent."""
+                auth = self.headers.get("Authorization", "")
+                if self.path.startswith("/token"):
+                    status, _, _ = self._forward(b"", auth, path="/v2/")
+                    if status != 200:
+                        self._reply(401, b"{}", {"Content-Type": "application/json"})
+                        return None
+                    token = secrets.token_urlsafe(24)
+                    with proxy.lock:
+                        proxy.tokens[token] = auth
+                        proxy.token_queries.append(self.path.partition("?")[2])
+                    payload = json.dumps({"token": token}).encode()
+                    self._reply(200, payload, {"Content-Type": "application/json"})
+                    return None
+                given = auth.removeprefix("Bearer ")
+                if auth.startswith("Bearer ") and given in proxy.tokens:
+                    return proxy.tokens[given]
+                challenge = f'Bearer realm="http://{proxy.host}/token",service="test-registry"'
+                self._reply(401, b"{}", {"WWW-Authenticate": challenge})
+                return None
+
+            def _forward(
+                self, body: bytes, auth: str | None, path: str | None = None
+            ) -> tuple[int, list[tuple[str, str]], bytes]:
                 conn = http.client.HTTPConnection(proxy.upstream, timeout=60)
                 try:
-                    headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+                    headers = {
+                        k: v
+                        for k, v in self.headers.items()
+                        if k.lower() not in ("connection", "authorization")
+                    }
+                    if auth:
+                        headers["Authorization"] = auth
+                    if path is not None:
+                        conn.request("GET", path, headers=headers)
+                        response = conn.getresponse()
+                        return response.status, response.getheaders(), response.read()
                     conn.request(self.command, self.path, body=body or None, headers=headers)
                     response = conn.getresponse()
                     data = response.read()

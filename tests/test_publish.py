@@ -306,3 +306,25 @@ def test_cli_reports_each_runtime_and_exits_non_zero_on_failure(
     assert registry_server.password not in proc.stdout + proc.stderr
     summary = json.loads(report_file.read_text())
     assert summary["published"] == [PROVIDED] and list(summary["failed"]) == [PYTHON]
+
+
+def test_bearer_token_registries_are_logged_into_through_their_realm(
+    registry_server: Any, matrix: Matrix, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    gateway = FaultProxy(registry_server.host, bearer=True)
+    try:
+        make_runtime(tmp_path, PROVIDED, "A", BOTH)
+        report = publish(
+            matrix, [PROVIDED], work=tmp_path, registry=f"{gateway.host}/bearer",
+            credentials=credentials(registry_server), retry=FAST_RETRY,
+        )  # fmt: skip
+    finally:
+        gateway.close()
+    assert report.ok, report.as_dict()["failed"]
+    assert tags_now(registry_server, report, "bearer") == expected(report, "bearer")
+    assert gateway.token_queries == [
+        "scope=repository%3Abearer%2Fprovided%3Apull%2Cpush&service=test-registry"
+    ]
+    captured = capfd.readouterr()
+    for token in gateway.tokens:
+        assert token not in captured.out + captured.err
