@@ -242,6 +242,12 @@ class Registry:
                 timeout=self.retry.timeout,
                 allow_redirects=method in ("GET",),
             )
+        except requests.exceptions.SSLError:
+            msg = (
+                f"registry {self.host}: TLS failed on {method} {_bare(url)}: check the "
+                "certificate (or use a loopback registry over http for local tests)"
+            )
+            raise RegistryError(msg) from None
         except _CONNECTION_ERRORS as exc:
             raise _Transient(f"{type(exc).__name__} on {method} {_bare(url)}") from None
         finally:
@@ -281,6 +287,18 @@ class Registry:
             return response
 
         return self._retrying(what, attempt)
+
+    def _expired(self, response: requests.Response, repo: str) -> None:
+        """A 401 in the middle of an upload: the bearer token ran out (Docker Hub's last five
+        minutes). Log in again and let the retry loop start the upload over."""
+        if (
+            response.status_code == 401
+            and self.credentials
+            and self._auth.get(repo, "").startswith("Bearer ")
+        ):
+            self._auth.pop(repo, None)
+            self._authenticate(repo)
+            raise _Transient(f"HTTP 401 on {response.request.method} (token expired)")
 
     def _refused(self, response: requests.Response, what: str, repo: str | None) -> RegistryError:
         status = response.status_code
@@ -396,12 +414,14 @@ class Registry:
         def attempt() -> None:
             # A failed PUT leaves a dead upload session, so a retry starts a new one.
             start = self._send("POST", self.base + f"/v2/{repo}/blobs/uploads/", repo=repo)
+            self._expired(start, repo)
             if start.status_code != 202 or "Location" not in start.headers:
                 raise self._refused(start, what, repo)
             location = urljoin(self.base + "/", start.headers["Location"])
             url = location + ("&" if "?" in location else "?") + urlencode({"digest": digest})
             headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
             done = self._send("PUT", url, repo=repo, headers=headers, body=lambda: path.open("rb"))
+            self._expired(done, repo)
             if done.status_code not in (201, 204):
                 raise self._refused(done, what, repo)
 
@@ -422,12 +442,14 @@ class Registry:
 
         def attempt() -> None:
             start = self._send("POST", self.base + f"/v2/{repo}/blobs/uploads/", repo=repo)
+            self._expired(start, repo)
             if start.status_code != 202 or "Location" not in start.headers:
                 raise self._refused(start, what, repo)
             location = urljoin(self.base + "/", start.headers["Location"])
             url = location + ("&" if "?" in location else "?") + urlencode({"digest": digest})
             headers = {"Content-Type": "application/octet-stream"}
             done = self._send("PUT", url, repo=repo, headers=headers, body=lambda: data)
+            self._expired(done, repo)
             if done.status_code not in (201, 204):
                 raise self._refused(done, what, repo)
 

@@ -264,12 +264,20 @@ def test_push_to_a_moved_branch_fails_and_changes_nothing(
 def test_only_runtime_branches_are_pushed(
     registry_server: Any, matrix: Matrix, tmp_path: Path, git_remote: str
 ) -> None:
-    from pipeline.branch import push_branch
-    from pipeline.errors import UsageError
+    import dataclasses
 
-    with pytest.raises(UsageError, match="unknown runtime 'main'"):
-        push_branch(matrix, "main", tmp_path, git_remote)
+    from pipeline.branch import push_branch
+    from pipeline.errors import BranchError, UsageError
+
+    with pytest.raises(UsageError, match="unknown runtime 'feature'"):
+        push_branch(matrix, "feature", tmp_path, git_remote)
+    # Even a runtime that runtimes.yaml calls "main" never overwrites the main branch.
+    odd = dataclasses.replace(matrix.runtimes[0], id="main")
+    odd_matrix = dataclasses.replace(matrix, runtimes=(*matrix.runtimes, odd), _by_id={})
+    with pytest.raises(BranchError, match="refusing to push 'main'"):
+        push_branch(odd_matrix, "main", tmp_path, git_remote)
     assert git_head(git_remote, "main") is None
+    assert git_head(git_remote, "feature") is None
 
 
 def test_cli_reports_each_runtime_and_exits_non_zero_on_failure(
@@ -328,3 +336,27 @@ def test_bearer_token_registries_are_logged_into_through_their_realm(
     captured = capfd.readouterr()
     for token in gateway.tokens:
         assert token not in captured.out + captured.err
+
+
+def test_an_expired_token_mid_upload_is_renewed(
+    registry_server: Any, matrix: Matrix, tmp_path: Path
+) -> None:
+    gateway = FaultProxy(registry_server.host, bearer=True)
+
+    def expire_tokens(method: str, path: str) -> None:
+        if method == "PUT" and "/blobs/uploads/" in path:
+            gateway.on_request = None
+            gateway.tokens.clear()
+
+    gateway.on_request = expire_tokens
+    try:
+        make_runtime(tmp_path, PROVIDED, "A", BOTH)
+        report = publish(
+            matrix, [PROVIDED], work=tmp_path, registry=f"{gateway.host}/expiry",
+            credentials=credentials(registry_server), retry=FAST_RETRY,
+        )  # fmt: skip
+    finally:
+        gateway.close()
+    assert report.ok, report.as_dict()["failed"]
+    assert len(gateway.token_queries) == 2
+    assert tags_now(registry_server, report, "expiry") == expected(report, "expiry")

@@ -178,3 +178,13 @@ def test_ecr_public_refusal_says_what_to_fix() -> None:
         stub.add_client_error("get_authorization_token", "AccessDeniedException", "denied")
         with pytest.raises(RegistryError, match="ecr-public:GetAuthorizationToken"):
             ecr_public_credentials(client)
+
+
+def test_rebuild_push_needs_a_registry() -> None:
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    result = CliRunner().invoke(cli, ["rebuild", "provided.debian12", "--push"])
+    assert result.exit_code == 2
+    assert "--push needs --registry" in result.output
