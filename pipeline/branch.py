@@ -40,9 +40,7 @@ def _git(args: list[str], cwd: Path, env: dict[str, str] | None = None, quiet: b
     argv = ["git", *args]
     if not quiet:
         log.command(argv)
-    proc = subprocess.run(
-        argv, cwd=cwd, env=env, capture_output=True, text=True, check=False
-    )
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip().splitlines()
         raise BranchError(f"`git {args[0]}` failed: {' '.join(detail[-3:])}")
@@ -86,7 +84,7 @@ def push_branch(
     content: Path,
     remote: str,
     *,
-    expected: str | None | _ReadNow = READ_NOW,
+    expected: str | _ReadNow | None = READ_NOW,
 ) -> BranchResult:
     """Commit ``content`` as the only commit of branch ``runtime_id`` and force-push it.
 

@@ -303,7 +303,7 @@ def rebuild(
     )  # fmt: skip
     if push and registry:
         _publish(obj, matrix, [runtime], registry, git_remote, None)
-    data = {
+    data: dict[str, Any] = {
         "runtime": summary.runtime,
         "seconds": summary.seconds,
         "images": [
@@ -346,7 +346,8 @@ def rebuild(
     log.info(f"branch content: {summary.branch_dir}")
     if summary.branch:
         state = "pushed" if summary.branch.pushed else "unchanged, not pushed"
-        log.info(f"branch {summary.runtime} → {summary.branch.remote} {summary.branch.commit[:12]} ({state})")
+        commit = summary.branch.commit[:12]
+        log.info(f"branch {summary.runtime} → {summary.branch.remote} {commit} ({state})")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

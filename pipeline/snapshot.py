@@ -96,7 +96,9 @@ class ArchSnapshot:
         try:
             raw = json.loads(path.read_text("utf-8"))
         except FileNotFoundError:
-            raise SnapshotError(f"{path}: no snapshot; run `lambda-images snapshot` first") from None
+            raise SnapshotError(
+                f"{path}: no snapshot; run `lambda-images snapshot` first"
+            ) from None
         return cls(
             runtime=raw["runtime"],
             arch=raw["arch"],
@@ -150,9 +152,11 @@ def normalize_layer(source: Path, dest: Path, epoch: int) -> tuple[str, int]:
         members.sort(key=lambda m: _sort_key(m.name))
 
         digest = hashlib.sha256()
-        with dest.open("wb") as raw, _HashingWriter(raw, digest) as out, tarfile.open(
-            fileobj=out, mode="w|", format=tarfile.PAX_FORMAT
-        ) as tar:
+        with (
+            dest.open("wb") as raw,
+            _HashingWriter(raw, digest) as out,
+            tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar,
+        ):
             for m in members:
                 info = tarfile.TarInfo(m.name + ("/" if m.isdir() else ""))
                 info.type = m.type
@@ -200,7 +204,9 @@ def compress_xz(source: Path, folder: Path) -> tuple[str, int, Path]:
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out, source.open("rb") as inp:
-            proc = subprocess.run(XZ_ARGS, stdin=inp, stdout=out, stderr=subprocess.PIPE, check=False)
+            proc = subprocess.run(
+                XZ_ARGS, stdin=inp, stdout=out, stderr=subprocess.PIPE, check=False
+            )
         if proc.returncode != 0:
             raise SnapshotError(f"xz failed on {source.name}: {proc.stderr.decode().strip()}")
         digest = hashlib.sha256()

@@ -6,6 +6,7 @@ LAMBDA_IMAGES_REQUIRE_ENGINE=1 (set by .ci/run), which turns the skip into a fai
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import Callable, Iterator
@@ -84,10 +85,8 @@ def cleanup_images(engine: Any) -> Iterator[list[str]]:
     names: list[str] = []
     yield names
     for name in names:
-        try:
+        with contextlib.suppress(Exception):  # best effort
             engine.images.remove(name, force=True)
-        except Exception:  # noqa: BLE001 - best effort
-            pass
 
 
 @pytest.fixture(scope="session")
