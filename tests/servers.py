@@ -131,6 +131,9 @@ class FaultProxy:
         self.upload_bytes = 0
         self.manifest_puts: list[str] = []
         self.on_request: Callable[[str, str], None] | None = None
+        # (method, path fragment, status): answer matching requests with that status.
+        self.refuse: tuple[str, str, int] | None = None
+        self.refused = 0
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -147,6 +150,15 @@ class FaultProxy:
                 body = self.rfile.read(length) if length else b""
                 if proxy.on_request is not None:
                     proxy.on_request(self.command, self.path)
+                if (
+                    proxy.refuse
+                    and self.command == proxy.refuse[0]
+                    and proxy.refuse[1] in self.path
+                ):
+                    with proxy.lock:
+                        proxy.refused += 1
+                    self._reply(proxy.refuse[2], b'{"errors":[]}', {})
+                    return
                 upstream_auth = self.headers.get("Authorization")
                 if proxy.bearer:
                     upstream_auth = self._bearer()

@@ -360,3 +360,27 @@ def test_an_expired_token_mid_upload_is_renewed(
     assert report.ok, report.as_dict()["failed"]
     assert len(gateway.token_queries) == 2
     assert tags_now(registry_server, report, "expiry") == expected(report, "expiry")
+
+
+@pytest.mark.parametrize(
+    ("status", "fix"),
+    [(403, "grant push rights"), (404, "create it first"), (400, "request was rejected")],
+)
+def test_refusals_fail_fast_with_what_to_fix(
+    registry_server: Any,
+    matrix: Matrix,
+    tmp_path: Path,
+    proxy: FaultProxy,
+    status: int,
+    fix: str,
+) -> None:
+    make_runtime(tmp_path, PROVIDED, "A", BOTH)
+    proxy.refuse = ("POST", "/blobs/uploads/", status)
+    report = publish(
+        matrix, [PROVIDED], work=tmp_path, registry=f"{proxy.host}/refused{status}",
+        credentials=credentials(registry_server), retry=FAST_RETRY,
+    )  # fmt: skip
+    reason = report.runtimes[0].reason or ""
+    assert f"HTTP {status}" in reason and fix in reason
+    assert proxy.refused == 1  # not retried
+    assert registry_server.tag_digest(f"refused{status}/provided", "debian12") is None
