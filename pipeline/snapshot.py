@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import IO, Any, Final, cast
 
 import docker.errors
 
@@ -155,7 +155,7 @@ def normalize_layer(source: Path, dest: Path, epoch: int) -> tuple[str, int]:
         with (
             dest.open("wb") as raw,
             _HashingWriter(raw, digest) as out,
-            tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar,
+            tarfile.open(fileobj=cast(IO[bytes], out), mode="w|", format=tarfile.PAX_FORMAT) as tar,
         ):
             for m in members:
                 info = tarfile.TarInfo(m.name + ("/" if m.isdir() else ""))
