@@ -388,10 +388,23 @@ def branch_files(runtime: Runtime, snapshots: Iterable[ArchSnapshot]) -> dict[st
     return files
 
 
-def assemble_branch(runtime: Runtime, work: Path, arches: Sequence[str] | None = None) -> Path:
-    """Lay out ``<work>/<runtime>/branch`` from the per-arch snapshots; return its path."""
+def assemble_branch(
+    runtime: Runtime,
+    work: Path,
+    arches: Sequence[str] | None = None,
+    *,
+    snapshots: Sequence[ArchSnapshot] | None = None,
+) -> Path:
+    """Lay out ``<work>/<runtime>/branch`` from the per-arch snapshots; return its path.
+
+    ``snapshots`` replaces the records read from the work directory (publish passes them with
+    the labels it adds, so that the branch and the registry describe the same image).
+    """
     wanted = list(arches or runtime.architectures)
-    snaps = [ArchSnapshot.read(work / runtime.id / arch) for arch in wanted]
+    if snapshots is not None:
+        snaps = list(snapshots)
+    else:
+        snaps = [ArchSnapshot.read(work / runtime.id / arch) for arch in wanted]
     files = branch_files(runtime, snaps)
     dest = work / runtime.id / "branch"
     staging = Path(tempfile.mkdtemp(prefix=".branch-", dir=work / runtime.id))
