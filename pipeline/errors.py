@@ -53,3 +53,15 @@ class BranchError(LambdaImagesError):
     """A git or git-lfs step failed, or a push was refused (moved branch, forbidden name)."""
 
     return_code = 6
+
+
+class InvocationError(LambdaImagesError):
+    """A local invocation failed: the function raised, timed out, or its runtime exited."""
+
+    return_code = 7
+
+
+class ConformanceError(LambdaImagesError):
+    """An image breaks one of Lambda's container rules; it must not be published."""
+
+    return_code = 8
