@@ -261,8 +261,19 @@ class RuntimeAPIHandler(BaseHTTPRequestHandler):
         self._accepted()
 
 
-class RuntimeAPIServer(ThreadingHTTPServer):
+class QuietServer(ThreadingHTTPServer):
+    """Threaded, and silent about clients that hang up (a killed container, a caller's Ctrl-C)."""
+
     daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class RuntimeAPIServer(QuietServer):
 
     def __init__(
         self, state: RuntimeState, function_name: str, on_init_error: Callable[[], None]
@@ -520,9 +531,7 @@ class InvokeHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-class InvokeServer(ThreadingHTTPServer):
-    daemon_threads = True
-
+class InvokeServer(QuietServer):
     def __init__(self, environment: ExecutionEnvironment, port: int, host: str = "127.0.0.1") -> None:
         super().__init__((host, port), InvokeHandler)
         self.environment = environment
@@ -531,3 +540,70 @@ class InvokeServer(ThreadingHTTPServer):
     def url(self) -> str:
         host, port = self.server_address[:2]
         return f"http://{host!s}:{port}{INVOKE_PATH}"
+
+
+# --- entry points for the CLI ----------------------------------------------------------------
+
+
+def read_event(event: str) -> bytes:
+    """``--event``: inline JSON, or ``@path`` to a JSON file; Lambda accepts only JSON."""
+    from .errors import UsageError
+
+    if event.startswith("@"):
+        path = Path(event[1:])
+        try:
+            text = path.read_text("utf-8")
+        except OSError as exc:
+            raise UsageError(f"--event {event}: cannot read {path}: {exc.strerror}") from None
+        where = str(path)
+    else:
+        text, where = event, "--event"
+    try:
+        json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{where}: not JSON ({exc}); Lambda events are JSON documents") from None
+    return text.encode()
+
+
+def check_code_dir(code: Path) -> None:
+    """The code is mounted for Lambda's non-root user: say so when it could not read it."""
+    from .errors import UsageError
+
+    if not code.is_dir():
+        raise UsageError(f"--code {code}: not a directory")
+    if code.stat().st_mode & 0o005 != 0o005:
+        msg = (
+            f"--code {code}: the directory is not readable by other users, and the function runs "
+            f"as a non-root user ({LAMBDA_USER}) as on Lambda; chmod o+rx {code}"
+        )
+        raise UsageError(msg)
+
+
+def invoke_once(config: FunctionConfig, client: Any, payload: bytes) -> InvokeResult:
+    with ExecutionEnvironment(config, client) as environment:
+        return environment.invoke(payload)
+
+
+def serve(
+    config: FunctionConfig, client: Any, port: int, ready: Callable[[str], None]
+) -> None:
+    """Keep the invoke endpoint up until interrupted (SIGINT or SIGTERM); clean up after."""
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    with ExecutionEnvironment(config, client) as environment:
+        try:
+            server = InvokeServer(environment, port)
+        except OSError as exc:
+            raise EngineError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
+        try:
+            ready(server.url)
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+            signal.signal(signal.SIGTERM, previous)

@@ -6,6 +6,8 @@ Anything else that escapes is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class LambdaImagesError(Exception):
     """Base class: a failure explained by ``str(self)``, with the exit status to use."""
@@ -65,3 +67,7 @@ class ConformanceError(LambdaImagesError):
     """An image breaks one of Lambda's container rules; it must not be published."""
 
     return_code = 8
+
+    def __init__(self, message: str, report: Any = None) -> None:
+        super().__init__(message)
+        self.report = report  # the conformance Report, for --json output
