@@ -248,12 +248,16 @@ def function_options(f: F) -> F:
     return f
 
 
-def _function(image: str, handler: str | None, code: Path | None, timeout: float, memory: int) -> Any:
+def _function(
+    image: str, handler: str | None, code: Path | None, timeout: float, memory: int
+) -> Any:
     from .emulator import FunctionConfig, check_code_dir
 
     if code is not None:
         check_code_dir(code)
-    return FunctionConfig(image=image, handler=handler, code=code, timeout=timeout, memory_mb=memory)
+    return FunctionConfig(
+        image=image, handler=handler, code=code, timeout=timeout, memory_mb=memory
+    )
 
 
 @cli.command()

@@ -39,7 +39,6 @@ from typing import IO, Any, Final
 
 import docker.errors
 import requests
-
 from rich.markup import escape
 
 from . import log
@@ -62,7 +61,9 @@ _SECRETS: Final = (
     ("AWS access key id", re.compile(rb"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
     (
         "AWS secret access key",
-        re.compile(rb"(?i)aws_?secret_?access_?key[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])"),
+        re.compile(
+            rb"(?i)aws_?secret_?access_?key[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])"
+        ),
     ),
     # A PEM block with a key body (libraries carry the bare marker; docs carry placeholders).
     (
@@ -357,9 +358,11 @@ def check_entrypoint(files: ImageFiles) -> Check:
 
 
 def check_size(size: int, limit: int = MAX_UNCOMPRESSED) -> Check:
-    gib = size / 1024**3
     if size > limit:
-        message = f"{gib:.2f} GiB uncompressed, over Lambda's {limit / 1024**3:.0f} GiB limit"
+        message = (
+            f"{log.human_size(size)} uncompressed, over Lambda's {log.human_size(limit)} limit "
+            "(all layers together)"
+        )
         return Check(name="size", ok=False, message=message)
     return Check(name="size", ok=True, message=f"{log.human_size(size)} uncompressed")
 
@@ -368,13 +371,17 @@ def check_architecture(files: ImageFiles, arch: Arch) -> Check:
     name = "architecture"
     config_arch = files.config.get("architecture", "")
     if config_arch != arch.docker:
-        message = f"the image is {config_arch or 'of no architecture'}, the target is {arch.name} ({arch.docker})"
+        actual = config_arch or "of no architecture"
+        message = f"the image is {actual}, the target is {arch.name} ({arch.docker})"
         return Check(name=name, ok=False, message=message)
     foreign = sorted(
         f"{e.path} ({e.elf})" for e in files.merged.values() if e.elf and e.elf != arch.docker
     )
     if foreign:
-        message = f"labelled {arch.docker} but holds ELF files for another architecture: {_some(foreign, 3)}"
+        message = (
+            f"labelled {arch.docker} but holds ELF files for another architecture: "
+            f"{_some(foreign, 3)}"
+        )
         return Check(name=name, ok=False, message=message)
     elves = sum(1 for e in files.merged.values() if e.elf)
     return Check(name=name, ok=True, message=f"{arch.docker}, {elves} ELF files all {arch.docker}")
@@ -485,8 +492,8 @@ def check_writes(image: str, probe: Path, client: Any, timeout: float) -> Check:
     leaves = [p for p in changed if not any(q.startswith(p + "/") for q in changed)]
     if leaves:
         message = (
-            f"writes outside /tmp, which Lambda's read-only root filesystem refuses: {_some(leaves)}"
-            "; write to /tmp instead"
+            "writes outside /tmp, which Lambda's read-only root filesystem refuses: "
+            f"{_some(leaves)}; write to /tmp instead"
         )
         return Check(name=name, ok=False, message=message)
     return Check(name=name, ok=True, message="an invocation wrote nothing outside /tmp")

@@ -19,6 +19,7 @@ https://docs.aws.amazon.com/lambda/latest/dg/images-test.html.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import secrets
@@ -168,7 +169,7 @@ class RuntimeAPIHandler(BaseHTTPRequestHandler):
     server: RuntimeAPIServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _reply(
@@ -244,8 +245,14 @@ class RuntimeAPIHandler(BaseHTTPRequestHandler):
             return
         if kind == "response":
             if len(body) > MAX_PAYLOAD:
-                message = f"Response payload size ({len(body)} bytes) exceeded maximum allowed payload size ({MAX_PAYLOAD} bytes)."
-                invocation.finish(error_payload("Function.ResponseSizeTooLarge", message), "Function.ResponseSizeTooLarge")
+                message = (
+                    f"Response payload size ({len(body)} bytes) exceeded maximum allowed "
+                    f"payload size ({MAX_PAYLOAD} bytes)."
+                )
+                invocation.finish(
+                    error_payload("Function.ResponseSizeTooLarge", message),
+                    "Function.ResponseSizeTooLarge",
+                )
                 self._reply(
                     HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                     error_payload("Function.ResponseSizeTooLarge", message),
@@ -274,7 +281,6 @@ class QuietServer(ThreadingHTTPServer):
 
 
 class RuntimeAPIServer(QuietServer):
-
     def __init__(
         self, state: RuntimeState, function_name: str, on_init_error: Callable[[], None]
     ) -> None:
@@ -290,6 +296,10 @@ class RuntimeAPIServer(QuietServer):
 
 
 LogSink = Callable[[str], None]
+
+
+class _StartFailed(Exception):
+    """The engine created the function's container but could not start its entrypoint."""
 
 
 class ExecutionEnvironment:
@@ -312,7 +322,7 @@ class ExecutionEnvironment:
 
     # --- container lifecycle -------------------------------------------------------------------
 
-    def _platform(self) -> str:
+    def _platform(self) -> str | None:
         try:
             image = self.client.images.get(self.config.image)
         except docker.errors.ImageNotFound:
@@ -320,7 +330,8 @@ class ExecutionEnvironment:
             raise EngineError(msg) from None
         except docker.errors.APIError as exc:
             raise EngineError(f"inspecting {self.config.image}: {exc.explanation or exc}") from None
-        return f"{image.attrs.get('Os', 'linux')}/{image.attrs.get('Architecture', 'amd64')}"
+        architecture = image.attrs.get("Architecture") or ""
+        return f"{image.attrs.get('Os') or 'linux'}/{architecture}" if architecture else None
 
     def environment(self, runtime_api: str) -> dict[str, str]:
         cfg = self.config
@@ -350,10 +361,9 @@ class ExecutionEnvironment:
         command = [cfg.handler] if cfg.handler else None
         log.command(["docker", "run", "--read-only", "--network=host", cfg.image, *(command or [])])
         try:
-            container = self.client.containers.run(
+            container = self.client.containers.create(
                 cfg.image,
                 command=command,
-                detach=True,
                 environment=self.environment(server.address),
                 network_mode="host",
                 read_only=cfg.read_only,
@@ -368,7 +378,18 @@ class ExecutionEnvironment:
         except docker.errors.APIError as exc:
             server.shutdown()
             server.server_close()
-            raise EngineError(f"starting {cfg.image}: {exc.explanation or exc}") from None
+            raise EngineError(
+                f"creating a container of {cfg.image}: {exc.explanation or exc}"
+            ) from None
+        try:
+            container.start()
+        except docker.errors.APIError as exc:
+            # The image itself cannot start (ENTRYPOINT missing, not executable…): on Lambda
+            # this is the function's error, not the emulator's.
+            container.remove(force=True)
+            server.shutdown()
+            server.server_close()
+            raise _StartFailed(str(exc.explanation or exc)) from None
         self._container, self._state, self._server = container, state, server
         self._exited = threading.Event()
         self._exit_code = None
@@ -399,10 +420,8 @@ class ExecutionEnvironment:
         container = self._container
         if container is None:
             return
-        try:
+        with contextlib.suppress(docker.errors.APIError):  # already gone
             container.kill()
-        except docker.errors.APIError:
-            pass  # already gone
 
     def _stop(self) -> None:
         """Tear the current container and its Runtime API down (waits for them)."""
@@ -411,14 +430,10 @@ class ExecutionEnvironment:
             self._kill()
             self._exited.wait(30)
             if not self.config.read_only:
-                try:
+                with contextlib.suppress(docker.errors.APIError):
                     self.changes.extend(container.diff() or [])
-                except docker.errors.APIError:
-                    pass
-            try:
+            with contextlib.suppress(docker.errors.APIError):
                 container.remove(force=True)
-            except docker.errors.APIError:
-                pass
         if state is not None:
             state.close()
         if server is not None:
@@ -436,15 +451,26 @@ class ExecutionEnvironment:
         with self._invoke_lock:
             if self._container is not None and self._exited.is_set():
                 self._stop()  # died after the last invocation: init again
+            invocation = Invocation(payload)
             if self._container is None:
-                self._start()
-            return self._run(Invocation(payload))
+                try:
+                    self._start()
+                except _StartFailed as exc:
+                    message = f"RequestId: {invocation.request_id} Error: {exc}"
+                    error_type = "Runtime.InvalidEntrypoint"
+                    invocation.finish(error_payload(error_type, message), error_type)
+                    assert invocation.result is not None
+                    return invocation.result
+            return self._run(invocation)
 
     def _run(self, invocation: Invocation) -> InvokeResult:
         state = self._state
         assert state is not None
         if len(invocation.payload) > MAX_PAYLOAD:
-            message = f"Request payload size ({len(invocation.payload)} bytes) exceeded maximum allowed payload size ({MAX_PAYLOAD} bytes)."
+            message = (
+                f"Request payload size ({len(invocation.payload)} bytes) exceeded maximum "
+                f"allowed payload size ({MAX_PAYLOAD} bytes)."
+            )
             return InvokeResult(
                 request_id=invocation.request_id,
                 payload=error_payload("RequestTooLargeException", message),
@@ -505,7 +531,7 @@ class InvokeHandler(BaseHTTPRequestHandler):
     server: InvokeServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def do_POST(self) -> None:
@@ -532,7 +558,9 @@ class InvokeHandler(BaseHTTPRequestHandler):
 
 
 class InvokeServer(QuietServer):
-    def __init__(self, environment: ExecutionEnvironment, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, environment: ExecutionEnvironment, port: int, host: str = "127.0.0.1"
+    ) -> None:
         super().__init__((host, port), InvokeHandler)
         self.environment = environment
 
@@ -584,9 +612,7 @@ def invoke_once(config: FunctionConfig, client: Any, payload: bytes) -> InvokeRe
         return environment.invoke(payload)
 
 
-def serve(
-    config: FunctionConfig, client: Any, port: int, ready: Callable[[str], None]
-) -> None:
+def serve(config: FunctionConfig, client: Any, port: int, ready: Callable[[str], None]) -> None:
     """Keep the invoke endpoint up until interrupted (SIGINT or SIGTERM); clean up after."""
     import signal
 

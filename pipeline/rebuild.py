@@ -16,8 +16,8 @@ from . import log
 from .base import BaseRecord, ensure_base
 from .branch import BranchResult, push_branch
 from .build import BuildRecord, build_target
-from .engine import require_emulation
 from .conformance import Report, probe_dir, run_checks
+from .engine import require_emulation
 from .errors import ConformanceError, SnapshotError
 from .inputs import fetch_pip
 from .lock import Lock

@@ -28,14 +28,13 @@ from pipeline.emulator import (
     read_event,
 )
 from pipeline.errors import UsageError
-
 from pipeline.matrix import Target
 
 BuiltImages = Callable[[str], dict[str, Target]]
 
 CLI = [str(Path(sys.executable).with_name("lambda-images"))]
 
-PYTHON_APP = '''
+PYTHON_APP = """
 import os, sys, time, uuid
 
 BOOT = uuid.uuid4().hex  # one value per execution environment (init)
@@ -71,7 +70,7 @@ def one_at_a_time(event, context):
     time.sleep(event.get("hold", 0))
     os.remove(BUSY)
     return {"n": event["n"], "boot": BOOT, "overlap": overlap}
-'''
+"""
 
 ECHO_BOOTSTRAP = r"""#!/bin/sh
 # A custom runtime in shell: fetch the next event, post it back as the response.
@@ -80,7 +79,7 @@ API="http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime"
 HEADERS=/tmp/headers
 while true; do
   EVENT="$(curl -sS -D "$HEADERS" "$API/invocation/next")"
-  ID="$(sed -n 's/^[Ll]ambda-[Rr]untime-[Aa]ws-[Rr]equest-[Ii]d: *\([^[:space:]]*\).*/\1/p' "$HEADERS")"
+  ID="$(grep -i '^Lambda-Runtime-Aws-Request-Id:' "$HEADERS" | cut -d' ' -f2 | tr -d '\r')"
   curl -sS -X POST "$API/invocation/$ID/response" --data-binary "$EVENT" >/dev/null
 done
 """
