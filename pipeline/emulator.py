@@ -109,9 +109,10 @@ class InvokeResult:
 class Invocation:
     """One event on its way through the runtime; ``done`` is set once it has an outcome."""
 
-    def __init__(self, payload: bytes) -> None:
+    def __init__(self, payload: bytes, client_context: str | None = None) -> None:
         self.request_id = str(uuid.uuid4())
         self.payload = payload
+        self.client_context = client_context
         self.trace_id = trace_id()
         self.deadline_ms = 0
         self.picked_up = threading.Event()
@@ -221,6 +222,8 @@ class RuntimeAPIHandler(BaseHTTPRequestHandler):
             "Lambda-Runtime-Invoked-Function-Arn": function_arn(self.server.function_name),
             "Lambda-Runtime-Trace-Id": invocation.trace_id,
         }
+        if invocation.client_context:
+            headers["Lambda-Runtime-Client-Context"] = invocation.client_context
         self._reply(HTTPStatus.OK, invocation.payload, headers)
 
     def do_POST(self) -> None:
@@ -411,8 +414,10 @@ class ExecutionEnvironment:
 
     def _logs(self, container: Any) -> None:
         try:
-            for line in container.logs(stream=True, follow=True):
-                self.sink(line.decode(errors="replace").rstrip("\n"))
+            for chunk in container.logs(stream=True, follow=True):
+                # Runtimes end the lines of one log record with \r (CloudWatch keeps them together).
+                for line in chunk.decode(errors="replace").replace("\r", "\n").splitlines():
+                    self.sink(line)
         except (docker.errors.APIError, requests.exceptions.RequestException):
             pass
 
@@ -446,12 +451,12 @@ class ExecutionEnvironment:
 
     # --- invoking ------------------------------------------------------------------------------
 
-    def invoke(self, payload: bytes) -> InvokeResult:
+    def invoke(self, payload: bytes, client_context: str | None = None) -> InvokeResult:
         """Run one event through the function; concurrent calls wait their turn."""
         with self._invoke_lock:
             if self._container is not None and self._exited.is_set():
                 self._stop()  # died after the last invocation: init again
-            invocation = Invocation(payload)
+            invocation = Invocation(payload, client_context)
             if self._container is None:
                 try:
                     self._start()
@@ -540,7 +545,7 @@ class InvokeHandler(BaseHTTPRequestHandler):
             return
         length = int(self.headers.get("Content-Length") or 0)
         payload = self.rfile.read(length) if length else b"{}"
-        result = self.server.environment.invoke(payload)
+        result = self.server.environment.invoke(payload, client_context(self.headers))
         headers = {"X-Amz-Request-Id": result.request_id}
         if result.error_type:
             # As Lambda's Invoke API: 200, the error in the body, flagged by this header.
@@ -555,6 +560,20 @@ class InvokeHandler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
+
+
+def client_context(headers: Any) -> str | None:
+    """Invoke's X-Amz-Client-Context (base64 JSON) as the runtime receives it (JSON)."""
+    import base64
+    import binascii
+
+    encoded = headers.get("X-Amz-Client-Context")
+    if not encoded:
+        return None
+    try:
+        return base64.b64decode(encoded, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
 
 
 class InvokeServer(QuietServer):
@@ -620,6 +639,8 @@ def serve(config: FunctionConfig, client: Any, port: int, ready: Callable[[str],
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)
+    # Also when started in the background by a shell, which ignores SIGINT for it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with ExecutionEnvironment(config, client) as environment:
         try:
             server = InvokeServer(environment, port)

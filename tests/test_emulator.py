@@ -51,6 +51,9 @@ def handler(event, context):
         "client": sys.modules["awslambdaric"].__file__,
         "uid": os.getuid(),
         "memory": os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"],
+        "root_mount": [m.split()[3] for m in open("/proc/mounts") if m.split()[1] == "/"][0],
+        "tmp_writable": os.access("/tmp", os.W_OK),
+        "client_context": context.client_context and context.client_context.custom,
     }
 
 
@@ -206,6 +209,8 @@ def test_invoke_python_handler_returns_its_json(
     assert response["remaining_ms"] > 0
     assert response["memory"] == "3008"
     assert response["uid"] != 0
+    assert response["root_mount"].split(",")[0] == "ro"
+    assert response["tmp_writable"] is True
     # The image's own runtime interface client is the one talking to the emulator.
     assert response["client"] == "/var/runtime/awslambdaric/__init__.py"
 
@@ -263,6 +268,18 @@ def test_timeout_ends_the_invocation_and_the_next_one_starts_fresh(
         assert woke.ok
         assert json.loads(woke.payload) == "woke up"
         assert environment.inits == 2
+
+
+@pytest.mark.engine
+@pytest.mark.slow
+def test_client_context_reaches_the_handler(
+    engine: Any, built: BuiltImages, python_code: Path, no_leaks: None
+) -> None:
+    image = built("python3.11.debian12")["x86_64"].image_tag
+    config = FunctionConfig(image=image, handler="app.handler", code=python_code, timeout=60)
+    with ExecutionEnvironment(config, engine) as environment:
+        result = environment.invoke(b"{}", client_context='{"custom": {"tenant": "blue"}}')
+    assert json.loads(result.payload)["client_context"] == {"tenant": "blue"}
 
 
 @pytest.mark.engine
