@@ -231,8 +231,8 @@ class RuntimeAPIHandler(BaseHTTPRequestHandler):
         body = self._body()
         if self.path == f"{RUNTIME_PREFIX}/init/error":
             state.init_error, state.init_error_type = self._error_body(body)
+            self.server.on_init_error()  # Lambda ends an environment whose init failed
             self._accepted()
-            self.server.on_init_error()
             return
         match = _INVOCATION.match(self.path)
         if not match:
@@ -403,11 +403,15 @@ class ExecutionEnvironment:
             self._threads.append(thread)
 
     def _watch(self, container: Any) -> None:
-        try:
-            status = container.wait()
-            code = int(status.get("StatusCode", -1))
-        except (docker.errors.APIError, requests.exceptions.RequestException):
-            code = -1
+        code = -1
+        while True:
+            try:
+                code = int(container.wait().get("StatusCode", -1))
+                break
+            except requests.exceptions.ReadTimeout:
+                continue  # a request timeout (when the client sets one), not the container
+            except (docker.errors.APIError, requests.exceptions.RequestException):
+                break
         if container is self._container:
             self._exit_code = code
             self._exited.set()

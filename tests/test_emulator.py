@@ -187,6 +187,43 @@ def test_runtime_api_hands_out_events_with_lambda_headers() -> None:
         server.server_close()
 
 
+def test_runtime_api_shapes_errors_and_init_errors_as_lambda_does() -> None:
+    from pipeline.emulator import Invocation
+
+    state = RuntimeState(timeout=30)
+    init_errors: list[bool] = []
+    server = RuntimeAPIServer(state, "test_function", lambda: init_errors.append(True))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://{server.address}{RUNTIME_PREFIX}"
+    try:
+        invocation = Invocation(b"{}")
+        state.submit(invocation)
+        _, headers, _ = _http("GET", f"{base}/invocation/next")
+        request_id = headers["Lambda-Runtime-Aws-Request-Id"]
+        # A runtime that posts plain text still gives the caller Lambda's JSON shape.
+        status, _, _ = _http("POST", f"{base}/invocation/{request_id}/error", b"it broke")
+        assert status == 202
+        assert invocation.result is not None
+        assert invocation.result.error_type == "Runtime.Unknown"
+        assert json.loads(invocation.result.payload) == {
+            "errorMessage": "it broke",
+            "errorType": "Runtime.Unknown",
+        }
+        # Once answered, the request is finished.
+        status, _, _ = _http("POST", f"{base}/invocation/{request_id}/response", b"{}")
+        assert status == 400
+
+        body = json.dumps({"errorMessage": "no config", "errorType": "Init.Config"}).encode()
+        status, _, _ = _http("POST", f"{base}/init/error", body)
+        assert status == 202
+        assert init_errors == [True]  # the environment is told, to end the container
+        assert state.init_error_type == "Init.Config"
+    finally:
+        state.close()
+        server.shutdown()
+        server.server_close()
+
+
 # --- against the real engine -------------------------------------------------------------------
 
 
