@@ -169,6 +169,9 @@ class RuntimeState:
 class RuntimeAPIHandler(BaseHTTPRequestHandler):
     server: RuntimeAPIServer
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without this, Nagle's algorithm and the
+    # client's delayed ACK add ~40 ms to every reply.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -539,6 +542,7 @@ class ExecutionEnvironment:
 class InvokeHandler(BaseHTTPRequestHandler):
     server: InvokeServer
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
