@@ -177,7 +177,10 @@ class _ChunkReader(io.RawIOBase):
 
 
 def _normalize(name: str) -> str:
-    return str(PurePosixPath("/", name.lstrip("./").rstrip("/") or "/"))
+    """A tar member name (``usr/bin/x``, ``./usr/bin/x``, ``.wh.x``) as an absolute path."""
+    if name.startswith("./"):
+        name = name[2:]
+    return str(PurePosixPath("/", name.strip("/")))
 
 
 def _elf_arch(head: bytes) -> str | None:
@@ -199,11 +202,19 @@ def _scan_secrets(data: bytes) -> list[str]:
     return found
 
 
-def _read_layer(stream: IO[bytes], number: int) -> tuple[list[Entry], list[str], list[str]]:
-    """Entries, whiteouts (paths deleted) and credential findings of one layer tar."""
+@dataclass(frozen=True, kw_only=True)
+class LayerFiles:
+    """One layer tar: what it adds or replaces, what it deletes, credentials found in it."""
+
+    entries: list[Entry]
+    whiteouts: list[str]  # deleted paths; "<dir>/*" for an opaque directory
+    secrets: list[tuple[str, str]]  # (what, path)
+
+
+def _read_layer(stream: IO[bytes]) -> LayerFiles:
     entries: list[Entry] = []
     whiteouts: list[str] = []
-    secrets: list[str] = []
+    secrets: list[tuple[str, str]] = []
     with tarfile.open(fileobj=stream, mode="r|") as layer:
         for member in layer:
             path = _normalize(member.name)
@@ -222,7 +233,7 @@ def _read_layer(stream: IO[bytes], number: int) -> tuple[list[Entry], list[str],
                 if f is not None:
                     if member.size <= SCAN_MAX_BYTES:
                         data = f.read()
-                        secrets += [f"{w} in {path} (layer {number})" for w in _scan_secrets(data)]
+                        secrets += [(what, path) for what in _scan_secrets(data)]
                     else:
                         data = f.read(20)
                     elf = _elf_arch(data[:20])
@@ -246,7 +257,26 @@ def _read_layer(stream: IO[bytes], number: int) -> tuple[list[Entry], list[str],
                     elf=elf,
                 )
             )
-    return entries, whiteouts, secrets
+    return LayerFiles(entries=entries, whiteouts=whiteouts, secrets=secrets)
+
+
+def merge_layers(layers: Iterable[LayerFiles]) -> tuple[dict[str, Entry], list[str]]:
+    """The filesystem the engine stacks from ``layers`` (bottom first), and every credential
+    finding as "<what> in <path> (layer N)", deleted files included."""
+    merged: dict[str, Entry] = {}
+    findings: list[str] = []
+    for number, layer in enumerate(layers, start=1):
+        for gone in layer.whiteouts:
+            if gone.endswith("/*"):
+                doomed = [p for p in merged if p.startswith(gone[:-1])]
+            else:
+                doomed = [p for p in merged if p == gone or p.startswith(gone + "/")]
+            for path in doomed:
+                del merged[path]
+        for entry in layer.entries:
+            merged[entry.path] = entry
+        findings += [f"{what} in {path} (layer {number})" for what, path in layer.secrets]
+    return merged, findings
 
 
 def read_image(client: Any, image: str) -> ImageFiles:
@@ -257,7 +287,7 @@ def read_image(client: Any, image: str) -> ImageFiles:
         raise EngineError(f"no image {image!r} in the Docker Engine; build it first") from None
     except docker.errors.APIError as exc:
         raise EngineError(f"exporting {image}: {exc.explanation or exc}") from None
-    layers: dict[str, tuple[list[Entry], list[str], list[str]]] = {}
+    layers: dict[str, LayerFiles] = {}
     configs: dict[str, dict[str, Any]] = {}
     manifest: list[dict[str, Any]] = []
     reader = io.BufferedReader(_ChunkReader(chunks), buffer_size=1 << 20)
@@ -268,7 +298,7 @@ def read_image(client: Any, image: str) -> ImageFiles:
                 if f is None:
                     continue
                 if member.name.endswith("/layer.tar"):
-                    layers[member.name] = _read_layer(f, len(layers))
+                    layers[member.name] = _read_layer(f)
                 elif member.name == "manifest.json":
                     manifest = json.load(f)
                 elif member.name.endswith(".json") and "/" not in member.name:
@@ -278,22 +308,11 @@ def read_image(client: Any, image: str) -> ImageFiles:
     if len(manifest) != 1:
         raise EngineError(f"`docker save {image}` holds {len(manifest)} images, expected one")
     entry = manifest[0]
-    files = ImageFiles(config=configs.get(entry["Config"], {}), manifest=entry)
-    for number, name in enumerate(entry["Layers"]):
-        entries, whiteouts, secrets = layers.get(name, ([], [], []))
-        for gone in whiteouts:
-            if gone.endswith("/*"):
-                prefix = gone[:-1]
-                doomed = [p for p in files.merged if p.startswith(prefix)]
-            else:
-                doomed = [p for p in files.merged if p == gone or p.startswith(gone + "/")]
-            for p in doomed:
-                del files.merged[p]
-        for e in entries:
-            files.merged[e.path] = e
-        # Layer numbers in findings follow the image's order, not the archive's.
-        files.secrets += [s.rsplit(" (layer ", 1)[0] + f" (layer {number + 1})" for s in secrets]
-    return files
+    # The archive holds layers in any order; the manifest says which comes first.
+    empty = LayerFiles(entries=[], whiteouts=[], secrets=[])
+    merged, findings = merge_layers(layers.get(name, empty) for name in entry["Layers"])
+    config = configs.get(entry["Config"], {})
+    return ImageFiles(config=config, manifest=entry, merged=merged, secrets=findings)
 
 
 # --- the checks --------------------------------------------------------------------------------

@@ -365,7 +365,8 @@ class ExecutionEnvironment:
         if cfg.code is not None:
             volumes[str(cfg.code.resolve())] = {"bind": "/var/task", "mode": "ro"}
         command = [cfg.handler] if cfg.handler else None
-        log.command(["docker", "run", "--read-only", "--network=host", cfg.image, *(command or [])])
+        flags = ["--read-only"] if cfg.read_only else []
+        log.command(["docker", "run", *flags, "--network=host", cfg.image, *(command or [])])
         try:
             container = self.client.containers.create(
                 cfg.image,

@@ -23,9 +23,11 @@ from pipeline.conformance import (
     MAX_UNCOMPRESSED,
     Entry,
     Report,
+    _read_layer,
     _readable,
     _scan_secrets,
     check_size,
+    merge_layers,
     probe_dir,
     run_checks,
 )
@@ -67,6 +69,53 @@ def test_credentials_are_recognised_but_aws_example_keys_are_not() -> None:
     assert _scan_secrets(b"aws_access_key_id = AKIAIOSFODNN7EXAMPLE") == []
     assert _scan_secrets(b"-----BEGIN RSA PRIVATE KEY-----\x00%s\x00") == []
     assert _scan_secrets(b"-----BEGIN DSA PRIVATE KEY-----<a private key>-----END DSA") == []
+
+
+def _layer(members: dict[str, bytes | None]) -> io.BytesIO:
+    """A layer tar: name → file content, or None for a directory."""
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        for name, content in members.items():
+            info = tarfile.TarInfo(name)
+            if content is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            else:
+                info.size, info.mode = len(content), 0o644
+                tar.addfile(info, io.BytesIO(content))
+    data.seek(0)
+    return data
+
+
+def test_layers_merge_with_whiteouts_and_keep_findings_of_deleted_files() -> None:
+    access_key = fake_access_key_id()
+    bottom = _read_layer(
+        _layer(
+            {
+                ".env": f"AWS_ACCESS_KEY_ID={access_key}".encode(),
+                "opt": None,
+                "opt/a": b"a",
+                "opt/cache": None,
+                "opt/cache/old": b"old",
+                "usr/bin/tool": b"\x7fELF\x02\x01\x01" + bytes(11) + b"\xb7\x00" + bytes(20),
+            }
+        )
+    )
+    top = _read_layer(
+        _layer(
+            {
+                ".wh..env": b"",
+                "opt/.wh.a": b"",
+                "opt/cache/.wh..wh..opq": b"",
+                "opt/cache/new": b"n",
+            }
+        )
+    )
+    merged, findings = merge_layers([bottom, top])
+    assert sorted(merged) == ["/opt", "/opt/cache", "/opt/cache/new", "/usr/bin/tool"]
+    assert merged["/usr/bin/tool"].elf == "arm64"
+    # Deleted in the top layer, still in the image's bottom one.
+    assert findings == ["AWS access key id in /.env (layer 1)"]
 
 
 def test_size_limit_is_ten_gib_uncompressed() -> None:
