@@ -51,6 +51,8 @@ MAX_PAYLOAD: Final = 6 * 1024 * 1024  # synchronous invocation request and respo
 CONTAINER_LABEL: Final = "lambda-images.emulator"
 RUNTIME_PREFIX: Final = "/2018-06-01/runtime"
 INVOKE_PATH: Final = "/2015-03-31/functions/function/invocations"
+TOO_LARGE: Final = "RequestTooLargeException"
+SIGNALS: Final = {6: "aborted", 9: "killed", 11: "segmentation fault", 15: "terminated"}
 _INVOCATION = re.compile(rf"^{RUNTIME_PREFIX}/invocation/([^/]+)/(response|error)$")
 
 
@@ -118,16 +120,18 @@ class Invocation:
         self.picked_up = threading.Event()
         self.done = threading.Event()
         self.result: InvokeResult | None = None
+        self._lock = threading.Lock()
 
     def finish(self, payload: bytes, error_type: str | None = None) -> bool:
-        """Record the outcome unless there already is one; False when too late."""
-        if self.done.is_set():
-            return False
-        self.result = InvokeResult(
-            request_id=self.request_id, payload=payload, error_type=error_type
-        )
-        self.done.set()
-        return True
+        """Record the outcome unless there already is one (a response racing the timeout)."""
+        with self._lock:
+            if self.done.is_set():
+                return False
+            self.result = InvokeResult(
+                request_id=self.request_id, payload=payload, error_type=error_type
+            )
+            self.done.set()
+            return True
 
 
 class RuntimeState:
@@ -465,6 +469,14 @@ class ExecutionEnvironment:
             if self._container is not None and self._exited.is_set():
                 self._stop()  # died after the last invocation: init again
             invocation = Invocation(payload, client_context)
+            if len(payload) > MAX_PAYLOAD:
+                message = (
+                    f"Request payload size ({len(payload)} bytes) exceeded maximum "
+                    f"allowed payload size ({MAX_PAYLOAD} bytes)."
+                )
+                invocation.finish(error_payload(TOO_LARGE, message), TOO_LARGE)
+                assert invocation.result is not None
+                return invocation.result
             if self._container is None:
                 try:
                     self._start()
@@ -479,16 +491,6 @@ class ExecutionEnvironment:
     def _run(self, invocation: Invocation) -> InvokeResult:
         state = self._state
         assert state is not None
-        if len(invocation.payload) > MAX_PAYLOAD:
-            message = (
-                f"Request payload size ({len(invocation.payload)} bytes) exceeded maximum "
-                f"allowed payload size ({MAX_PAYLOAD} bytes)."
-            )
-            return InvokeResult(
-                request_id=invocation.request_id,
-                payload=error_payload("RequestTooLargeException", message),
-                error_type="RequestTooLargeException",
-            )
         state.submit(invocation)
         # Init gets the function's timeout, and so does the invocation once the runtime has
         # picked it up (its deadline is the one the runtime was told in Lambda-Runtime-Deadline-Ms).
@@ -513,10 +515,14 @@ class ExecutionEnvironment:
         if state.init_error is not None and state.init_error_type is not None:
             invocation.finish(state.init_error, state.init_error_type)
         else:
-            code = self._exit_code
+            code = self._exit_code if self._exit_code is not None else -1
+            # As Lambda words it: "exit status N", or "signal: killed" (out of memory, killed).
+            if code > 128:
+                reason = f"signal: {SIGNALS.get(code - 128, f'signal {code - 128}')}"
+            else:
+                reason = f"exit status {code}"
             message = (
-                f"RequestId: {invocation.request_id} Error: Runtime exited with error: "
-                f"exit status {code}"
+                f"RequestId: {invocation.request_id} Error: Runtime exited with error: {reason}"
             )
             invocation.finish(error_payload("Runtime.ExitError", message), "Runtime.ExitError")
         self._stop()

@@ -66,6 +66,11 @@ def sleep(event, context):
     return "woke up"
 
 
+def hog(event, context):
+    chunks = [bytearray(1024 * 1024) for _ in range(event["mb"])]
+    return len(chunks)
+
+
 def one_at_a_time(event, context):
     # An invocation that finds another one running in the same environment reports it.
     overlap = os.path.exists(BUSY)
@@ -305,6 +310,36 @@ def test_timeout_ends_the_invocation_and_the_next_one_starts_fresh(
         assert woke.ok
         assert json.loads(woke.payload) == "woke up"
         assert environment.inits == 2
+
+
+@pytest.mark.engine
+@pytest.mark.slow
+def test_function_over_its_memory_limit_is_killed(
+    built: BuiltImages, python_code: Path, no_leaks: None
+) -> None:
+    image = built("python3.11.debian12")["x86_64"].image_tag
+    result = run_cli(
+        "invoke", image, "--handler", "app.hog", "--code", str(python_code), "--memory", "128",
+        "--event", '{"mb": 512}',
+    )  # fmt: skip
+    assert result.returncode == 7
+    error = json.loads(result.stdout)
+    assert error["errorType"] == "Runtime.ExitError"
+    assert error["errorMessage"].endswith("Runtime exited with error: signal: killed")
+
+
+@pytest.mark.engine
+@pytest.mark.slow
+def test_oversized_event_is_refused_before_the_function_runs(
+    engine: Any, built: BuiltImages, echo_code: Path, no_leaks: None
+) -> None:
+    image = built("provided.debian12")["x86_64"].image_tag
+    config = FunctionConfig(image=image, handler="x", code=echo_code)
+    with ExecutionEnvironment(config, engine) as environment:
+        result = environment.invoke(b'"' + b"x" * (6 * 1024 * 1024) + b'"')
+        assert result.error_type == "RequestTooLargeException"
+        assert "exceeded maximum allowed payload size (6291456 bytes)" in result.error_message()
+        assert environment.inits == 0
 
 
 @pytest.mark.engine
