@@ -43,7 +43,7 @@ from rich.markup import escape
 
 from . import log
 from .emulator import LAMBDA_USER, ExecutionEnvironment, FunctionConfig, InvokeResult
-from .errors import EngineError
+from .errors import ConfigurationError, EngineError
 from .matrix import TEMPLATES_DIR, Arch, Runtime
 
 RECORD: Final = "test.json"
@@ -529,6 +529,12 @@ def run_checks(
 ) -> Report:
     """Every check on one image; the probe directory is mounted as the function code."""
     started = time.monotonic()
+    if not probe.is_dir():
+        msg = (
+            f"{probe}: no probe function; every template family needs one there (a handler "
+            "`probe.handler`, or a bootstrap, that returns the event it is given)"
+        )
+        raise ConfigurationError(msg)
     try:
         size = int(client.images.get(image).attrs.get("Size", 0))
     except docker.errors.ImageNotFound:

@@ -31,7 +31,7 @@ from pipeline.conformance import (
     probe_dir,
     run_checks,
 )
-from pipeline.errors import ConformanceError, EngineError
+from pipeline.errors import ConfigurationError, ConformanceError, EngineError
 from pipeline.matrix import ARCHES, Matrix, Target
 
 BuiltImages = Callable[[str], dict[str, Target]]
@@ -476,3 +476,8 @@ def test_failing_image_stops_the_pipeline_and_the_cli_says_why(
 def test_missing_image_is_an_engine_error(engine: Any) -> None:
     with pytest.raises(EngineError, match="no image 'nobody/nothing:here'"):
         checked(engine, "nobody/nothing:here")
+
+
+def test_family_without_a_probe_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="no probe function"):
+        run_checks(None, "any/image:tag", ARCHES["x86_64"], tmp_path / "probe")
