@@ -272,6 +272,103 @@ def lock(obj: Context, runtimes: tuple[str, ...]) -> None:
     click.echo(str(lockfile.path))
 
 
+# --- local invocation and conformance ----------------------------------------------------------
+
+
+def function_options(f: F) -> F:
+    for option in reversed(
+        (
+            click.option("--handler", help="The handler (the image's CMD when left out)."),
+            click.option(
+                "--code",
+                type=click.Path(path_type=Path, file_okay=False, exists=True),
+                help="Function code, mounted read-only at /var/task.",
+            ),
+            click.option("--timeout", type=float, default=300.0, help="Seconds per invocation."),
+            click.option("--memory", type=int, default=3008, help="Memory limit in MB."),
+        )
+    ):
+        f = option(f)
+    return f
+
+
+def _function(
+    image: str, handler: str | None, code: Path | None, timeout: float, memory: int
+) -> Any:
+    from .emulator import FunctionConfig, check_code_dir
+
+    if code is not None:
+        check_code_dir(code)
+    return FunctionConfig(
+        image=image, handler=handler, code=code, timeout=timeout, memory_mb=memory
+    )
+
+
+@cli.command()
+@click.argument("image")
+@function_options
+@click.option("--event", default="{}", help="The event: JSON, or @FILE.")
+def invoke(
+    image: str, handler: str | None, code: Path | None, timeout: float, memory: int, event: str
+) -> None:
+    """Invoke a function image once through the Runtime API emulator; print its response."""
+    from .emulator import invoke_once, read_event
+    from .errors import InvocationError
+
+    payload = read_event(event)
+    result = invoke_once(_function(image, handler, code, timeout, memory), connect(), payload)
+    click.echo(result.payload.decode(errors="replace"))
+    if not result.ok:
+        raise InvocationError(f"{result.error_type}: {result.error_message()}")
+
+
+@cli.command()
+@click.argument("image")
+@function_options
+@click.option("--port", type=int, default=9000, help="Port of the invoke endpoint on 127.0.0.1.")
+def serve(
+    image: str, handler: str | None, code: Path | None, timeout: float, memory: int, port: int
+) -> None:
+    """Serve POST /2015-03-31/functions/function/invocations for a function image until Ctrl-C."""
+    from .emulator import serve as run_server
+
+    def ready(url: str) -> None:
+        click.echo(url)
+        sys.stdout.flush()
+        log.info(f"invoke with: curl -XPOST {url} -d '{{}}'")
+
+    run_server(_function(image, handler, code, timeout, memory), connect(), port, ready)
+
+
+@cli.command()
+@click.argument("runtimes", nargs=-1, required=True)
+@arch_option
+@click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON on stdout.")
+@click.pass_obj
+def test(obj: Context, runtimes: tuple[str, ...], arches: tuple[str, ...], as_json: bool) -> None:
+    """Run Lambda's conformance checks on built images; fails when any check fails."""
+    from .conformance import print_report
+    from .errors import ConformanceError
+    from .rebuild import stage_test
+
+    matrix, selected = _runtimes(obj, runtimes)
+    client = connect()
+    reports, failed = [], []
+    for target in matrix.targets(selected, arches):
+        try:
+            reports.append(stage_test(target, obj.work, client))
+        except ConformanceError as exc:
+            reports.append(exc.report)
+            failed.append(target.key)
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in reports], indent=2))
+    else:
+        for report in reports:
+            print_report(report)
+    if failed:
+        raise ConformanceError(f"conformance checks failed for {', '.join(failed)}")
+
+
 # --- rebuild -----------------------------------------------------------------------------------
 
 
@@ -323,9 +420,13 @@ def rebuild(
                 "size": b.size,
                 "build_seconds": b.seconds,
                 "layers": [layer.file for layer in s.layers],
+                "conformance": {
+                    "ok": t.ok,
+                    "checks": [c.name for c in t.checks],
+                },
                 "snapshot_bytes": sum(layer.compressed_size for layer in s.layers),
             }
-            for b, s in zip(summary.builds, summary.snapshots, strict=True)
+            for b, t, s in zip(summary.builds, summary.tests, summary.snapshots, strict=True)
         ],
         "branch_dir": str(summary.branch_dir),
         "branch": None
@@ -340,7 +441,7 @@ def rebuild(
         click.echo(json.dumps(data, indent=2))
         return
     table = Table(title=f"{summary.runtime} in {summary.seconds:.0f}s", box=None, pad_edge=False)
-    for column in ("image", "arch", "image id", "size", "snapshot", "build"):
+    for column in ("image", "arch", "image id", "size", "checks", "snapshot", "build"):
         table.add_column(column)
     for img in data["images"]:
         table.add_row(
@@ -348,6 +449,7 @@ def rebuild(
             img["architecture"],
             img["image_id"][:19],
             log.human_size(img["size"]),
+            f"{len(img['conformance']['checks'])} passed",
             f"{len(img['layers'])} layers, {log.human_size(img['snapshot_bytes'])}",
             f"{img['build_seconds']:.0f}s",
         )

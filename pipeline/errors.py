@@ -6,6 +6,8 @@ Anything else that escapes is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class LambdaImagesError(Exception):
     """Base class: a failure explained by ``str(self)``, with the exit status to use."""
@@ -66,3 +68,19 @@ class PublishError(LambdaImagesError):
     """One or more runtimes could not be published; the report says which and why."""
 
     return_code = 8
+
+
+class InvocationError(LambdaImagesError):
+    """A local invocation failed: the function raised, timed out, or its runtime exited."""
+
+    return_code = 9
+
+
+class ConformanceError(LambdaImagesError):
+    """An image breaks one of Lambda's container rules; it must not be published."""
+
+    return_code = 10
+
+    def __init__(self, message: str, report: Any = None) -> None:
+        super().__init__(message)
+        self.report = report  # the conformance Report, for --json output

@@ -6,7 +6,7 @@ the config's diff IDs are the snapshot's and the same snapshot always gives the 
 Gzip results are cached under ``<work>/registry-blobs/`` by diff ID.
 
 Per runtime, in this order, and only when every architecture it declares has a snapshot (and
-no failed ``test.json``):
+no ``test.json`` whose ``ok`` is not true):
 
 1. layer and config blobs (HEAD first; only missing ones are uploaded);
 2. the per-architecture manifests and the index, by digest (nothing visible moves yet);
@@ -257,7 +257,7 @@ def read_cells(runtime: Runtime, work: Path) -> list[ArchSnapshot]:
         test = folder / TEST_RECORD
         if test.exists():
             try:
-                passed = json.loads(test.read_text("utf-8")).get("passed")
+                passed = json.loads(test.read_text("utf-8")).get("ok")
             except (ValueError, AttributeError):
                 passed = None
             if passed is not True:

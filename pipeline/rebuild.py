@@ -16,8 +16,9 @@ from . import log
 from .base import BaseRecord, ensure_base
 from .branch import BranchResult, push_branch
 from .build import BuildRecord, build_target
+from .conformance import Report, probe_dir, run_checks
 from .engine import require_emulation
-from .errors import SnapshotError
+from .errors import ConformanceError, SnapshotError
 from .inputs import fetch_pip
 from .lock import Lock
 from .matrix import Matrix, Target
@@ -63,6 +64,20 @@ def stage_build(
         return record
 
 
+def stage_test(target: Target, work: Path, client: Any) -> Report:
+    """Lambda's conformance checks on a built image; writes ``test.json``, raises when one fails."""
+    with log.step(f"test {target.key}"):
+        report = run_checks(client, target.image_tag, target.arch, probe_dir(target.runtime))
+        report.write(target_dir(work, target))
+        for check in report.checks:
+            state = "ok  " if check.ok else "FAIL"
+            log.info(f"    {state} {check.name}: {check.message}")
+        if not report.ok:
+            msg = f"{target.key}: {report.summary()}; not snapshotting or publishing it"
+            raise ConformanceError(msg, report)
+        return report
+
+
 def stage_snapshot(target: Target, work: Path, client: Any) -> ArchSnapshot:
     with log.step(f"snapshot {target.key}"):
         snap = snapshot_target(target, client, work)
@@ -75,6 +90,7 @@ def stage_snapshot(target: Target, work: Path, client: Any) -> ArchSnapshot:
 class RebuildSummary:
     runtime: str
     builds: list[BuildRecord] = field(default_factory=list)
+    tests: list[Report] = field(default_factory=list)
     snapshots: list[ArchSnapshot] = field(default_factory=list)
     branch_dir: Path | None = None
     branch: BranchResult | None = None
@@ -98,6 +114,7 @@ def rebuild(
     summary = RebuildSummary(runtime=runtime.id)
     for target in targets:
         summary.builds.append(stage_build(target, work, client, lock, no_cache=no_cache))
+        summary.tests.append(stage_test(target, work, client))
         summary.snapshots.append(stage_snapshot(target, work, client))
     built = [t.arch.name for t in targets]
     with log.step(f"branch content {runtime.id}"):

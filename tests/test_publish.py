@@ -148,7 +148,7 @@ def test_a_failed_arm64_cell_moves_no_tag_of_its_runtime(
 
     for rt in (PROVIDED, PYTHON):
         make_runtime(work, rt, "B", BOTH)
-    (work / PROVIDED / "arm64" / "test.json").write_text('{"passed": false}')
+    (work / PROVIDED / "arm64" / "test.json").write_text('{"ok": false}')
     report_file = tmp_path / "report.json"
     second = publish(
         matrix, [PROVIDED, PYTHON], work=work, registry=target, credentials=creds,

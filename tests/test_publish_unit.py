@@ -110,7 +110,7 @@ def test_a_runtime_is_ready_only_when_every_arch_is(tmp_path: Path, matrix: Matr
         read_cells(rt, tmp_path)
     make_snapshot(tmp_path, rt.id, "arm64", "A")
     assert [s.arch for s in read_cells(rt, tmp_path)] == ["x86_64", "arm64"]
-    (tmp_path / rt.id / "arm64" / "test.json").write_text('{"passed": false}')
+    (tmp_path / rt.id / "arm64" / "test.json").write_text('{"ok": false}')
     with pytest.raises(PublishError, match="did not pass its tests"):
         read_cells(rt, tmp_path)
 

@@ -1,0 +1,564 @@
+"""Test: the checks an image must pass before it is snapshotted and published.
+
+Each check has a name and, when it fails, a message that says what is wrong and where. They
+follow Lambda's rules for container images
+(https://docs.aws.amazon.com/lambda/latest/dg/images-create.html#images-reqs):
+
+``invocation``        a real invocation through the Runtime API emulator, under Lambda's
+                      settings (read-only root, writable /tmp, non-root user, memory limit),
+                      returns the event the runtime's probe function echoes back
+``read-only-rootfs``  the same invocation on a writable root filesystem leaves no change outside
+                      /tmp (what Lambda's read-only root would have refused)
+``readable-files``    every file and directory under the task root, the runtime directory,
+                      /var/lang and /opt is readable by Lambda's non-root user
+``entrypoint``        ENTRYPOINT is an absolute path to an executable regular file, not a symlink
+``size``              at most 10 GiB uncompressed, all layers together
+``architecture``      one architecture, the target's, in the config and in every ELF file
+``manifest``          what ``docker push`` would send is a Docker v2 schema 2 manifest Lambda
+                      accepts: one platform (os linux), layers as plain distributable tar layers
+``no-credentials``    no AWS access keys, secret keys or private keys in any layer (deleted
+                      files included) or in the image's environment
+
+The filesystem checks read the image as ``docker save`` exports it: every layer, in order, with
+whiteouts applied for the merged view.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import tarfile
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import IO, Any, Final
+
+import docker.errors
+import requests
+from rich.markup import escape
+
+from . import log
+from .emulator import LAMBDA_USER, ExecutionEnvironment, FunctionConfig, InvokeResult
+from .errors import ConfigurationError, EngineError
+from .matrix import TEMPLATES_DIR, Arch, Runtime
+
+RECORD: Final = "test.json"
+MAX_UNCOMPRESSED: Final = 10 * 1024**3
+MAX_LAYERS: Final = 127  # the most layers the Docker Engine (overlay2) can stack
+READABLE_ROOTS: Final = ("/var/task", "/var/runtime", "/var/lang", "/opt")
+SCAN_MAX_BYTES: Final = 4 * 1024 * 1024  # credentials live in small files
+PROBE_HANDLER: Final = "probe.handler"
+# Changes the Docker Engine itself makes to every container's filesystem.
+ENGINE_PATHS: Final = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/dev", "/proc", "/sys")
+ELF_MACHINES: Final = {62: "amd64", 183: "arm64", 3: "386", 40: "arm"}
+_UID, _GID = (int(part) for part in LAMBDA_USER.split(":"))
+
+_SECRETS: Final = (
+    ("AWS access key id", re.compile(rb"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
+    (
+        "AWS secret access key",
+        re.compile(
+            rb"(?i)aws_?secret_?access_?key[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])"
+        ),
+    ),
+    # A PEM block with a key body (libraries carry the bare marker; docs carry placeholders).
+    (
+        "private key",
+        re.compile(
+            rb"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY-----\s*(?:[A-Za-z-]+: [^\n]*\n\s*)*"
+            rb"(?:[A-Za-z0-9+/=]{16,}\s*)+-----END \1PRIVATE KEY-----"
+        ),
+    ),
+)
+_SECRET_ENV: Final = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Check:
+    name: str
+    ok: bool
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Report:
+    image: str
+    arch: str
+    checks: tuple[Check, ...]
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    def check(self, name: str) -> Check:
+        return next(c for c in self.checks if c.name == name)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ok"] = self.ok
+        return data
+
+    def write(self, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / RECORD
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+        return path
+
+    def summary(self) -> str:
+        failed = "; ".join(f"{c.name}: {c.message}" for c in self.failed)
+        return f"{self.image} fails {len(self.failed)} conformance check(s): {failed}"
+
+
+def print_report(report: Report) -> None:
+    state = "[green]pass[/]" if report.ok else "[red]FAIL[/]"
+    log.console.print(f"{state} [bold]{report.image}[/] ({report.arch}, {report.seconds:.0f}s)")
+    for c in report.checks:
+        mark = "[green]ok[/]  " if c.ok else "[red]fail[/]"
+        log.console.print(f"  {mark} {c.name:<17} {escape(c.message)}")
+
+
+def probe_dir(runtime: Runtime) -> Path:
+    """The family's probe function: it echoes the event it is given."""
+    return TEMPLATES_DIR / runtime.family.template / "probe"
+
+
+# --- the image as docker save exports it ---------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Entry:
+    path: str  # absolute, normalized
+    kind: str  # file, dir, symlink, other
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    linkname: str = ""
+    elf: str | None = None  # the architecture of an ELF file
+
+
+@dataclass(kw_only=True)
+class ImageFiles:
+    config: dict[str, Any]
+    manifest: dict[str, Any]
+    merged: dict[str, Entry] = field(default_factory=dict)
+    secrets: list[str] = field(default_factory=list)  # "<what> in <path> (layer N)"
+
+
+class _ChunkReader(io.RawIOBase):
+    """A file object over the byte chunks of ``image.save()``."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks: Iterator[bytes] = iter(chunks)
+        self._buffer = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._buffer:
+            try:
+                self._buffer = next(self._chunks)
+            except StopIteration:
+                return 0
+        n = min(len(b), len(self._buffer))
+        b[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n
+
+
+def _normalize(name: str) -> str:
+    """A tar member name (``usr/bin/x``, ``./usr/bin/x``, ``.wh.x``) as an absolute path."""
+    if name.startswith("./"):
+        name = name[2:]
+    return str(PurePosixPath("/", name.strip("/")))
+
+
+def _elf_arch(head: bytes) -> str | None:
+    if len(head) < 20 or head[:4] != b"\x7fELF":
+        return None
+    byteorder: Any = "little" if head[5] == 1 else "big"
+    machine = int.from_bytes(head[18:20], byteorder)
+    return ELF_MACHINES.get(machine, f"machine {machine}")
+
+
+def _scan_secrets(data: bytes) -> list[str]:
+    found = []
+    for what, pattern in _SECRETS:
+        if what == "private key" and data[:4] == b"\x7fELF":
+            continue  # crypto libraries embed public self-test keys (GnuTLS does)
+        # AWS documents its example keys with EXAMPLE in them; SDK docs are full of them.
+        if any(b"EXAMPLE" not in m.group(0) for m in pattern.finditer(data)):
+            found.append(what)
+    return found
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerFiles:
+    """One layer tar: what it adds or replaces, what it deletes, credentials found in it."""
+
+    entries: list[Entry]
+    whiteouts: list[str]  # deleted paths; "<dir>/*" for an opaque directory
+    secrets: list[tuple[str, str]]  # (what, path)
+
+
+def _read_layer(stream: IO[bytes]) -> LayerFiles:
+    entries: list[Entry] = []
+    whiteouts: list[str] = []
+    secrets: list[tuple[str, str]] = []
+    with tarfile.open(fileobj=stream, mode="r|") as layer:
+        for member in layer:
+            path = _normalize(member.name)
+            base = PurePosixPath(path).name
+            if base.startswith(".wh."):
+                parent = str(PurePosixPath(path).parent)
+                if base == ".wh..wh..opq":
+                    whiteouts.append(parent.rstrip("/") + "/*")
+                else:
+                    whiteouts.append(str(PurePosixPath(parent, base[4:])))
+                continue
+            elf = None
+            if member.isreg():
+                kind = "file"
+                f = layer.extractfile(member)
+                if f is not None:
+                    if member.size <= SCAN_MAX_BYTES:
+                        data = f.read()
+                        secrets += [(what, path) for what in _scan_secrets(data)]
+                    else:
+                        data = f.read(20)
+                    elf = _elf_arch(data[:20])
+            elif member.isdir():
+                kind = "dir"
+            elif member.issym():
+                kind = "symlink"
+            elif member.islnk():
+                kind = "file"  # a hard link: same inode, same mode
+            else:
+                kind = "other"
+            entries.append(
+                Entry(
+                    path=path,
+                    kind=kind,
+                    mode=member.mode,
+                    uid=member.uid,
+                    gid=member.gid,
+                    size=member.size,
+                    linkname=member.linkname,
+                    elf=elf,
+                )
+            )
+    return LayerFiles(entries=entries, whiteouts=whiteouts, secrets=secrets)
+
+
+def merge_layers(layers: Iterable[LayerFiles]) -> tuple[dict[str, Entry], list[str]]:
+    """The filesystem the engine stacks from ``layers`` (bottom first), and every credential
+    finding as "<what> in <path> (layer N)", deleted files included."""
+    merged: dict[str, Entry] = {}
+    findings: list[str] = []
+    for number, layer in enumerate(layers, start=1):
+        for gone in layer.whiteouts:
+            if gone.endswith("/*"):
+                doomed = [p for p in merged if p.startswith(gone[:-1])]
+            else:
+                doomed = [p for p in merged if p == gone or p.startswith(gone + "/")]
+            for path in doomed:
+                del merged[path]
+        for entry in layer.entries:
+            merged[entry.path] = entry
+        findings += [f"{what} in {path} (layer {number})" for what, path in layer.secrets]
+    return merged, findings
+
+
+def read_image(client: Any, image: str) -> ImageFiles:
+    """Every layer of ``image`` (via ``docker save``), merged the way the engine stacks them."""
+    try:
+        chunks = client.images.get(image).save(named=False)
+    except docker.errors.ImageNotFound:
+        raise EngineError(f"no image {image!r} in the Docker Engine; build it first") from None
+    except docker.errors.APIError as exc:
+        raise EngineError(f"exporting {image}: {exc.explanation or exc}") from None
+    layers: dict[str, LayerFiles] = {}
+    configs: dict[str, dict[str, Any]] = {}
+    manifest: list[dict[str, Any]] = []
+    reader = io.BufferedReader(_ChunkReader(chunks), buffer_size=1 << 20)
+    try:
+        with tarfile.open(fileobj=reader, mode="r|") as archive:
+            for member in archive:
+                f = archive.extractfile(member) if member.isreg() else None
+                if f is None:
+                    continue
+                if member.name.endswith("/layer.tar"):
+                    layers[member.name] = _read_layer(f)
+                elif member.name == "manifest.json":
+                    manifest = json.load(f)
+                elif member.name.endswith(".json") and "/" not in member.name:
+                    configs[member.name] = json.load(f)
+    except (tarfile.TarError, requests.exceptions.RequestException) as exc:
+        raise EngineError(f"reading `docker save {image}`: {exc}") from None
+    if len(manifest) != 1:
+        raise EngineError(f"`docker save {image}` holds {len(manifest)} images, expected one")
+    entry = manifest[0]
+    # The archive holds layers in any order; the manifest says which comes first.
+    empty = LayerFiles(entries=[], whiteouts=[], secrets=[])
+    merged, findings = merge_layers(layers.get(name, empty) for name in entry["Layers"])
+    config = configs.get(entry["Config"], {})
+    return ImageFiles(config=config, manifest=entry, merged=merged, secrets=findings)
+
+
+# --- the checks --------------------------------------------------------------------------------
+
+
+def _some(items: list[str], limit: int = 5) -> str:
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+def _readable(e: Entry) -> bool:
+    need = 0o5 if e.kind == "dir" else 0o4
+    if e.uid == _UID:
+        return (e.mode >> 6) & need == need
+    if e.gid == _GID:
+        return (e.mode >> 3) & need == need
+    return e.mode & need == need
+
+
+def check_readable(files: ImageFiles) -> Check:
+    bad = [
+        f"{e.path} ({e.mode & 0o7777:04o}, owner {e.uid}:{e.gid})"
+        for path, e in sorted(files.merged.items())
+        if e.kind in ("file", "dir")
+        and any(path == r or path.startswith(r + "/") for r in READABLE_ROOTS)
+        and not _readable(e)
+    ]
+    if bad:
+        message = (
+            f"not readable by Lambda's non-root user {LAMBDA_USER}: {_some(bad)}; "
+            "make them world-readable (chmod o+r files, o+rx directories)"
+        )
+        return Check(name="readable-files", ok=False, message=message)
+    roots = [r for r in READABLE_ROOTS if r in files.merged]
+    return Check(name="readable-files", ok=True, message=f"all readable under {', '.join(roots)}")
+
+
+def check_entrypoint(files: ImageFiles) -> Check:
+    name = "entrypoint"
+    entrypoint = files.config.get("config", {}).get("Entrypoint") or []
+    if not entrypoint:
+        return Check(name=name, ok=False, message="the image has no ENTRYPOINT")
+    path = entrypoint[0]
+    if not path.startswith("/"):
+        message = f"ENTRYPOINT {path!r} is not an absolute path; Lambda needs one (/…)"
+        return Check(name=name, ok=False, message=message)
+    e = files.merged.get(_normalize(path))
+    if e is None:
+        return Check(name=name, ok=False, message=f"ENTRYPOINT {path} does not exist in the image")
+    if e.kind == "symlink":
+        message = f"ENTRYPOINT {path} is a symlink to {e.linkname}; point ENTRYPOINT at the file"
+        return Check(name=name, ok=False, message=message)
+    if e.kind != "file":
+        return Check(name=name, ok=False, message=f"ENTRYPOINT {path} is not a regular file")
+    if e.mode & 0o005 != 0o005 and e.uid != _UID:
+        message = (
+            f"ENTRYPOINT {path} ({e.mode & 0o7777:04o}) cannot be run by Lambda's non-root user; "
+            "chmod 0755 it"
+        )
+        return Check(name=name, ok=False, message=message)
+    return Check(name=name, ok=True, message=f"{path} ({e.mode & 0o7777:04o}, regular file)")
+
+
+def check_size(size: int, limit: int = MAX_UNCOMPRESSED) -> Check:
+    if size > limit:
+        message = (
+            f"{log.human_size(size)} uncompressed, over Lambda's {log.human_size(limit)} limit "
+            "(all layers together)"
+        )
+        return Check(name="size", ok=False, message=message)
+    return Check(name="size", ok=True, message=f"{log.human_size(size)} uncompressed")
+
+
+def check_architecture(files: ImageFiles, arch: Arch) -> Check:
+    name = "architecture"
+    config_arch = files.config.get("architecture", "")
+    if config_arch != arch.docker:
+        actual = config_arch or "of no architecture"
+        message = f"the image is {actual}, the target is {arch.name} ({arch.docker})"
+        return Check(name=name, ok=False, message=message)
+    foreign = sorted(
+        f"{e.path} ({e.elf})" for e in files.merged.values() if e.elf and e.elf != arch.docker
+    )
+    if foreign:
+        message = (
+            f"labelled {arch.docker} but holds ELF files for another architecture: "
+            f"{_some(foreign, 3)}"
+        )
+        return Check(name=name, ok=False, message=message)
+    elves = sum(1 for e in files.merged.values() if e.elf)
+    return Check(name=name, ok=True, message=f"{arch.docker}, {elves} ELF files all {arch.docker}")
+
+
+def check_manifest(files: ImageFiles) -> Check:
+    """What ``docker push`` would send: a Docker v2 schema 2 manifest for one image config."""
+    name = "manifest"
+    problems = []
+    config = files.config
+    if config.get("os") != "linux":
+        problems.append(f"config os is {config.get('os')!r}, Lambda runs linux images only")
+    if not config.get("architecture"):
+        problems.append("config names no architecture")
+    rootfs = config.get("rootfs", {})
+    diff_ids = rootfs.get("diff_ids") or []
+    if rootfs.get("type") != "layers":
+        problems.append(f"rootfs type is {rootfs.get('type')!r}, expected 'layers'")
+    if not diff_ids:
+        problems.append("the image has no layers")
+    if len(diff_ids) != len(files.manifest.get("Layers", [])):
+        problems.append("config diff_ids do not match the layers exported")
+    if len(diff_ids) > MAX_LAYERS:
+        problems.append(f"{len(diff_ids)} layers, more than {MAX_LAYERS}")
+    if files.manifest.get("LayerSources"):
+        problems.append("foreign (non-distributable) layers, which registries and Lambda refuse")
+    if problems:
+        return Check(name=name, ok=False, message="; ".join(problems))
+    message = (
+        f"docker v2 schema 2, linux/{config['architecture']}, {len(diff_ids)} tar layers "
+        "(pushed gzip-compressed)"
+    )
+    return Check(name=name, ok=True, message=message)
+
+
+def check_credentials(files: ImageFiles) -> Check:
+    findings = list(files.secrets)
+    for item in files.config.get("config", {}).get("Env") or []:
+        key = item.split("=", 1)[0]
+        if key in _SECRET_ENV:
+            findings.append(f"{key} in the image's ENV")
+    if findings:
+        message = (
+            f"credentials baked into the image: {_some(findings)}; remove them from every layer "
+            "(rebuild without them: deleting in a later layer keeps them in the earlier one)"
+        )
+        return Check(name="no-credentials", ok=False, message=message)
+    return Check(name="no-credentials", ok=True, message="no keys found in any layer or ENV")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbeRun:
+    result: InvokeResult
+    echoed: bool  # the response is the event sent
+    output: list[str]  # what the function printed
+    changes: list[dict[str, Any]]  # filesystem changes (writable root only)
+
+
+def _probe(image: str, probe: Path, client: Any, *, read_only: bool, timeout: float) -> ProbeRun:
+    """Invoke the probe once in a fresh environment with a unique event."""
+    nonce = {"probe": "lambda-images", "nonce": uuid.uuid4().hex}
+    payload = json.dumps(nonce).encode()
+    config = FunctionConfig(
+        image=image, handler=PROBE_HANDLER, code=probe, timeout=timeout, read_only=read_only
+    )
+    lines: list[str] = []
+    with ExecutionEnvironment(config, client, sink=lines.append) as environment:
+        result = environment.invoke(payload)
+    echoed = result.ok and _json(result.payload) == nonce
+    return ProbeRun(result=result, echoed=echoed, output=lines, changes=environment.changes)
+
+
+def _json(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
+
+
+def check_invocation(image: str, probe: Path, client: Any, timeout: float) -> Check:
+    run = _probe(image, probe, client, read_only=True, timeout=timeout)
+    result, lines = run.result, run.output
+    if run.echoed:
+        return Check(name="invocation", ok=True, message="the probe echoed its event back")
+    if result.ok:
+        got = result.payload[:200].decode(errors="replace")
+        message = f"the probe answered {got!r} instead of echoing its event"
+    else:
+        message = f"the probe failed with {result.error_type}: {result.error_message()[:300]}"
+    tail = " | ".join(line for line in lines[-3:] if line.strip())
+    if tail:
+        message += f" (function output: {tail[:300]})"
+    return Check(name="invocation", ok=False, message=message)
+
+
+def check_writes(image: str, probe: Path, client: Any, timeout: float) -> Check:
+    name = "read-only-rootfs"
+    run = _probe(image, probe, client, read_only=False, timeout=timeout)
+    changed = sorted(
+        {
+            c["Path"]
+            for c in run.changes
+            if not (c["Path"] == "/tmp" or c["Path"].startswith("/tmp/"))
+            and not any(c["Path"] == p or c["Path"].startswith(p + "/") for p in ENGINE_PATHS)
+        }
+    )
+    # A changed directory is listed with the files changed in it; name only the deepest paths.
+    leaves = [p for p in changed if not any(q.startswith(p + "/") for q in changed)]
+    if leaves:
+        message = (
+            "writes outside /tmp, which Lambda's read-only root filesystem refuses: "
+            f"{_some(leaves)}; write to /tmp instead"
+        )
+        return Check(name=name, ok=False, message=message)
+    return Check(name=name, ok=True, message="an invocation wrote nothing outside /tmp")
+
+
+def run_checks(
+    client: Any,
+    image: str,
+    arch: Arch,
+    probe: Path,
+    *,
+    timeout: float = 60.0,
+    max_size: int = MAX_UNCOMPRESSED,
+) -> Report:
+    """Every check on one image; the probe directory is mounted as the function code."""
+    started = time.monotonic()
+    if not probe.is_dir():
+        msg = (
+            f"{probe}: no probe function; every template family needs one there (a handler "
+            "`probe.handler`, or a bootstrap, that returns the event it is given)"
+        )
+        raise ConfigurationError(msg)
+    try:
+        size = int(client.images.get(image).attrs.get("Size", 0))
+    except docker.errors.ImageNotFound:
+        raise EngineError(f"no image {image!r} in the Docker Engine; build it first") from None
+    files = read_image(client, image)
+    with tempfile.TemporaryDirectory(prefix="lambda-probe-") as tmp:
+        # The probe must be readable by Lambda's user whatever the checkout's umask was.
+        code = Path(tmp, "code")
+        code.mkdir()
+        for source in probe.iterdir():
+            target = code / source.name
+            target.write_bytes(source.read_bytes())
+            target.chmod(0o755 if source.stat().st_mode & 0o100 else 0o644)
+        code.chmod(0o755)
+        checks = (
+            check_invocation(image, code, client, timeout),
+            check_writes(image, code, client, timeout),
+            check_readable(files),
+            check_entrypoint(files),
+            check_size(size, max_size),
+            check_architecture(files, arch),
+            check_manifest(files),
+            check_credentials(files),
+        )
+    return Report(
+        image=image, arch=arch.name, checks=checks, seconds=round(time.monotonic() - started, 1)
+    )

@@ -1,0 +1,5 @@
+"""Conformance probe: the pipeline invokes this through the Runtime API and expects its event back."""
+
+
+def handler(event, context):
+    return event
