@@ -73,6 +73,46 @@ class OperatingSystem:
     name: str
     architectures: tuple[str, ...]
     base: RootfsBase | ImageBase
+    packages: str  # its package manager: apt, yum or dnf
+    tools: tuple[str, ...] = ()  # packages every image needs to unpack its inputs
+    toolchain: tuple[str, ...] = ()  # packages a build stage needs to compile native parts
+
+
+@dataclass(frozen=True, kw_only=True)
+class Unpack:
+    """How an archive input is laid out: leading path parts to drop, and configure flags when
+    it is a source tree to compile (``./configure --prefix=/var/lang <flags> && make install``)."""
+
+    strip: int = 0
+    compile: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Input:
+    """A pinned artifact downloaded from a URL (one per architecture, or one for all).
+
+    ``sha256`` holds checksums written in runtimes.yaml; the lock file holds the others.
+    """
+
+    name: str
+    version: str
+    urls: tuple[tuple[str, str], ...]  # (arch or "any", url)
+    sha256: tuple[tuple[str, str], ...] = ()
+    unpack: Unpack | None = None
+    install_as: str | None = None
+
+    def key(self, arch: str) -> str:
+        """The lock-file key of this input for an architecture: the arch, or ``any``."""
+        return "any" if dict(self.urls).keys() == {"any"} else arch
+
+    def url(self, arch: str) -> str:
+        return dict(self.urls)[self.key(arch)]
+
+    def filename(self, arch: str) -> str:
+        return self.url(arch).rstrip("/").rsplit("/", 1)[-1]
+
+    def declared_sha256(self, arch: str) -> str | None:
+        return dict(self.sha256).get(self.key(arch))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,7 +120,9 @@ class Family:
     id: str
     name: str
     template: str
-    sdk: str | None = None
+    sdk: str | None = None  # the title of the SDK column in the runtime tables
+    environment: tuple[tuple[str, str], ...] = ()  # extra ENV of every image of the family
+    destinations: tuple[tuple[str, str], ...] = ()  # input role → where its files go
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,8 +130,12 @@ class Install:
     """What a runtime's template installs on top of the OS base."""
 
     apt: tuple[str, ...] = ()
+    rpm: tuple[str, ...] = ()
     pip: tuple[str, ...] = ()
     npm: tuple[str, ...] = ()
+
+    def os_packages(self, manager: str) -> tuple[str, ...]:
+        return self.apt if manager == "apt" else self.rpm
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,7 +150,14 @@ class Runtime:
     sdk: str | None
     deprecation: dt.date | None
     install: Install
+    inputs: tuple[tuple[str, tuple[Input, ...]], ...] = ()  # (role, inputs): language, ric…
     line: int  # where the entry starts in runtimes.yaml, for messages
+
+    def inputs_by_role(self) -> dict[str, tuple[Input, ...]]:
+        return dict(self.inputs)
+
+    def all_inputs(self) -> list[Input]:
+        return [i for _, group in self.inputs for i in group]
 
     def state(self, today: dt.date) -> str:
         """supported, deprecating (within 90 days) or deprecated."""
@@ -144,6 +197,7 @@ class Matrix:
     operating_systems: dict[str, OperatingSystem]
     families: dict[str, Family]
     runtimes: tuple[Runtime, ...]
+    inputs: dict[str, Input] = field(default_factory=dict)
     _by_id: dict[str, Runtime] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -166,16 +220,34 @@ class Matrix:
         include_deprecated: bool = False,
         today: dt.date | None = None,
     ) -> list[Runtime]:
-        """Runtimes named (all when none), leaving out deprecated ones unless asked."""
+        """Runtimes named (all when none), leaving out deprecated ones unless asked.
+
+        Naming a deprecated runtime without ``include_deprecated`` is an error rather than a
+        silent no-op.
+        """
         today = today or dt.date.today()
         chosen = [self.runtime(r) for r in runtime_ids] if runtime_ids else list(self.runtimes)
         if include_deprecated:
             return chosen
+        for rt in chosen:
+            if runtime_ids and rt.state(today) == "deprecated":
+                msg = (
+                    f"{rt.id} was deprecated on {rt.deprecation}; "
+                    "pass --include-deprecated to use it anyway"
+                )
+                raise UsageError(msg)
         return [rt for rt in chosen if rt.state(today) != "deprecated"]
 
-    def targets(
-        self, runtimes: Iterable[Runtime], arches: Sequence[str] = ()
-    ) -> list[Target]:
+    def job_matrix(self, targets: Iterable[Target]) -> dict[str, list[dict[str, str]]]:
+        """A GitHub Actions job matrix: one entry per runtime x architecture and its runner."""
+        return {
+            "include": [
+                {"runtime": t.runtime.id, "arch": t.arch.name, "runner": t.arch.runner}
+                for t in targets
+            ]
+        }
+
+    def targets(self, runtimes: Iterable[Runtime], arches: Sequence[str] = ()) -> list[Target]:
         for a in arches:
             if a not in ARCHES:
                 msg = f"unknown architecture {a!r}; expected one of {', '.join(ARCHES)}"
@@ -229,7 +301,10 @@ class _Located:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self._convert(loader, v, (*where, i)) for i, v in enumerate(node.value)]
-        value = loader.construct_object(node)  # type: ignore[no-untyped-call]
+        try:
+            value = loader.construct_object(node)  # type: ignore[no-untyped-call]
+        except ValueError:  # e.g. 2024-02-30: looks like a timestamp, is no date
+            return node.value
         if isinstance(value, dt.date | dt.datetime):
             return value.isoformat()  # dates are checked as strings by the schema
         return value
@@ -259,6 +334,18 @@ def _schema() -> dict[str, Any]:
 
 def _schema_message(error: jsonschema.ValidationError, doc: _Located) -> ConfigurationError:
     where: Path_ = tuple(error.absolute_path)
+    if error.validator in ("oneOf", "anyOf"):
+        # The alternative whose type matched says what is wrong; none matching is its own case.
+        relevant = [e for e in error.context or () if e.validator != "type"]
+        required = [e for e in relevant if e.validator == "required"]
+        if required and len(required) == len(relevant):
+            names = " or ".join(repr(e.validator_value[0]) for e in required)
+            return doc.fail(where, f"missing a required field: expected {names}")
+        if relevant:
+            return _schema_message(max(relevant, key=lambda e: len(e.absolute_path)), doc)
+        if not error.context or all(e.validator == "type" for e in error.context):
+            return doc.fail(where, f"{error.instance!r} has the wrong type")
+        return doc.fail(where, "give exactly one of the alternatives (url or urls), not both")
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = list(error.schema.get("properties", {}))
         extra = [k for k in error.instance if k not in allowed]
@@ -284,9 +371,9 @@ def _schema_message(error: jsonschema.ValidationError, doc: _Located) -> Configu
         got = type(error.instance).__name__
         return doc.fail(where, f"expected {expected}, got {got} {error.instance!r}")
     if error.validator == "pattern":
-        return doc.fail(
-            where, f"{error.instance!r} does not match the expected form {error.validator_value}"
-        )
+        described = error.schema.get("description")
+        expected = described or f"of the form {error.validator_value}"
+        return doc.fail(where, f"{error.instance!r} is not valid; expected {expected}")
     if error.validator == "uniqueItems":
         return doc.fail(where, f"{error.instance!r} lists an item twice")
     return doc.fail(where, error.message)
@@ -329,7 +416,13 @@ def _build(doc: _Located, templates_dir: Path) -> Matrix:
         else:
             base = ImageBase(reference=base_raw["image"]["reference"])
         systems[os_id] = OperatingSystem(
-            id=os_id, name=raw["name"], architectures=tuple(raw["architectures"]), base=base
+            id=os_id,
+            name=raw["name"],
+            architectures=tuple(raw["architectures"]),
+            base=base,
+            packages=raw["packages"],
+            tools=tuple(raw.get("tools", ())),
+            toolchain=tuple(raw.get("toolchain", ())),
         )
 
     families: dict[str, Family] = {}
@@ -338,11 +431,19 @@ def _build(doc: _Located, templates_dir: Path) -> Matrix:
         if not (template_dir / "Dockerfile.j2").is_file():
             raise doc.fail(
                 ("families", fam_id, "template"),
-                f"no template {raw['template']!r}: expected {template_dir}/Dockerfile.j2",
+                f"no template {raw['template']!r}: expected "
+                f"{templates_dir.name}/{raw['template']}/Dockerfile.j2",
             )
         families[fam_id] = Family(
-            id=fam_id, name=raw["name"], template=raw["template"], sdk=raw.get("sdk")
+            id=fam_id,
+            name=raw["name"],
+            template=raw["template"],
+            sdk=raw.get("sdk"),
+            environment=tuple(raw.get("environment", {}).items()),
+            destinations=tuple(sorted(raw.get("destinations", {}).items())),
         )
+
+    inputs = {name: _input(name, raw) for name, raw in data.get("inputs", {}).items()}
 
     runtimes: list[Runtime] = []
     seen: dict[str, int] = {}
@@ -351,7 +452,8 @@ def _build(doc: _Located, templates_dir: Path) -> Matrix:
         rt_id = raw["id"]
         if rt_id in seen:
             raise doc.fail(
-                (*where, "id"), f"duplicate runtime id {rt_id!r} (first defined on line {seen[rt_id]})"
+                (*where, "id"),
+                f"duplicate runtime id {rt_id!r} (first defined on line {seen[rt_id]})",
             )
         seen[rt_id] = doc.line((*where, "id"))
         if raw["family"] not in families:
@@ -366,6 +468,24 @@ def _build(doc: _Located, templates_dir: Path) -> Matrix:
                     f"{system.id} does not support {arch}; expected one of: "
                     f"{', '.join(system.architectures)}",
                 )
+        roles: list[tuple[str, tuple[Input, ...]]] = []
+        for role, names in raw.get("inputs", {}).items():
+            names = [names] if isinstance(names, str) else names
+            group = []
+            for k, name in enumerate(names):
+                at: Path_ = (*where, "inputs", role, *((k,) if len(names) > 1 else ()))
+                if name not in inputs:
+                    raise _unknown_ref(doc, at, name, inputs, "input")
+                for arch in raw["architectures"]:
+                    if inputs[name].key(arch) not in dict(inputs[name].urls):
+                        raise doc.fail(
+                            at,
+                            f"input {name!r} has no url for {arch}; expected urls.{arch} "
+                            f"under inputs.{name} (line {doc.line(('inputs', name))}), or drop "
+                            f"{arch} from this runtime",
+                        )
+                group.append(inputs[name])
+            roles.append((role, tuple(group)))
         install = raw.get("install", {})
         deprecation = raw.get("deprecation")
         runtimes.append(
@@ -381,14 +501,41 @@ def _build(doc: _Located, templates_dir: Path) -> Matrix:
                 deprecation=dt.date.fromisoformat(deprecation) if deprecation else None,
                 install=Install(
                     apt=tuple(install.get("apt", ())),
+                    rpm=tuple(install.get("rpm", ())),
                     pip=tuple(install.get("pip", ())),
                     npm=tuple(install.get("npm", ())),
                 ),
+                inputs=tuple(roles),
                 line=doc.line(where),
             )
         )
     return Matrix(
-        path=doc.file, operating_systems=systems, families=families, runtimes=tuple(runtimes)
+        path=doc.file,
+        operating_systems=systems,
+        families=families,
+        runtimes=tuple(runtimes),
+        inputs=inputs,
+    )
+
+
+def _input(name: str, raw: dict[str, Any]) -> Input:
+    urls = raw["urls"] if "urls" in raw else {"any": raw["url"]}
+    declared = raw.get("sha256")
+    if isinstance(declared, str):
+        declared = {key: declared for key in urls}
+    unpack = raw.get("unpack")
+    return Input(
+        name=name,
+        version=raw["version"],
+        urls=tuple(sorted(urls.items())),
+        sha256=tuple(sorted((declared or {}).items())),
+        install_as=raw.get("install_as"),
+        unpack=None
+        if unpack is None
+        else Unpack(
+            strip=unpack.get("strip", 0),
+            compile=tuple(unpack["compile"]) if "compile" in unpack else None,
+        ),
     )
 
 
