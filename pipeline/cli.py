@@ -168,13 +168,14 @@ def render(
         matrix, selected = _runtimes(obj, runtimes, include_deprecated)
         lock = Lock.for_matrix(matrix.path)
         for target in matrix.targets(selected, arches):
-            click.echo(str(stage_render(target, obj.work, lock) / "Dockerfile"))
+            context = stage_render(target, obj.work, lock, matrix.templates_dir)
+            click.echo(str(context / "Dockerfile"))
         return
     if runtimes or arches:
         raise click.UsageError("runtimes and --arch only go with --contexts")
     matrix = obj.matrix()
     folder = matrix.path.parent / RENDERED_DIR
-    expected = rendered_files(matrix.targets(matrix.runtimes))
+    expected = rendered_files(matrix.targets(matrix.runtimes), templates_dir=matrix.templates_dir)
     if check:
         stale = stale_files(expected, folder)
         if stale:
@@ -319,19 +320,31 @@ def branch(
 @deprecated_option
 @click.pass_obj
 def lock(obj: Context, runtimes: tuple[str, ...], include_deprecated: bool) -> None:
-    """Pin every downloadable input by sha256 in runtimes.lock.json (needs the network)."""
-    from .inputs import lock_pip
+    """Pin every downloadable input by sha256 in runtimes.lock.json (needs the network).
+
+    Inputs that cannot be downloaded from here stay unlocked (null), and are named.
+    """
+    from .inputs import lock_npm, lock_pip, lock_url_inputs
+    from .matrix import ImageBase
 
     matrix, selected = _runtimes(obj, runtimes, include_deprecated)
     lockfile = Lock.for_matrix(matrix.path)
+    unlocked: list[str] = []
     for rt in selected:
-        if not rt.install.pip:
-            continue
-        for arch in rt.architectures:
-            with log.step(f"lock {rt.id}/{arch}"):
+        with log.step(f"lock {rt.id}"):
+            for arch in rt.architectures if rt.install.pip else ():
                 lockfile.pip.setdefault(rt.id, {})[arch] = lock_pip(rt, arch)
+            if rt.install.npm:
+                lockfile.npm[rt.id] = lock_npm(rt)
+            unlocked += [f"{rt.id}: {name}" for name in lock_url_inputs(rt, lockfile)]
+            if isinstance(rt.os.base, ImageBase):
+                for arch in rt.architectures:
+                    # Digests are read with the registry's client where it is reachable.
+                    lockfile.bases.setdefault(rt.os.id, {}).setdefault(arch, None)
     lockfile.save()
     click.echo(str(lockfile.path))
+    for item in sorted(set(unlocked)):
+        log.warning(f"unlocked: {item}")
 
 
 # --- rebuild -----------------------------------------------------------------------------------
@@ -359,7 +372,7 @@ def rebuild(
     summary = run_rebuild(
         matrix, runtime, work=obj.work, client=connect(), arches=arches, git_remote=git_remote
     )
-    data = {
+    data: dict[str, Any] = {
         "runtime": summary.runtime,
         "seconds": summary.seconds,
         "images": [
@@ -402,9 +415,8 @@ def rebuild(
     log.info(f"branch content: {summary.branch_dir}")
     if summary.branch:
         state = "pushed" if summary.branch.pushed else "unchanged, not pushed"
-        log.info(
-            f"branch {summary.runtime} → {summary.branch.remote} {summary.branch.commit[:12]} ({state})"
-        )
+        where = f"{summary.branch.remote} {summary.branch.commit[:12]}"
+        log.info(f"branch {summary.runtime} → {where} ({state})")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import jsonschema
 import yaml
@@ -198,6 +198,7 @@ class Matrix:
     families: dict[str, Family]
     runtimes: tuple[Runtime, ...]
     inputs: dict[str, Input] = field(default_factory=dict)
+    templates_dir: Path = TEMPLATES_DIR
     _by_id: dict[str, Runtime] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -288,7 +289,7 @@ class _Located:
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
-                key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
+                key = loader.construct_object(key_node)
                 if not isinstance(key, str):
                     line = key_node.start_mark.line + 1
                     msg = f"{self.file}:{line}: {_dotted(where) or '(top)'}: keys must be strings"
@@ -302,7 +303,7 @@ class _Located:
         if isinstance(node, yaml.SequenceNode):
             return [self._convert(loader, v, (*where, i)) for i, v in enumerate(node.value)]
         try:
-            value = loader.construct_object(node)  # type: ignore[no-untyped-call]
+            value = loader.construct_object(node)
         except ValueError:  # e.g. 2024-02-30: looks like a timestamp, is no date
             return node.value
         if isinstance(value, dt.date | dt.datetime):
@@ -334,20 +335,24 @@ def _schema() -> dict[str, Any]:
 
 def _schema_message(error: jsonschema.ValidationError, doc: _Located) -> ConfigurationError:
     where: Path_ = tuple(error.absolute_path)
+    expected_value: Any = error.validator_value
+    schema: dict[str, Any] = dict(error.schema) if isinstance(error.schema, dict) else {}
     if error.validator in ("oneOf", "anyOf"):
         # The alternative whose type matched says what is wrong; none matching is its own case.
         relevant = [e for e in error.context or () if e.validator != "type"]
         required = [e for e in relevant if e.validator == "required"]
         if required and len(required) == len(relevant):
-            names = " or ".join(repr(e.validator_value[0]) for e in required)
+            names = " or ".join(repr(cast(Any, e.validator_value)[0]) for e in required)
             return doc.fail(where, f"missing a required field: expected {names}")
         if relevant:
             return _schema_message(max(relevant, key=lambda e: len(e.absolute_path)), doc)
-        if not error.context or all(e.validator == "type" for e in error.context):
-            return doc.fail(where, f"{error.instance!r} has the wrong type")
-        return doc.fail(where, "give exactly one of the alternatives (url or urls), not both")
+        if not error.context:  # every alternative matched
+            keys = [k for alt in expected_value for k in alt.get("required", ())]
+            both = " and ".join(repr(k) for k in keys) or "several alternatives"
+            return doc.fail(where, f"has {both}; expected exactly one of them")
+        return doc.fail(where, f"{error.instance!r} has the wrong type")
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = list(error.schema.get("properties", {}))
+        allowed = list(schema.get("properties", {}))
         extra = [k for k in error.instance if k not in allowed]
         key = extra[0] if extra else "?"
         msg = f"unknown key {key!r}"
@@ -358,29 +363,36 @@ def _schema_message(error: jsonschema.ValidationError, doc: _Located) -> Configu
                 msg += f" (did you mean {close[0]!r}?)"
         return doc.fail((*where, key), msg)
     if error.validator == "required" and isinstance(error.instance, dict):
-        missing = [k for k in error.validator_value if k not in error.instance]
+        missing = [k for k in expected_value if k not in error.instance]
         return doc.fail(where, f"missing required field {missing[0]!r}")
-    if error.validator == "format" and error.validator_value == "date":
+    if error.validator == "format" and expected_value == "date":
         return doc.fail(where, f"{error.instance!r} is not a date; expected YYYY-MM-DD")
     if error.validator == "enum":
-        options = ", ".join(map(str, error.validator_value))
+        options = ", ".join(map(str, expected_value))
         return doc.fail(where, f"{error.instance!r} is not allowed; expected one of: {options}")
     if error.validator == "type":
-        expected = error.validator_value
+        expected = expected_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
         got = type(error.instance).__name__
         return doc.fail(where, f"expected {expected}, got {got} {error.instance!r}")
     if error.validator == "pattern":
-        described = error.schema.get("description")
-        expected = described or f"of the form {error.validator_value}"
+        described = schema.get("description")
+        expected = described or f"of the form {expected_value}"
         return doc.fail(where, f"{error.instance!r} is not valid; expected {expected}")
     if error.validator == "uniqueItems":
         return doc.fail(where, f"{error.instance!r} lists an item twice")
     return doc.fail(where, error.message)
 
 
-def load_matrix(path: Path = DEFAULT_MATRIX, *, templates_dir: Path = TEMPLATES_DIR) -> Matrix:
-    """Read and validate runtimes.yaml; raise ConfigurationError naming file, line and field."""
+def load_matrix(path: Path = DEFAULT_MATRIX, *, templates_dir: Path | None = None) -> Matrix:
+    """Read and validate runtimes.yaml; raise ConfigurationError naming file, line and field.
+
+    Templates are read from ``templates/`` beside the matrix file when there is one, else from
+    the checkout the package was installed from.
+    """
+    if templates_dir is None:
+        beside = path.parent / TEMPLATES_DIR.name
+        templates_dir = beside if beside.is_dir() else TEMPLATES_DIR
     try:
         text = path.read_text("utf-8")
     except FileNotFoundError:
@@ -400,7 +412,7 @@ def load_matrix(path: Path = DEFAULT_MATRIX, *, templates_dir: Path = TEMPLATES_
 
 
 def _build(doc: _Located, templates_dir: Path) -> Matrix:
-    data: dict[str, Any] = doc.data
+    data: dict[str, Any] = doc.data or {}
     systems: dict[str, OperatingSystem] = {}
     for os_id, raw in data["operating_systems"].items():
         base_raw = raw["base"]
@@ -515,6 +527,7 @@ def _build(doc: _Located, templates_dir: Path) -> Matrix:
         families=families,
         runtimes=tuple(runtimes),
         inputs=inputs,
+        templates_dir=templates_dir,
     )
 
 

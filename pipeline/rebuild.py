@@ -18,9 +18,9 @@ from .branch import BranchResult, push_branch
 from .build import BuildRecord, build_target
 from .engine import require_emulation
 from .errors import SnapshotError
-from .inputs import fetch_pip
+from .inputs import fetch_inputs, fetch_npm, fetch_pip
 from .lock import Lock
-from .matrix import Matrix, Target
+from .matrix import TEMPLATES_DIR, Matrix, Target
 from .render import render_target, write_context
 from .snapshot import ArchSnapshot, assemble_branch, snapshot_target
 
@@ -36,18 +36,23 @@ def stage_base(target: Target, client: Any, lock: Lock) -> BaseRecord:
         return record
 
 
-def stage_render(target: Target, work: Path, lock: Lock) -> Path:
+def stage_render(
+    target: Target, work: Path, lock: Lock, templates_dir: Path = TEMPLATES_DIR
+) -> Path:
     with log.step(f"render {target.key}"):
-        context = write_context(render_target(target), target_dir(work, target) / "context")
+        rendered = render_target(target, templates_dir=templates_dir)
+        context = write_context(rendered, target_dir(work, target) / "context")
         fetch_pip(target, lock, context)
+        fetch_npm(target, lock, context)
+        fetch_inputs(target, lock, context)
         return context
 
 
 def stage_build(target: Target, work: Path, client: Any, lock: Lock) -> BuildRecord:
     """Base, render and build one target; writes ``build.json``."""
     require_emulation(target.arch)
+    context = stage_render(target, work, lock)  # first: an unlocked input fails before any pull
     base = stage_base(target, client, lock)
-    context = stage_render(target, work, lock)
     with log.step(f"build {target.key}"):
         record = build_target(target, context, client, base.image_id)
         record.write(target_dir(work, target))
