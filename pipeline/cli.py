@@ -324,6 +324,7 @@ def lock(obj: Context, runtimes: tuple[str, ...], include_deprecated: bool) -> N
 
     Inputs that cannot be downloaded from here stay unlocked (null), and are named.
     """
+    from .base import lock_base_digest
     from .inputs import lock_npm, lock_pip, lock_url_inputs
     from .matrix import ImageBase
 
@@ -339,8 +340,11 @@ def lock(obj: Context, runtimes: tuple[str, ...], include_deprecated: bool) -> N
             unlocked += [f"{rt.id}: {name}" for name in lock_url_inputs(rt, lockfile)]
             if isinstance(rt.os.base, ImageBase):
                 for arch in rt.architectures:
-                    # Digests are read with the registry's client where it is reachable.
-                    lockfile.bases.setdefault(rt.os.id, {}).setdefault(arch, None)
+                    digests = lockfile.bases.setdefault(rt.os.id, {})
+                    if not digests.get(arch):
+                        digests[arch] = lock_base_digest(rt.os.base, ARCHES[arch])
+                    if not digests[arch]:
+                        unlocked.append(f"{rt.os.id}: base image for {arch}")
     lockfile.save()
     click.echo(str(lockfile.path))
     for item in sorted(set(unlocked)):
