@@ -331,13 +331,14 @@ def lock(obj: Context, runtimes: tuple[str, ...], include_deprecated: bool) -> N
     matrix, selected = _runtimes(obj, runtimes, include_deprecated)
     lockfile = Lock.for_matrix(matrix.path)
     unlocked: list[str] = []
+    tried: set[str] = set()
     for rt in selected:
         with log.step(f"lock {rt.id}"):
             for arch in rt.architectures if rt.install.pip else ():
                 lockfile.pip.setdefault(rt.id, {})[arch] = lock_pip(rt, arch)
             if rt.install.npm:
                 lockfile.npm[rt.id] = lock_npm(rt)
-            unlocked += [f"{rt.id}: {name}" for name in lock_url_inputs(rt, lockfile)]
+            unlocked += [f"{rt.id}: {name}" for name in lock_url_inputs(rt, lockfile, tried)]
             if isinstance(rt.os.base, ImageBase):
                 for arch in rt.architectures:
                     digests = lockfile.bases.setdefault(rt.os.id, {})

@@ -148,8 +148,13 @@ def download(url: str, expected: str | None, what: str) -> Path:
     return cache / actual
 
 
-def lock_url_inputs(runtime: Runtime, lock: Lock) -> list[str]:
-    """Fill the lock's checksums of a runtime's url inputs; returns those left unlocked."""
+def lock_url_inputs(runtime: Runtime, lock: Lock, tried: set[str] | None = None) -> list[str]:
+    """Fill the lock's checksums of a runtime's url inputs; returns those left unlocked.
+
+    ``tried`` carries the URLs that already failed in this run, so that an input shared by many
+    runtimes (the emulator) is not fetched again.
+    """
+    tried = set() if tried is None else tried
     unlocked = []
     for item in runtime.all_inputs():
         for arch in runtime.architectures:
@@ -158,6 +163,10 @@ def lock_url_inputs(runtime: Runtime, lock: Lock) -> list[str]:
             if known:
                 lock.inputs.setdefault(item.name, {})[key] = known
                 continue
+            if item.url(arch) in tried:
+                unlocked.append(f"{item.name}/{key}")
+                continue
+            tried.add(item.url(arch))
             try:
                 path = download(item.url(arch), None, f"{runtime.id}/{arch}: {item.name}")
                 lock.inputs.setdefault(item.name, {})[key] = path.name
