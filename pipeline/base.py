@@ -111,7 +111,8 @@ def build_rootfs(target: Target, base: RootfsBase, cache: Path) -> tuple[Path, b
         proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
-            msg = f"mmdebstrap failed for {target.runtime.os.id}/{arch} (exit {proc.returncode}): {tail}"
+            what = f"{target.runtime.os.id}/{arch} (exit {proc.returncode})"
+            msg = f"mmdebstrap failed for {what}: {tail}"
             raise BaseImageError(msg)
         (staging / "command.json").write_text(json.dumps(argv) + "\n")
         try:
