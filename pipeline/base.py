@@ -27,7 +27,7 @@ from . import log
 from .epoch import iso8601, source_date_epoch
 from .errors import BaseImageError, EngineError
 from .lock import Lock
-from .matrix import ImageBase, RootfsBase, Target
+from .matrix import Arch, ImageBase, RootfsBase, Target
 from .render import base_image_name
 
 CHUNK = 1 << 20
@@ -111,10 +111,8 @@ def build_rootfs(target: Target, base: RootfsBase, cache: Path) -> tuple[Path, b
         proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
-            msg = (
-                f"mmdebstrap failed for {target.runtime.os.id}/{arch} "
-                f"(exit {proc.returncode}): {tail}"
-            )
+            what = f"{target.runtime.os.id}/{arch} (exit {proc.returncode})"
+            msg = f"mmdebstrap failed for {what}: {tail}"
             raise BaseImageError(msg)
         (staging / "command.json").write_text(json.dumps(argv) + "\n")
         try:
@@ -227,3 +225,25 @@ def _pull_pinned(target: Target, base: ImageBase, client: Any, lock: Lock) -> Ba
         source=reference,
         cached=False,
     )
+
+
+def lock_base_digest(base: ImageBase, arch: Arch) -> str | None:
+    """The manifest digest of a pinned base for one architecture, read with skopeo.
+
+    None when skopeo is missing or the registry cannot be reached: the base stays unlocked.
+    """
+    if shutil.which("skopeo") is None:
+        log.warning("skopeo is not installed; base image digests stay unlocked")
+        return None
+    argv = [
+        "skopeo", "inspect", "--override-os=linux", f"--override-arch={arch.docker}",
+        f"docker://{base.reference}",
+    ]  # fmt: skip
+    log.command(argv)
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
+    if proc.returncode != 0:
+        tail = " ".join(proc.stderr.strip().splitlines()[-1:])
+        log.warning(f"{base.reference} ({arch.name}): cannot read its digest: {tail}")
+        return None
+    digest = json.loads(proc.stdout).get("Digest")
+    return digest if isinstance(digest, str) and digest.startswith("sha256:") else None

@@ -28,6 +28,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 class Context:
     matrix_path: Path
     work: Path
+    today: dt.date
 
     def matrix(self) -> Matrix:
         return load_matrix(self.matrix_path)
@@ -48,6 +49,14 @@ def arch_option(f: F) -> F:
     )(f)
 
 
+def deprecated_option(f: F) -> F:
+    return click.option(
+        "--include-deprecated",
+        is_flag=True,
+        help="Also runtimes past their deprecation date (left out by default).",
+    )(f)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(__version__, prog_name="lambda-images")
 @click.option(
@@ -63,10 +72,17 @@ def arch_option(f: F) -> F:
     default=lambda: _env("LAMBDA_IMAGES_WORK", "out"),
     help="Work directory for contexts, records and snapshots. [default: out]",
 )
+@click.option(
+    "--today",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Decide deprecation as of this date (YYYY-MM-DD). [default: today]",
+)
 @click.pass_context
-def cli(ctx: click.Context, matrix_path: Path, work: Path) -> None:
+def cli(ctx: click.Context, matrix_path: Path, work: Path, today: dt.datetime | None) -> None:
     """Build, test, snapshot and publish base container images for AWS Lambda runtimes."""
-    ctx.obj = Context(matrix_path=matrix_path, work=work)
+    day = today.date() if today else dt.date.today()
+    ctx.obj = Context(matrix_path=matrix_path, work=work, today=day)
 
 
 # --- list --------------------------------------------------------------------------------------
@@ -92,10 +108,9 @@ def runtime_row(rt: Runtime, today: dt.date) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print the matrix as JSON on stdout.")
 @click.pass_obj
 def list_command(obj: Context, as_json: bool) -> None:
-    """List the runtimes of the matrix and their state."""
+    """List every runtime of the matrix and its state (supported, deprecating, deprecated)."""
     matrix = obj.matrix()
-    today = dt.date.today()
-    rows = [runtime_row(rt, today) for rt in matrix.runtimes]
+    rows = [runtime_row(rt, obj.today) for rt in matrix.runtimes]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -119,35 +134,117 @@ def list_command(obj: Context, as_json: bool) -> None:
 # --- single stages -----------------------------------------------------------------------------
 
 
-def _runtimes(obj: Context, ids: Sequence[str]) -> tuple[Matrix, list[Runtime]]:
+def _runtimes(
+    obj: Context, ids: Sequence[str], include_deprecated: bool = False
+) -> tuple[Matrix, list[Runtime]]:
     matrix = obj.matrix()
-    return matrix, matrix.select(ids, include_deprecated=bool(ids))
+    return matrix, matrix.select(ids, include_deprecated=include_deprecated, today=obj.today)
+
+
+@cli.command()
+@click.argument("runtimes", nargs=-1)
+@click.option("--check", is_flag=True, help="Fail, naming the files, if dockerfiles/ is stale.")
+@click.option(
+    "--contexts", is_flag=True, help="Render build contexts (with inputs) into the work dir."
+)
+@arch_option
+@deprecated_option
+@click.pass_obj
+def render(
+    obj: Context,
+    runtimes: tuple[str, ...],
+    check: bool,
+    contexts: bool,
+    arches: tuple[str, ...],
+    include_deprecated: bool,
+) -> None:
+    """Render every runtime x architecture into dockerfiles/ (committed), or check it."""
+    from .errors import StaleError
+    from .render import RENDERED_DIR, rendered_files, stale_files, write_rendered
+
+    if contexts:
+        from .rebuild import stage_render
+
+        matrix, selected = _runtimes(obj, runtimes, include_deprecated)
+        lock = Lock.for_matrix(matrix.path)
+        for target in matrix.targets(selected, arches):
+            context = stage_render(target, obj.work, lock, matrix.templates_dir)
+            click.echo(str(context / "Dockerfile"))
+        return
+    if runtimes or arches:
+        raise click.UsageError("runtimes and --arch only go with --contexts")
+    matrix = obj.matrix()
+    folder = matrix.path.parent / RENDERED_DIR
+    expected = rendered_files(matrix.targets(matrix.runtimes), templates_dir=matrix.templates_dir)
+    if check:
+        stale = stale_files(expected, folder)
+        if stale:
+            names = ", ".join(f"{RENDERED_DIR}/{s}" for s in stale)
+            msg = f"{len(stale)} rendered file(s) are stale: {names}; run `lambda-images render`"
+            raise StaleError(msg)
+        click.echo(f"{RENDERED_DIR}/ is up to date ({len(expected)} files)")
+        return
+    for rel in write_rendered(expected, folder):
+        click.echo(f"{RENDERED_DIR}/{rel}")
+
+
+@cli.command()
+@click.option("--check", is_flag=True, help="Fail if README.md's tables are stale.")
+@click.option("--readme", type=click.Path(path_type=Path, dir_okay=False), default=None)
+@click.pass_obj
+def docs(obj: Context, check: bool, readme: Path | None) -> None:
+    """Write the runtime tables into README.md between its runtimes markers (or check them)."""
+    from .docs import runtime_tables, with_tables
+    from .errors import StaleError
+
+    matrix = obj.matrix()
+    readme = readme or matrix.path.parent / "README.md"
+    text = with_tables(readme, runtime_tables(matrix))
+    current = readme.read_text("utf-8")
+    if check:
+        if text != current:
+            raise StaleError(f"{readme}: the runtime tables are stale; run `lambda-images docs`")
+        click.echo(f"{readme}: runtime tables are up to date")
+        return
+    if text != current:
+        readme.write_text(text, encoding="utf-8", newline="\n")
+        click.echo(str(readme))
+
+
+@cli.command("matrix")
+@click.argument("runtimes", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print the job matrix as JSON.")
+@arch_option
+@deprecated_option
+@click.pass_obj
+def matrix_command(
+    obj: Context,
+    runtimes: tuple[str, ...],
+    as_json: bool,
+    arches: tuple[str, ...],
+    include_deprecated: bool,
+) -> None:
+    """The CI job matrix: one entry per runtime x architecture, with its runner label."""
+    matrix, selected = _runtimes(obj, runtimes, include_deprecated)
+    jobs = matrix.job_matrix(matrix.targets(selected, arches))
+    if as_json:
+        click.echo(json.dumps(jobs, indent=2))
+        return
+    click.echo(json.dumps(jobs, separators=(",", ":")))
 
 
 @cli.command()
 @click.argument("runtimes", nargs=-1)
 @arch_option
+@deprecated_option
 @click.pass_obj
-def render(obj: Context, runtimes: tuple[str, ...], arches: tuple[str, ...]) -> None:
-    """Render build contexts (Dockerfile and files) into the work directory."""
-    from .rebuild import stage_render
-
-    matrix, selected = _runtimes(obj, runtimes)
-    lock = Lock.for_matrix(matrix.path)
-    for target in matrix.targets(selected, arches):
-        context = stage_render(target, obj.work, lock)
-        click.echo(str(context / "Dockerfile"))
-
-
-@cli.command()
-@click.argument("runtimes", nargs=-1)
-@arch_option
-@click.pass_obj
-def base(obj: Context, runtimes: tuple[str, ...], arches: tuple[str, ...]) -> None:
+def base(
+    obj: Context, runtimes: tuple[str, ...], arches: tuple[str, ...], include_deprecated: bool
+) -> None:
     """Build (Debian) or pull (Amazon Linux) the OS base images and load them into the engine."""
     from .rebuild import stage_base
 
-    matrix, selected = _runtimes(obj, runtimes)
+    matrix, selected = _runtimes(obj, runtimes, include_deprecated)
     client = connect()
     lock = Lock.for_matrix(matrix.path)
     done: set[tuple[str, str]] = set()
@@ -162,12 +259,19 @@ def base(obj: Context, runtimes: tuple[str, ...], arches: tuple[str, ...]) -> No
 @click.argument("runtimes", nargs=-1, required=True)
 @arch_option
 @click.option("--no-cache", is_flag=True, help="Rerun every build step (fresh packages).")
+@deprecated_option
 @click.pass_obj
-def build(obj: Context, runtimes: tuple[str, ...], arches: tuple[str, ...], no_cache: bool) -> None:
+def build(
+    obj: Context,
+    runtimes: tuple[str, ...],
+    arches: tuple[str, ...],
+    no_cache: bool,
+    include_deprecated: bool,
+) -> None:
     """Build images: base, render, fetch inputs, then docker build per architecture."""
     from .rebuild import stage_build
 
-    matrix, selected = _runtimes(obj, runtimes)
+    matrix, selected = _runtimes(obj, runtimes, include_deprecated)
     client = connect()
     lock = Lock.for_matrix(matrix.path)
     for target in matrix.targets(selected, arches):
@@ -178,13 +282,16 @@ def build(obj: Context, runtimes: tuple[str, ...], arches: tuple[str, ...], no_c
 @cli.command()
 @click.argument("runtimes", nargs=-1, required=True)
 @arch_option
+@deprecated_option
 @click.pass_obj
-def snapshot(obj: Context, runtimes: tuple[str, ...], arches: tuple[str, ...]) -> None:
+def snapshot(
+    obj: Context, runtimes: tuple[str, ...], arches: tuple[str, ...], include_deprecated: bool
+) -> None:
     """Export built images as normalized layer tarballs and lay out their branch content."""
     from .rebuild import stage_snapshot
     from .snapshot import assemble_branch
 
-    matrix, selected = _runtimes(obj, runtimes)
+    matrix, selected = _runtimes(obj, runtimes, include_deprecated)
     client = connect()
     for rt in selected:
         targets = matrix.targets([rt], arches)
@@ -196,13 +303,16 @@ def snapshot(obj: Context, runtimes: tuple[str, ...], arches: tuple[str, ...]) -
 @cli.command()
 @click.argument("runtimes", nargs=-1, required=True)
 @click.option("--git-remote", required=True, help="Git remote URL (file:///… for a local one).")
+@deprecated_option
 @click.pass_obj
-def branch(obj: Context, runtimes: tuple[str, ...], git_remote: str) -> None:
+def branch(
+    obj: Context, runtimes: tuple[str, ...], git_remote: str, include_deprecated: bool
+) -> None:
     """Commit each runtime's snapshot as one orphan commit and force-push its branch."""
     from .branch import push_branch
     from .snapshot import assemble_branch
 
-    matrix, selected = _runtimes(obj, runtimes)
+    matrix, selected = _runtimes(obj, runtimes, include_deprecated)
     for rt in selected:
         content = assemble_branch(rt, obj.work)
         result = push_branch(matrix, rt.id, content, git_remote)
@@ -255,21 +365,39 @@ def _publish(
 
 @cli.command()
 @click.argument("runtimes", nargs=-1)
+@deprecated_option
 @click.pass_obj
-def lock(obj: Context, runtimes: tuple[str, ...]) -> None:
-    """Pin every downloadable input by sha256 in runtimes.lock.json (needs the network)."""
-    from .inputs import lock_pip
+def lock(obj: Context, runtimes: tuple[str, ...], include_deprecated: bool) -> None:
+    """Pin every downloadable input by sha256 in runtimes.lock.json (needs the network).
 
-    matrix, selected = _runtimes(obj, runtimes)
+    Inputs that cannot be downloaded from here stay unlocked (null), and are named.
+    """
+    from .base import lock_base_digest
+    from .inputs import lock_npm, lock_pip, lock_url_inputs
+    from .matrix import ImageBase
+
+    matrix, selected = _runtimes(obj, runtimes, include_deprecated)
     lockfile = Lock.for_matrix(matrix.path)
+    unlocked: list[str] = []
+    tried: set[str] = set()
     for rt in selected:
-        if not rt.install.pip:
-            continue
-        for arch in rt.architectures:
-            with log.step(f"lock {rt.id}/{arch}"):
+        with log.step(f"lock {rt.id}"):
+            for arch in rt.architectures if rt.install.pip else ():
                 lockfile.pip.setdefault(rt.id, {})[arch] = lock_pip(rt, arch)
+            if rt.install.npm:
+                lockfile.npm[rt.id] = lock_npm(rt)
+            unlocked += [f"{rt.id}: {name}" for name in lock_url_inputs(rt, lockfile, tried)]
+            if isinstance(rt.os.base, ImageBase):
+                for arch in rt.architectures:
+                    digests = lockfile.bases.setdefault(rt.os.id, {})
+                    if not digests.get(arch):
+                        digests[arch] = lock_base_digest(rt.os.base, ARCHES[arch])
+                    if not digests[arch]:
+                        unlocked.append(f"{rt.os.id}: base image for {arch}")
     lockfile.save()
     click.echo(str(lockfile.path))
+    for item in sorted(set(unlocked)):
+        log.warning(f"unlocked: {item}")
 
 
 # --- local invocation and conformance ----------------------------------------------------------
@@ -380,6 +508,7 @@ def test(obj: Context, runtimes: tuple[str, ...], arches: tuple[str, ...], as_js
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--push", is_flag=True, help="Then publish it to --registry (and --git-remote).")
 @click.option("--registry", help="REGISTRY/NAMESPACE for --push.")
+@deprecated_option
 @click.pass_obj
 def rebuild(
     obj: Context,
@@ -390,14 +519,15 @@ def rebuild(
     as_json: bool,
     push: bool,
     registry: str | None,
+    include_deprecated: bool,
 ) -> None:
     """Every stage for one runtime: base, render, build, snapshot, branch (or --push)."""
     from .rebuild import rebuild as run_rebuild
 
     if push and not registry:
         raise click.UsageError("--push needs --registry REGISTRY/NAMESPACE")
-    matrix = obj.matrix()
-    matrix.runtime(runtime)  # an unknown runtime is reported before the engine is needed
+    # An unknown or deprecated runtime is reported before the engine is needed.
+    matrix, _ = _runtimes(obj, [runtime], include_deprecated)
     summary = run_rebuild(
         matrix,
         runtime,
@@ -457,8 +587,8 @@ def rebuild(
     log.info(f"branch content: {summary.branch_dir}")
     if summary.branch:
         state = "pushed" if summary.branch.pushed else "unchanged, not pushed"
-        commit = summary.branch.commit[:12]
-        log.info(f"branch {summary.runtime} → {summary.branch.remote} {commit} ({state})")
+        where = f"{summary.branch.remote} {summary.branch.commit[:12]}"
+        log.info(f"branch {summary.runtime} → {where} ({state})")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

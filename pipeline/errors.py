@@ -27,6 +27,12 @@ class UsageError(LambdaImagesError):
     return_code = 2
 
 
+class StaleError(LambdaImagesError):
+    """Committed generated files (Dockerfiles, README tables) differ from what would be made."""
+
+    return_code = 1
+
+
 class InputError(LambdaImagesError):
     """A pinned input is missing from the lock file, or its checksum does not match."""
 

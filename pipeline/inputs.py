@@ -2,21 +2,30 @@
 
 Python wheels are resolved for the target platform on the host (`pip download --platform …`),
 hashed into the lock file by ``lambda-images lock``, and installed into the context with
-``--require-hashes`` so a changed artifact is a hard error. RUN steps never need PyPI.
+``--require-hashes`` so a changed artifact is a hard error. npm packages are resolved by npm
+and each tarball is hashed; url inputs (language archives, the emulator, jars, gems) are hashed
+from the download. Every download lands in a content-addressed cache and is checked against the
+lock before it enters a context. RUN steps never need PyPI or the npm registry.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
+import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+
+import requests
 
 from . import log
 from .errors import InputError
-from .lock import Lock, LockedFile
+from .lock import Lock, LockedFile, LockedPackage
 from .matrix import Runtime, Target
 
 PIP_PLATFORMS = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
@@ -93,3 +102,184 @@ def fetch_pip(target: Target, lock: Lock, context: Path) -> Path | None:
     # pip leaves a bin/ of console scripts with the host's interpreter path: not wanted.
     shutil.rmtree(dest / "bin", ignore_errors=True)
     return dest
+
+
+# --- downloads pinned by sha256 (url inputs and npm tarballs) ------------------------------
+
+
+def _inputs_cache() -> Path:
+    from .base import cache_root
+
+    return cache_root() / "inputs"
+
+
+def download(url: str, expected: str | None, what: str) -> Path:
+    """A file from ``url`` in the content-addressed cache, checked against ``expected``.
+
+    With ``expected`` None (locking), the file is fetched and kept under its own sha256.
+    """
+    cache = _inputs_cache()
+    if expected and (cache / expected).is_file():
+        return cache / expected
+    cache.mkdir(parents=True, exist_ok=True)
+    log.command(["GET", url])
+    digest = hashlib.sha256()
+    fd, tmp_name = tempfile.mkstemp(dir=cache, prefix=".download.")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, requests.get(url, stream=True, timeout=60) as resp:
+            if resp.status_code != 200:
+                raise InputError(f"{what}: GET {url} answered HTTP {resp.status_code}")
+            for chunk in resp.iter_content(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+    except requests.RequestException as exc:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"{what}: cannot download {url}: {type(exc).__name__}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    actual = digest.hexdigest()
+    if expected and actual != expected:
+        tmp.unlink()
+        msg = f"{what}: {url} has sha256 {actual}, but the lock pins {expected}; refusing it"
+        raise InputError(msg)
+    tmp.replace(cache / actual)
+    return cache / actual
+
+
+def lock_url_inputs(runtime: Runtime, lock: Lock, tried: set[str] | None = None) -> list[str]:
+    """Fill the lock's checksums of a runtime's url inputs; returns those left unlocked.
+
+    ``tried`` carries the URLs that already failed in this run, so that an input shared by many
+    runtimes (the emulator) is not fetched again.
+    """
+    tried = set() if tried is None else tried
+    unlocked = []
+    for item in runtime.all_inputs():
+        for arch in runtime.architectures:
+            key = item.key(arch)
+            known = item.declared_sha256(arch) or lock.inputs.get(item.name, {}).get(key)
+            if known:
+                lock.inputs.setdefault(item.name, {})[key] = known
+                continue
+            if item.url(arch) in tried:
+                unlocked.append(f"{item.name}/{key}")
+                continue
+            tried.add(item.url(arch))
+            try:
+                path = download(item.url(arch), None, f"{runtime.id}/{arch}: {item.name}")
+                lock.inputs.setdefault(item.name, {})[key] = path.name
+            except InputError as exc:
+                log.warning(f"{exc}; left unlocked")
+                lock.inputs.setdefault(item.name, {})[key] = None
+                unlocked.append(f"{item.name}/{key}")
+    return unlocked
+
+
+def fetch_inputs(target: Target, lock: Lock, context: Path) -> Path | None:
+    """Put a target's url inputs into ``context/inputs`` with their SHA256SUMS."""
+    runtime = target.runtime
+    dest = context / "inputs"
+    if dest.exists():
+        shutil.rmtree(dest)
+    items = runtime.all_inputs()
+    if not items:
+        return None
+    dest.mkdir(parents=True)
+    sums = []
+    for item in sorted(items, key=lambda i: i.filename(target.arch.name)):
+        arch = target.arch.name
+        filename = item.filename(arch)
+        expected = item.declared_sha256(arch) or lock.input_sha256(
+            runtime.id, arch, item.name, item.key(arch), filename
+        )
+        cached = download(item.url(arch), expected, f"{target.key}: {item.name}")
+        shutil.copyfile(cached, dest / filename)
+        sums.append(f"{expected}  {filename}\n")
+    (dest / "SHA256SUMS").write_text("".join(sums), encoding="utf-8")
+    return dest
+
+
+def lock_npm(runtime: Runtime) -> list[LockedPackage]:
+    """Resolve a runtime's npm packages (npm's own resolver) and hash every tarball."""
+    with tempfile.TemporaryDirectory(prefix="lambda-images-npm-") as tmp:
+        folder = Path(tmp)
+        manifest = {"name": "lambda-images-lock", "version": "0.0.0", "private": True}
+        (folder / "package.json").write_text(json.dumps(manifest))
+        argv = [
+            "npm",
+            "install",
+            "--package-lock-only",
+            "--ignore-scripts",
+            "--no-audit",
+            "--no-fund",
+            "--omit=dev",
+            *runtime.install.npm,
+        ]
+        log.command(argv)
+        proc = subprocess.run(argv, cwd=folder, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            tail = " ".join(proc.stderr.strip().splitlines()[-3:])
+            raise InputError(f"{runtime.id}: npm could not resolve its packages: {tail}")
+        resolved = json.loads((folder / "package-lock.json").read_text())["packages"]
+    packages = []
+    for path, entry in sorted(resolved.items()):
+        if not path or entry.get("dev") or entry.get("link"):
+            continue
+        url = entry.get("resolved") or _registry_url(path, entry)
+        tarball = download(url, None, f"{runtime.id}: {path}")
+        _check_integrity(tarball, entry.get("integrity", ""), url)
+        packages.append(LockedPackage(path=path, url=url, sha256=tarball.name))
+    return packages
+
+
+NPM_REGISTRY = "https://registry.npmjs.org"
+
+
+def _registry_url(path: str, entry: dict[str, str]) -> str:
+    """The registry tarball URL of a package-lock entry (npm leaves it out in lock-only mode)."""
+    name = entry.get("name") or path.rsplit("node_modules/", 1)[-1]
+    basename = name.rsplit("/", 1)[-1]
+    return f"{NPM_REGISTRY}/{name}/-/{basename}-{entry['version']}.tgz"
+
+
+def _check_integrity(path: Path, integrity: str, url: str) -> None:
+    """npm's own checksum (sha512, base64) must agree with what was downloaded."""
+    algo, _, expected = integrity.partition("-")
+    if algo not in ("sha512", "sha1"):
+        return
+    actual = base64.b64encode(hashlib.new(algo, path.read_bytes()).digest()).decode()
+    if actual != expected:
+        raise InputError(f"{url}: the download does not match npm's {algo} integrity")
+
+
+def fetch_npm(target: Target, lock: Lock, context: Path) -> Path | None:
+    """Unpack a runtime's locked npm tarballs into ``context/node_modules``."""
+    runtime = target.runtime
+    dest = context / "node_modules"
+    if dest.exists():
+        shutil.rmtree(dest)
+    if not runtime.install.npm:
+        return None
+    for package in lock.npm_packages(runtime.id):
+        tarball = download(package.url, package.sha256, f"{target.key}: {package.path}")
+        _unpack_package(tarball, context / package.path)
+    return dest
+
+
+def _unpack_package(tarball: Path, dest: Path) -> None:
+    """An npm tarball's files (below its one top folder) into ``dest``, modes normalized."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(tarball, "r:gz") as tar:
+        for member in tar.getmembers():
+            parts = PurePosixPath(member.name).parts[1:]
+            if not member.isfile() or not parts or ".." in parts:
+                continue
+            target = dest.joinpath(*parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source = tar.extractfile(member)
+            if source is None:
+                continue
+            target.write_bytes(source.read())
+            target.chmod(0o755 if member.mode & 0o111 else 0o644)

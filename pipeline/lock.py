@@ -31,11 +31,32 @@ class LockedFile:
         return f"{name}=={version} --hash=sha256:{self.sha256}"
 
 
+@dataclass(frozen=True, kw_only=True)
+class LockedPackage:
+    """One npm tarball of a runtime's package tree, and where it goes under the context."""
+
+    path: str  # node_modules/…, as in npm's package-lock.json
+    url: str
+    sha256: str
+
+
+def _checked_sha256(path: Path, where: str, value: Any) -> str | None:
+    """A lock entry's checksum: 64 lowercase hex digits, or null for an unlocked input."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not SHA256.match(value):
+        msg = f"{path}: {where}: {value!r} is not 64 lowercase hex digits (or null when unlocked)"
+        raise ConfigurationError(msg)
+    return value
+
+
 @dataclass(kw_only=True)
 class Lock:
     path: Path
     pip: dict[str, dict[str, list[LockedFile]]] = field(default_factory=dict)
     bases: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    inputs: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    npm: dict[str, list[LockedPackage]] = field(default_factory=dict)
 
     @classmethod
     def for_matrix(cls, matrix_path: Path) -> Lock:
@@ -64,6 +85,20 @@ class Lock:
                     locked.append(LockedFile(filename=entry["filename"], sha256=entry["sha256"]))
                 lock.pip.setdefault(runtime_id, {})[arch] = locked
         lock.bases = raw.get("bases", {})
+        for name, keys in raw.get("inputs", {}).items():
+            lock.inputs[name] = {
+                key: _checked_sha256(path, f"inputs.{name}.{key}", value)
+                for key, value in keys.items()
+            }
+        for runtime_id, packages in raw.get("npm", {}).items():
+            lock.npm[runtime_id] = [
+                LockedPackage(
+                    path=p["path"],
+                    url=p["url"],
+                    sha256=_checked_sha256(path, f"npm.{runtime_id}[{i}]", p["sha256"]) or "",
+                )
+                for i, p in enumerate(packages)
+            ]
         return lock
 
     def save(self) -> None:
@@ -76,6 +111,11 @@ class Lock:
                     for arch, files in sorted(arches.items())
                 }
                 for rt, arches in sorted(self.pip.items())
+            },
+            "inputs": {k: dict(sorted(v.items())) for k, v in sorted(self.inputs.items())},
+            "npm": {
+                rt: [{"path": p.path, "url": p.url, "sha256": p.sha256} for p in packages]
+                for rt, packages in sorted(self.npm.items())
             },
         }
         tmp = self.path.with_suffix(".json.part")
@@ -101,3 +141,24 @@ class Lock:
             )
             raise InputError(msg)
         return digest
+
+    def input_sha256(self, runtime_id: str, arch: str, name: str, key: str, filename: str) -> str:
+        digest = self.inputs.get(name, {}).get(key)
+        if not digest:
+            msg = (
+                f"{runtime_id}/{arch}: input {name!r} ({filename}) is unlocked in "
+                f"{self.path.name}; run `lambda-images lock {runtime_id}` where its URL is "
+                "reachable (the scheduled workflow does)"
+            )
+            raise InputError(msg)
+        return digest
+
+    def npm_packages(self, runtime_id: str) -> list[LockedPackage]:
+        packages = self.npm.get(runtime_id)
+        if not packages:
+            msg = (
+                f"{runtime_id}: its npm packages are unlocked in {self.path.name}; "
+                f"run `lambda-images lock {runtime_id}` where the npm registry is reachable"
+            )
+            raise InputError(msg)
+        return packages

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import jsonschema
 import yaml
@@ -73,6 +73,46 @@ class OperatingSystem:
     name: str
     architectures: tuple[str, ...]
     base: RootfsBase | ImageBase
+    packages: str  # its package manager: apt, yum or dnf
+    tools: tuple[str, ...] = ()  # packages every image needs to unpack its inputs
+    toolchain: tuple[str, ...] = ()  # packages a build stage needs to compile native parts
+
+
+@dataclass(frozen=True, kw_only=True)
+class Unpack:
+    """How an archive input is laid out: leading path parts to drop, and configure flags when
+    it is a source tree to compile (``./configure --prefix=/var/lang <flags> && make install``)."""
+
+    strip: int = 0
+    compile: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Input:
+    """A pinned artifact downloaded from a URL (one per architecture, or one for all).
+
+    ``sha256`` holds checksums written in runtimes.yaml; the lock file holds the others.
+    """
+
+    name: str
+    version: str
+    urls: tuple[tuple[str, str], ...]  # (arch or "any", url)
+    sha256: tuple[tuple[str, str], ...] = ()
+    unpack: Unpack | None = None
+    install_as: str | None = None
+
+    def key(self, arch: str) -> str:
+        """The lock-file key of this input for an architecture: the arch, or ``any``."""
+        return "any" if dict(self.urls).keys() == {"any"} else arch
+
+    def url(self, arch: str) -> str:
+        return dict(self.urls)[self.key(arch)]
+
+    def filename(self, arch: str) -> str:
+        return self.url(arch).rstrip("/").rsplit("/", 1)[-1]
+
+    def declared_sha256(self, arch: str) -> str | None:
+        return dict(self.sha256).get(self.key(arch))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,7 +120,9 @@ class Family:
     id: str
     name: str
     template: str
-    sdk: str | None = None
+    sdk: str | None = None  # the title of the SDK column in the runtime tables
+    environment: tuple[tuple[str, str], ...] = ()  # extra ENV of every image of the family
+    destinations: tuple[tuple[str, str], ...] = ()  # input role → where its files go
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,8 +130,12 @@ class Install:
     """What a runtime's template installs on top of the OS base."""
 
     apt: tuple[str, ...] = ()
+    rpm: tuple[str, ...] = ()
     pip: tuple[str, ...] = ()
     npm: tuple[str, ...] = ()
+
+    def os_packages(self, manager: str) -> tuple[str, ...]:
+        return self.apt if manager == "apt" else self.rpm
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,7 +150,14 @@ class Runtime:
     sdk: str | None
     deprecation: dt.date | None
     install: Install
+    inputs: tuple[tuple[str, tuple[Input, ...]], ...] = ()  # (role, inputs): language, ric…
     line: int  # where the entry starts in runtimes.yaml, for messages
+
+    def inputs_by_role(self) -> dict[str, tuple[Input, ...]]:
+        return dict(self.inputs)
+
+    def all_inputs(self) -> list[Input]:
+        return [i for _, group in self.inputs for i in group]
 
     def state(self, today: dt.date) -> str:
         """supported, deprecating (within 90 days) or deprecated."""
@@ -144,6 +197,8 @@ class Matrix:
     operating_systems: dict[str, OperatingSystem]
     families: dict[str, Family]
     runtimes: tuple[Runtime, ...]
+    inputs: dict[str, Input] = field(default_factory=dict)
+    templates_dir: Path = TEMPLATES_DIR
     _by_id: dict[str, Runtime] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -166,12 +221,32 @@ class Matrix:
         include_deprecated: bool = False,
         today: dt.date | None = None,
     ) -> list[Runtime]:
-        """Runtimes named (all when none), leaving out deprecated ones unless asked."""
+        """Runtimes named (all when none), leaving out deprecated ones unless asked.
+
+        Naming a deprecated runtime without ``include_deprecated`` is an error rather than a
+        silent no-op.
+        """
         today = today or dt.date.today()
         chosen = [self.runtime(r) for r in runtime_ids] if runtime_ids else list(self.runtimes)
         if include_deprecated:
             return chosen
+        for rt in chosen:
+            if runtime_ids and rt.state(today) == "deprecated":
+                msg = (
+                    f"{rt.id} was deprecated on {rt.deprecation}; "
+                    "pass --include-deprecated to use it anyway"
+                )
+                raise UsageError(msg)
         return [rt for rt in chosen if rt.state(today) != "deprecated"]
+
+    def job_matrix(self, targets: Iterable[Target]) -> dict[str, list[dict[str, str]]]:
+        """A GitHub Actions job matrix: one entry per runtime x architecture and its runner."""
+        return {
+            "include": [
+                {"runtime": t.runtime.id, "arch": t.arch.name, "runner": t.arch.runner}
+                for t in targets
+            ]
+        }
 
     def targets(self, runtimes: Iterable[Runtime], arches: Sequence[str] = ()) -> list[Target]:
         for a in arches:
@@ -227,7 +302,10 @@ class _Located:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self._convert(loader, v, (*where, i)) for i, v in enumerate(node.value)]
-        value = loader.construct_object(node)
+        try:
+            value = loader.construct_object(node)
+        except ValueError:  # e.g. 2024-02-30: looks like a timestamp, is no date
+            return node.value
         if isinstance(value, dt.date | dt.datetime):
             return value.isoformat()  # dates are checked as strings by the schema
         return value
@@ -257,8 +335,22 @@ def _schema() -> dict[str, Any]:
 
 def _schema_message(error: jsonschema.ValidationError, doc: _Located) -> ConfigurationError:
     where: Path_ = tuple(error.absolute_path)
-    expected: Any = error.validator_value
-    schema: Any = error.schema
+    expected_value: Any = error.validator_value
+    schema: dict[str, Any] = dict(error.schema) if isinstance(error.schema, dict) else {}
+    if error.validator in ("oneOf", "anyOf"):
+        # The alternative whose type matched says what is wrong; none matching is its own case.
+        relevant = [e for e in error.context or () if e.validator != "type"]
+        required = [e for e in relevant if e.validator == "required"]
+        if required and len(required) == len(relevant):
+            names = " or ".join(repr(cast(Any, e.validator_value)[0]) for e in required)
+            return doc.fail(where, f"missing a required field: expected {names}")
+        if relevant:
+            return _schema_message(max(relevant, key=lambda e: len(e.absolute_path)), doc)
+        if not error.context:  # every alternative matched
+            keys = [k for alt in expected_value for k in alt.get("required", ())]
+            both = " and ".join(repr(k) for k in keys) or "several alternatives"
+            return doc.fail(where, f"has {both}; expected exactly one of them")
+        return doc.fail(where, f"{error.instance!r} has the wrong type")
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = list(schema.get("properties", {}))
         extra = [k for k in error.instance if k not in allowed]
@@ -271,26 +363,36 @@ def _schema_message(error: jsonschema.ValidationError, doc: _Located) -> Configu
                 msg += f" (did you mean {close[0]!r}?)"
         return doc.fail((*where, key), msg)
     if error.validator == "required" and isinstance(error.instance, dict):
-        missing = [k for k in expected if k not in error.instance]
+        missing = [k for k in expected_value if k not in error.instance]
         return doc.fail(where, f"missing required field {missing[0]!r}")
-    if error.validator == "format" and expected == "date":
+    if error.validator == "format" and expected_value == "date":
         return doc.fail(where, f"{error.instance!r} is not a date; expected YYYY-MM-DD")
     if error.validator == "enum":
-        options = ", ".join(map(str, expected))
+        options = ", ".join(map(str, expected_value))
         return doc.fail(where, f"{error.instance!r} is not allowed; expected one of: {options}")
     if error.validator == "type":
+        expected = expected_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
         got = type(error.instance).__name__
         return doc.fail(where, f"expected {expected}, got {got} {error.instance!r}")
     if error.validator == "pattern":
-        return doc.fail(where, f"{error.instance!r} does not match the expected form {expected}")
+        described = schema.get("description")
+        expected = described or f"of the form {expected_value}"
+        return doc.fail(where, f"{error.instance!r} is not valid; expected {expected}")
     if error.validator == "uniqueItems":
         return doc.fail(where, f"{error.instance!r} lists an item twice")
     return doc.fail(where, error.message)
 
 
-def load_matrix(path: Path = DEFAULT_MATRIX, *, templates_dir: Path = TEMPLATES_DIR) -> Matrix:
-    """Read and validate runtimes.yaml; raise ConfigurationError naming file, line and field."""
+def load_matrix(path: Path = DEFAULT_MATRIX, *, templates_dir: Path | None = None) -> Matrix:
+    """Read and validate runtimes.yaml; raise ConfigurationError naming file, line and field.
+
+    Templates are read from ``templates/`` beside the matrix file when there is one, else from
+    the checkout the package was installed from.
+    """
+    if templates_dir is None:
+        beside = path.parent / TEMPLATES_DIR.name
+        templates_dir = beside if beside.is_dir() else TEMPLATES_DIR
     try:
         text = path.read_text("utf-8")
     except FileNotFoundError:
@@ -310,7 +412,7 @@ def load_matrix(path: Path = DEFAULT_MATRIX, *, templates_dir: Path = TEMPLATES_
 
 
 def _build(doc: _Located, templates_dir: Path) -> Matrix:
-    data: Any = doc.data
+    data: dict[str, Any] = doc.data or {}
     systems: dict[str, OperatingSystem] = {}
     for os_id, raw in data["operating_systems"].items():
         base_raw = raw["base"]
@@ -326,7 +428,13 @@ def _build(doc: _Located, templates_dir: Path) -> Matrix:
         else:
             base = ImageBase(reference=base_raw["image"]["reference"])
         systems[os_id] = OperatingSystem(
-            id=os_id, name=raw["name"], architectures=tuple(raw["architectures"]), base=base
+            id=os_id,
+            name=raw["name"],
+            architectures=tuple(raw["architectures"]),
+            base=base,
+            packages=raw["packages"],
+            tools=tuple(raw.get("tools", ())),
+            toolchain=tuple(raw.get("toolchain", ())),
         )
 
     families: dict[str, Family] = {}
@@ -335,11 +443,19 @@ def _build(doc: _Located, templates_dir: Path) -> Matrix:
         if not (template_dir / "Dockerfile.j2").is_file():
             raise doc.fail(
                 ("families", fam_id, "template"),
-                f"no template {raw['template']!r}: expected {template_dir}/Dockerfile.j2",
+                f"no template {raw['template']!r}: expected "
+                f"{templates_dir.name}/{raw['template']}/Dockerfile.j2",
             )
         families[fam_id] = Family(
-            id=fam_id, name=raw["name"], template=raw["template"], sdk=raw.get("sdk")
+            id=fam_id,
+            name=raw["name"],
+            template=raw["template"],
+            sdk=raw.get("sdk"),
+            environment=tuple(raw.get("environment", {}).items()),
+            destinations=tuple(sorted(raw.get("destinations", {}).items())),
         )
+
+    inputs = {name: _input(name, raw) for name, raw in data.get("inputs", {}).items()}
 
     runtimes: list[Runtime] = []
     seen: dict[str, int] = {}
@@ -364,6 +480,24 @@ def _build(doc: _Located, templates_dir: Path) -> Matrix:
                     f"{system.id} does not support {arch}; expected one of: "
                     f"{', '.join(system.architectures)}",
                 )
+        roles: list[tuple[str, tuple[Input, ...]]] = []
+        for role, names in raw.get("inputs", {}).items():
+            names = [names] if isinstance(names, str) else names
+            group = []
+            for k, name in enumerate(names):
+                at: Path_ = (*where, "inputs", role, *((k,) if len(names) > 1 else ()))
+                if name not in inputs:
+                    raise _unknown_ref(doc, at, name, inputs, "input")
+                for arch in raw["architectures"]:
+                    if inputs[name].key(arch) not in dict(inputs[name].urls):
+                        raise doc.fail(
+                            at,
+                            f"input {name!r} has no url for {arch}; expected urls.{arch} "
+                            f"under inputs.{name} (line {doc.line(('inputs', name))}), or drop "
+                            f"{arch} from this runtime",
+                        )
+                group.append(inputs[name])
+            roles.append((role, tuple(group)))
         install = raw.get("install", {})
         deprecation = raw.get("deprecation")
         runtimes.append(
@@ -379,14 +513,42 @@ def _build(doc: _Located, templates_dir: Path) -> Matrix:
                 deprecation=dt.date.fromisoformat(deprecation) if deprecation else None,
                 install=Install(
                     apt=tuple(install.get("apt", ())),
+                    rpm=tuple(install.get("rpm", ())),
                     pip=tuple(install.get("pip", ())),
                     npm=tuple(install.get("npm", ())),
                 ),
+                inputs=tuple(roles),
                 line=doc.line(where),
             )
         )
     return Matrix(
-        path=doc.file, operating_systems=systems, families=families, runtimes=tuple(runtimes)
+        path=doc.file,
+        operating_systems=systems,
+        families=families,
+        runtimes=tuple(runtimes),
+        inputs=inputs,
+        templates_dir=templates_dir,
+    )
+
+
+def _input(name: str, raw: dict[str, Any]) -> Input:
+    urls = raw["urls"] if "urls" in raw else {"any": raw["url"]}
+    declared = raw.get("sha256")
+    if isinstance(declared, str):
+        declared = {key: declared for key in urls}
+    unpack = raw.get("unpack")
+    return Input(
+        name=name,
+        version=raw["version"],
+        urls=tuple(sorted(urls.items())),
+        sha256=tuple(sorted((declared or {}).items())),
+        install_as=raw.get("install_as"),
+        unpack=None
+        if unpack is None
+        else Unpack(
+            strip=unpack.get("strip", 0),
+            compile=tuple(unpack["compile"]) if "compile" in unpack else None,
+        ),
     )
 
 

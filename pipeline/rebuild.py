@@ -19,9 +19,9 @@ from .build import BuildRecord, build_target
 from .conformance import Report, probe_dir, run_checks
 from .engine import require_emulation
 from .errors import ConformanceError, SnapshotError
-from .inputs import fetch_pip
+from .inputs import fetch_inputs, fetch_npm, fetch_pip
 from .lock import Lock
-from .matrix import Matrix, Target
+from .matrix import TEMPLATES_DIR, Matrix, Target
 from .render import render_target, write_context
 from .snapshot import ArchSnapshot, assemble_branch, snapshot_target
 
@@ -37,10 +37,15 @@ def stage_base(target: Target, client: Any, lock: Lock) -> BaseRecord:
         return record
 
 
-def stage_render(target: Target, work: Path, lock: Lock) -> Path:
+def stage_render(
+    target: Target, work: Path, lock: Lock, templates_dir: Path = TEMPLATES_DIR
+) -> Path:
     with log.step(f"render {target.key}"):
-        context = write_context(render_target(target), target_dir(work, target) / "context")
+        rendered = render_target(target, templates_dir=templates_dir)
+        context = write_context(rendered, target_dir(work, target) / "context")
         fetch_pip(target, lock, context)
+        fetch_npm(target, lock, context)
+        fetch_inputs(target, lock, context)
         return context
 
 
@@ -49,8 +54,8 @@ def stage_build(
 ) -> BuildRecord:
     """Base, render and build one target; writes ``build.json``."""
     require_emulation(target.arch)
+    context = stage_render(target, work, lock)  # first: an unlocked input fails before any pull
     base = stage_base(target, client, lock)
-    context = stage_render(target, work, lock)
     with log.step(f"build {target.key}"):
         folder = target_dir(work, target)
         record = build_target(

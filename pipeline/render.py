@@ -4,21 +4,54 @@ A context is ``<work>/<runtime>/<arch>/context/`` holding the rendered ``Dockerf
 files of ``templates/files/`` and the family's own files (a bootstrap…). Rendering is pure:
 the same matrix and templates give the same bytes, with a StrictUndefined environment so a
 missing variable is an error rather than an empty string.
+
+The same output for every runtime x architecture is committed under ``dockerfiles/`` so that a
+template change is reviewed as a change of the Dockerfiles it produces; ``render --check``
+names the files that differ. Checksums are not part of the output: the Dockerfile copies the
+pinned inputs from the context and checks them against ``inputs/SHA256SUMS``, which the inputs
+stage writes from the lock file. Locking an input therefore never makes the output stale.
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import jinja2
 
 from .errors import ConfigurationError
-from .matrix import TEMPLATES_DIR, Target
+from .matrix import TEMPLATES_DIR, Input, Target, Unpack
 
 SHARED_FILES = "files"
 TEMPLATE_NAME = "Dockerfile.j2"
+RENDERED_DIR: Final = "dockerfiles"
+DEFAULT_DESTINATIONS: Final = {"emulator": "/usr/local/bin"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class InputView:
+    """An input as a template sees it, for one architecture."""
+
+    name: str
+    version: str
+    url: str
+    filename: str
+    unpack: Unpack | None
+    install_as: str | None
+
+    @classmethod
+    def of(cls, item: Input, arch: str) -> InputView:
+        return cls(
+            name=item.name,
+            version=item.version,
+            url=item.url(arch),
+            filename=item.filename(arch),
+            unpack=item.unpack,
+            install_as=item.install_as,
+        )
 
 
 def base_image_name(target: Target) -> str:
@@ -58,6 +91,12 @@ def render_target(target: Target, *, templates_dir: Path = TEMPLATES_DIR) -> Ren
                 os=runtime.os,
                 arch=target.arch,
                 base_image=base_image_name(target),
+                inputs={
+                    role: [InputView.of(i, target.arch.name) for i in group]
+                    for role, group in runtime.inputs
+                },
+                staged_inputs=bool(runtime.all_inputs()),
+                destinations={**DEFAULT_DESTINATIONS, **dict(runtime.family.destinations)},
             )
         )
     except jinja2.TemplateSyntaxError as exc:
@@ -91,7 +130,7 @@ def _tidy(text: str) -> str:
 def write_context(rendered: Rendered, context_dir: Path) -> Path:
     """Write (or refresh) a build context; files the template set no longer has are removed."""
     context_dir.mkdir(parents=True, exist_ok=True)
-    keep = {"Dockerfile", "runtime", *rendered.files}
+    keep = {"Dockerfile", "runtime", "node_modules", "inputs", *rendered.files}
     for existing in context_dir.iterdir():
         if existing.name not in keep:
             if existing.is_dir():
@@ -104,3 +143,51 @@ def write_context(rendered: Rendered, context_dir: Path) -> Path:
         shutil.copyfile(src, dst)
         dst.chmod(0o755 if src.stat().st_mode & 0o111 else 0o644)
     return context_dir
+
+
+def rendered_files(
+    targets: Iterable[Target], *, templates_dir: Path = TEMPLATES_DIR
+) -> dict[str, bytes]:
+    """The committed output: ``<runtime>/<arch>/Dockerfile`` and the files it copies."""
+    out: dict[str, bytes] = {}
+    for target in targets:
+        rendered = render_target(target, templates_dir=templates_dir)
+        folder = f"{target.runtime.id}/{target.arch.name}"
+        out[f"{folder}/Dockerfile"] = rendered.dockerfile.encode()
+        for name, src in rendered.files.items():
+            out[f"{folder}/{name}"] = src.read_bytes()
+    return dict(sorted(out.items()))
+
+
+def stale_files(expected: dict[str, bytes], folder: Path) -> list[str]:
+    """Paths under ``folder`` that differ from ``expected``, are missing, or should not exist."""
+    present = (
+        {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+        if folder.is_dir()
+        else set()
+    )
+    stale = [
+        rel
+        for rel, data in expected.items()
+        if rel not in present or (folder / rel).read_bytes() != data
+    ]
+    stale += [rel for rel in present if rel not in expected]
+    return sorted(stale)
+
+
+def write_rendered(expected: dict[str, bytes], folder: Path) -> list[str]:
+    """Make ``folder`` hold exactly ``expected``; returns the paths it changed."""
+    changed = stale_files(expected, folder)
+    for rel in changed:
+        path = folder / rel
+        if rel not in expected:
+            path.unlink()
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(expected[rel])
+        executable = rel.rsplit("/", 1)[-1] != "Dockerfile" and expected[rel].startswith(b"#!")
+        path.chmod(0o755 if executable else 0o644)
+    for sub in sorted(folder.rglob("*"), reverse=True):
+        if sub.is_dir() and not any(sub.iterdir()):
+            sub.rmdir()
+    return changed

@@ -4,13 +4,29 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from pipeline.matrix import load_matrix
 from tests.conftest import REPO
 
 GOOD = (REPO / "runtimes.yaml").read_text()
+ROW = "  - id: python3.11.debian12\n"
+INDEX = [rt.id for rt in load_matrix(REPO / "runtimes.yaml").runtimes].index("python3.11.debian12")
+
+
+def in_python_row(old: str, new: str) -> Callable[[str], str]:
+    """An edit of the python3.11.debian12 row only."""
+
+    def edit(text: str) -> str:
+        start = text.index(ROW)
+        end = text.find("\n  - id:", start + len(ROW))
+        end = len(text) if end < 0 else end
+        return text[:start] + text[start:end].replace(old, new, 1) + text[end:]
+
+    return edit
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -28,31 +44,29 @@ def _line_of(text: str, needle: str) -> int:
     [
         (
             "unknown key",
-            lambda t: t.replace("    family: python\n", "    family: python\n    famliy: x\n"),
+            in_python_row("    family: python\n", "    family: python\n    famliy: x\n"),
             "famliy: x",
-            "runtimes[1].famliy: unknown key 'famliy'",
+            f"runtimes[{INDEX}].famliy: unknown key 'famliy'",
         ),
         (
             "missing field",
-            lambda t: t.replace('    version: "3.11"\n', ""),
+            in_python_row('    version: "3.11"\n', ""),
             "- id: python3.11.debian12",
-            "runtimes[1]: missing required field 'version'",
+            f"runtimes[{INDEX}]: missing required field 'version'",
         ),
         (
             "unknown architecture",
-            lambda t: t.replace(
-                "    tag: 3.11-debian12\n    os: debian12\n    architectures: [x86_64, arm64]",
-                "    tag: 3.11-debian12\n    os: debian12\n    architectures: [x86_64, arm65]",
-            ),
+            in_python_row("architectures: [x86_64, arm64]", "architectures: [x86_64, arm65]"),
             "architectures: [x86_64, arm65]",
-            "runtimes[1].architectures[1]: 'arm65' is not allowed; expected one of: x86_64, arm64",
+            f"runtimes[{INDEX}].architectures[1]: 'arm65' is not allowed; "
+            "expected one of: x86_64, arm64",
         ),
     ],
 )
 def test_malformed_matrix_gets_one_line_naming_file_line_field(
-    tmp_path: Path, case: str, edit: object, needle: str, expected: str
+    tmp_path: Path, case: str, edit: Callable[[str], str], needle: str, expected: str
 ) -> None:
-    bad = edit(GOOD)  # type: ignore[operator]
+    bad = edit(GOOD)
     assert bad != GOOD, f"the {case} edit did not apply"
     (tmp_path / "runtimes.yaml").write_text(bad)
     proc = run_cli("--work", "out", "render", cwd=tmp_path)
