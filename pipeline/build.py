@@ -85,7 +85,16 @@ def image_labels(target: Target) -> dict[str, str]:
     return labels
 
 
-def build_target(target: Target, context: Path, client: Any, base_image_id: str) -> BuildRecord:
+def build_target(
+    target: Target,
+    context: Path,
+    client: Any,
+    base_image_id: str,
+    *,
+    extra_labels: dict[str, str] | None = None,
+    nocache: bool = False,
+) -> BuildRecord:
+    """``extra_labels`` are added to ``image_labels``; ``nocache`` ignores the layer cache."""
     started = time.monotonic()
     platform = f"linux/{target.arch.docker}"
     log.command(["docker", "build", "--platform", platform, "-t", target.image_tag, str(context)])
@@ -97,7 +106,8 @@ def build_target(target: Target, context: Path, client: Any, base_image_id: str)
             dockerfile="Dockerfile",
             tag=target.image_tag,
             platform=platform,
-            labels=image_labels(target),
+            labels={**image_labels(target), **(extra_labels or {})},
+            nocache=nocache,
             decode=True,
             rm=True,
             forcerm=True,

@@ -161,17 +161,72 @@ def base(obj: Context, runtimes: tuple[str, ...], arches: tuple[str, ...]) -> No
 @cli.command()
 @click.argument("runtimes", nargs=-1, required=True)
 @arch_option
+@click.option("--force", is_flag=True, help="Rebuild even if the inputs are unchanged (no cache).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Also snapshot each cell and copy its records and layers to OUT/<runtime>/<arch>/.",
+)
+@click.option(
+    "--published",
+    metavar="GIT_REMOTE",
+    help="Skip a cell whose input digest equals the one on its runtime's branch there.",
+)
 @click.pass_obj
-def build(obj: Context, runtimes: tuple[str, ...], arches: tuple[str, ...]) -> None:
+def build(
+    obj: Context,
+    runtimes: tuple[str, ...],
+    arches: tuple[str, ...],
+    force: bool,
+    out: Path | None,
+    published: str | None,
+) -> None:
     """Build images: base, render, fetch inputs, then docker build per architecture."""
-    from .rebuild import stage_build
+    from .incremental import export_cell, published_digest, write_record
+    from .rebuild import build_cell, stage_inputs, stage_snapshot, target_dir
 
     matrix, selected = _runtimes(obj, runtimes)
     client = connect()
     lock = Lock.for_matrix(matrix.path)
     for target in matrix.targets(selected, arches):
-        record = stage_build(target, obj.work, client, lock)
-        click.echo(f"{record.image}\t{record.image_id}\t{record.architecture}")
+        folder = target_dir(obj.work, target)
+        inputs = stage_inputs(target, obj.work, client, lock)
+        if published and not force and published_digest(published, target) == inputs.digest:
+            log.info(f"{target.key}: same inputs as published ({inputs.digest[7:19]}), skipped")
+            write_record(folder, inputs, "unchanged")
+            line = f"{target.image_tag}\t-\t{target.arch.docker}\tunchanged"
+        else:
+            record, skipped = build_cell(target, obj.work, client, lock, force=force, inputs=inputs)
+            # (The conformance test stage runs here, before a cell is handed on.)
+            if out:
+                stage_snapshot(target, obj.work, client, force=force)
+            state = "skipped" if skipped else "built"
+            line = f"{record.image}\t{record.image_id}\t{record.architecture}\t{state}"
+        if out:
+            export_cell(folder, out, target)
+        click.echo(line)
+
+
+@cli.command()
+@click.option(
+    "--cells",
+    "cells_json",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help='The run\'s cells, {"include": [{"runtime", "arch", …}]} (`lambda-images matrix --json`).',
+)
+@click.argument("folders", nargs=-1, type=click.Path(path_type=Path, file_okay=False))
+def plan(cells_json: Path, folders: tuple[Path, ...]) -> None:
+    """From the inputs.json the cells left in FOLDERS: what to publish, rebuild, or leave."""
+    from dataclasses import asdict
+
+    from .incremental import plan as make_plan
+    from .incremental import read_states
+
+    cells = json.loads(cells_json.read_text("utf-8"))["include"]
+    decided = make_plan(cells, read_states(folders))
+    data = {**asdict(decided), "refill": {"include": decided.refill}}
+    click.echo(json.dumps(data, separators=(",", ":")))
 
 
 @cli.command()
@@ -236,20 +291,33 @@ def lock(obj: Context, runtimes: tuple[str, ...]) -> None:
 @arch_option
 @click.option("--git-remote", help="Force-push the runtime's branch here (file:///… works).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@click.option("--force", is_flag=True, help="Rebuild even if the inputs are unchanged (no cache).")
 @click.pass_obj
 def rebuild(
-    obj: Context, runtime: str, arches: tuple[str, ...], git_remote: str | None, as_json: bool
+    obj: Context,
+    runtime: str,
+    arches: tuple[str, ...],
+    git_remote: str | None,
+    as_json: bool,
+    force: bool,
 ) -> None:
     """Every stage for one runtime: base, render, build, snapshot, branch."""
     from .rebuild import rebuild as run_rebuild
 
     matrix = obj.matrix()
     summary = run_rebuild(
-        matrix, runtime, work=obj.work, client=connect(), arches=arches, git_remote=git_remote
+        matrix,
+        runtime,
+        work=obj.work,
+        client=connect(),
+        arches=arches,
+        git_remote=git_remote,
+        force=force,
     )
     data: dict[str, Any] = {
         "runtime": summary.runtime,
         "seconds": summary.seconds,
+        "skipped": summary.skipped,
         "images": [
             {
                 "image": b.image,

@@ -18,6 +18,14 @@ from .branch import BranchResult, push_branch
 from .build import BuildRecord, build_target
 from .engine import require_emulation
 from .errors import SnapshotError
+from .incremental import (
+    INPUT_LABEL,
+    CellInputs,
+    cell_inputs,
+    snapshot_current,
+    unchanged_in_engine,
+    write_record,
+)
 from .inputs import fetch_pip
 from .lock import Lock
 from .matrix import Matrix, Target
@@ -43,22 +51,64 @@ def stage_render(target: Target, work: Path, lock: Lock) -> Path:
         return context
 
 
-def stage_build(target: Target, work: Path, client: Any, lock: Lock) -> BuildRecord:
-    """Base, render and build one target; writes ``build.json``."""
+def stage_inputs(target: Target, work: Path, client: Any, lock: Lock) -> CellInputs:
+    """Base and render one target, and digest what its image will be made from."""
     require_emulation(target.arch)
     base = stage_base(target, client, lock)
     context = stage_render(target, work, lock)
+    return cell_inputs(target, context, base.image_id, lock)
+
+
+def build_cell(
+    target: Target,
+    work: Path,
+    client: Any,
+    lock: Lock,
+    *,
+    force: bool = False,
+    inputs: CellInputs | None = None,
+) -> tuple[BuildRecord, bool]:
+    """Build one target unless the engine holds its image from the same inputs; writes
+    ``build.json`` and ``inputs.json``. Returns the record and whether the build was skipped.
+    ``force`` rebuilds without the layer cache."""
+    inputs = inputs or stage_inputs(target, work, client, lock)
+    folder = target_dir(work, target)
+    if not force and unchanged_in_engine(target, client, folder, inputs.digest):
+        log.info(f"{target.key}: inputs unchanged ({inputs.digest[7:19]}), build skipped")
+        write_record(folder, inputs, "built")
+        return BuildRecord.read(folder), True
     with log.step(f"build {target.key}"):
-        record = build_target(target, context, client, base.image_id)
-        record.write(target_dir(work, target))
+        record = build_target(
+            target,
+            folder / "context",
+            client,
+            str(inputs.parts["base_image_id"]),
+            extra_labels={INPUT_LABEL: inputs.digest},
+            nocache=force,
+        )
+        record.write(folder)
+        write_record(folder, inputs, "built")
         log.info(
             f"    {record.image} {record.image_id[:19]} {record.architecture} "
             f"{log.human_size(record.size)}"
         )
-        return record
+        return record, False
 
 
-def stage_snapshot(target: Target, work: Path, client: Any) -> ArchSnapshot:
+def stage_build(
+    target: Target, work: Path, client: Any, lock: Lock, *, force: bool = False
+) -> BuildRecord:
+    """Base, render and build one target (skipped when its inputs are unchanged)."""
+    return build_cell(target, work, client, lock, force=force)[0]
+
+
+def stage_snapshot(target: Target, work: Path, client: Any, *, force: bool = False) -> ArchSnapshot:
+    folder = target_dir(work, target)
+    if not force:
+        image_id = BuildRecord.read(folder).image_id
+        if snapshot_current(folder, image_id):
+            log.info(f"{target.key}: snapshot of {image_id[:19]} is current, skipped")
+            return ArchSnapshot.read(folder)
     with log.step(f"snapshot {target.key}"):
         snap = snapshot_target(target, client, work)
         packed = sum(layer.compressed_size for layer in snap.layers)
@@ -74,6 +124,7 @@ class RebuildSummary:
     branch_dir: Path | None = None
     branch: BranchResult | None = None
     seconds: float = 0.0
+    skipped: list[str] = field(default_factory=list)  # targets whose inputs were unchanged
 
 
 def rebuild(
@@ -84,6 +135,7 @@ def rebuild(
     client: Any,
     arches: Sequence[str] = (),
     git_remote: str | None = None,
+    force: bool = False,
 ) -> RebuildSummary:
     started = time.monotonic()
     runtime = matrix.runtime(runtime_id)
@@ -91,8 +143,11 @@ def rebuild(
     targets = matrix.targets([runtime], arches)
     summary = RebuildSummary(runtime=runtime.id)
     for target in targets:
-        summary.builds.append(stage_build(target, work, client, lock))
-        summary.snapshots.append(stage_snapshot(target, work, client))
+        record, skipped = build_cell(target, work, client, lock, force=force)
+        summary.builds.append(record)
+        if skipped:
+            summary.skipped.append(target.key)
+        summary.snapshots.append(stage_snapshot(target, work, client, force=force))
     built = [t.arch.name for t in targets]
     with log.step(f"branch content {runtime.id}"):
         summary.branch_dir = assemble_branch(runtime, work, built)
