@@ -67,7 +67,9 @@ def _jobs() -> dict[str, dict[str, object]]:
 
 
 def test_only_the_publish_job_can_mint_an_oidc_token() -> None:
-    writers = [name for name, job in _jobs().items() if "id-token" in (job.get("permissions") or {})]
+    writers = [
+        name for name, job in _jobs().items() if "id-token" in (job.get("permissions") or {})
+    ]
     assert writers == ["publish"]
 
 
