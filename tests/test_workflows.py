@@ -77,3 +77,22 @@ def test_cells_run_on_native_runners_for_their_architecture() -> None:
     text = (WORKFLOWS / "images.yml").read_text("utf-8")
     assert "runs-on: ${{ matrix.runner }}" in text
     assert "lambda-images matrix --json" in text
+
+
+def test_the_linters_do_catch_a_bad_workflow(tmp_path: Path) -> None:
+    """Guards the two tests above against a linter that silently checks nothing."""
+    bad = tmp_path / ".github" / "workflows" / "bad.yml"
+    bad.parent.mkdir(parents=True)
+    bad.write_text(
+        "on: issues\njobs:\n  j:\n    runs-on: ubuntu-24.04\n    steps:\n"
+        "      - uses: actions/checkout@v4\n"
+        "      - run: echo ${{ github.event.issue.title }}\n"
+    )
+    lint = subprocess.run([_tool("actionlint"), str(bad)], capture_output=True, text=True)
+    assert lint.returncode != 0 and "untrusted" in lint.stdout
+    audit = subprocess.run(
+        [_tool("zizmor"), "--offline", "--no-progress", str(bad.parent)],
+        capture_output=True,
+        text=True,
+    )
+    assert audit.returncode != 0 and "template-injection" in audit.stdout
