@@ -23,6 +23,7 @@ from .matrix import Matrix
 
 COMMITTER_NAME = "lambda-base-images"
 COMMITTER_EMAIL = "lambda-base-images@users.noreply.github.com"
+RESERVED_BRANCHES = frozenset({"main", "master"})  # README/LICENSE live there, never a snapshot
 GITATTRIBUTES = "*.tar.xz filter=lfs diff=lfs merge=lfs -text\n"
 
 
@@ -90,6 +91,8 @@ def push_branch(
     ``expected`` is the commit the caller last saw on the remote (None: no branch); by default
     it is read now. The push is refused if the branch has moved since.
     """
+    if runtime_id in RESERVED_BRANCHES:
+        raise BranchError(f"refusing to push {runtime_id!r}: that branch is not a runtime's")
     matrix.runtime(runtime_id)  # only runtimes named in runtimes.yaml become branches
     if shutil.which("git-lfs") is None:
         raise BranchError("git-lfs is not installed; branches keep their tarballs in Git LFS")

@@ -90,11 +90,16 @@ def build_target(
     context: Path,
     client: Any,
     base_image_id: str,
+    log_file: Path,
     *,
+    no_cache: bool = False,
     extra_labels: dict[str, str] | None = None,
-    nocache: bool = False,
 ) -> BuildRecord:
-    """``extra_labels`` are added to ``image_labels``; ``nocache`` ignores the layer cache."""
+    """Build one target; the whole build output is kept in ``log_file``.
+
+    ``no_cache`` reruns every step (a rebuild after a CVE must fetch the fixed packages).
+    ``extra_labels`` are added to ``image_labels``.
+    """
     started = time.monotonic()
     platform = f"linux/{target.arch.docker}"
     log.command(["docker", "build", "--platform", platform, "-t", target.image_tag, str(context)])
@@ -107,25 +112,29 @@ def build_target(
             tag=target.image_tag,
             platform=platform,
             labels={**image_labels(target), **(extra_labels or {})},
-            nocache=nocache,
             decode=True,
             rm=True,
             forcerm=True,
             pull=False,
+            nocache=no_cache,
         )
-        for chunk in stream:
-            if "error" in chunk or "errorDetail" in chunk:
-                message = chunk.get("errorDetail", {}).get("message") or chunk.get("error")
-                last = " | ".join(tail[-3:])
-                raise EngineError(f"building {target.key} failed: {message} (last output: {last})")
-            text = ANSI_ESCAPE.sub("", chunk.get("stream", ""))
-            for line in text.splitlines():
-                if line.strip():
-                    log.detail(f"  {line}")
-                    tail = [*tail[-19:], line]
-            aux = chunk.get("aux")
-            if isinstance(aux, dict) and "ID" in aux:
-                image_id = aux["ID"]
+        with log_file.open("w", encoding="utf-8") as full_log:
+            for chunk in stream:
+                if "error" in chunk or "errorDetail" in chunk:
+                    message = chunk.get("errorDetail", {}).get("message") or chunk.get("error")
+                    full_log.write(f"ERROR: {message}\n")
+                    last = " | ".join(tail[-3:])
+                    msg = f"building {target.key} failed: {message} (last output: {last}; "
+                    raise EngineError(msg + f"whole log: {log_file})")
+                text = ANSI_ESCAPE.sub("", chunk.get("stream", ""))
+                full_log.write(text)
+                for line in text.splitlines():
+                    if line.strip():
+                        log.detail(f"  {line}")
+                        tail = [*tail[-19:], line]
+                aux = chunk.get("aux")
+                if isinstance(aux, dict) and "ID" in aux:
+                    image_id = aux["ID"]
     except docker.errors.APIError as exc:
         raise EngineError(f"building {target.key} failed: {exc.explanation or exc}") from None
     image = client.images.get(target.image_tag)

@@ -161,7 +161,8 @@ def base(obj: Context, runtimes: tuple[str, ...], arches: tuple[str, ...]) -> No
 @cli.command()
 @click.argument("runtimes", nargs=-1, required=True)
 @arch_option
-@click.option("--force", is_flag=True, help="Rebuild even if the inputs are unchanged (no cache).")
+@click.option("--force", is_flag=True, help="Rebuild even if the inputs are unchanged.")
+@click.option("--no-cache", is_flag=True, help="Rerun every build step (fresh packages).")
 @click.option(
     "--out",
     type=click.Path(path_type=Path, file_okay=False),
@@ -178,6 +179,7 @@ def build(
     runtimes: tuple[str, ...],
     arches: tuple[str, ...],
     force: bool,
+    no_cache: bool,
     out: Path | None,
     published: str | None,
 ) -> None:
@@ -191,15 +193,21 @@ def build(
     for target in matrix.targets(selected, arches):
         folder = target_dir(obj.work, target)
         inputs = stage_inputs(target, obj.work, client, lock)
-        if published and not force and published_digest(published, target) == inputs.digest:
+        if (
+            published
+            and not (force or no_cache)
+            and published_digest(published, target) == inputs.digest
+        ):
             log.info(f"{target.key}: same inputs as published ({inputs.digest[7:19]}), skipped")
             write_record(folder, inputs, "unchanged")
             line = f"{target.image_tag}\t-\t{target.arch.docker}\tunchanged"
         else:
-            record, skipped = build_cell(target, obj.work, client, lock, force=force, inputs=inputs)
+            record, skipped = build_cell(
+                target, obj.work, client, lock, force=force, no_cache=no_cache, inputs=inputs
+            )
             # (The conformance test stage runs here, before a cell is handed on.)
             if out:
-                stage_snapshot(target, obj.work, client, force=force)
+                stage_snapshot(target, obj.work, client, force=force or no_cache)
             state = "skipped" if skipped else "built"
             line = f"{record.image}\t{record.image_id}\t{record.architecture}\t{state}"
         if out:
@@ -264,6 +272,49 @@ def branch(obj: Context, runtimes: tuple[str, ...], git_remote: str) -> None:
         click.echo(f"{rt.id}\t{result.commit}\t{state}")
 
 
+@cli.command("publish")
+@click.argument("runtimes", nargs=-1)
+@click.option("--registry", required=True, help="REGISTRY/NAMESPACE, e.g. public.ecr.aws/lambda.")
+@click.option("--git-remote", help="Also force-push each runtime's branch here.")
+@click.option("--report", type=click.Path(path_type=Path, dir_okay=False), help="JSON summary.")
+@click.pass_obj
+def publish_command(
+    obj: Context,
+    runtimes: tuple[str, ...],
+    registry: str,
+    git_remote: str | None,
+    report: Path | None,
+) -> None:
+    """Push snapshots from the work directory to a registry (and branches); all-or-nothing
+    per runtime."""
+    matrix, selected = _runtimes(obj, runtimes)
+    _publish(obj, matrix, [rt.id for rt in selected], registry, git_remote, report)
+
+
+def _publish(
+    obj: Context,
+    matrix: Matrix,
+    ids: list[str],
+    registry: str,
+    git_remote: str | None,
+    report: Path | None,
+) -> None:
+    from .errors import PublishError
+    from .publish import publish
+    from .registry import RegistryRef, resolve_credentials
+
+    ref = RegistryRef.parse(registry)
+    summary = publish(
+        matrix, ids, work=obj.work, registry=ref, credentials=resolve_credentials(ref.host),
+        git_remote=git_remote, report_path=report,
+    )  # fmt: skip
+    for r in summary.runtimes:
+        click.echo(f"{r.runtime}\t{r.status}\t{r.index or r.reason}")
+    failed = [r.runtime for r in summary.runtimes if r.status == "failed"]
+    if failed:
+        raise PublishError(f"not published: {', '.join(failed)} (reasons above and in --report)")
+
+
 @cli.command()
 @click.argument("runtimes", nargs=-1)
 @click.pass_obj
@@ -290,30 +341,42 @@ def lock(obj: Context, runtimes: tuple[str, ...]) -> None:
 @click.argument("runtime")
 @arch_option
 @click.option("--git-remote", help="Force-push the runtime's branch here (file:///… works).")
+@click.option("--no-cache", is_flag=True, help="Rerun every build step (fresh packages).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
-@click.option("--force", is_flag=True, help="Rebuild even if the inputs are unchanged (no cache).")
+@click.option("--force", is_flag=True, help="Rebuild even if the inputs are unchanged.")
+@click.option("--push", is_flag=True, help="Then publish it to --registry (and --git-remote).")
+@click.option("--registry", help="REGISTRY/NAMESPACE for --push.")
 @click.pass_obj
 def rebuild(
     obj: Context,
     runtime: str,
     arches: tuple[str, ...],
     git_remote: str | None,
+    no_cache: bool,
     as_json: bool,
     force: bool,
+    push: bool,
+    registry: str | None,
 ) -> None:
-    """Every stage for one runtime: base, render, build, snapshot, branch."""
+    """Every stage for one runtime: base, render, build, snapshot, branch (or --push)."""
     from .rebuild import rebuild as run_rebuild
 
+    if push and not registry:
+        raise click.UsageError("--push needs --registry REGISTRY/NAMESPACE")
     matrix = obj.matrix()
+    matrix.runtime(runtime)  # an unknown runtime is reported before the engine is needed
     summary = run_rebuild(
         matrix,
         runtime,
         work=obj.work,
         client=connect(),
         arches=arches,
-        git_remote=git_remote,
+        git_remote=None if push else git_remote,
         force=force,
+        no_cache=no_cache,
     )
+    if push and registry:
+        _publish(obj, matrix, [runtime], registry, git_remote, None)
     data: dict[str, Any] = {
         "runtime": summary.runtime,
         "seconds": summary.seconds,

@@ -53,3 +53,16 @@ class BranchError(LambdaImagesError):
     """A git or git-lfs step failed, or a push was refused (moved branch, forbidden name)."""
 
     return_code = 6
+
+
+class RegistryError(LambdaImagesError):
+    """A registry refused a request (credentials, permissions, missing repository) or kept
+    failing after every retry."""
+
+    return_code = 7
+
+
+class PublishError(LambdaImagesError):
+    """One or more runtimes could not be published; the report says which and why."""
+
+    return_code = 8

@@ -66,14 +66,15 @@ def build_cell(
     lock: Lock,
     *,
     force: bool = False,
+    no_cache: bool = False,
     inputs: CellInputs | None = None,
 ) -> tuple[BuildRecord, bool]:
     """Build one target unless the engine holds its image from the same inputs; writes
     ``build.json`` and ``inputs.json``. Returns the record and whether the build was skipped.
-    ``force`` rebuilds without the layer cache."""
+    ``force`` builds even so; ``no_cache`` also ignores the layer cache (and implies force)."""
     inputs = inputs or stage_inputs(target, work, client, lock)
     folder = target_dir(work, target)
-    if not force and unchanged_in_engine(target, client, folder, inputs.digest):
+    if not (force or no_cache) and unchanged_in_engine(target, client, folder, inputs.digest):
         log.info(f"{target.key}: inputs unchanged ({inputs.digest[7:19]}), build skipped")
         write_record(folder, inputs, "built")
         return BuildRecord.read(folder), True
@@ -83,8 +84,9 @@ def build_cell(
             folder / "context",
             client,
             str(inputs.parts["base_image_id"]),
+            folder / "build.log",
+            no_cache=no_cache,
             extra_labels={INPUT_LABEL: inputs.digest},
-            nocache=force,
         )
         record.write(folder)
         write_record(folder, inputs, "built")
@@ -96,10 +98,16 @@ def build_cell(
 
 
 def stage_build(
-    target: Target, work: Path, client: Any, lock: Lock, *, force: bool = False
+    target: Target,
+    work: Path,
+    client: Any,
+    lock: Lock,
+    *,
+    force: bool = False,
+    no_cache: bool = False,
 ) -> BuildRecord:
-    """Base, render and build one target (skipped when its inputs are unchanged)."""
-    return build_cell(target, work, client, lock, force=force)[0]
+    """Base, render and build one target; writes ``build.json`` (skipped when unchanged)."""
+    return build_cell(target, work, client, lock, force=force, no_cache=no_cache)[0]
 
 
 def stage_snapshot(target: Target, work: Path, client: Any, *, force: bool = False) -> ArchSnapshot:
@@ -136,6 +144,7 @@ def rebuild(
     arches: Sequence[str] = (),
     git_remote: str | None = None,
     force: bool = False,
+    no_cache: bool = False,
 ) -> RebuildSummary:
     started = time.monotonic()
     runtime = matrix.runtime(runtime_id)
@@ -143,11 +152,13 @@ def rebuild(
     targets = matrix.targets([runtime], arches)
     summary = RebuildSummary(runtime=runtime.id)
     for target in targets:
-        record, skipped = build_cell(target, work, client, lock, force=force)
+        record, skipped = build_cell(
+            target, work, client, lock, force=force or no_cache, no_cache=no_cache
+        )
         summary.builds.append(record)
         if skipped:
             summary.skipped.append(target.key)
-        summary.snapshots.append(stage_snapshot(target, work, client, force=force))
+        summary.snapshots.append(stage_snapshot(target, work, client, force=force or no_cache))
     built = [t.arch.name for t in targets]
     with log.step(f"branch content {runtime.id}"):
         summary.branch_dir = assemble_branch(runtime, work, built)

@@ -19,6 +19,7 @@ output does not depend on the thread count).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -146,7 +147,7 @@ def normalize_layer(source: Path, dest: Path, epoch: int) -> tuple[str, int]:
             leader = group[0]
             original = by_name[target_name]
             if leader is not original:
-                data_from[leader.name] = original
+                data_from[leader.name] = copy.copy(original)  # original becomes a link below
                 leader.type, leader.size, leader.linkname = tarfile.REGTYPE, original.size, ""
                 for m in group[1:]:
                     m.type, m.size, m.linkname = tarfile.LNKTYPE, 0, leader.name
@@ -433,10 +434,23 @@ def branch_files(runtime: Runtime, snapshots: Iterable[ArchSnapshot]) -> dict[st
     return files
 
 
-def assemble_branch(runtime: Runtime, work: Path, arches: Sequence[str] | None = None) -> Path:
-    """Lay out ``<work>/<runtime>/branch`` from the per-arch snapshots; return its path."""
+def assemble_branch(
+    runtime: Runtime,
+    work: Path,
+    arches: Sequence[str] | None = None,
+    *,
+    snapshots: Sequence[ArchSnapshot] | None = None,
+) -> Path:
+    """Lay out ``<work>/<runtime>/branch`` from the per-arch snapshots; return its path.
+
+    ``snapshots`` replaces the records read from the work directory (publish passes them with
+    the labels it adds, so that the branch and the registry describe the same image).
+    """
     wanted = list(arches or runtime.architectures)
-    snaps = [ArchSnapshot.read(work / runtime.id / arch) for arch in wanted]
+    if snapshots is not None:
+        snaps = list(snapshots)
+    else:
+        snaps = [ArchSnapshot.read(work / runtime.id / arch) for arch in wanted]
     files = branch_files(runtime, snaps)
     dest = work / runtime.id / "branch"
     staging = Path(tempfile.mkdtemp(prefix=".branch-", dir=work / runtime.id))

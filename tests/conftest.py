@@ -85,5 +85,16 @@ def cleanup_images(engine: Any) -> Iterator[list[str]]:
     names: list[str] = []
     yield names
     for name in names:
-        with contextlib.suppress(Exception):  # best effort: the test may have removed it
+        with contextlib.suppress(Exception):  # best effort
             engine.images.remove(name, force=True)
+
+
+@pytest.fixture(scope="session")
+def registry_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A CNCF distribution registry (htpasswd auth) on a free 127.0.0.1 port, for the session."""
+    from servers import RegistryServer
+
+    server = RegistryServer(tmp_path_factory.mktemp("registry"))
+    server.start()
+    yield server
+    server.stop()

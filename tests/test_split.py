@@ -10,11 +10,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,52 +98,31 @@ def test_branch_is_pushed_from_artifact_directories_alone(
     assert again.stdout.strip().splitlines()[-1].split("\t") == [RUNTIME, commit, "unchanged"]
 
 
-def _has_publish() -> bool:
-    proc = subprocess.run([*CLI, "--help"], capture_output=True, text=True, check=False)
-    return any(line.split()[:1] == ["publish"] for line in proc.stdout.splitlines())
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[str]:
-    """A CNCF distribution registry on 127.0.0.1 (the docker-registry package)."""
-    binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
-    if not Path(binary).exists():
-        pytest.fail("docker-registry is not installed (apt-get install docker-registry)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = tmp_path / "registry.yml"
-    config.write_text(
-        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
-        f"    rootdirectory: {tmp_path / 'registry'}\nhttp:\n  addr: 127.0.0.1:{port}\n"
-    )
-    proc = subprocess.Popen([binary, "serve", str(config)], stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-@pytest.mark.skipif(not _has_publish(), reason="`lambda-images publish` is not a command yet")
 def test_publish_from_artifact_directories_alone(
-    cell_outputs: dict[str, Path], tmp_path: Path, git_remote: str, registry: str
+    cell_outputs: dict[str, Path], tmp_path: Path, git_remote: str, registry_server: Any
 ) -> None:
+    from pipeline.registry import PASSWORD_ENV, USER_ENV
+
     publisher = tmp_path / "publisher"
-    publisher.mkdir()
-    args = [f"--from={out}" for out in cell_outputs.values()]
-    lambda_images(
-        "--work", str(publisher / "work"),
-        "publish", RUNTIME, *args, "--registry", f"{registry}/lambda",
-        "--git-remote", git_remote, "--report", str(publisher / "report.json"),
-        cwd=publisher,
+    merged = _merge(cell_outputs, publisher / "cells")
+    env = {
+        **os.environ,
+        USER_ENV: registry_server.username,
+        PASSWORD_ENV: registry_server.password,
+    }
+    proc = subprocess.run(
+        [*CLI, "--matrix", str(MATRIX), "--work", str(merged), "publish", RUNTIME,
+         "--registry", f"{registry_server.host}/split", "--git-remote", git_remote,
+         "--report", str(publisher / "report.json")],
+        cwd=publisher, env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
-    assert (publisher / "report.json").is_file()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((publisher / "report.json").read_text())
+    assert report["published"] == [RUNTIME]
+    assert report["bytes_uploaded"] > 0
+    assert (
+        registry_server.tag_digest(f"split/{RUNTIME}", "latest") or report["runtimes"][0]["index"]
+    )
     heads = subprocess.run(
         ["git", "ls-remote", "--heads", git_remote], capture_output=True, text=True, check=True
     ).stdout

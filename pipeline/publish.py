@@ -1,0 +1,468 @@
+"""Publish: runtimes from the work directory to a registry and to their git branches.
+
+The published image *is* the snapshot: its layers are the branch tarballs, recompressed with
+gzip (Docker cannot pull xz layers) deterministically — mtime 0, no file name, one level — so
+the config's diff IDs are the snapshot's and the same snapshot always gives the same digests.
+Gzip results are cached under ``<work>/registry-blobs/`` by diff ID.
+
+Per runtime, in this order, and only when every architecture it declares has a snapshot (and
+no failed ``test.json``):
+
+1. layer and config blobs (HEAD first; only missing ones are uploaded);
+2. the per-architecture manifests and the index, by digest (nothing visible moves yet);
+3. the runtime's git branch (one orphan commit, ``--force-with-lease`` against the head read
+   when this runtime's publish began), so a concurrent publisher stops us before any tag moves;
+4. the tags: ``<tag>-<arch>``, ``<tag>.<YYYY.MM.DD.HH>-<arch>``, ``<tag>`` and
+   ``<tag>.<YYYY.MM.DD.HH>`` (the index), and ``latest`` for the family's newest supported
+   runtime. A tag already at the right digest is not rewritten.
+
+A failing runtime is reported and the next one goes on. Nothing here talks to the engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import gzip
+import hashlib
+import json
+import lzma
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from . import log
+from .branch import BranchResult, push_branch, remote_head
+from .epoch import iso8601, source_date_epoch
+from .errors import LambdaImagesError, PublishError, SnapshotError
+from .matrix import ARCHES, Matrix, Runtime
+from .registry import (
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_LAYER_GZIP,
+    OCI_MANIFEST,
+    Credentials,
+    Registry,
+    RegistryRef,
+    RetryPolicy,
+)
+from .snapshot import ArchSnapshot, assemble_branch
+
+CACHE_DIR: Final = "registry-blobs"
+GZIP_LEVEL: Final = 6
+CHUNK: Final = 1 << 20
+TEST_RECORD: Final = "test.json"
+SOURCE_ENV: Final = "LAMBDA_IMAGES_SOURCE"
+REVISION_ENV: Final = "LAMBDA_IMAGES_REVISION"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Blob:
+    digest: str
+    size: int
+    path: Path
+
+
+@dataclass(frozen=True, kw_only=True)
+class Document:
+    """A manifest or index: exact bytes, media type, digest."""
+
+    body: bytes
+    media_type: str
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + hashlib.sha256(self.body).hexdigest()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArchImage:
+    arch: str
+    layers: list[Blob]
+    config: bytes
+    manifest: Document
+
+
+@dataclass(kw_only=True)
+class RuntimeReport:
+    runtime: str
+    repository: str
+    status: str = "failed"  # published | unchanged | failed
+    reason: str | None = None
+    index: str | None = None
+    manifests: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    tags_moved: list[str] = field(default_factory=list)
+    blobs_uploaded: int = 0
+    bytes_uploaded: int = 0
+    branch: dict[str, Any] | None = None
+
+
+@dataclass(kw_only=True)
+class PublishReport:
+    registry: str
+    git_remote: str | None
+    runtimes: list[RuntimeReport] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status != "failed" for r in self.runtimes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "registry": self.registry,
+            "git_remote": self.git_remote,
+            "ok": self.ok,
+            "published": [r.runtime for r in self.runtimes if r.status == "published"],
+            "unchanged": [r.runtime for r in self.runtimes if r.status == "unchanged"],
+            "failed": {r.runtime: r.reason for r in self.runtimes if r.status == "failed"},
+            "bytes_uploaded": sum(r.bytes_uploaded for r in self.runtimes),
+            "runtimes": [dataclasses.asdict(r) for r in self.runtimes],
+        }
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(self.as_dict(), indent=2) + "\n", encoding="utf-8")
+        tmp.replace(path)
+
+
+# --- pure: tags, documents ---------------------------------------------------------------------
+
+
+def dated_stamp(epoch: int) -> str:
+    """``YYYY.MM.DD.HH`` of SOURCE_DATE_EPOCH: a rerun with the same inputs mints no new tag."""
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y.%m.%d.%H")
+
+
+def version_key(runtime: Runtime) -> tuple[tuple[int, int | str], ...]:
+    """Natural order of versions: 3.9 < 3.10 < 3.12; digits compare as numbers."""
+    parts = re.findall(r"\d+|[^\d.]+", runtime.version)
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts)
+
+
+def latest_runtimes(matrix: Matrix, today: dt.date) -> dict[str, str]:
+    """Family id → the runtime ``latest`` belongs to: the highest version not deprecated
+    (ties go to the later entry of runtimes.yaml). Chosen from the whole matrix, so publishing
+    only an older runtime never moves ``latest`` backwards."""
+    best: dict[str, tuple[Any, int, Runtime]] = {}
+    for position, rt in enumerate(matrix.runtimes):
+        if rt.state(today) == "deprecated":
+            continue
+        key = (version_key(rt), position, rt)
+        if rt.family.id not in best or key[:2] > best[rt.family.id][:2]:
+            best[rt.family.id] = key
+    return {family: entry[2].id for family, entry in best.items()}
+
+
+def runtime_tags(runtime: Runtime, epoch: int, *, latest: bool) -> dict[str, str | None]:
+    """Tag → arch it names (None: the index), in the order they are written."""
+    stamp = dated_stamp(epoch)
+    tags: dict[str, str | None] = {}
+    for arch in runtime.architectures:
+        tags[f"{runtime.tag}-{arch}"] = arch
+        tags[f"{runtime.tag}.{stamp}-{arch}"] = arch
+    tags[runtime.tag] = None
+    tags[f"{runtime.tag}.{stamp}"] = None
+    if latest:
+        tags["latest"] = None
+    return tags
+
+
+def canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def image_config(snap: ArchSnapshot, created: str) -> bytes:
+    c = snap.config
+    config: dict[str, Any] = {"Env": c.env, "Labels": c.labels}
+    if c.entrypoint:
+        config["Entrypoint"] = c.entrypoint
+    if c.cmd:
+        config["Cmd"] = c.cmd
+    if c.working_dir:
+        config["WorkingDir"] = c.working_dir
+    if c.user:
+        config["User"] = c.user
+    return canonical(
+        {
+            "architecture": snap.docker_arch,
+            "os": "linux",
+            "created": created,
+            "config": config,
+            "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in snap.layers]},
+            "history": [
+                {"created": created, "created_by": f"ADD {layer.file} /"} for layer in snap.layers
+            ],
+        }
+    )
+
+
+def image_manifest(config: bytes, layers: Sequence[Blob], annotations: dict[str, str]) -> Document:
+    body = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {
+            "mediaType": OCI_CONFIG,
+            "digest": "sha256:" + hashlib.sha256(config).hexdigest(),
+            "size": len(config),
+        },
+        "layers": [
+            {"mediaType": OCI_LAYER_GZIP, "digest": b.digest, "size": b.size} for b in layers
+        ],
+        "annotations": annotations,
+    }
+    return Document(body=canonical(body), media_type=OCI_MANIFEST)
+
+
+def image_index(images: Sequence[ArchImage], annotations: dict[str, str]) -> Document:
+    manifests = []
+    for image in images:
+        platform = {"architecture": ARCHES[image.arch].docker, "os": "linux"}
+        if image.arch == "arm64":
+            platform["variant"] = "v8"
+        manifests.append(
+            {
+                "mediaType": image.manifest.media_type,
+                "digest": image.manifest.digest,
+                "size": len(image.manifest.body),
+                "platform": platform,
+            }
+        )
+    body = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": manifests,
+        "annotations": annotations,
+    }
+    return Document(body=canonical(body), media_type=OCI_INDEX)
+
+
+def oci_annotations(labels: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in sorted(labels.items()) if k.startswith("org.opencontainers.image.")}
+
+
+# --- the work directory ------------------------------------------------------------------------
+
+
+def read_cells(runtime: Runtime, work: Path) -> list[ArchSnapshot]:
+    """Every architecture's snapshot, or a PublishError naming the first cell that is not ready."""
+    snaps = []
+    for arch in runtime.architectures:
+        folder = work / runtime.id / arch
+        test = folder / TEST_RECORD
+        if test.exists():
+            try:
+                passed = json.loads(test.read_text("utf-8")).get("passed")
+            except (ValueError, AttributeError):
+                passed = None
+            if passed is not True:
+                msg = f"{runtime.id}/{arch} did not pass its tests ({test})"
+                raise PublishError(msg)
+        try:
+            snap = ArchSnapshot.read(folder)
+        except SnapshotError:
+            msg = f"{runtime.id}/{arch} has no snapshot ({folder / 'snapshot.json'}); build it"
+            raise PublishError(msg) from None
+        if snap.runtime != runtime.id or snap.arch != arch:
+            msg = f"{folder}: snapshot.json is for {snap.runtime}/{snap.arch}"
+            raise PublishError(msg)
+        snaps.append(snap)
+    return snaps
+
+
+def with_labels(snap: ArchSnapshot, extra: dict[str, str]) -> ArchSnapshot:
+    """Add labels the snapshot lacks (source, revision known only to the publishing job)."""
+    labels = {**{k: v for k, v in extra.items() if v}, **snap.config.labels}
+    config = dataclasses.replace(snap.config, labels=dict(sorted(labels.items())))
+    return dataclasses.replace(snap, config=config)
+
+
+def gzip_layer(work: Path, snap: ArchSnapshot, index: int) -> Blob:
+    """The registry blob of one layer: its ``.tar.xz`` decompressed, checked against the
+    snapshot's sha256 and diff ID, and gzipped reproducibly; cached by diff ID."""
+    layer = snap.layers[index]
+    cache = work / CACHE_DIR
+    cache.mkdir(parents=True, exist_ok=True)
+    key = layer.diff_id.removeprefix("sha256:")
+    record = cache / f"{key}.json"
+    if record.exists():
+        known = json.loads(record.read_text("utf-8"))
+        path = cache / f"{known['digest'].removeprefix('sha256:')}.tar.gz"
+        if path.exists() and path.stat().st_size == known["size"]:
+            return Blob(digest=known["digest"], size=known["size"], path=path)
+    source = work / snap.runtime / snap.arch / "layers" / layer.file
+    packed, plain, out_digest = hashlib.sha256(), hashlib.sha256(), hashlib.sha256()
+    fd, tmp_name = tempfile.mkstemp(prefix=".gz-", dir=cache)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as raw, source.open("rb") as inp:
+            hashing = _Hashing(raw, out_digest)
+            unxz = lzma.LZMADecompressor()
+            with gzip.GzipFile(
+                filename="", mode="wb", compresslevel=GZIP_LEVEL, fileobj=hashing, mtime=0
+            ) as gz:
+                while chunk := inp.read(CHUNK):
+                    packed.update(chunk)
+                    data = unxz.decompress(chunk)
+                    plain.update(data)
+                    gz.write(data)
+        if packed.hexdigest() != layer.sha256 or "sha256:" + plain.hexdigest() != layer.diff_id:
+            msg = (
+                f"{source}: does not match snapshot.json (sha256 or diff ID differ); the work "
+                "directory is damaged: run the snapshot stage again"
+            )
+            raise PublishError(msg)
+        digest = "sha256:" + out_digest.hexdigest()
+        path = cache / f"{out_digest.hexdigest()}.tar.gz"
+        tmp.replace(path)
+        size = path.stat().st_size
+        record.write_text(json.dumps({"digest": digest, "size": size}) + "\n", encoding="utf-8")
+        return Blob(digest=digest, size=size, path=path)
+    except FileNotFoundError:
+        raise PublishError(f"{source}: layer missing from the work directory") from None
+    except lzma.LZMAError:
+        raise PublishError(f"{source}: not a valid .tar.xz; run the snapshot stage again") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class _Hashing:
+    def __init__(self, raw: Any, digest: Any) -> None:
+        self.raw, self.digest = raw, digest
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return int(self.raw.write(data))
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+
+def prepare_images(
+    work: Path, snaps: Sequence[ArchSnapshot], epoch: int
+) -> tuple[list[ArchImage], Document]:
+    created = iso8601(epoch)
+    images = []
+    for snap in snaps:
+        layers = [gzip_layer(work, snap, i) for i in range(len(snap.layers))]
+        config = image_config(snap, created)
+        manifest = image_manifest(config, layers, oci_annotations(snap.config.labels))
+        images.append(ArchImage(arch=snap.arch, layers=layers, config=config, manifest=manifest))
+    index = image_index(images, oci_annotations(snaps[0].config.labels))
+    return images, index
+
+
+# --- per runtime -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    ref: RegistryRef
+    work: Path
+    git_remote: str | None = None
+    epoch: int = 0
+    labels: dict[str, str] = field(default_factory=dict)
+    today: dt.date = field(default_factory=dt.date.today)
+
+
+def publish_runtime(
+    matrix: Matrix, runtime: Runtime, registry: Registry, opts: Options, latest: bool
+) -> RuntimeReport:
+    repo = opts.ref.repository(runtime.family.id)
+    report = RuntimeReport(runtime=runtime.id, repository=f"{opts.ref.host}/{repo}")
+    before = dataclasses.replace(registry.stats)
+    # The branch head this publish saw first is the lease of its push.
+    lease = remote_head(opts.git_remote, runtime.id) if opts.git_remote else None
+    snaps = [with_labels(s, opts.labels) for s in read_cells(runtime, opts.work)]
+    with log.step(f"prepare {runtime.id} ({', '.join(s.arch for s in snaps)})"):
+        images, index = prepare_images(opts.work, snaps, opts.epoch)
+    by_arch = {image.arch: image for image in images}
+    wanted = {
+        tag: (index if arch is None else by_arch[arch].manifest)
+        for tag, arch in runtime_tags(runtime, opts.epoch, latest=latest).items()
+    }
+    report.index = index.digest
+    report.manifests = {image.arch: image.manifest.digest for image in images}
+    report.tags = {tag: doc.digest for tag, doc in wanted.items()}
+    current = {tag: registry.manifest_digest(repo, tag) for tag in wanted}
+    if any(current[tag] != doc.digest for tag, doc in wanted.items()):
+        with log.step(f"upload {runtime.id} → {opts.ref.host}/{repo}"):
+            for image in images:
+                for blob in image.layers:
+                    registry.push_blob(repo, blob.digest, blob.path)
+                registry.push_bytes(repo, image.config)
+            for doc in [*(image.manifest for image in images), index]:
+                if registry.manifest_digest(repo, doc.digest) != doc.digest:
+                    registry.put_manifest(repo, doc.digest, doc.body, doc.media_type)
+    branch: BranchResult | None = None
+    if opts.git_remote:
+        with log.step(f"branch {runtime.id}"):
+            content = assemble_branch(runtime, opts.work, snapshots=snaps)
+            branch = push_branch(matrix, runtime.id, content, opts.git_remote, expected=lease)
+        report.branch = {
+            "commit": branch.commit,
+            "previous": branch.previous,
+            "pushed": branch.pushed,
+        }
+    for tag, doc in wanted.items():
+        if current[tag] != doc.digest:
+            registry.put_manifest(repo, tag, doc.body, doc.media_type)
+            report.tags_moved.append(tag)
+    report.blobs_uploaded = registry.stats.blobs_uploaded - before.blobs_uploaded
+    report.bytes_uploaded = registry.stats.bytes_uploaded - before.bytes_uploaded
+    written = registry.stats.manifests_written - before.manifests_written
+    changed = report.blobs_uploaded or written or (branch is not None and branch.pushed)
+    report.status = "published" if changed else "unchanged"
+    return report
+
+
+def publish(
+    matrix: Matrix,
+    runtime_ids: Sequence[str],
+    *,
+    work: Path,
+    registry: str | RegistryRef,
+    credentials: Credentials | None,
+    git_remote: str | None = None,
+    retry: RetryPolicy | None = None,
+    labels: dict[str, str] | None = None,
+    report_path: Path | None = None,
+) -> PublishReport:
+    """Publish each runtime on its own; failures are collected, never raised midway."""
+    ref = registry if isinstance(registry, RegistryRef) else RegistryRef.parse(registry)
+    runtimes = [matrix.runtime(r) for r in runtime_ids] if runtime_ids else list(matrix.runtimes)
+    if labels is None:
+        labels = {
+            "org.opencontainers.image.source": os.environ.get(SOURCE_ENV, ""),
+            "org.opencontainers.image.revision": os.environ.get(REVISION_ENV, ""),
+        }
+    opts = Options(
+        ref=ref, work=work, git_remote=git_remote, epoch=source_date_epoch(), labels=labels
+    )
+    client = Registry(ref.host, scheme=ref.scheme, credentials=credentials, retry=retry)
+    latest = latest_runtimes(matrix, opts.today)
+    report = PublishReport(registry=str(ref), git_remote=git_remote)
+    try:
+        for runtime in runtimes:
+            is_latest = latest.get(runtime.family.id) == runtime.id
+            try:
+                result = publish_runtime(matrix, runtime, client, opts, is_latest)
+            except LambdaImagesError as exc:
+                log.error(f"{runtime.id}: not published: {exc}")
+                result = RuntimeReport(
+                    runtime=runtime.id,
+                    repository=f"{ref.host}/{ref.repository(runtime.family.id)}",
+                    reason=str(exc),
+                )
+            report.runtimes.append(result)
+            log.info(f"{runtime.id}: {result.status}")
+    finally:
+        client.session.close()
+    if report_path is not None:
+        report.write(report_path)
+    return report

@@ -1,0 +1,624 @@
+"""Registry: the parts of the OCI distribution protocol that publishing needs, on ``requests``.
+
+HEAD a blob and upload it only when missing; HEAD and PUT manifests by digest or tag. Every
+request goes through one retry loop (``tenacity``: exponential backoff with jitter and a cap)
+for 429, 5xx, timeouts and dropped connections; 401, 403 and 404 fail at once with a message
+saying what to fix. Authentication follows the registry's challenge: HTTP Basic (a plain
+``docker-registry`` with htpasswd) or a bearer token from the realm it names (ECR Public, Docker
+Hub). Credentials come from the environment, the Docker config, or ECR Public's
+``get_authorization_token`` through boto3; they are held in memory only and never printed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, TypeVar
+from urllib.parse import urlencode, urljoin, urlsplit
+
+import requests
+import tenacity
+
+from . import log
+from .errors import RegistryError
+
+T = TypeVar("T")
+
+OCI_MANIFEST: Final = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX: Final = "application/vnd.oci.image.index.v1+json"
+OCI_CONFIG: Final = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER_GZIP: Final = "application/vnd.oci.image.layer.v1.tar+gzip"
+DOCKER_MANIFEST: Final = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST: Final = "application/vnd.docker.distribution.manifest.list.v2+json"
+MANIFEST_ACCEPT: Final = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
+
+ECR_PUBLIC_HOST: Final = "public.ecr.aws"
+ECR_PUBLIC_REGION: Final = "us-east-1"  # ECR Public's API lives only there
+USER_ENV: Final = "LAMBDA_IMAGES_REGISTRY_USER"
+PASSWORD_ENV: Final = "LAMBDA_IMAGES_REGISTRY_PASSWORD"
+CHUNK: Final = 1 << 20
+
+
+@dataclass(frozen=True, kw_only=True)
+class Credentials:
+    username: str
+    password: str = field(repr=False)
+    source: str  # where they came from, for messages: "environment", "Docker config", …
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """How hard to try before a request counts as failed."""
+
+    attempts: int = 8
+    initial: float = 0.5  # seconds; the backoff window doubles from here
+    cap: float = 30.0  # longest single wait
+    timeout: float = 120.0  # connect/read timeout of one request
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegistryRef:
+    """``host[:port]/namespace`` as given to ``--registry``; http only for loopback hosts."""
+
+    host: str
+    namespace: str
+    scheme: str
+
+    @classmethod
+    def parse(cls, text: str) -> RegistryRef:
+        scheme = ""
+        rest = text.strip()
+        if "://" in rest:
+            scheme, _, rest = rest.partition("://")
+        host, _, namespace = rest.strip("/").partition("/")
+        if not host or not namespace or not re.fullmatch(r"[a-z0-9]+([._/-][a-z0-9]+)*", namespace):
+            msg = (
+                f"--registry {text!r}: expected REGISTRY/NAMESPACE with a lower-case namespace, "
+                "for example public.ecr.aws/lambda or 127.0.0.1:5000/lambda"
+            )
+            raise RegistryError(msg)
+        if scheme not in ("", "http", "https"):
+            raise RegistryError(f"--registry {text!r}: scheme must be http or https")
+        return cls(host=host, namespace=namespace, scheme=scheme or default_scheme(host))
+
+    def repository(self, name: str) -> str:
+        return f"{self.namespace}/{name}"
+
+    def __str__(self) -> str:
+        return f"{self.host}/{self.namespace}"
+
+
+def default_scheme(host: str) -> str:
+    """https, except for loopback registries (which Docker also talks to over plain http)."""
+    name = host.rsplit(":", 1)[0].strip("[]") if host.count(":") <= 1 else host.strip("[]")
+    if name == "localhost":
+        return "http"
+    try:
+        return "http" if ipaddress.ip_address(name).is_loopback else "https"
+    except ValueError:
+        return "https"
+
+
+@dataclass(kw_only=True)
+class TransferStats:
+    requests: int = 0
+    retries: int = 0
+    blobs_uploaded: int = 0
+    bytes_uploaded: int = 0
+    blobs_present: int = 0
+    manifests_written: int = 0
+
+
+class _Transient(Exception):
+    """A failure worth retrying (429, 5xx, a dropped or timed-out connection)."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+_CONNECTION_ERRORS: Final = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+)
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After", "")
+    return float(value) if value.isdigit() else None
+
+
+def _registry_message(response: requests.Response) -> str:
+    """The registry's own error text (``{"errors": [{"code", "message"}]}``), if any."""
+    try:
+        errors = response.json().get("errors") or []
+        first = errors[0]
+        return f"{first.get('code', '')}: {first.get('message', '')}".strip(": ")
+    except (ValueError, AttributeError, IndexError, TypeError):
+        return response.reason or ""
+
+
+def _bare(url: str) -> str:
+    """A URL for messages: path only; query strings can carry upload state or signatures."""
+    return urlsplit(url).path
+
+
+class Registry:
+    """One registry host, with credentials; repositories are named per call."""
+
+    def __init__(
+        self,
+        host: str,
+        *,
+        scheme: str | None = None,
+        credentials: Credentials | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.host = host
+        self.base = f"{scheme or default_scheme(host)}://{host}"
+        self.credentials = credentials
+        self.retry = retry or RetryPolicy()
+        self.stats = TransferStats()
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = "lambda-images"
+        self._challenge: dict[str, str] | None = None
+        self._auth: dict[str, str] = {}  # repository → Authorization header value
+
+    # --- requests, retries and authentication ---------------------------------------------------
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        backoff = tenacity.wait_random_exponential(
+            multiplier=self.retry.initial, max=self.retry.cap
+        )
+        seconds = backoff(state)
+        outcome = state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        if isinstance(exc, _Transient) and exc.retry_after is not None:
+            seconds = max(seconds, min(exc.retry_after, self.retry.cap))
+        return float(seconds)
+
+    def _retrying(self, what: str, fn: Callable[[], T]) -> T:
+        def note(state: tenacity.RetryCallState) -> None:
+            self.stats.retries += 1
+            outcome = state.outcome
+            exc = outcome.exception() if outcome is not None else None
+            reason = exc.reason if isinstance(exc, _Transient) else type(exc).__name__
+            wait = state.next_action.sleep if state.next_action else 0.0
+            log.detail(
+                f"    {self.host}: {what}: {reason}; retry {state.attempt_number}/"
+                f"{self.retry.attempts - 1} in {wait:.1f}s"
+            )
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.retry.attempts),
+            wait=self._wait,
+            retry=tenacity.retry_if_exception_type(_Transient),
+            before_sleep=note,
+            reraise=True,
+        )
+        try:
+            return retrying(fn)
+        except _Transient as exc:
+            msg = (
+                f"registry {self.host}: {what} failed {self.retry.attempts} times "
+                f"(last: {exc.reason}); the registry is unreachable or overloaded: check that "
+                "it is up and reachable, then run again (finished uploads are not repeated)"
+            )
+            raise RegistryError(msg) from None
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        repo: str | None,
+        headers: Mapping[str, str] | None = None,
+        body: Callable[[], Any] | None = None,
+    ) -> requests.Response:
+        """One attempt; raises _Transient for what a retry may cure."""
+        all_headers = dict(headers or {})
+        auth = self._auth.get(repo or "")
+        if auth:
+            all_headers["Authorization"] = auth
+        self.stats.requests += 1
+        data = body() if body else None
+        try:
+            response = self.session.request(
+                method,
+                url,
+                headers=all_headers,
+                data=data,
+                timeout=self.retry.timeout,
+                allow_redirects=method in ("GET",),
+            )
+        except requests.exceptions.SSLError:
+            msg = (
+                f"registry {self.host}: TLS failed on {method} {_bare(url)}: check the "
+                "certificate (or use a loopback registry over http for local tests)"
+            )
+            raise RegistryError(msg) from None
+        except _CONNECTION_ERRORS as exc:
+            raise _Transient(f"{type(exc).__name__} on {method} {_bare(url)}") from None
+        finally:
+            close = getattr(data, "close", None)
+            if close is not None:
+                close()
+        if response.status_code == 429 or response.status_code >= 500:
+            reason = f"HTTP {response.status_code} on {method} {_bare(url)}"
+            raise _Transient(reason, _retry_after(response))
+        return response
+
+    def _request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        repo: str | None,
+        what: str,
+        ok: tuple[int, ...],
+        headers: Mapping[str, str] | None = None,
+        body: Callable[[], Any] | None = None,
+    ) -> requests.Response:
+        """Send with retries; authenticate on a 401 once; fail fast on other 4xx."""
+        if repo is not None and repo not in self._auth:
+            self._authenticate(repo)
+        url = urljoin(self.base, path_or_url)
+
+        def attempt() -> requests.Response:
+            response = self._send(method, url, repo=repo, headers=headers, body=body)
+            if response.status_code == 401 and repo is not None and self.credentials:
+                # An expired bearer token: fetch a new one and try again, once.
+                self._auth.pop(repo, None)
+                self._authenticate(repo)
+                response = self._send(method, url, repo=repo, headers=headers, body=body)
+            if response.status_code not in ok:
+                raise self._refused(response, what, repo)
+            return response
+
+        return self._retrying(what, attempt)
+
+    def _expired(self, response: requests.Response, repo: str) -> None:
+        """A 401 in the middle of an upload: the bearer token ran out (Docker Hub's last five
+        minutes). Log in again and let the retry loop start the upload over."""
+        if (
+            response.status_code == 401
+            and self.credentials
+            and self._auth.get(repo, "").startswith("Bearer ")
+        ):
+            self._auth.pop(repo, None)
+            self._authenticate(repo)
+            raise _Transient(f"HTTP 401 on {response.request.method} (token expired)")
+
+    def _refused(self, response: requests.Response, what: str, repo: str | None) -> RegistryError:
+        status = response.status_code
+        said = _registry_message(response)
+        where = f"registry {self.host}: {what}: HTTP {status} ({said})"
+        if status == 401:
+            if self.credentials is None:
+                fix = (
+                    f"it needs credentials: `docker login {self.host}`, or set {USER_ENV} and "
+                    f"{PASSWORD_ENV}"
+                )
+            else:
+                fix = (
+                    f"it refused user {self.credentials.username!r} (credentials from "
+                    f"{self.credentials.source}): log in again or renew them"
+                )
+            return RegistryError(f"{where}; {fix}")
+        if status == 403:
+            return RegistryError(
+                f"{where}; the credentials may not push to {repo}: grant push rights "
+                "(for ECR Public: ecr-public:InitiateLayerUpload, UploadLayerPart, "
+                "CompleteLayerUpload, PutImage, BatchCheckLayerAvailability)"
+            )
+        if status == 404:
+            return RegistryError(
+                f"{where}; the repository {repo} does not exist: create it first "
+                f"(ECR Public: aws ecr-public create-repository --repository-name {repo} "
+                "--region us-east-1)"
+            )
+        return RegistryError(f"{where}; the request was rejected, nothing more was sent")
+
+    def _challenge_for(self) -> dict[str, str]:
+        """What ``GET /v2/`` answers without credentials: scheme and its parameters."""
+        if self._challenge is None:
+            response = self._retrying(
+                "API version check", lambda: self._send("GET", self.base + "/v2/", repo=None)
+            )
+            header = response.headers.get("WWW-Authenticate", "")
+            if response.status_code == 200:
+                self._challenge = {"scheme": "none"}
+            elif response.status_code == 401 and header:
+                scheme, _, params = header.partition(" ")
+                parsed = dict(re.findall(r'(\w+)="([^"]*)"', params))
+                self._challenge = {"scheme": scheme.lower(), **parsed}
+            else:
+                msg = (
+                    f"registry {self.host}: GET /v2/ answered HTTP {response.status_code}; "
+                    f"is {self.base} an OCI registry?"
+                )
+                raise RegistryError(msg)
+        return self._challenge
+
+    def _authenticate(self, repo: str) -> None:
+        challenge = self._challenge_for()
+        scheme = challenge["scheme"]
+        if scheme == "none":
+            self._auth[repo] = ""
+            return
+        if self.credentials is None:
+            msg = (
+                f"registry {self.host} asks for credentials ({scheme}): `docker login "
+                f"{self.host}`, or set {USER_ENV} and {PASSWORD_ENV}"
+            )
+            raise RegistryError(msg)
+        user, password = self.credentials.username, self.credentials.password
+        basic = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        if scheme == "basic":
+            self._auth[repo] = basic
+            return
+        if scheme != "bearer" or "realm" not in challenge:
+            raise RegistryError(f"registry {self.host}: unsupported authentication {scheme!r}")
+        query = {"scope": f"repository:{repo}:pull,push"}
+        if challenge.get("service"):
+            query["service"] = challenge["service"]
+        realm = challenge["realm"]
+        token_url = realm + ("&" if "?" in realm else "?") + urlencode(query)
+
+        def fetch() -> requests.Response:
+            return self._send("GET", token_url, repo=None, headers={"Authorization": basic})
+
+        response = self._retrying("token request", fetch)
+        if response.status_code != 200:
+            raise self._refused(response, f"token for {repo}", repo)
+        try:
+            answer = response.json()
+            token = answer.get("token") or answer.get("access_token")
+        except ValueError:
+            token = None
+        if not isinstance(token, str) or not token:
+            raise RegistryError(f"registry {self.host}: the token service answered without a token")
+        self._auth[repo] = f"Bearer {token}"
+
+    # --- blobs -----------------------------------------------------------------------------------
+
+    def blob_exists(self, repo: str, digest: str) -> bool:
+        response = self._request(
+            "HEAD",
+            f"/v2/{repo}/blobs/{digest}",
+            repo=repo,
+            what=f"HEAD blob {digest[:19]}",
+            ok=(200, 307, 404),
+        )
+        return response.status_code != 404
+
+    def push_blob(self, repo: str, digest: str, path: Path) -> bool:
+        """Upload ``path`` as ``digest`` unless the registry has it; True when uploaded."""
+        if self.blob_exists(repo, digest):
+            self.stats.blobs_present += 1
+            return False
+        size = path.stat().st_size
+        what = f"upload blob {digest[:19]} ({log.human_size(size)})"
+
+        def attempt() -> None:
+            # A failed PUT leaves a dead upload session, so a retry starts a new one.
+            start = self._send("POST", self.base + f"/v2/{repo}/blobs/uploads/", repo=repo)
+            self._expired(start, repo)
+            if start.status_code != 202 or "Location" not in start.headers:
+                raise self._refused(start, what, repo)
+            location = urljoin(self.base + "/", start.headers["Location"])
+            url = location + ("&" if "?" in location else "?") + urlencode({"digest": digest})
+            headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+            done = self._send("PUT", url, repo=repo, headers=headers, body=lambda: path.open("rb"))
+            self._expired(done, repo)
+            if done.status_code not in (201, 204):
+                raise self._refused(done, what, repo)
+
+        if repo not in self._auth:
+            self._authenticate(repo)
+        self._retrying(what, attempt)
+        self.stats.blobs_uploaded += 1
+        self.stats.bytes_uploaded += size
+        return True
+
+    def push_bytes(self, repo: str, data: bytes) -> str:
+        """Upload a small blob (an image config) held in memory; return its digest."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if self.blob_exists(repo, digest):
+            self.stats.blobs_present += 1
+            return digest
+        what = f"upload blob {digest[:19]}"
+
+        def attempt() -> None:
+            start = self._send("POST", self.base + f"/v2/{repo}/blobs/uploads/", repo=repo)
+            self._expired(start, repo)
+            if start.status_code != 202 or "Location" not in start.headers:
+                raise self._refused(start, what, repo)
+            location = urljoin(self.base + "/", start.headers["Location"])
+            url = location + ("&" if "?" in location else "?") + urlencode({"digest": digest})
+            headers = {"Content-Type": "application/octet-stream"}
+            done = self._send("PUT", url, repo=repo, headers=headers, body=lambda: data)
+            self._expired(done, repo)
+            if done.status_code not in (201, 204):
+                raise self._refused(done, what, repo)
+
+        if repo not in self._auth:
+            self._authenticate(repo)
+        self._retrying(what, attempt)
+        self.stats.blobs_uploaded += 1
+        self.stats.bytes_uploaded += len(data)
+        return digest
+
+    # --- manifests -------------------------------------------------------------------------------
+
+    def manifest_digest(self, repo: str, reference: str) -> str | None:
+        """The digest a tag (or digest) resolves to, or None when the registry has none."""
+        response = self._request(
+            "HEAD",
+            f"/v2/{repo}/manifests/{reference}",
+            repo=repo,
+            what=f"HEAD manifest {reference}",
+            ok=(200, 404),
+            headers={"Accept": MANIFEST_ACCEPT},
+        )
+        if response.status_code == 404:
+            return None
+        digest = response.headers.get("Docker-Content-Digest")
+        if digest:
+            return digest
+        body, _ = self.get_manifest(repo, reference)
+        return "sha256:" + hashlib.sha256(body).hexdigest()
+
+    def get_manifest(self, repo: str, reference: str) -> tuple[bytes, str]:
+        response = self._request(
+            "GET",
+            f"/v2/{repo}/manifests/{reference}",
+            repo=repo,
+            what=f"GET manifest {reference}",
+            ok=(200,),
+            headers={"Accept": MANIFEST_ACCEPT},
+        )
+        return response.content, response.headers.get("Content-Type", "")
+
+    def put_manifest(self, repo: str, reference: str, body: bytes, media_type: str) -> str:
+        """PUT a manifest under a tag or its digest; check the registry stored these bytes."""
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        response = self._request(
+            "PUT",
+            f"/v2/{repo}/manifests/{reference}",
+            repo=repo,
+            what=f"PUT manifest {reference}",
+            ok=(200, 201, 202),
+            headers={"Content-Type": media_type},
+            body=lambda: body,
+        )
+        stored = response.headers.get("Docker-Content-Digest", digest)
+        if stored != digest:
+            msg = (
+                f"registry {self.host}: {repo}:{reference} was stored as {stored}, not {digest}; "
+                "the registry rewrote the manifest"
+            )
+            raise RegistryError(msg)
+        self.stats.manifests_written += 1
+        return digest
+
+
+# --- credentials -----------------------------------------------------------------------------
+
+
+def is_ecr_public(host: str) -> bool:
+    return host == ECR_PUBLIC_HOST
+
+
+def ecr_public_credentials(client: Any | None = None) -> Credentials:
+    """A short-lived ECR Public login from ``get_authorization_token`` (default AWS chain)."""
+    import botocore.exceptions
+
+    if client is None:
+        import boto3
+
+        client = boto3.client("ecr-public", region_name=ECR_PUBLIC_REGION)
+    try:
+        data = client.get_authorization_token()["authorizationData"]
+        token = data["authorizationToken"]
+    except botocore.exceptions.NoCredentialsError:
+        msg = (
+            "no AWS credentials for ECR Public: configure the default credential chain "
+            "(AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or a role such as GitHub's "
+            "OIDC role via aws-actions/configure-aws-credentials)"
+        )
+        raise RegistryError(msg) from None
+    except botocore.exceptions.ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "error")
+        msg = (
+            f"ECR Public refused get_authorization_token ({code}): the role needs "
+            "ecr-public:GetAuthorizationToken and sts:GetServiceBearerToken in us-east-1"
+        )
+        raise RegistryError(msg) from None
+    except (botocore.exceptions.BotoCoreError, KeyError) as exc:
+        raise RegistryError(f"ECR Public login failed: {type(exc).__name__}") from None
+    try:
+        user, sep, password = base64.b64decode(token).decode().partition(":")
+    except ValueError:
+        sep = ""
+    if not sep:
+        raise RegistryError("ECR Public returned an authorization token in an unknown form")
+    return Credentials(username=user, password=password, source="ECR Public (boto3)")
+
+
+def _docker_config() -> dict[str, Any]:
+    folder = os.environ.get("DOCKER_CONFIG", "") or str(Path.home() / ".docker")
+    path = Path(folder) / "config.json"
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise RegistryError(
+            f"{path}: cannot read the Docker config ({type(exc).__name__})"
+        ) from None
+    return data if isinstance(data, dict) else {}
+
+
+def _credential_helper(helper: str, host: str) -> Credentials | None:
+    program = f"docker-credential-{helper}"
+    if shutil.which(program) is None:
+        return None
+    proc = subprocess.run([program, "get"], input=host, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        return None
+    try:
+        answer = json.loads(proc.stdout)
+        return Credentials(
+            username=answer["Username"], password=answer["Secret"], source=f"{program}"
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def docker_config_credentials(host: str) -> Credentials | None:
+    config = _docker_config()
+    helper = (config.get("credHelpers") or {}).get(host) or config.get("credsStore")
+    if helper:
+        found = _credential_helper(str(helper), host)
+        if found:
+            return found
+    auths = config.get("auths") or {}
+    for key in (host, f"https://{host}", f"http://{host}", f"https://{host}/v1/"):
+        entry = auths.get(key)
+        if not isinstance(entry, dict):
+            continue
+        if entry.get("auth"):
+            try:
+                user, sep, password = base64.b64decode(entry["auth"]).decode().partition(":")
+            except ValueError:
+                sep = ""
+            if sep:
+                return Credentials(username=user, password=password, source="the Docker config")
+        if entry.get("username") and entry.get("password"):
+            return Credentials(
+                username=entry["username"], password=entry["password"], source="the Docker config"
+            )
+    return None
+
+
+def resolve_credentials(host: str, *, ecr_client: Any | None = None) -> Credentials | None:
+    """Environment first, then ECR Public (for public.ecr.aws), then the Docker config."""
+    user = os.environ.get(USER_ENV, "")
+    password = os.environ.get(PASSWORD_ENV, "")
+    if user and password:
+        return Credentials(username=user, password=password, source="the environment")
+    if is_ecr_public(host):
+        return ecr_public_credentials(ecr_client)
+    return docker_config_credentials(host)

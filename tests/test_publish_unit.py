@@ -1,0 +1,190 @@
+"""Publish logic without a registry: tags, `latest`, documents, gzip layers, credentials."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import gzip
+import hashlib
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from publish_helpers import make_snapshot
+
+from pipeline.errors import PublishError, RegistryError
+from pipeline.matrix import Matrix
+from pipeline.publish import (
+    CACHE_DIR,
+    dated_stamp,
+    gzip_layer,
+    latest_runtimes,
+    prepare_images,
+    read_cells,
+    runtime_tags,
+)
+from pipeline.registry import (
+    Credentials,
+    RegistryRef,
+    docker_config_credentials,
+    ecr_public_credentials,
+    resolve_credentials,
+)
+
+
+def test_dated_tag_comes_from_source_date_epoch() -> None:
+    assert dated_stamp(1723208400) == "2024.08.09.13"
+
+
+def test_tags_follow_aws_naming(matrix: Matrix) -> None:
+    rt = matrix.runtime("python3.11.debian12")
+    tags = runtime_tags(rt, 1723208400, latest=True)
+    assert tags == {
+        "3.11-debian12-x86_64": "x86_64",
+        "3.11-debian12.2024.08.09.13-x86_64": "x86_64",
+        "3.11-debian12-arm64": "arm64",
+        "3.11-debian12.2024.08.09.13-arm64": "arm64",
+        "3.11-debian12": None,
+        "3.11-debian12.2024.08.09.13": None,
+        "latest": None,
+    }
+    assert "latest" not in runtime_tags(rt, 0, latest=False)
+
+
+def test_latest_is_the_newest_supported_version_of_each_family(matrix: Matrix) -> None:
+    py = matrix.runtime("python3.11.debian12")
+    newer = dataclasses.replace(py, id="python3.12.debian12", version="3.12", tag="3.12")
+    older = dataclasses.replace(py, id="python3.9.debian12", version="3.9", tag="3.9")
+    gone = dataclasses.replace(
+        py, id="python3.13.debian12", version="3.13", deprecation=dt.date(2020, 1, 1)
+    )
+    bigger = dataclasses.replace(matrix, runtimes=(*matrix.runtimes, older, newer, gone))
+    latest = latest_runtimes(bigger, dt.date(2026, 1, 1))
+    # 3.12 beats 3.11 and 3.9 (numerically, not as text); deprecated 3.13 never gets it.
+    assert latest == {"provided": "provided.debian12", "python": "python3.12.debian12"}
+
+
+def test_gzip_layers_are_reproducible_and_keep_the_diff_id(tmp_path: Path) -> None:
+    snap = make_snapshot(tmp_path, "provided.debian12", "x86_64", "A")
+    first = gzip_layer(tmp_path, snap, 1)
+    first_bytes = first.path.read_bytes()
+    for leftover in (tmp_path / CACHE_DIR).iterdir():
+        leftover.unlink()
+    again = gzip_layer(tmp_path, snap, 1)
+    assert again.digest == first.digest
+    assert again.path.read_bytes() == first_bytes
+    assert first.digest == "sha256:" + hashlib.sha256(first_bytes).hexdigest()
+    plain = gzip.decompress(first_bytes)
+    assert "sha256:" + hashlib.sha256(plain).hexdigest() == snap.layers[1].diff_id
+
+
+def test_damaged_layer_is_refused(tmp_path: Path) -> None:
+    snap = make_snapshot(tmp_path, "provided.debian12", "x86_64", "A")
+    path = tmp_path / "provided.debian12" / "x86_64" / "layers" / snap.layers[0].file
+    path.write_bytes(path.read_bytes()[:-8] + b"\0" * 8)
+    with pytest.raises(PublishError, match="run the snapshot stage again"):
+        gzip_layer(tmp_path, snap, 0)
+
+
+def test_config_diff_ids_and_index_platforms(tmp_path: Path) -> None:
+    snaps = [make_snapshot(tmp_path, "provided.debian12", a, "A") for a in ("x86_64", "arm64")]
+    images, index = prepare_images(tmp_path, snaps, 1704067200)
+    for snap, image in zip(snaps, images, strict=True):
+        config = json.loads(image.config)
+        assert config["rootfs"]["diff_ids"] == [layer.diff_id for layer in snap.layers]
+        assert config["architecture"] == snap.docker_arch
+        assert config["created"] == "2024-01-01T00:00:00Z"
+        assert config["config"]["Labels"]["org.opencontainers.image.source"]
+    listed = json.loads(index.body)["manifests"]
+    assert [m["platform"]["architecture"] for m in listed] == ["amd64", "arm64"]
+    assert [m["digest"] for m in listed] == [i.manifest.digest for i in images]
+
+
+def test_a_runtime_is_ready_only_when_every_arch_is(tmp_path: Path, matrix: Matrix) -> None:
+    rt = matrix.runtime("provided.debian12")
+    make_snapshot(tmp_path, rt.id, "x86_64", "A")
+    with pytest.raises(PublishError, match=r"provided.debian12/arm64 has no snapshot"):
+        read_cells(rt, tmp_path)
+    make_snapshot(tmp_path, rt.id, "arm64", "A")
+    assert [s.arch for s in read_cells(rt, tmp_path)] == ["x86_64", "arm64"]
+    (tmp_path / rt.id / "arm64" / "test.json").write_text('{"passed": false}')
+    with pytest.raises(PublishError, match="did not pass its tests"):
+        read_cells(rt, tmp_path)
+
+
+def test_registry_reference_parsing() -> None:
+    local = RegistryRef.parse("127.0.0.1:5000/lambda")
+    assert (local.host, local.namespace, local.scheme) == ("127.0.0.1:5000", "lambda", "http")
+    ecr = RegistryRef.parse("public.ecr.aws/lambda")
+    assert (ecr.scheme, ecr.repository("python")) == ("https", "lambda/python")
+    with pytest.raises(RegistryError, match="REGISTRY/NAMESPACE"):
+        RegistryRef.parse("public.ecr.aws")
+    with pytest.raises(RegistryError, match="lower-case"):
+        RegistryRef.parse("127.0.0.1:5000/Lambda")
+
+
+def test_credentials_never_show_the_password() -> None:
+    creds = Credentials(username="AWS", password="hunter2-secret", source="x")
+    assert "hunter2" not in repr(creds)
+
+
+def test_docker_config_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    auth = base64.b64encode(b"me:pa55:word").decode()
+    (tmp_path / "config.json").write_text(
+        json.dumps({"auths": {"reg.example:5000": {"auth": auth}}})
+    )
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    found = docker_config_credentials("reg.example:5000")
+    assert found is not None
+    assert (found.username, found.password) == ("me", "pa55:word")
+    assert docker_config_credentials("other.example") is None
+
+
+def _ecr_client() -> object:
+    return boto3.client(
+        "ecr-public",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def test_ecr_public_is_chosen_for_public_ecr_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LAMBDA_IMAGES_REGISTRY_USER", raising=False)
+    client = _ecr_client()
+    token = base64.b64encode(b"AWS:very-secret-token").decode()
+    with Stubber(client) as stub:
+        stub.add_response(
+            "get_authorization_token",
+            {
+                "authorizationData": {
+                    "authorizationToken": token,
+                    "expiresAt": dt.datetime(2030, 1, 1),
+                }
+            },
+            {},
+        )
+        creds = resolve_credentials("public.ecr.aws", ecr_client=client)
+    assert creds is not None
+    assert (creds.username, creds.password) == ("AWS", "very-secret-token")
+
+
+def test_ecr_public_refusal_says_what_to_fix() -> None:
+    client = _ecr_client()
+    with Stubber(client) as stub:
+        stub.add_client_error("get_authorization_token", "AccessDeniedException", "denied")
+        with pytest.raises(RegistryError, match="ecr-public:GetAuthorizationToken"):
+            ecr_public_credentials(client)
+
+
+def test_rebuild_push_needs_a_registry() -> None:
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    result = CliRunner().invoke(cli, ["rebuild", "provided.debian12", "--push"])
+    assert result.exit_code == 2
+    assert "--push needs --registry" in result.output

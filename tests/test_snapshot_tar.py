@@ -1,0 +1,126 @@
+"""Layer normalization and snapshot Dockerfiles: pure functions, no engine."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+from pipeline.matrix import ARCHES
+from pipeline.snapshot import ArchSnapshot, ImageConfig, Layer, normalize_layer, snapshot_dockerfile
+
+EPOCH = 1704067200
+
+
+def _layer(path: Path, entries: list[tuple[str, bytes | None, dict[str, object]]]) -> Path:
+    """A tar like Docker writes one: entries in the given (unsorted) order, real owners."""
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data, extra in entries:
+            info = tarfile.TarInfo(name)
+            info.mtime = float(extra.get("mtime", 1900000000.5))  # type: ignore[arg-type]
+            info.uname, info.gname = "builder", "builders"
+            info.uid = int(extra.get("uid", 0))  # type: ignore[call-overload]
+            if "link" in extra:
+                info.type, info.linkname = tarfile.LNKTYPE, str(extra["link"])
+                tar.addfile(info)
+            elif data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            else:
+                info.size, info.mode = len(data), int(extra.get("mode", 0o644))  # type: ignore[call-overload]
+                tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _read(path: Path) -> list[tuple[str, str, int, int, str, str]]:
+    with tarfile.open(path) as tar:
+        return [
+            (m.name, m.type.decode(), int(m.mtime), m.uid, m.uname, m.linkname)
+            for m in tar.getmembers()
+        ]
+
+
+def test_normalized_layers_are_byte_identical_whatever_the_input_order(tmp_path: Path) -> None:
+    entries: list[tuple[str, bytes | None, dict[str, object]]] = [
+        ("var/task/b.py", b"b", {}),
+        ("var", None, {}),
+        ("var/task", None, {}),
+        ("var/task/a.py", b"a", {"mtime": 1000.25}),
+    ]
+    one = _layer(tmp_path / "one.tar", entries)
+    two = _layer(tmp_path / "two.tar", list(reversed(entries)))
+    d1, s1 = normalize_layer(one, tmp_path / "n1.tar", EPOCH)
+    d2, s2 = normalize_layer(two, tmp_path / "n2.tar", EPOCH)
+    assert (tmp_path / "n1.tar").read_bytes() == (tmp_path / "n2.tar").read_bytes()
+    assert (d1, s1) == (d2, s2)
+    rows = _read(tmp_path / "n1.tar")
+    assert [r[0] for r in rows] == ["var", "var/task", "var/task/a.py", "var/task/b.py"]
+    assert {r[2] for r in rows} == {EPOCH, 1000}  # clamped to the epoch, older times kept
+    assert {r[4] for r in rows} == {""}  # no owner names
+
+
+def test_whiteouts_come_before_their_siblings(tmp_path: Path) -> None:
+    src = _layer(
+        tmp_path / "l.tar",
+        [
+            ("data", None, {}),
+            ("data/a", b"two", {}),
+            ("data/.wh..wh..opq", b"", {}),
+            ("data/-dash", b"x", {}),
+            ("data/.wh.k", b"", {}),
+        ],
+    )
+    normalize_layer(src, tmp_path / "n.tar", EPOCH)
+    names = [r[0] for r in _read(tmp_path / "n.tar")]
+    assert names == ["data", "data/.wh..wh..opq", "data/.wh.k", "data/-dash", "data/a"]
+
+
+def test_hard_links_point_backwards_after_sorting(tmp_path: Path) -> None:
+    # Docker may write the data under the later name and link the earlier one to it.
+    src = _layer(
+        tmp_path / "l.tar",
+        [("usr/bin/zz", b"binary", {"mode": 0o755}), ("usr/bin/aa", None, {"link": "usr/bin/zz"})],
+    )
+    normalize_layer(src, tmp_path / "n.tar", EPOCH)
+    with tarfile.open(tmp_path / "n.tar") as tar:
+        aa, zz = tar.getmember("usr/bin/aa"), tar.getmember("usr/bin/zz")
+        assert aa.isreg() and zz.islnk() and zz.linkname == "usr/bin/aa"
+        assert tar.extractfile(aa).read() == b"binary"  # type: ignore[union-attr]
+        out = tmp_path / "x"
+        tar.extractall(out, filter="tar")
+    assert (out / "usr/bin/zz").read_bytes() == b"binary"
+
+
+def test_snapshot_dockerfile_adds_layers_in_image_order_and_restores_config() -> None:
+    layers = [
+        Layer(
+            file=f"{c * 64}.tar.xz",
+            sha256=c * 64,
+            diff_id="sha256:" + c * 64,
+            size=1,
+            compressed_size=1,
+        )
+        for c in "fa"  # deliberately not sorted
+    ]
+    snap = ArchSnapshot(
+        runtime="python3.11.debian12",
+        arch="arm64",
+        docker_arch=ARCHES["arm64"].docker,
+        image_id="sha256:" + "0" * 64,
+        layers=layers,
+        config=ImageConfig(
+            env=["PATH=/var/lang/bin:/usr/bin", 'ODD=has "quotes" and $dollar'],
+            entrypoint=["/lambda-entrypoint.sh"],
+            cmd=None,
+            working_dir="/var/task",
+            user="",
+            labels={"org.opencontainers.image.version": "3.11"},
+        ),
+    )
+    text = snapshot_dockerfile(snap, "arm64/")
+    lines = [ln for ln in text.splitlines() if not ln.startswith("#")]
+    assert lines[0] == "FROM scratch"
+    assert lines[1] == f"ADD arm64/{'f' * 64}.tar.xz /"
+    assert lines[2] == f"ADD arm64/{'a' * 64}.tar.xz /"
+    assert 'ENV ODD="has \\"quotes\\" and \\$dollar"' in lines
+    assert lines[-2:] == ["WORKDIR /var/task", 'ENTRYPOINT ["/lambda-entrypoint.sh"]']
