@@ -29,8 +29,14 @@ from .incremental import (
 from .inputs import fetch_pip
 from .lock import Lock
 from .matrix import Matrix, Target
-from .render import render_target, write_context
-from .snapshot import ArchSnapshot, assemble_branch, snapshot_target
+from .render import base_image_name, render_target, write_context
+from .snapshot import (
+    LAYER_CACHE,
+    ArchSnapshot,
+    assemble_branch,
+    snapshot_target,
+    warm_layer_cache,
+)
 
 
 def target_dir(work: Path, target: Target) -> Path:
@@ -78,6 +84,7 @@ def build_cell(
         log.info(f"{target.key}: inputs unchanged ({inputs.digest[7:19]}), build skipped")
         write_record(folder, inputs, "built")
         return BuildRecord.read(folder), True
+    warming = warm_layer_cache(client, base_image_name(target), work / LAYER_CACHE)
     with log.step(f"build {target.key}"):
         record = build_target(
             target,
@@ -94,7 +101,10 @@ def build_cell(
             f"    {record.image} {record.image_id[:19]} {record.architecture} "
             f"{log.human_size(record.size)}"
         )
-        return record, False
+    if warming is not None:
+        with log.step(f"compress the base layers of {target.key}"):
+            warming.join()
+    return record, False
 
 
 def stage_build(

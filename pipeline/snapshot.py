@@ -253,6 +253,43 @@ def compress_layer(
     return sha, size
 
 
+def warm_layer_cache(client: Any, image_name: str, cache: Path) -> threading.Thread | None:
+    """Start compressing ``image_name``'s layers into ``cache`` in the background.
+
+    Called with the OS base image while a runtime builds on it: the base layer is most of every
+    image, and its compression then overlaps the build instead of following it. The snapshot
+    finds the result by diff ID; a layer that differs is simply compressed again. Returns the
+    thread to join before snapshotting, or None when this image was warmed before.
+    """
+    image_id = client.images.get(image_name).id
+    marker = cache / "warmed" / image_id.removeprefix("sha256:")
+    if marker.exists():
+        return None
+
+    def work() -> None:
+        cache.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".warm-", dir=cache))
+        try:
+            _, tars = export_image(client, image_name, staging)
+            out = staging / "out"
+            out.mkdir()
+            for index, tar in enumerate(tars):
+                normalized = staging / f"layer-{index}.tar"
+                diff_id, _ = normalize_layer(tar, normalized, source_date_epoch())
+                compress_layer(normalized, diff_id, out, cache)
+                normalized.unlink()
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        except Exception as exc:  # only a head start: the snapshot does the work anyway
+            log.detail(f"  warming the layer cache from {image_name} failed: {exc}")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    thread = threading.Thread(target=work, name=f"warm {image_name}", daemon=True)
+    thread.start()
+    return thread
+
+
 # --- Dockerfile text (pure) -----------------------------------------------------------------
 
 

@@ -120,9 +120,7 @@ def test_publish_from_artifact_directories_alone(
     report = json.loads((publisher / "report.json").read_text())
     assert report["published"] == [RUNTIME]
     assert report["bytes_uploaded"] > 0
-    assert (
-        registry_server.tag_digest(f"split/{RUNTIME}", "latest") or report["runtimes"][0]["index"]
-    )
+    assert report["runtimes"][0]["index"].startswith("sha256:")
     heads = subprocess.run(
         ["git", "ls-remote", "--heads", git_remote], capture_output=True, text=True, check=True
     ).stdout
