@@ -259,11 +259,14 @@ def warm_layer_cache(client: Any, image_name: str, cache: Path) -> threading.Thr
     Called with the OS base image while a runtime builds on it: the base layer is most of every
     image, and its compression then overlaps the build instead of following it. The snapshot
     finds the result by diff ID; a layer that differs is simply compressed again. Returns the
-    thread to join before snapshotting, or None when this image was warmed before.
+    thread to join before snapshotting, or None when this image was (being) warmed before.
     """
     image_id = client.images.get(image_name).id
     marker = cache / "warmed" / image_id.removeprefix("sha256:")
-    if marker.exists():
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    try:  # claimed once: another process building on the same base leaves it to the first
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
         return None
 
     def work() -> None:
@@ -278,8 +281,6 @@ def warm_layer_cache(client: Any, image_name: str, cache: Path) -> threading.Thr
                 diff_id, _ = normalize_layer(tar, normalized, source_date_epoch())
                 compress_layer(normalized, diff_id, out, cache)
                 normalized.unlink()
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.touch()
         except Exception as exc:  # only a head start: the snapshot does the work anyway
             log.detail(f"  warming the layer cache from {image_name} failed: {exc}")
         finally:
