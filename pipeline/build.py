@@ -93,10 +93,12 @@ def build_target(
     log_file: Path,
     *,
     no_cache: bool = False,
+    extra_labels: dict[str, str] | None = None,
 ) -> BuildRecord:
     """Build one target; the whole build output is kept in ``log_file``.
 
     ``no_cache`` reruns every step (a rebuild after a CVE must fetch the fixed packages).
+    ``extra_labels`` are added to ``image_labels``.
     """
     started = time.monotonic()
     platform = f"linux/{target.arch.docker}"
@@ -109,7 +111,7 @@ def build_target(
             dockerfile="Dockerfile",
             tag=target.image_tag,
             platform=platform,
-            labels=image_labels(target),
+            labels={**image_labels(target), **(extra_labels or {})},
             decode=True,
             rm=True,
             forcerm=True,

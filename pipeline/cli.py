@@ -258,25 +258,84 @@ def base(
 @cli.command()
 @click.argument("runtimes", nargs=-1, required=True)
 @arch_option
+@click.option("--force", is_flag=True, help="Rebuild even if the inputs are unchanged.")
 @click.option("--no-cache", is_flag=True, help="Rerun every build step (fresh packages).")
 @deprecated_option
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Also snapshot each cell and copy its records and layers to OUT/<runtime>/<arch>/.",
+)
+@click.option(
+    "--published",
+    metavar="GIT_REMOTE",
+    help="Skip a cell whose input digest equals the one on its runtime's branch there.",
+)
 @click.pass_obj
 def build(
     obj: Context,
     runtimes: tuple[str, ...],
     arches: tuple[str, ...],
+    force: bool,
     no_cache: bool,
     include_deprecated: bool,
+    out: Path | None,
+    published: str | None,
 ) -> None:
-    """Build images: base, render, fetch inputs, then docker build per architecture."""
-    from .rebuild import stage_build
+    """Build images: base, render, fetch inputs, docker build, then the conformance tests
+    (and, with --out, the snapshot) per architecture."""
+    from .incremental import export_cell, published_digest, write_record
+    from .rebuild import build_cell, stage_inputs, stage_snapshot, stage_test, target_dir
 
     matrix, selected = _runtimes(obj, runtimes, include_deprecated)
     client = connect()
     lock = Lock.for_matrix(matrix.path)
     for target in matrix.targets(selected, arches):
-        record = stage_build(target, obj.work, client, lock, no_cache=no_cache)
-        click.echo(f"{record.image}\t{record.image_id}\t{record.architecture}")
+        folder = target_dir(obj.work, target)
+        inputs = stage_inputs(target, obj.work, client, lock)
+        if (
+            published
+            and not (force or no_cache)
+            and published_digest(published, target) == inputs.digest
+        ):
+            log.info(f"{target.key}: same inputs as published ({inputs.digest[7:19]}), skipped")
+            write_record(folder, inputs, "unchanged")
+            line = f"{target.image_tag}\t-\t{target.arch.docker}\tunchanged"
+        else:
+            record, skipped = build_cell(
+                target, obj.work, client, lock, force=force, no_cache=no_cache, inputs=inputs
+            )
+            # A cell is tested before it is handed on: a failing image never reaches publish.
+            stage_test(target, obj.work, client, reuse=skipped)
+            if out:
+                stage_snapshot(target, obj.work, client, force=force or no_cache)
+            state = "skipped" if skipped else "built"
+            line = f"{record.image}\t{record.image_id}\t{record.architecture}\t{state}"
+        if out:
+            export_cell(folder, out, target)
+        click.echo(line)
+
+
+@cli.command()
+@click.option(
+    "--cells",
+    "cells_json",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help='The run\'s cells, {"include": [{"runtime", "arch", …}]} (`lambda-images matrix --json`).',
+)
+@click.argument("folders", nargs=-1, type=click.Path(path_type=Path, file_okay=False))
+def plan(cells_json: Path, folders: tuple[Path, ...]) -> None:
+    """From the inputs.json the cells left in FOLDERS: what to publish, rebuild, or leave."""
+    from dataclasses import asdict
+
+    from .incremental import plan as make_plan
+    from .incremental import read_states
+
+    cells = json.loads(cells_json.read_text("utf-8"))["include"]
+    decided = make_plan(cells, read_states(folders))
+    data = {**asdict(decided), "refill": {"include": decided.refill}}
+    click.echo(json.dumps(data, separators=(",", ":")))
 
 
 @cli.command()
@@ -506,6 +565,7 @@ def test(obj: Context, runtimes: tuple[str, ...], arches: tuple[str, ...], as_js
 @click.option("--git-remote", help="Force-push the runtime's branch here (file:///… works).")
 @click.option("--no-cache", is_flag=True, help="Rerun every build step (fresh packages).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@click.option("--force", is_flag=True, help="Rebuild even if the inputs are unchanged.")
 @click.option("--push", is_flag=True, help="Then publish it to --registry (and --git-remote).")
 @click.option("--registry", help="REGISTRY/NAMESPACE for --push.")
 @deprecated_option
@@ -517,6 +577,7 @@ def rebuild(
     git_remote: str | None,
     no_cache: bool,
     as_json: bool,
+    force: bool,
     push: bool,
     registry: str | None,
     include_deprecated: bool,
@@ -535,6 +596,7 @@ def rebuild(
         client=connect(),
         arches=arches,
         git_remote=None if push else git_remote,
+        force=force,
         no_cache=no_cache,
     )
     if push and registry:
@@ -542,6 +604,7 @@ def rebuild(
     data: dict[str, Any] = {
         "runtime": summary.runtime,
         "seconds": summary.seconds,
+        "skipped": summary.skipped,
         "images": [
             {
                 "image": b.image,

@@ -107,6 +107,21 @@ class Report:
         data["ok"] = self.ok
         return data
 
+    @classmethod
+    def read_passed(cls, folder: Path) -> Report | None:
+        """The passing report recorded in ``folder``, or None (none, unreadable or failed)."""
+        try:
+            data = json.loads((folder / RECORD).read_text("utf-8"))
+            report = cls(
+                image=data["image"],
+                arch=data["arch"],
+                checks=tuple(Check(**c) for c in data["checks"]),
+                seconds=float(data["seconds"]),
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return report if report.ok else None
+
     def write(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / RECORD

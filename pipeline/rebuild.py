@@ -19,11 +19,25 @@ from .build import BuildRecord, build_target
 from .conformance import Report, probe_dir, run_checks
 from .engine import require_emulation
 from .errors import ConformanceError, SnapshotError
+from .incremental import (
+    INPUT_LABEL,
+    CellInputs,
+    cell_inputs,
+    snapshot_current,
+    unchanged_in_engine,
+    write_record,
+)
 from .inputs import fetch_inputs, fetch_npm, fetch_pip
 from .lock import Lock
 from .matrix import TEMPLATES_DIR, Matrix, Target
-from .render import render_target, write_context
-from .snapshot import ArchSnapshot, assemble_branch, snapshot_target
+from .render import base_image_name, render_target, write_context
+from .snapshot import (
+    LAYER_CACHE,
+    ArchSnapshot,
+    assemble_branch,
+    snapshot_target,
+    warm_layer_cache,
+)
 
 
 def target_dir(work: Path, target: Target) -> Path:
@@ -49,28 +63,64 @@ def stage_render(
         return context
 
 
-def stage_build(
-    target: Target, work: Path, client: Any, lock: Lock, *, no_cache: bool = False
-) -> BuildRecord:
-    """Base, render and build one target; writes ``build.json``."""
+def stage_inputs(target: Target, work: Path, client: Any, lock: Lock) -> CellInputs:
+    """Base and render one target, and digest what its image will be made from."""
     require_emulation(target.arch)
     context = stage_render(target, work, lock)  # first: an unlocked input fails before any pull
     base = stage_base(target, client, lock)
+    return cell_inputs(target, context, base.image_id, lock)
+
+
+def build_cell(
+    target: Target,
+    work: Path,
+    client: Any,
+    lock: Lock,
+    *,
+    force: bool = False,
+    no_cache: bool = False,
+    inputs: CellInputs | None = None,
+) -> tuple[BuildRecord, bool]:
+    """Build one target unless the engine holds its image from the same inputs; writes
+    ``build.json`` and ``inputs.json``. Returns the record and whether the build was skipped.
+    ``force`` builds even so; ``no_cache`` also ignores the layer cache (and implies force)."""
+    inputs = inputs or stage_inputs(target, work, client, lock)
+    folder = target_dir(work, target)
+    if not (force or no_cache) and unchanged_in_engine(target, client, folder, inputs.digest):
+        log.info(f"{target.key}: inputs unchanged ({inputs.digest[7:19]}), build skipped")
+        write_record(folder, inputs, "built")
+        return BuildRecord.read(folder), True
+    warming = warm_layer_cache(client, base_image_name(target), work / LAYER_CACHE)
     with log.step(f"build {target.key}"):
-        folder = target_dir(work, target)
         record = build_target(
-            target, context, client, base.image_id, folder / "build.log", no_cache=no_cache
+            target,
+            folder / "context",
+            client,
+            str(inputs.parts["base_image_id"]),
+            folder / "build.log",
+            no_cache=no_cache,
+            extra_labels={INPUT_LABEL: inputs.digest},
         )
         record.write(folder)
+        write_record(folder, inputs, "built")
         log.info(
             f"    {record.image} {record.image_id[:19]} {record.architecture} "
             f"{log.human_size(record.size)}"
         )
-        return record
+    if warming is not None:
+        with log.step(f"compress the base layers of {target.key}"):
+            warming.join()
+    return record, False
 
 
-def stage_test(target: Target, work: Path, client: Any) -> Report:
-    """Lambda's conformance checks on a built image; writes ``test.json``, raises when one fails."""
+def stage_test(target: Target, work: Path, client: Any, *, reuse: bool = False) -> Report:
+    """Lambda's conformance checks on a built image; writes ``test.json``, raises when one fails.
+
+    ``reuse``: an image whose build was skipped keeps the passing report it already has.
+    """
+    if reuse and (previous := Report.read_passed(target_dir(work, target))) is not None:
+        log.info(f"{target.key}: unchanged image passed its checks before, tests skipped")
+        return previous
     with log.step(f"test {target.key}"):
         report = run_checks(client, target.image_tag, target.arch, probe_dir(target.runtime))
         report.write(target_dir(work, target))
@@ -83,7 +133,26 @@ def stage_test(target: Target, work: Path, client: Any) -> Report:
         return report
 
 
-def stage_snapshot(target: Target, work: Path, client: Any) -> ArchSnapshot:
+def stage_build(
+    target: Target,
+    work: Path,
+    client: Any,
+    lock: Lock,
+    *,
+    force: bool = False,
+    no_cache: bool = False,
+) -> BuildRecord:
+    """Base, render and build one target; writes ``build.json`` (skipped when unchanged)."""
+    return build_cell(target, work, client, lock, force=force, no_cache=no_cache)[0]
+
+
+def stage_snapshot(target: Target, work: Path, client: Any, *, force: bool = False) -> ArchSnapshot:
+    folder = target_dir(work, target)
+    if not force:
+        image_id = BuildRecord.read(folder).image_id
+        if snapshot_current(folder, image_id):
+            log.info(f"{target.key}: snapshot of {image_id[:19]} is current, skipped")
+            return ArchSnapshot.read(folder)
     with log.step(f"snapshot {target.key}"):
         snap = snapshot_target(target, client, work)
         packed = sum(layer.compressed_size for layer in snap.layers)
@@ -100,6 +169,7 @@ class RebuildSummary:
     branch_dir: Path | None = None
     branch: BranchResult | None = None
     seconds: float = 0.0
+    skipped: list[str] = field(default_factory=list)  # targets whose inputs were unchanged
 
 
 def rebuild(
@@ -110,6 +180,7 @@ def rebuild(
     client: Any,
     arches: Sequence[str] = (),
     git_remote: str | None = None,
+    force: bool = False,
     no_cache: bool = False,
 ) -> RebuildSummary:
     started = time.monotonic()
@@ -118,9 +189,14 @@ def rebuild(
     targets = matrix.targets([runtime], arches)
     summary = RebuildSummary(runtime=runtime.id)
     for target in targets:
-        summary.builds.append(stage_build(target, work, client, lock, no_cache=no_cache))
-        summary.tests.append(stage_test(target, work, client))
-        summary.snapshots.append(stage_snapshot(target, work, client))
+        record, skipped = build_cell(
+            target, work, client, lock, force=force or no_cache, no_cache=no_cache
+        )
+        summary.builds.append(record)
+        if skipped:
+            summary.skipped.append(target.key)
+        summary.tests.append(stage_test(target, work, client, reuse=skipped))
+        summary.snapshots.append(stage_snapshot(target, work, client, force=force or no_cache))
     built = [t.arch.name for t in targets]
     with log.step(f"branch content {runtime.id}"):
         summary.branch_dir = assemble_branch(runtime, work, built)

@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -41,6 +42,7 @@ from .errors import SnapshotError
 from .matrix import Arch, Runtime, Target
 
 RECORD: Final = "snapshot.json"
+LAYER_CACHE: Final = ".layer-cache"  # in the work directory: compressed layers by diff ID
 CHUNK: Final = 1 << 20
 WHITEOUT: Final = ".wh."
 # xz in multi-threaded mode: its output is the same for any thread count (xz(1), --threads).
@@ -219,6 +221,76 @@ def compress_xz(source: Path, folder: Path) -> tuple[str, int, Path]:
         tmp.unlink(missing_ok=True)
 
 
+def compress_layer(
+    normalized: Path, diff_id: str, folder: Path, cache: Path | None
+) -> tuple[str, int]:
+    """``compress_xz`` through a cache keyed by the tar's own digest (and the xz options).
+
+    Compression is deterministic, so a layer several images share (the OS base) is compressed
+    once per work directory and linked into every snapshot that has it.
+    """
+    if cache is None:
+        sha, size, _ = compress_xz(normalized, folder)
+        return sha, size
+    options = hashlib.sha256("\0".join(XZ_ARGS).encode()).hexdigest()[:12]
+    cached = cache / options / f"{diff_id.removeprefix('sha256:')}.tar.xz"
+    if cached.is_file():
+        digest = hashlib.sha256()
+        with cached.open("rb") as f:
+            while chunk := f.read(CHUNK):
+                digest.update(chunk)
+        sha = digest.hexdigest()
+        final = folder / f"{sha}.tar.xz"
+        if not final.exists():
+            os.link(cached, final)
+        return sha, final.stat().st_size
+    sha, size, path = compress_xz(normalized, folder)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    # Link under a private name, then rename: a concurrent snapshot may be caching it too.
+    private = cached.with_name(f".{sha}.{os.getpid()}.{threading.get_ident()}")
+    os.link(path, private)
+    private.replace(cached)
+    return sha, size
+
+
+def warm_layer_cache(client: Any, image_name: str, cache: Path) -> threading.Thread | None:
+    """Start compressing ``image_name``'s layers into ``cache`` in the background.
+
+    Called with the OS base image while a runtime builds on it: the base layer is most of every
+    image, and its compression then overlaps the build instead of following it. The snapshot
+    finds the result by diff ID; a layer that differs is simply compressed again. Returns the
+    thread to join before snapshotting, or None when this image was (being) warmed before.
+    """
+    image_id = client.images.get(image_name).id
+    marker = cache / "warmed" / image_id.removeprefix("sha256:")
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    try:  # claimed once: another process building on the same base leaves it to the first
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return None
+
+    def work() -> None:
+        cache.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".warm-", dir=cache))
+        try:
+            _, tars = export_image(client, image_name, staging)
+            out = staging / "out"
+            out.mkdir()
+            for index, tar in enumerate(tars):
+                normalized = staging / f"layer-{index}.tar"
+                diff_id, _ = normalize_layer(tar, normalized, source_date_epoch())
+                compress_layer(normalized, diff_id, out, cache)
+                normalized.unlink()
+        except Exception as exc:  # only a head start: the snapshot does the work anyway
+            log.detail(f"  warming the layer cache from {image_name} failed: {exc}")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    thread = threading.Thread(target=work, name=f"warm {image_name}", daemon=True)
+    thread.start()
+    return thread
+
+
 # --- Dockerfile text (pure) -----------------------------------------------------------------
 
 
@@ -311,14 +383,26 @@ def snapshot_target(target: Target, client: Any, work: Path) -> ArchSnapshot:
     """Snapshot a target's built image into ``<work>/<runtime>/<arch>/``."""
     folder = work / target.runtime.id / target.arch.name
     return snapshot_image(
-        client, target.image_tag, runtime_id=target.runtime.id, arch=target.arch, folder=folder
+        client,
+        target.image_tag,
+        runtime_id=target.runtime.id,
+        arch=target.arch,
+        folder=folder,
+        layer_cache=work / LAYER_CACHE,
     )
 
 
 def snapshot_image(
-    client: Any, image_name: str, *, runtime_id: str, arch: Arch, folder: Path
+    client: Any,
+    image_name: str,
+    *,
+    runtime_id: str,
+    arch: Arch,
+    folder: Path,
+    layer_cache: Path | None = None,
 ) -> ArchSnapshot:
-    """Export ``image_name``, write ``folder/layers/*.tar.xz`` and ``folder/snapshot.json``."""
+    """Export ``image_name``, write ``folder/layers/*.tar.xz`` and ``folder/snapshot.json``
+    (compressed layers are reused from ``layer_cache`` when given)."""
     layers_dir = folder / "layers"
     epoch = source_date_epoch()
     try:
@@ -340,7 +424,7 @@ def snapshot_image(
             index, tar = index_and_tar
             normalized = staging / f"layer-{index}.tar"
             diff_id, size = normalize_layer(tar, normalized, epoch)
-            sha, compressed, _ = compress_xz(normalized, new_layers)
+            sha, compressed = compress_layer(normalized, diff_id, new_layers, layer_cache)
             normalized.unlink()
             return Layer(
                 file=f"{sha}.tar.xz",

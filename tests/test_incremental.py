@@ -1,0 +1,225 @@
+"""Incremental rebuilds: the input digest of a cell, the skip it allows, and the publish plan."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.incremental import (
+    INPUT_LABEL,
+    digest_of,
+    input_parts,
+    parse_label,
+    plan,
+    published_digest,
+)
+from pipeline.lock import Lock, LockedFile
+from pipeline.matrix import Matrix, Target
+from pipeline.render import render_target, write_context
+
+BASE_ID = "sha256:" + "1" * 64
+
+
+def _target(matrix: Matrix, runtime: str = "provided.debian12", arch: str = "x86_64") -> Target:
+    return next(t for t in matrix.targets([matrix.runtime(runtime)]) if t.arch.name == arch)
+
+
+def _context(target: Target, where: Path) -> Path:
+    return write_context(render_target(target), where / "context")
+
+
+def _digest(target: Target, context: Path, lock: Lock, base: str = BASE_ID) -> str:
+    return digest_of(input_parts(target, context, base, lock))
+
+
+def test_digest_is_stable_for_the_same_inputs(matrix: Matrix, tmp_path: Path) -> None:
+    target = _target(matrix)
+    lock = Lock(path=tmp_path / "runtimes.lock.json")
+    one = _digest(target, _context(target, tmp_path / "a"), lock)
+    two = _digest(target, _context(target, tmp_path / "b"), lock)
+    assert one == two
+    assert one.startswith("sha256:") and len(one) == 71
+
+
+def test_digest_changes_with_the_rendered_template(matrix: Matrix, tmp_path: Path) -> None:
+    target = _target(matrix)
+    lock = Lock(path=tmp_path / "runtimes.lock.json")
+    context = _context(target, tmp_path)
+    before = _digest(target, context, lock)
+    dockerfile = context / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text() + "RUN true\n")
+    assert _digest(target, context, lock) != before
+
+
+def test_digest_changes_with_a_context_file_mode(matrix: Matrix, tmp_path: Path) -> None:
+    target = _target(matrix)
+    lock = Lock(path=tmp_path / "runtimes.lock.json")
+    context = _context(target, tmp_path)
+    before = _digest(target, context, lock)
+    (context / "lambda-entrypoint.sh").chmod(0o700)
+    assert _digest(target, context, lock) != before
+
+
+def test_digest_changes_with_the_base_image(matrix: Matrix, tmp_path: Path) -> None:
+    target = _target(matrix)
+    lock = Lock(path=tmp_path / "runtimes.lock.json")
+    context = _context(target, tmp_path)
+    assert _digest(target, context, lock) != _digest(
+        target, context, lock, base="sha256:" + "2" * 64
+    )
+
+
+def test_digest_changes_with_the_cells_lock_entries_only(matrix: Matrix, tmp_path: Path) -> None:
+    target = _target(matrix, "python3.11.debian12", "arm64")
+    context = _context(target, tmp_path)
+    lock = Lock(path=tmp_path / "runtimes.lock.json")
+    wheel = LockedFile(filename="awslambdaric-3.1.1-cp311-none-any.whl", sha256="a" * 64)
+    lock.pip = {"python3.11.debian12": {"arm64": [wheel], "x86_64": [wheel]}}
+    before = _digest(target, context, lock)
+    other = LockedFile(filename=wheel.filename, sha256="b" * 64)
+    lock.pip["python3.11.debian12"]["x86_64"] = [other]  # another cell's entry
+    assert _digest(target, context, lock) == before
+    lock.pip["python3.11.debian12"]["arm64"] = [other]
+    assert _digest(target, context, lock) != before
+
+
+def test_digest_differs_between_architectures(matrix: Matrix, tmp_path: Path) -> None:
+    lock = Lock(path=tmp_path / "runtimes.lock.json")
+    x86, arm = _target(matrix, arch="x86_64"), _target(matrix, arch="arm64")
+    assert _digest(x86, _context(x86, tmp_path / "x"), lock) != _digest(
+        arm, _context(arm, tmp_path / "a"), lock
+    )
+
+
+def test_digest_changes_with_the_epoch(
+    matrix: Matrix, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = _target(matrix)
+    lock = Lock(path=tmp_path / "runtimes.lock.json")
+    context = _context(target, tmp_path)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    before = _digest(target, context, lock)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000001")
+    assert _digest(target, context, lock) != before
+
+
+def test_label_is_read_back_from_a_snapshot_dockerfile() -> None:
+    digest = "sha256:" + "c" * 64
+    text = f'FROM scratch\nADD a.tar.xz /\nLABEL "{INPUT_LABEL}"="{digest}"\nLABEL "x"="y"\n'
+    assert parse_label(text) == digest
+    assert parse_label("FROM scratch\n") is None
+
+
+def test_published_digest_comes_from_the_runtimes_branch(
+    matrix: Matrix, tmp_path: Path, git_remote: str
+) -> None:
+    target = _target(matrix, arch="arm64")
+    assert published_digest(git_remote, target) is None  # no branch yet
+    digest = "sha256:" + "d" * 64
+    repo = tmp_path / "repo"
+    rt = target.runtime.id
+    (repo / "arm64").mkdir(parents=True)
+    (repo / "arm64" / f"Dockerfile.{rt}").write_text(f'LABEL "{INPUT_LABEL}"="{digest}"\n')
+    (repo / f"Dockerfile.{rt}").write_text("FROM scratch\n")
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+    git("init", "-q", "-b", rt)
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "snapshot")
+    git("push", "-q", git_remote, f"HEAD:refs/heads/{rt}")
+    assert published_digest(git_remote, target) == digest
+    assert published_digest(git_remote, _target(matrix, arch="x86_64")) is None
+
+
+def test_plan_publishes_changed_runtimes_whole() -> None:
+    cells = [
+        {"runtime": "a", "arch": "x86_64", "runner": "ubuntu-24.04"},
+        {"runtime": "a", "arch": "arm64", "runner": "ubuntu-24.04-arm"},
+        {"runtime": "b", "arch": "x86_64", "runner": "ubuntu-24.04"},
+        {"runtime": "b", "arch": "arm64", "runner": "ubuntu-24.04-arm"},
+        {"runtime": "c", "arch": "x86_64", "runner": "ubuntu-24.04"},
+        {"runtime": "c", "arch": "arm64", "runner": "ubuntu-24.04-arm"},
+    ]
+    states = {
+        ("a", "x86_64"): "unchanged",
+        ("a", "arm64"): "unchanged",
+        ("b", "x86_64"): "built",
+        ("b", "arm64"): "unchanged",
+        ("c", "x86_64"): "built",  # c/arm64 failed: no state
+    }
+    result = plan(cells, states)
+    assert result.publish == ["b"]
+    assert result.unchanged == ["a"]
+    assert result.incomplete == ["c"]
+    assert result.refill == [cells[3]]
+
+
+def test_plan_cli_reads_cell_outputs(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    cells = tmp_path / "cells.json"
+    cells.write_text(json.dumps({"include": [{"runtime": "a", "arch": "x86_64"}]}))
+    folder = tmp_path / "states" / "a" / "x86_64"
+    folder.mkdir(parents=True)
+    (folder / "inputs.json").write_text(
+        json.dumps({"runtime": "a", "arch": "x86_64", "state": "built", "digest": "x"})
+    )
+    result = CliRunner().invoke(cli, ["plan", "--cells", str(cells), str(tmp_path / "states")])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["publish"] == ["a"]
+
+
+# --- against the engine -------------------------------------------------------------------
+
+
+@pytest.mark.engine
+@pytest.mark.slow
+def test_second_rebuild_of_an_unchanged_runtime_skips_build_and_push(
+    engine: Any, matrix: Matrix, tmp_path: Path, git_remote: str
+) -> None:
+    from pipeline.rebuild import rebuild
+
+    work = tmp_path / "work"
+    first = rebuild(matrix, "provided.debian12", work=work, client=engine, git_remote=git_remote)
+    assert first.branch is not None and first.branch.pushed
+    layers = {p.name: p.stat().st_mtime_ns for p in work.rglob("layers/*.tar.xz")}
+
+    second = rebuild(matrix, "provided.debian12", work=work, client=engine, git_remote=git_remote)
+    assert second.skipped == ["provided.debian12/x86_64", "provided.debian12/arm64"]
+    assert [b.image_id for b in second.builds] == [b.image_id for b in first.builds]
+    assert second.branch is not None
+    assert not second.branch.pushed
+    assert second.branch.commit == first.branch.commit
+    # the snapshot was not redone either: the very same layer files
+    assert {p.name: p.stat().st_mtime_ns for p in work.rglob("layers/*.tar.xz")} == layers
+    for image in (b.image for b in second.builds):
+        assert engine.images.get(image).labels[INPUT_LABEL].startswith("sha256:")
+
+
+@pytest.mark.engine
+@pytest.mark.slow
+def test_a_changed_input_rebuilds_the_cell(
+    engine: Any, matrix: Matrix, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.rebuild import build_cell
+
+    lock = Lock.for_matrix(matrix.path)
+    target = _target(matrix)
+    work = tmp_path / "work"
+    build_cell(target, work, engine, lock)
+    _, skipped = build_cell(target, work, engine, lock)
+    assert skipped
+    monkeypatch.setenv("LAMBDA_IMAGES_SOURCE", "https://example.com/changed")  # a label input
+    _, skipped = build_cell(target, work, engine, lock)
+    assert not skipped
+    shutil.rmtree(work)

