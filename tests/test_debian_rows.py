@@ -3,10 +3,7 @@ language runtime (images are built once per session by the ``built`` fixture).""
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,46 +40,6 @@ def run(engine: Any, image: str, argv: list[str]) -> str:
     return output.decode().strip()
 
 
-class OneInvocation:
-    """The smallest Runtime API: hands out one event on /next and keeps the response."""
-
-    def __init__(self, event: dict[str, Any]) -> None:
-        self.event = json.dumps(event).encode()
-        self.response: bytes | None = None
-        self.done = threading.Event()
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if outer.done.is_set() or not self.path.endswith("/invocation/next"):
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Lambda-Runtime-Aws-Request-Id", "req-1")
-                self.send_header("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 60000))
-                self.send_header("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:test")
-                self.send_header("Content-Length", str(len(outer.event)))
-                self.end_headers()
-                self.wfile.write(outer.event)
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                self.send_response(202)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                ends = ("/req-1/response", "/req-1/error", "/init/error")
-                if self.path.endswith(ends) and not outer.done.is_set():
-                    outer.response = body  # the first answer; later ones (after a 404) don't count
-                    outer.done.set()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 def test_every_debian12_family_has_a_check() -> None:
     families = {MATRIX.runtime(rt).family.id for rt, _ in DEBIAN_TARGETS}
     assert families <= set(RUNTIME_CHECKS)
@@ -117,64 +74,29 @@ def test_node_runtime_interface_client_loads_its_native_addon(
     assert run(engine, target.image_tag, ["node", "-e", script]) == "function"
 
 
-def invoke_node_image(
-    engine: Any, image: str, folder: Path, environment: dict[str, str], wait: float
-) -> dict[str, Any]:
-    """Run the image with a handler in ``folder`` against a one-shot Runtime API."""
-    (folder / "app.js").write_text(
-        "exports.handler = async (event) => ({ doubled: event.n * 2, node: process.version });\n"
-    )
-    folder.chmod(0o755)
-    (folder / "app.js").chmod(0o644)
-    api = OneInvocation({"n": 21})
-    container = engine.containers.run(
-        image,
-        command=["app.handler"],
-        environment={"AWS_LAMBDA_RUNTIME_API": api.address, **environment},
-        network_mode="host",
-        volumes={str(folder): {"bind": "/var/task", "mode": "ro"}},
-        read_only=True,
-        tmpfs={"/tmp": ""},
-        detach=True,
-    )
-    try:
-        assert api.done.wait(wait), container.logs().decode()[-2000:]
-    finally:
-        container.remove(force=True)
-        api.server.shutdown()
-    answer: dict[str, Any] = json.loads(api.response or b"{}")
-    return answer
-
-
 @pytest.mark.engine
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ["x86_64", "arm64"])
 def test_node_image_answers_an_invocation_through_the_runtime_api(
-    arch: str, built: BuiltImages, engine: Any, tmp_path: Path
+    arch: str, built: BuiltImages, tmp_path: Path
 ) -> None:
-    # The client's JavaScript transport: the handler is loaded, invoked and answered.
+    """aws-lambda-ric (its native transport, as on Lambda) serves a handler through the
+    project's Runtime API emulator."""
+    import subprocess
+    import sys
+
     target = built("nodejs18.x.debian12")[arch]
-    answer = invoke_node_image(
-        engine,
-        target.image_tag,
-        tmp_path,
-        {"AWS_LAMBDA_NODEJS_USE_ALTERNATIVE_CLIENT_1": "true"},
-        wait=120,
+    (tmp_path / "app.js").write_text(
+        "exports.handler = async (event) => ({ doubled: event.n * 2, node: process.version });\n"
     )
+    tmp_path.chmod(0o755)
+    (tmp_path / "app.js").chmod(0o644)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "invoke", target.image_tag, "--handler", "app.handler",
+         "--code", str(tmp_path), "--event", '{"n": 21}', "--timeout", "120"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    answer = json.loads(proc.stdout)
     assert answer["doubled"] == 42
     assert answer["node"].startswith("v18.")
-
-
-@pytest.mark.engine
-@pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="aws-lambda-ric 3.3.0's native (libcurl) transport fetches the event and then never "
-    "posts the response against this Runtime API stand-in; under investigation",
-)
-def test_node_native_transport_answers_an_invocation(
-    built: BuiltImages, engine: Any, tmp_path: Path
-) -> None:
-    target = built("nodejs18.x.debian12")["x86_64"]
-    answer = invoke_node_image(engine, target.image_tag, tmp_path, {}, wait=30)
-    assert answer["doubled"] == 42
