@@ -41,8 +41,15 @@ def session_remote(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="session")
-def rebuilt(engine: Any, matrix: Matrix, work: Path, session_remote: str) -> Rebuilt:
+def rebuild_work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A work directory of its own: other tests' builds never overwrite these records."""
+    return tmp_path_factory.mktemp("rebuild-work")
+
+
+@pytest.fixture(scope="session")
+def rebuilt(engine: Any, matrix: Matrix, rebuild_work: Path, session_remote: str) -> Rebuilt:
     """`lambda-images rebuild RUNTIME --git-remote …` once per runtime per session."""
+    work = rebuild_work
     done: dict[str, dict[str, Any]] = {}
 
     def run(runtime_id: str) -> dict[str, Any]:
@@ -117,22 +124,21 @@ def uname_in(client: Any, image: str) -> str:
 
 @pytest.mark.parametrize("runtime_id", RUNTIMES)
 def test_rebuild_produces_an_image_per_architecture(
-    rebuilt: Rebuilt, engine: Any, work: Path, runtime_id: str
+    rebuilt: Rebuilt, engine: Any, rebuild_work: Path, runtime_id: str
 ) -> None:
     summary = rebuilt(runtime_id)
     images = {img["image"].rsplit(":", 1)[1]: img for img in summary["images"]}
     assert set(images) == {"x86_64", "arm64"}
     for arch, img in images.items():
-        inspected = engine.images.get(img["image"]).attrs
+        inspected = engine.images.get(img["image_id"]).attrs
         assert inspected["Architecture"] == ARCHES[arch].docker
-        assert inspected["Id"] == img["image_id"]
         assert (
             img["image"]
             == f"{os.environ.get('LAMBDA_IMAGES_NAMESPACE') or 'lambda-images'}/{runtime_id}:{arch}"
         )
     if runtime_id == "provided.debian12":  # built with --no-cache
         # A RUN step of the arm64 build ran as aarch64 (under qemu on an x86_64 host).
-        log = (work / runtime_id / "arm64" / "build.log").read_text()
+        log = (rebuild_work / runtime_id / "arm64" / "build.log").read_text()
         assert "lambda-images: building on aarch64" in log
     assert summary["branch"]["pushed"] is True
 
@@ -148,17 +154,17 @@ def test_python_image_has_python_and_the_pinned_packages(
     )
     for img in summary["images"]:
         out = engine.containers.run(
-            img["image"], entrypoint=["python3", "-c", script], remove=True,
+            img["image_id"], entrypoint=["python3", "-c", script], remove=True,
             environment={"PYTHONPATH": "/var/runtime"},
         ).decode().strip()  # fmt: skip
         assert out == f"(3, 11) {pins['awslambdaric']} {pins['boto3']}", img["image"]
-        assert uname_in(engine, img["image"]) == ARCHES[img["image"].rsplit(":", 1)[1]].uname
+        assert uname_in(engine, img["image_id"]) == ARCHES[img["image"].rsplit(":", 1)[1]].uname
 
 
 def test_snapshotting_the_same_image_twice_is_byte_identical(
     rebuilt: Rebuilt, engine: Any, tmp_path: Path
 ) -> None:
-    image = rebuilt("provided.debian12")["images"][0]["image"]
+    image = rebuilt("provided.debian12")["images"][0]["image_id"]
     outputs = []
     for attempt in ("one", "two"):
         folder = tmp_path / attempt
@@ -231,26 +237,28 @@ def test_branch_clone_rebuilds_the_same_image(
         engine.images.build(
             path=str(folder), dockerfile=f"Dockerfile.{runtime_id}", tag=tag, rm=True
         )
-        original = next(i["image"] for i in summary["images"] if i["image"].endswith(f":{arch}"))
+        # By id: other tests may have retagged the runtime's image since.
+        original = next(i["image_id"] for i in summary["images"] if i["image"].endswith(f":{arch}"))
         assert config_of(engine, tag) == config_of(engine, original)
         assert file_tree(engine, tag) == file_tree(engine, original)
         assert uname_in(engine, tag) == ARCHES[arch].uname
 
 
 def test_same_snapshot_gives_the_same_commit_and_no_push(
-    rebuilt: Rebuilt, matrix: Matrix, work: Path, session_remote: str
+    rebuilt: Rebuilt, matrix: Matrix, rebuild_work: Path, session_remote: str
 ) -> None:
     from pipeline.branch import push_branch
 
     first = rebuilt("provided.debian12")["branch"]["commit"]
     again = push_branch(
-        matrix, "provided.debian12", work / "provided.debian12" / "branch", session_remote
+        matrix, "provided.debian12", rebuild_work / "provided.debian12" / "branch", session_remote
     )
     assert again.commit == first and again.pushed is False
 
 
-def test_snapshot_record_matches_the_branch_tarballs(rebuilt: Rebuilt, work: Path) -> None:
+def test_snapshot_record_matches_the_branch_tarballs(rebuilt: Rebuilt, rebuild_work: Path) -> None:
     rebuilt("provided.debian12")
+    work = rebuild_work
     for arch in ("x86_64", "arm64"):
         snap = ArchSnapshot.read(work / "provided.debian12" / arch)
         branch = work / "provided.debian12" / "branch" / arch
