@@ -8,9 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from pipeline.matrix import load_matrix
-from tests.conftest import REPO
 
 GOOD = (REPO / "runtimes.yaml").read_text()
 ROW = "  - id: python3.11.debian12\n"
