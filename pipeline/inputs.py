@@ -255,17 +255,29 @@ def _check_integrity(path: Path, integrity: str, url: str) -> None:
 
 
 def fetch_npm(target: Target, lock: Lock, context: Path) -> Path | None:
-    """Unpack a runtime's locked npm tarballs into ``context/node_modules``."""
+    """Unpack a runtime's locked npm tarballs into ``context/node_modules`` (the whole tree, for
+    build stages) and ``context/runtime_modules`` (what the image gets)."""
     runtime = target.runtime
     dest = context / "node_modules"
-    if dest.exists():
-        shutil.rmtree(dest)
+    for folder in (dest, context / RUNTIME_MODULES):
+        if folder.exists():
+            shutil.rmtree(folder)
     if not runtime.install.npm:
         return None
     for package in lock.npm_packages(runtime.id):
         tarball = download(package.url, package.sha256, f"{target.key}: {package.path}")
         _unpack_package(tarball, context / package.path)
+    shutil.copytree(dest, context / RUNTIME_MODULES, symlinks=True)
+    for path in NPM_TEST_FIXTURES:
+        # Left out of the image: test fixtures are never needed at run time, and these carry
+        # private keys that the conformance check (no-credentials) rightly refuses.
+        shutil.rmtree(context / RUNTIME_MODULES / path, ignore_errors=True)
     return dest
+
+
+RUNTIME_MODULES = "runtime_modules"
+# node-gyp is a build-time dependency of aws-lambda-ric that npm installs with it.
+NPM_TEST_FIXTURES = ("node-gyp/test",)
 
 
 def _unpack_package(tarball: Path, dest: Path) -> None:
