@@ -445,9 +445,15 @@ def test_image_whose_runtime_cannot_answer_fails_the_invocation(
 @pytest.mark.engine
 @pytest.mark.slow
 def test_failing_image_stops_the_pipeline_and_the_cli_says_why(
-    engine: Any, broken: BrokenImages, matrix: Matrix, work: Path, monkeypatch: pytest.MonkeyPatch
+    engine: Any,
+    broken: BrokenImages,
+    matrix: Matrix,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from pipeline.rebuild import stage_test, target_dir
+
+    work = tmp_path / "work"  # its own: the failed record must not reach other tests' cells
 
     # Put the broken image where the pipeline expects provided.debian12/x86_64 in a namespace
     # of its own, so that the real image stays untouched.

@@ -58,7 +58,7 @@ def test_cell_output_holds_records_and_layers_only(cell_outputs: dict[str, Path]
     for arch, out in cell_outputs.items():
         folder = out / RUNTIME / arch
         names = sorted(p.name for p in folder.iterdir())
-        assert names == ["build.json", "inputs.json", "layers", "snapshot.json"]
+        assert names == ["build.json", "inputs.json", "layers", "snapshot.json", "test.json"]
         snap = json.loads((folder / "snapshot.json").read_text())
         assert snap["arch"] == arch
         assert sorted(p.name for p in (folder / "layers").iterdir()) == sorted(
