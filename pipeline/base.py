@@ -11,6 +11,7 @@ Amazon Linux bases are pulled by the digest pinned in the lock file.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -24,13 +25,13 @@ from typing import Any
 import docker.errors
 
 from . import log
+from .digests import sha256_file
 from .epoch import iso8601, source_date_epoch
 from .errors import BaseImageError, EngineError
 from .lock import Lock
 from .matrix import Arch, ImageBase, RootfsBase, Target
 from .render import base_image_name
 
-CHUNK = 1 << 20
 # Documentation and translations are not needed in a Lambda image; copyright files stay.
 DPKG_EXCLUDES = (
     "path-exclude=/usr/share/man/*",
@@ -58,14 +59,6 @@ class BaseRecord:
     architecture: str  # docker architecture in the image config
     source: str  # how it was obtained: the mmdebstrap command or the pinned reference
     cached: bool  # True when nothing had to be built or pulled
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def mmdebstrap_command(base: RootfsBase, debian_arch: str, output: Path) -> list[str]:
@@ -161,8 +154,6 @@ def image_archive(folder: Path, target: Target, name: str) -> tuple[Path, str]:
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    import io
-
     info = tarfile.TarInfo(name)
     info.size = len(data)
     info.mode = 0o644

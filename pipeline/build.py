@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 from dataclasses import asdict, dataclass
@@ -65,8 +66,6 @@ def context_digest(context: Path) -> str:
 
 def image_labels(target: Target) -> dict[str, str]:
     """OCI annotations stamped on every image (the revision comes from the environment)."""
-    import os
-
     labels = {
         "org.opencontainers.image.created": iso8601(source_date_epoch()),
         "org.opencontainers.image.title": f"{target.runtime.name} ({target.runtime.id})",

@@ -37,6 +37,7 @@ from typing import Any, Final
 import docker.errors
 
 from . import log
+from .digests import sha256_file
 from .epoch import source_date_epoch
 from .errors import SnapshotError
 from .matrix import Arch, Runtime, Target
@@ -209,11 +210,7 @@ def compress_xz(source: Path, folder: Path) -> tuple[str, int, Path]:
             )
         if proc.returncode != 0:
             raise SnapshotError(f"xz failed on {source.name}: {proc.stderr.decode().strip()}")
-        digest = hashlib.sha256()
-        with tmp.open("rb") as f:
-            while chunk := f.read(CHUNK):
-                digest.update(chunk)
-        sha = digest.hexdigest()
+        sha = sha256_file(tmp)
         final = folder / f"{sha}.tar.xz"
         tmp.replace(final)
         return sha, final.stat().st_size, final
@@ -235,11 +232,7 @@ def compress_layer(
     options = hashlib.sha256("\0".join(XZ_ARGS).encode()).hexdigest()[:12]
     cached = cache / options / f"{diff_id.removeprefix('sha256:')}.tar.xz"
     if cached.is_file():
-        digest = hashlib.sha256()
-        with cached.open("rb") as f:
-            while chunk := f.read(CHUNK):
-                digest.update(chunk)
-        sha = digest.hexdigest()
+        sha = sha256_file(cached)
         final = folder / f"{sha}.tar.xz"
         if not final.exists():
             os.link(cached, final)
