@@ -13,6 +13,7 @@ from pipeline import errors
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "pipeline"]
+MATRIX = ["--matrix", str(REPO / "runtimes.yaml")]
 
 
 def documented() -> dict[str, int]:
@@ -43,7 +44,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("kind", "args", "setup"),
     [
-        ("UsageError", ["--matrix", str(REPO / "runtimes.yaml"), "build", "nope"], None),
+        ("UsageError", [*MATRIX, "build", "nope"], None),
         ("ConfigurationError", ["list"], "runtimes: [oops\n"),
         (
             "StaleError",
