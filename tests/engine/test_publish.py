@@ -271,12 +271,12 @@ def test_only_runtime_branches_are_pushed(
     from pipeline.errors import BranchError, UsageError
 
     with pytest.raises(UsageError, match="unknown runtime 'feature'"):
-        push_branch(matrix, "feature", tmp_path, git_remote)
+        push_branch(matrix, "feature", tmp_path, git_remote, epoch=0)
     # Even a runtime that runtimes.yaml calls "main" never overwrites the main branch.
     odd = dataclasses.replace(matrix.runtimes[0], id="main")
     odd_matrix = dataclasses.replace(matrix, runtimes=(*matrix.runtimes, odd), _by_id={})
     with pytest.raises(BranchError, match="refusing to push 'main'"):
-        push_branch(odd_matrix, "main", tmp_path, git_remote)
+        push_branch(odd_matrix, "main", tmp_path, git_remote, epoch=0)
     assert git_head(git_remote, "main") is None
     assert git_head(git_remote, "feature") is None
 
