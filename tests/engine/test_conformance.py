@@ -27,6 +27,7 @@ from pipeline.conformance import (
 )
 from pipeline.errors import ConformanceError, EngineError
 from pipeline.matrix import ARCHES, Matrix, Target
+from pipeline.workdir import WorkDir
 
 BuiltImages = Callable[[str], dict[str, Target]]
 CLI = [str(Path(sys.executable).with_name("lambda-images"))]
@@ -296,7 +297,7 @@ def test_baked_aws_keys_are_found_even_when_deleted_later(
     # The report names where the keys are, never the keys themselves.
     config_env = engine.images.get(image).attrs["Config"]["Env"]
     secret_env = next(e.split("=", 1)[1] for e in config_env if e.startswith("AWS_SECRET"))
-    record = report.write(tmp_path).read_text()
+    record = report.write(WorkDir(tmp_path).cell("keys", "x86_64")).read_text()
     for text in (message, record):
         assert "AKIA" not in text
         assert secret_env not in text
