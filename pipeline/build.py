@@ -7,6 +7,7 @@ chunk is checked for an error (the high-level API hides both). The image is tagg
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -18,7 +19,7 @@ from typing import Any
 
 import docker.errors
 
-from . import __version__, log
+from . import __version__, buildkit, log
 from .epoch import iso8601, source_date_epoch
 from .errors import EngineError
 from .matrix import Target
@@ -101,11 +102,18 @@ def build_target(
     """
     started = time.monotonic()
     platform = f"linux/{target.arch.docker}"
-    log.command(["docker", "build", "--platform", platform, "-t", target.image_tag, str(context)])
+    # Docker >= 23 builds with BuildKit, which labels images with the platform asked for; the
+    # classic builder (Docker 20.10) is driven through the SDK as before. Both streams look alike.
+    start_build: Any = client.api.build
+    argv = ["docker", "build", "--platform", platform, "-t", target.image_tag, str(context)]
+    if buildkit.engine_builder(client) == "buildkit":
+        start_build = functools.partial(buildkit.build_stream, client)
+        argv[2:2] = ["--network", buildkit.build_network()]
+    log.command(argv)
     tail: list[str] = []
     image_id = ""
     try:
-        stream = client.api.build(
+        stream = start_build(
             path=str(context),
             dockerfile="Dockerfile",
             tag=target.image_tag,
