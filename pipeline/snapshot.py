@@ -12,7 +12,8 @@ itself, so ``sha256sum`` checks it) and ``snapshot.json`` (layer order, diff IDs
     arm64/<sha256>.tar.xz
 
 Layers keep the image's own order, whiteouts included (``ADD`` honours them), so a later layer's
-deletions and overwrites survive the round trip. Tarballs are byte-reproducible: entries sorted,
+deletions and overwrites survive the round trip; a layer with no entries at all (BuildKit makes one
+for a ``WORKDIR`` that exists already) is left out. Tarballs are byte-reproducible: entries sorted,
 mtimes clamped to SOURCE_DATE_EPOCH, owner names dropped, one xz mode (multi-threaded, whose
 output does not depend on the thread count).
 """
@@ -178,6 +179,16 @@ def normalize_layer(source: Path, dest: Path, epoch: int) -> tuple[str, int]:
                         info.size = 0
                         tar.addfile(info)
         return "sha256:" + digest.hexdigest(), out.count
+
+
+def is_empty_layer(tar: Path) -> bool:
+    """True when a layer tar has no entries: applying it changes no file.
+
+    BuildKit commits one for a ``WORKDIR`` whose directory already exists (the classic builder
+    commits none), so a snapshot leaves such layers out to come out the same from both.
+    """
+    with tarfile.open(tar, "r:") as layer:
+        return layer.next() is None
 
 
 class _HashingWriter:
@@ -413,10 +424,13 @@ def snapshot_image(
         new_layers = staging / "layers"
         new_layers.mkdir()
 
-        def one(index_and_tar: tuple[int, Path]) -> Layer:
+        def one(index_and_tar: tuple[int, Path]) -> Layer | None:
             index, tar = index_and_tar
             normalized = staging / f"layer-{index}.tar"
             diff_id, size = normalize_layer(tar, normalized, epoch)
+            if is_empty_layer(normalized):
+                normalized.unlink()
+                return None
             sha, compressed = compress_layer(normalized, diff_id, new_layers, layer_cache)
             normalized.unlink()
             return Layer(
@@ -429,7 +443,7 @@ def snapshot_image(
 
         workers = max(1, min(len(layer_tars), os.cpu_count() or 1))
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            layers = list(pool.map(one, enumerate(layer_tars)))
+            layers = [layer for layer in pool.map(one, enumerate(layer_tars)) if layer]
         snap = ArchSnapshot(
             runtime=runtime_id,
             arch=arch.name,
