@@ -26,11 +26,10 @@ import docker.errors
 
 from . import log
 from .digests import sha256_file
-from .epoch import iso8601, source_date_epoch
+from .epoch import iso8601
 from .errors import BaseImageError, EngineError
 from .lock import Lock
 from .matrix import Arch, ImageBase, RootfsBase, Target
-from .render import base_image_name
 
 # Documentation and translations are not needed in a Lambda image; copyright files stay.
 DPKG_EXCLUDES = (
@@ -41,15 +40,6 @@ DPKG_EXCLUDES = (
     "path-include=/usr/share/doc/*/copyright",
 )
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-def cache_root() -> Path:
-    """Where built bases and fetched inputs are kept between runs (empty counts as unset)."""
-    configured = os.environ.get("LAMBDA_IMAGES_CACHE", "")
-    if configured:
-        return Path(configured)
-    xdg = os.environ.get("XDG_CACHE_HOME", "") or str(Path.home() / ".cache")
-    return Path(xdg) / "lambda-images"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,9 +71,8 @@ def _rootfs_key(base: RootfsBase, debian_arch: str, epoch: int) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def build_rootfs(target: Target, base: RootfsBase, cache: Path) -> tuple[Path, bool]:
+def build_rootfs(target: Target, base: RootfsBase, cache: Path, epoch: int) -> tuple[Path, bool]:
     """The rootfs tarball of a Debian base, built once per set of inputs."""
-    epoch = source_date_epoch()
     arch = target.arch.debian
     folder = cache / "base" / f"{target.runtime.os.id}-{arch}-{_rootfs_key(base, arch, epoch)}"
     rootfs = folder / "rootfs.tar"
@@ -119,12 +108,12 @@ def build_rootfs(target: Target, base: RootfsBase, cache: Path) -> tuple[Path, b
     return folder, False
 
 
-def image_archive(folder: Path, target: Target, name: str) -> tuple[Path, str]:
+def image_archive(folder: Path, target: Target, name: str, epoch: int) -> tuple[Path, str]:
     """A `docker load` archive around rootfs.tar whose config names the target architecture."""
     archive = folder / f"image-{target.arch.docker}.tar"
     rootfs = folder / "rootfs.tar"
     diff_id = "sha256:" + sha256_file(rootfs)
-    created = iso8601(source_date_epoch())
+    created = iso8601(epoch)
     command = json.loads((folder / "command.json").read_text())
     config: dict[str, Any] = {
         "architecture": target.arch.docker,
@@ -167,14 +156,15 @@ def _present(client: Any, name: str) -> Any:
         return None
 
 
-def ensure_base(target: Target, client: Any, lock: Lock) -> BaseRecord:
-    """Make the target's OS base image present in the engine under its local name."""
-    name = base_image_name(target)
+def ensure_base(target: Target, client: Any, lock: Lock, *, cache: Path, epoch: int) -> BaseRecord:
+    """Make the target's OS base image present in the engine under its local name; Debian
+    roots are built (or found) under ``cache``."""
+    name = target.base_image
     base = target.runtime.os.base
     if isinstance(base, ImageBase):
         return _pull_pinned(target, base, client, lock)
-    folder, rootfs_cached = build_rootfs(target, base, cache_root())
-    archive, image_id = image_archive(folder, target, name)
+    folder, rootfs_cached = build_rootfs(target, base, cache, epoch)
+    archive, image_id = image_archive(folder, target, name, epoch)
     source = " ".join(json.loads((folder / "command.json").read_text()))
     present = _present(client, name)
     if present is not None and present.id == image_id:
@@ -202,7 +192,7 @@ def ensure_base(target: Target, client: Any, lock: Lock) -> BaseRecord:
 def _pull_pinned(target: Target, base: ImageBase, client: Any, lock: Lock) -> BaseRecord:
     digest = lock.base_digest(target.runtime.os.id, target.arch.name)
     reference = f"{base.reference.split(':')[0]}@{digest}"
-    name = base_image_name(target)
+    name = target.base_image
     log.command(["docker", "pull", "--platform", f"linux/{target.arch.docker}", reference])
     try:
         image = client.images.pull(reference, platform=f"linux/{target.arch.docker}")

@@ -2,15 +2,12 @@
 
 The low-level ``APIClient.build`` is used so that the build log streams as it happens, and every
 chunk is checked for an error (the high-level API hides both). The image is tagged
-``lambda-images/<runtime>:<arch>`` and described by ``build.json`` in the target's work folder.
+``<namespace>/<runtime>:<arch>`` and described by the cell's ``build.json`` record.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
-import os
 import re
 import time
 from dataclasses import asdict, dataclass
@@ -20,11 +17,13 @@ from typing import Any
 import docker.errors
 
 from . import __version__, buildkit, log
-from .epoch import iso8601, source_date_epoch
+from .digests import sha256_bytes, sha256_file
+from .epoch import iso8601
 from .errors import EngineError
 from .matrix import Target
+from .settings import Settings
+from .workdir import BUILD, Cell
 
-RECORD = "build.json"
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -41,34 +40,28 @@ class BuildRecord:
     seconds: float
     log_tail: list[str]
 
-    def write(self, folder: Path) -> Path:
-        path = folder / RECORD
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
-        return path
+    def write(self, cell: Cell) -> Path:
+        return cell.write(BUILD, asdict(self))
 
     @classmethod
-    def read(cls, folder: Path) -> BuildRecord:
-        path = folder / RECORD
-        try:
-            return cls(**json.loads(path.read_text("utf-8")))
-        except FileNotFoundError:
-            raise EngineError(f"{path}: no build record; build this target first") from None
+    def read(cls, cell: Cell) -> BuildRecord | None:
+        return cell.read(BUILD, lambda data: cls(**data))
 
 
 def context_digest(context: Path) -> str:
     """sha256 over the context's paths, modes and contents: what the build can see."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in context.rglob("*") if p.is_file()):
-        rel = path.relative_to(context).as_posix()
-        digest.update(f"{rel}\0{path.stat().st_mode & 0o777:o}\0".encode())
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return "sha256:" + digest.hexdigest()
+    listing = [
+        f"{path.relative_to(context).as_posix()}\0{path.stat().st_mode & 0o777:o}\0"
+        f"{sha256_file(path)}"
+        for path in sorted(p for p in context.rglob("*") if p.is_file())
+    ]
+    return sha256_bytes("\n".join(listing).encode())
 
 
-def image_labels(target: Target) -> dict[str, str]:
-    """OCI annotations stamped on every image (the revision comes from the environment)."""
+def image_labels(target: Target, settings: Settings) -> dict[str, str]:
+    """OCI annotations stamped on every image (source and revision come from the job)."""
     labels = {
-        "org.opencontainers.image.created": iso8601(source_date_epoch()),
+        "org.opencontainers.image.created": iso8601(settings.epoch),
         "org.opencontainers.image.title": f"{target.runtime.name} ({target.runtime.id})",
         "org.opencontainers.image.version": target.runtime.tag,
         "org.opencontainers.image.vendor": "lambda-base-images",
@@ -76,13 +69,7 @@ def image_labels(target: Target) -> dict[str, str]:
         "com.amazonaws.lambda.architecture": target.arch.name,
         "lambda-base-images.pipeline-version": __version__,
     }
-    source = os.environ.get("LAMBDA_IMAGES_SOURCE", "")
-    revision = os.environ.get("LAMBDA_IMAGES_REVISION", "")
-    if source:
-        labels["org.opencontainers.image.source"] = source
-    if revision:
-        labels["org.opencontainers.image.revision"] = revision
-    return labels
+    return {**labels, **settings.labels}
 
 
 def build_target(
@@ -92,13 +79,12 @@ def build_target(
     base_image_id: str,
     log_file: Path,
     *,
+    labels: dict[str, str],
     no_cache: bool = False,
-    extra_labels: dict[str, str] | None = None,
 ) -> BuildRecord:
     """Build one target; the whole build output is kept in ``log_file``.
 
     ``no_cache`` reruns every step (a rebuild after a CVE must fetch the fixed packages).
-    ``extra_labels`` are added to ``image_labels``.
     """
     started = time.monotonic()
     platform = f"linux/{target.arch.docker}"
@@ -118,7 +104,7 @@ def build_target(
             dockerfile="Dockerfile",
             tag=target.image_tag,
             platform=platform,
-            labels={**image_labels(target), **(extra_labels or {})},
+            labels=labels,
             decode=True,
             rm=True,
             forcerm=True,

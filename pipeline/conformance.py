@@ -25,28 +25,28 @@ whiteouts applied for the merged view.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import tarfile
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, Final
 
 import docker.errors
-import requests
 from rich.markup import escape
 
 from . import log
 from .emulator import LAMBDA_USER, ExecutionEnvironment, FunctionConfig, InvokeResult
 from .errors import ConfigurationError, EngineError
 from .matrix import TEMPLATES_DIR, Arch, Runtime
+from .oci.archive import read_engine_image
+from .oci.layers import OPAQUE, WHITEOUT, absolute_name
+from .workdir import TEST, Cell
 
-RECORD: Final = "test.json"
 MAX_UNCOMPRESSED: Final = 10 * 1024**3
 MAX_LAYERS: Final = 127  # the most layers the Docker Engine (overlay2) can stack
 READABLE_ROOTS: Final = ("/var/task", "/var/runtime", "/var/lang", "/opt")
@@ -107,26 +107,21 @@ class Report:
         data["ok"] = self.ok
         return data
 
-    @classmethod
-    def read_passed(cls, folder: Path) -> Report | None:
-        """The passing report recorded in ``folder``, or None (none, unreadable or failed)."""
-        try:
-            data = json.loads((folder / RECORD).read_text("utf-8"))
-            report = cls(
-                image=data["image"],
-                arch=data["arch"],
-                checks=tuple(Check(**c) for c in data["checks"]),
-                seconds=float(data["seconds"]),
-            )
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        return report if report.ok else None
+    def write(self, cell: Cell) -> Path:
+        return cell.write(TEST, self.to_json())
 
-    def write(self, folder: Path) -> Path:
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / RECORD
-        path.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
-        return path
+    @classmethod
+    def read(cls, cell: Cell) -> Report | None:
+        return cell.read(TEST, cls.from_json)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Report:
+        return cls(
+            image=data["image"],
+            arch=data["arch"],
+            checks=tuple(Check(**c) for c in data["checks"]),
+            seconds=float(data["seconds"]),
+        )
 
     def summary(self) -> str:
         failed = "; ".join(f"{c.name}: {c.message}" for c in self.failed)
@@ -167,35 +162,7 @@ class ImageFiles:
     manifest: dict[str, Any]
     merged: dict[str, Entry] = field(default_factory=dict)
     secrets: list[str] = field(default_factory=list)  # "<what> in <path> (layer N)"
-
-
-class _ChunkReader(io.RawIOBase):
-    """A file object over the byte chunks of ``image.save()``."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks: Iterator[bytes] = iter(chunks)
-        self._buffer = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        while not self._buffer:
-            try:
-                self._buffer = next(self._chunks)
-            except StopIteration:
-                return 0
-        n = min(len(b), len(self._buffer))
-        b[:n] = self._buffer[:n]
-        self._buffer = self._buffer[n:]
-        return n
-
-
-def _normalize(name: str) -> str:
-    """A tar member name (``usr/bin/x``, ``./usr/bin/x``, ``.wh.x``) as an absolute path."""
-    if name.startswith("./"):
-        name = name[2:]
-    return str(PurePosixPath("/", name.strip("/")))
+    foreign_layers: list[str] = field(default_factory=list)  # diff IDs
 
 
 def _elf_arch(head: bytes) -> str | None:
@@ -232,14 +199,14 @@ def _read_layer(stream: IO[bytes]) -> LayerFiles:
     secrets: list[tuple[str, str]] = []
     with tarfile.open(fileobj=stream, mode="r|") as layer:
         for member in layer:
-            path = _normalize(member.name)
+            path = absolute_name(member.name)
             base = PurePosixPath(path).name
-            if base.startswith(".wh."):
+            if base.startswith(WHITEOUT):
                 parent = str(PurePosixPath(path).parent)
-                if base == ".wh..wh..opq":
+                if base == OPAQUE:
                     whiteouts.append(parent.rstrip("/") + "/*")
                 else:
-                    whiteouts.append(str(PurePosixPath(parent, base[4:])))
+                    whiteouts.append(str(PurePosixPath(parent, base[len(WHITEOUT) :])))
                 continue
             elf = None
             if member.isreg():
@@ -295,39 +262,17 @@ def merge_layers(layers: Iterable[LayerFiles]) -> tuple[dict[str, Entry], list[s
 
 
 def read_image(client: Any, image: str) -> ImageFiles:
-    """Every layer of ``image`` (via ``docker save``), merged the way the engine stacks them."""
-    try:
-        chunks = client.images.get(image).save(named=False)
-    except docker.errors.ImageNotFound:
-        raise EngineError(f"no image {image!r} in the Docker Engine; build it first") from None
-    except docker.errors.APIError as exc:
-        raise EngineError(f"exporting {image}: {exc.explanation or exc}") from None
-    layers: dict[str, LayerFiles] = {}
-    configs: dict[str, dict[str, Any]] = {}
-    manifest: list[dict[str, Any]] = []
-    reader = io.BufferedReader(_ChunkReader(chunks), buffer_size=1 << 20)
-    try:
-        with tarfile.open(fileobj=reader, mode="r|") as archive:
-            for member in archive:
-                f = archive.extractfile(member) if member.isreg() else None
-                if f is None:
-                    continue
-                if member.name.endswith("/layer.tar"):
-                    layers[member.name] = _read_layer(f)
-                elif member.name == "manifest.json":
-                    manifest = json.load(f)
-                elif member.name.endswith(".json") and "/" not in member.name:
-                    configs[member.name] = json.load(f)
-    except (tarfile.TarError, requests.exceptions.RequestException) as exc:
-        raise EngineError(f"reading `docker save {image}`: {exc}") from None
-    if len(manifest) != 1:
-        raise EngineError(f"`docker save {image}` holds {len(manifest)} images, expected one")
-    entry = manifest[0]
-    # The archive holds layers in any order; the manifest says which comes first.
-    empty = LayerFiles(entries=[], whiteouts=[], secrets=[])
-    merged, findings = merge_layers(layers.get(name, empty) for name in entry["Layers"])
-    config = configs.get(entry["Config"], {})
-    return ImageFiles(config=config, manifest=entry, merged=merged, secrets=findings)
+    """Every layer of ``image`` (via ``docker save``, either layout), merged the way the engine
+    stacks them."""
+    saved = read_engine_image(client, image, lambda _path, tar: _read_layer(tar))
+    merged, findings = merge_layers(saved.layers)
+    return ImageFiles(
+        config=saved.config,
+        manifest=saved.manifest,
+        merged=merged,
+        secrets=findings,
+        foreign_layers=saved.foreign_layers(),
+    )
 
 
 # --- the checks --------------------------------------------------------------------------------
@@ -374,7 +319,7 @@ def check_entrypoint(files: ImageFiles) -> Check:
     if not path.startswith("/"):
         message = f"ENTRYPOINT {path!r} is not an absolute path; Lambda needs one (/…)"
         return Check(name=name, ok=False, message=message)
-    e = files.merged.get(_normalize(path))
+    e = files.merged.get(absolute_name(path))
     if e is None:
         return Check(name=name, ok=False, message=f"ENTRYPOINT {path} does not exist in the image")
     if e.kind == "symlink":
@@ -440,8 +385,11 @@ def check_manifest(files: ImageFiles) -> Check:
         problems.append("config diff_ids do not match the layers exported")
     if len(diff_ids) > MAX_LAYERS:
         problems.append(f"{len(diff_ids)} layers, more than {MAX_LAYERS}")
-    if files.manifest.get("LayerSources"):
-        problems.append("foreign (non-distributable) layers, which registries and Lambda refuse")
+    if files.foreign_layers:
+        problems.append(
+            f"{len(files.foreign_layers)} foreign (non-distributable) layers, which registries "
+            "and Lambda refuse"
+        )
     if problems:
         return Check(name=name, ok=False, message="; ".join(problems))
     message = (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import platform
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,12 @@ BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
 
 
-def connect(timeout: int = 600) -> Any:
-    """A docker.DockerClient that answered a ping, or an EngineError saying how to get one."""
-    where = os.environ.get("DOCKER_HOST", "") or "unix:///var/run/docker.sock"
+def connect(docker_host: str = "", timeout: int = 600) -> Any:
+    """A docker.DockerClient that answered a ping, or an EngineError saying how to get one.
+    ``docker_host`` is Settings.docker_host (DOCKER_HOST); empty means the default socket."""
+    where = docker_host or "unix:///var/run/docker.sock"
     try:
-        client = docker.from_env(timeout=timeout)
+        client = docker.DockerClient(base_url=where, timeout=timeout)
         client.ping()
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -1,7 +1,8 @@
 """The errors a user can act on.
 
-Only the CLI catches these: it prints the message on one line and exits with ``return_code``.
-Anything else that escapes is a bug and keeps its traceback.
+Only the CLI catches these: it prints the message on one line and exits with ``return_code``,
+which is unique per kind (the README lists them; a test checks each once). Anything else that
+escapes is a bug and keeps its traceback (exit 1).
 """
 
 from __future__ import annotations
@@ -15,22 +16,24 @@ class LambdaImagesError(Exception):
     return_code = 1
 
 
-class ConfigurationError(LambdaImagesError):
-    """runtimes.yaml (or another input file) is malformed; names file, line and field."""
-
-    return_code = 2
-
-
 class UsageError(LambdaImagesError):
-    """The command line asks for something that does not exist (unknown runtime, arch…)."""
+    """The command line is wrong: an unknown runtime or option, a bad value (click's usage
+    errors exit with the same code)."""
 
     return_code = 2
+
+
+class ConfigurationError(LambdaImagesError):
+    """runtimes.yaml, the lock file or another input file is malformed; names file, line and
+    field."""
+
+    return_code = 11
 
 
 class StaleError(LambdaImagesError):
     """Committed generated files (Dockerfiles, README tables) differ from what would be made."""
 
-    return_code = 1
+    return_code = 13
 
 
 class InputError(LambdaImagesError):
@@ -48,7 +51,7 @@ class EngineError(LambdaImagesError):
 class BaseImageError(LambdaImagesError):
     """The operating-system base could not be produced (mmdebstrap, pull by digest)."""
 
-    return_code = 4
+    return_code = 12
 
 
 class SnapshotError(LambdaImagesError):

@@ -8,8 +8,8 @@ these is the cell's *input digest*. It is
 - stamped on the image as the label ``lambda-base-images.input-digest``, so it travels with the
   image into the registry and, through the snapshot Dockerfile's ``LABEL`` lines, into the
   runtime's branch — where a fresh CI runner reads it back (``published_digest``);
-- written to ``<work>/<runtime>/<arch>/inputs.json`` with the cell's state (built or unchanged),
-  which is also what a CI cell hands on to the publish job.
+- written to the cell's ``inputs.json`` record with its state (built or unchanged), which is
+  also what a CI cell hands on to the publish job.
 
 ``plan`` turns the states of every cell of a run into what the publish job does: runtimes with
 a change are published, unchanged runtimes are left alone, and the unchanged cells of a changed
@@ -18,12 +18,10 @@ runtime are rebuilt (reproducibly, so they push nothing new) to make the runtime
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -31,15 +29,16 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from . import __version__, log
-from .build import RECORD as BUILD_RECORD
-from .build import context_digest, image_labels
+from .build import BuildRecord, context_digest, image_labels
+from .digests import sha256_json
 from .errors import BranchError, ConfigurationError
+from .git import git_env, run_git
 from .lock import Lock
 from .matrix import Target
+from .settings import Settings
+from .workdir import INPUTS, RECORDS, Cell, WorkDir
 
 INPUT_LABEL: Final = "lambda-base-images.input-digest"
-RECORD: Final = "inputs.json"
-SNAPSHOT_RECORD: Final = "snapshot.json"
 State = Literal["built", "unchanged"]
 _LABEL_LINE = re.compile(r'^LABEL "' + re.escape(INPUT_LABEL) + r'"="(sha256:[0-9a-f]{64})"$')
 
@@ -52,7 +51,31 @@ class CellInputs:
     parts: dict[str, Any]
 
 
-def input_parts(target: Target, context: Path, base_image_id: str, lock: Lock) -> dict[str, Any]:
+@dataclass(frozen=True, kw_only=True)
+class InputsRecord:
+    """``inputs.json``: a cell's input digest and what became of it in this run."""
+
+    runtime: str
+    arch: str
+    digest: str
+    parts: dict[str, Any]
+    state: State
+
+    def write(self, cell: Cell) -> Path:
+        return cell.write(INPUTS, asdict(self))
+
+    @classmethod
+    def read(cls, cell: Cell) -> InputsRecord | None:
+        return cell.read(INPUTS, lambda data: cls(**data))
+
+    @classmethod
+    def of(cls, inputs: CellInputs, state: State) -> InputsRecord:
+        return cls(**asdict(inputs), state=state)
+
+
+def input_parts(
+    target: Target, context: Path, base_image_id: str, lock: Lock, settings: Settings
+) -> dict[str, Any]:
     """Everything a cell's image is made from, as plain JSON-able values."""
     rt, arch = target.runtime, target.arch.name
     pip = [asdict(f) for f in lock.pip.get(rt.id, {}).get(arch, [])]
@@ -60,70 +83,38 @@ def input_parts(target: Target, context: Path, base_image_id: str, lock: Lock) -
         "context": context_digest(context),
         "base_image_id": base_image_id,
         "lock": {"pip": pip, "base": lock.bases.get(rt.os.id, {}).get(arch)},
-        "labels": image_labels(target),
+        "labels": image_labels(target, settings),
         "platform": f"linux/{target.arch.docker}",
         "pipeline": __version__,
     }
 
 
-def digest_of(parts: Mapping[str, Any]) -> str:
-    canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def cell_inputs(target: Target, context: Path, base_image_id: str, lock: Lock) -> CellInputs:
-    parts = input_parts(target, context, base_image_id, lock)
+def cell_inputs(
+    target: Target, context: Path, base_image_id: str, lock: Lock, settings: Settings
+) -> CellInputs:
+    parts = input_parts(target, context, base_image_id, lock, settings)
     return CellInputs(
-        runtime=target.runtime.id, arch=target.arch.name, digest=digest_of(parts), parts=parts
+        runtime=target.runtime.id, arch=target.arch.name, digest=sha256_json(parts), parts=parts
     )
 
 
-# --- records ------------------------------------------------------------------------------
+# --- the engine ---------------------------------------------------------------------------
 
 
-def write_record(folder: Path, inputs: CellInputs, state: State) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / RECORD
-    data = {**asdict(inputs), "state": state}
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return path
-
-
-def read_record(folder: Path) -> dict[str, Any] | None:
-    try:
-        data: dict[str, Any] = json.loads((folder / RECORD).read_text("utf-8"))
-    except FileNotFoundError:
-        return None
-    except json.JSONDecodeError as exc:
-        raise ConfigurationError(f"{folder / RECORD}:{exc.lineno}: not valid JSON") from None
-    return data
-
-
-def unchanged_in_engine(target: Target, client: Any, folder: Path, digest: str) -> bool:
+def unchanged_in_engine(target: Target, client: Any, cell: Cell, digest: str) -> bool:
     """True when the engine's image for the target was built from exactly these inputs and
     its build record is still there."""
     import docker.errors
 
-    if not (folder / BUILD_RECORD).is_file():
+    record = BuildRecord.read(cell)
+    if record is None:
         return False
     try:
         image = client.images.get(target.image_tag)
     except docker.errors.ImageNotFound:
         return False
     built_from = (image.labels or {}).get(INPUT_LABEL)
-    recorded = json.loads((folder / BUILD_RECORD).read_text("utf-8")).get("image_id")
-    return bool(built_from == digest and recorded == image.id)
-
-
-def snapshot_current(folder: Path, image_id: str) -> bool:
-    """True when ``snapshot.json`` describes ``image_id`` and every layer file is present."""
-    try:
-        snap = json.loads((folder / SNAPSHOT_RECORD).read_text("utf-8"))
-    except FileNotFoundError:
-        return False
-    if snap.get("image_id") != image_id:
-        return False
-    return all((folder / "layers" / layer["file"]).is_file() for layer in snap["layers"])
+    return bool(built_from == digest and record.image_id == image.id)
 
 
 # --- what was published -------------------------------------------------------------------
@@ -133,21 +124,14 @@ def published_digest(remote: str, target: Target) -> str | None:
     """The input digest recorded on the runtime's branch at ``remote`` for this arch, read
     from its snapshot Dockerfile (no LFS objects are fetched). None: no branch, or no record."""
     rt = target.runtime.id
-    env = {
-        **os.environ,
-        "GIT_LFS_SKIP_SMUDGE": "1",
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_CONFIG_NOSYSTEM": "1",
-    }
+    env = git_env(GIT_LFS_SKIP_SMUDGE="1")
     with tempfile.TemporaryDirectory(prefix="lambda-images-published-") as tmp:
 
-        def git(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                ["git", *args], cwd=tmp, env=env, capture_output=True, text=True, check=False
-            )
+        def git(*args: str) -> Any:
+            return run_git(args, Path(tmp), env, quiet=True)
 
         git("init", "--quiet")
-        fetched = git("fetch", "--quiet", "--depth=1", remote, f"refs/heads/{rt}")
+        fetched = git("fetch", "--quiet", "--depth=1", "--", remote, f"refs/heads/{rt}")
         if fetched.returncode != 0:
             if "couldn't find remote ref" in fetched.stderr:
                 return None
@@ -155,7 +139,7 @@ def published_digest(remote: str, target: Target) -> str | None:
             msg = f"cannot read branch {rt} from {remote}: {detail}; check the URL and access"
             raise BranchError(msg)
         for path in (f"{target.arch.name}/Dockerfile.{rt}", f"Dockerfile.{rt}"):
-            shown = git("show", f"FETCH_HEAD:{path}")
+            shown = git("show", f"FETCH_HEAD:{path}", "--")
             if shown.returncode == 0:
                 return parse_label(shown.stdout)
     return None
@@ -171,26 +155,24 @@ def parse_label(dockerfile: str) -> str | None:
 
 # --- cell output for another machine ------------------------------------------------------
 
-CELL_FILES: Final = (BUILD_RECORD, RECORD, SNAPSHOT_RECORD, "test.json")  # test.json: conformance
 
-
-def export_cell(folder: Path, out: Path, target: Target) -> Path:
-    """Copy a cell's records and layers to ``out/<runtime>/<arch>/`` (hard links when the
+def export_cell(cell: Cell, out: Path) -> Cell:
+    """Copy a cell's records and layers to the same cell under ``out`` (hard links when the
     file system allows) — what a CI cell uploads as its artifact."""
-    dest = out / target.runtime.id / target.arch.name
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
-    record = read_record(folder) or {}
-    if record.get("state") == "unchanged":
+    dest = WorkDir(out).cell(cell.runtime, cell.arch)
+    if dest.folder.exists():
+        shutil.rmtree(dest.folder)
+    dest.folder.mkdir(parents=True)
+    record = InputsRecord.read(cell)
+    if record is not None and record.state == "unchanged":
         # Nothing new to publish: the record alone tells the publish job so.
-        shutil.copy2(folder / RECORD, dest / RECORD)
+        record.write(dest)
         return dest
-    for name in CELL_FILES:
-        if (folder / name).is_file():
-            shutil.copy2(folder / name, dest / name)
-    if (folder / "layers").is_dir():
-        shutil.copytree(folder / "layers", dest / "layers", copy_function=_link_or_copy)
+    for name in RECORDS:
+        if cell.record(name).is_file():
+            shutil.copy2(cell.record(name), dest.record(name))
+    if cell.layers.is_dir():
+        shutil.copytree(cell.layers, dest.layers, copy_function=_link_or_copy)
     return dest
 
 
@@ -211,14 +193,43 @@ class Plan:
     incomplete: list[str] = field(default_factory=list)  # a cell failed: not published
     refill: list[dict[str, str]] = field(default_factory=list)  # cells to rebuild with --force
 
+    def as_json(self) -> dict[str, Any]:
+        return {**asdict(self), "refill": {"include": self.refill}}
+
+
+def _is_cell(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(value.get(key), str) for key in ("runtime", "arch")
+    )
+
+
+def load_cells(path: Path) -> list[dict[str, str]]:
+    """The run's cells from ``lambda-images matrix --json`` output: ``{"include": [...]}``."""
+    try:
+        data = json.loads(path.read_text("utf-8"))
+        cells = data["include"]
+        if not isinstance(cells, list) or not all(
+            isinstance(c, dict)
+            and isinstance(c.get("runtime"), str)
+            and isinstance(c.get("arch"), str)
+            for c in cells
+        ):
+            raise TypeError
+    except (OSError, ValueError, KeyError, TypeError):
+        msg = f'{path}: expected {{"include": [{{"runtime": …, "arch": …}}, …]}} (matrix --json)'
+        raise ConfigurationError(msg) from None
+    return [{str(k): str(v) for k, v in c.items()} for c in cells]
+
 
 def read_states(folders: Iterable[Path]) -> dict[tuple[str, str], str]:
-    """(runtime, arch) → state from every ``inputs.json`` found under the folders."""
+    """(runtime, arch) → state from the cells' ``inputs.json`` records found in the folders
+    (work folders, or CI artifacts laid out the same way)."""
     states: dict[tuple[str, str], str] = {}
     for folder in folders:
-        for path in sorted(folder.rglob(RECORD)):
-            data = json.loads(path.read_text("utf-8"))
-            states[(data["runtime"], data["arch"])] = data["state"]
+        for cell in WorkDir(folder).cells():
+            record = InputsRecord.read(cell)
+            if record is not None:
+                states[(record.runtime, record.arch)] = record.state
     return states
 
 

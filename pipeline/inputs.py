@@ -107,18 +107,11 @@ def fetch_pip(target: Target, lock: Lock, context: Path) -> Path | None:
 # --- downloads pinned by sha256 (url inputs and npm tarballs) ------------------------------
 
 
-def _inputs_cache() -> Path:
-    from .base import cache_root
-
-    return cache_root() / "inputs"
-
-
-def download(url: str, expected: str | None, what: str) -> Path:
-    """A file from ``url`` in the content-addressed cache, checked against ``expected``.
+def download(url: str, expected: str | None, what: str, cache: Path) -> Path:
+    """A file from ``url`` in the content-addressed ``cache``, checked against ``expected``.
 
     With ``expected`` None (locking), the file is fetched and kept under its own sha256.
     """
-    cache = _inputs_cache()
     if expected and (cache / expected).is_file():
         return cache / expected
     cache.mkdir(parents=True, exist_ok=True)
@@ -148,7 +141,9 @@ def download(url: str, expected: str | None, what: str) -> Path:
     return cache / actual
 
 
-def lock_url_inputs(runtime: Runtime, lock: Lock, tried: set[str] | None = None) -> list[str]:
+def lock_url_inputs(
+    runtime: Runtime, lock: Lock, cache: Path, tried: set[str] | None = None
+) -> list[str]:
     """Fill the lock's checksums of a runtime's url inputs; returns those left unlocked.
 
     ``tried`` carries the URLs that already failed in this run, so that an input shared by many
@@ -168,7 +163,7 @@ def lock_url_inputs(runtime: Runtime, lock: Lock, tried: set[str] | None = None)
                 continue
             tried.add(item.url(arch))
             try:
-                path = download(item.url(arch), None, f"{runtime.id}/{arch}: {item.name}")
+                path = download(item.url(arch), None, f"{runtime.id}/{arch}: {item.name}", cache)
                 lock.inputs.setdefault(item.name, {})[key] = path.name
             except InputError as exc:
                 log.warning(f"{exc}; left unlocked")
@@ -177,7 +172,7 @@ def lock_url_inputs(runtime: Runtime, lock: Lock, tried: set[str] | None = None)
     return unlocked
 
 
-def fetch_inputs(target: Target, lock: Lock, context: Path) -> Path | None:
+def fetch_inputs(target: Target, lock: Lock, context: Path, cache: Path) -> Path | None:
     """Put a target's url inputs into ``context/inputs`` with their SHA256SUMS."""
     runtime = target.runtime
     dest = context / "inputs"
@@ -194,14 +189,14 @@ def fetch_inputs(target: Target, lock: Lock, context: Path) -> Path | None:
         expected = item.declared_sha256(arch) or lock.input_sha256(
             runtime.id, arch, item.name, item.key(arch), filename
         )
-        cached = download(item.url(arch), expected, f"{target.key}: {item.name}")
+        cached = download(item.url(arch), expected, f"{target.key}: {item.name}", cache)
         shutil.copyfile(cached, dest / filename)
         sums.append(f"{expected}  {filename}\n")
     (dest / "SHA256SUMS").write_text("".join(sums), encoding="utf-8")
     return dest
 
 
-def lock_npm(runtime: Runtime) -> list[LockedPackage]:
+def lock_npm(runtime: Runtime, cache: Path) -> list[LockedPackage]:
     """Resolve a runtime's npm packages (npm's own resolver) and hash every tarball."""
     with tempfile.TemporaryDirectory(prefix="lambda-images-npm-") as tmp:
         folder = Path(tmp)
@@ -228,7 +223,7 @@ def lock_npm(runtime: Runtime) -> list[LockedPackage]:
         if not path or entry.get("dev") or entry.get("link"):
             continue
         url = entry.get("resolved") or _registry_url(path, entry)
-        tarball = download(url, None, f"{runtime.id}: {path}")
+        tarball = download(url, None, f"{runtime.id}: {path}", cache)
         _check_integrity(tarball, entry.get("integrity", ""), url)
         packages.append(LockedPackage(path=path, url=url, sha256=tarball.name))
     return packages
@@ -254,7 +249,7 @@ def _check_integrity(path: Path, integrity: str, url: str) -> None:
         raise InputError(f"{url}: the download does not match npm's {algo} integrity")
 
 
-def fetch_npm(target: Target, lock: Lock, context: Path) -> Path | None:
+def fetch_npm(target: Target, lock: Lock, context: Path, cache: Path) -> Path | None:
     """Unpack a runtime's locked npm tarballs into ``context/node_modules`` (the whole tree, for
     build stages) and ``context/runtime_modules`` (what the image gets)."""
     runtime = target.runtime
@@ -265,7 +260,7 @@ def fetch_npm(target: Target, lock: Lock, context: Path) -> Path | None:
     if not runtime.install.npm:
         return None
     for package in lock.npm_packages(runtime.id):
-        tarball = download(package.url, package.sha256, f"{target.key}: {package.path}")
+        tarball = download(package.url, package.sha256, f"{target.key}: {package.path}", cache)
         _unpack_package(tarball, context / package.path)
     shutil.copytree(dest, context / RUNTIME_MODULES, symlinks=True)
     for path in NPM_TEST_FIXTURES:

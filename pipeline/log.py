@@ -8,7 +8,6 @@ External commands are echoed as ``+ cmd …`` before they run.
 from __future__ import annotations
 
 import contextlib
-import os
 import shlex
 import time
 from collections.abc import Iterator, Sequence
@@ -27,8 +26,17 @@ def _console() -> Console:
 console = _console()
 
 
+_github_actions = False
+
+
+def configure(*, github_actions: bool) -> None:
+    """Set once by the CLI from Settings: GitHub Actions gets fold groups and annotations."""
+    global _github_actions
+    _github_actions = github_actions
+
+
 def on_github_actions() -> bool:
-    return os.environ.get("GITHUB_ACTIONS", "") == "true"
+    return _github_actions
 
 
 def info(message: str) -> None:

@@ -9,10 +9,10 @@ was expected.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import difflib
 import json
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -176,6 +176,7 @@ class Target:
 
     runtime: Runtime
     arch: Arch
+    namespace: str = "lambda-images"  # of local image names (Settings.namespace)
 
     @property
     def key(self) -> str:
@@ -183,12 +184,13 @@ class Target:
 
     @property
     def image_tag(self) -> str:
-        """Where the built image is found in the local engine: lambda-images/<runtime>:<arch>.
+        """Where the built image is found in the local engine: <namespace>/<runtime>:<arch>."""
+        return f"{self.namespace}/{self.runtime.id}:{self.arch.name}"
 
-        LAMBDA_IMAGES_NAMESPACE replaces ``lambda-images`` (separate checkouts sharing an engine).
-        """
-        namespace = os.environ.get("LAMBDA_IMAGES_NAMESPACE", "") or "lambda-images"
-        return f"{namespace}/{self.runtime.id}:{self.arch.name}"
+    @property
+    def base_image(self) -> str:
+        """The local name of the target's OS base image (loaded or pulled by the base stage)."""
+        return f"{self.namespace}/base-{self.runtime.os.id}:{self.arch.name}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -198,6 +200,7 @@ class Matrix:
     families: dict[str, Family]
     runtimes: tuple[Runtime, ...]
     inputs: dict[str, Input] = field(default_factory=dict)
+    namespace: str = "lambda-images"  # of local image names (Settings.namespace)
     templates_dir: Path = TEMPLATES_DIR
     _by_id: dict[str, Runtime] = field(default_factory=dict, repr=False, compare=False)
 
@@ -257,7 +260,7 @@ class Matrix:
         for rt in runtimes:
             for a in rt.architectures:
                 if not arches or a in arches:
-                    out.append(Target(runtime=rt, arch=ARCHES[a]))
+                    out.append(Target(runtime=rt, arch=ARCHES[a], namespace=self.namespace))
         return out
 
 
@@ -384,7 +387,12 @@ def _schema_message(error: jsonschema.ValidationError, doc: _Located) -> Configu
     return doc.fail(where, error.message)
 
 
-def load_matrix(path: Path = DEFAULT_MATRIX, *, templates_dir: Path | None = None) -> Matrix:
+def load_matrix(
+    path: Path = DEFAULT_MATRIX,
+    *,
+    templates_dir: Path | None = None,
+    namespace: str = "lambda-images",
+) -> Matrix:
     """Read and validate runtimes.yaml; raise ConfigurationError naming file, line and field.
 
     Templates are read from ``templates/`` beside the matrix file when there is one, else from
@@ -408,7 +416,7 @@ def load_matrix(path: Path = DEFAULT_MATRIX, *, templates_dir: Path | None = Non
     if errors:
         # The first error in file order; the deepest one when a oneOf/anyOf had several.
         raise _schema_message(errors[0], doc)
-    return _build(doc, templates_dir)
+    return dataclasses.replace(_build(doc, templates_dir), namespace=namespace)
 
 
 def _build(doc: _Located, templates_dir: Path) -> Matrix:

@@ -3,7 +3,7 @@
 The published image *is* the snapshot: its layers are the branch tarballs, recompressed with
 gzip (Docker cannot pull xz layers) deterministically — mtime 0, no file name, one level — so
 the config's diff IDs are the snapshot's and the same snapshot always gives the same digests.
-Gzip results are cached under ``<work>/registry-blobs/`` by diff ID.
+Gzip results are cached in the work folder's ``registry-blobs/`` by diff ID.
 
 Per runtime, in this order, and only when every architecture it declares has a snapshot (and
 no ``test.json`` whose ``ok`` is not true):
@@ -27,7 +27,6 @@ import gzip
 import hashlib
 import json
 import lzma
-import os
 import re
 import tempfile
 from collections.abc import Sequence
@@ -37,8 +36,10 @@ from typing import Any, Final
 
 from . import log
 from .branch import BranchResult, push_branch, remote_head
-from .epoch import iso8601, source_date_epoch
-from .errors import LambdaImagesError, PublishError, SnapshotError
+from .conformance import Report
+from .digests import CHUNK, HashingWriter, sha256_bytes
+from .epoch import iso8601
+from .errors import LambdaImagesError, PublishError
 from .matrix import ARCHES, Matrix, Runtime
 from .registry import (
     OCI_CONFIG,
@@ -50,14 +51,11 @@ from .registry import (
     RegistryRef,
     RetryPolicy,
 )
+from .settings import Settings
 from .snapshot import ArchSnapshot, assemble_branch
+from .workdir import TEST, WorkDir, read_json, write_json
 
-CACHE_DIR: Final = "registry-blobs"
 GZIP_LEVEL: Final = 6
-CHUNK: Final = 1 << 20
-TEST_RECORD: Final = "test.json"
-SOURCE_ENV: Final = "LAMBDA_IMAGES_SOURCE"
-REVISION_ENV: Final = "LAMBDA_IMAGES_REVISION"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,7 +74,7 @@ class Document:
 
     @property
     def digest(self) -> str:
-        return "sha256:" + hashlib.sha256(self.body).hexdigest()
+        return sha256_bytes(self.body)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,7 +110,7 @@ class PublishReport:
     def ok(self) -> bool:
         return all(r.status != "failed" for r in self.runtimes)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_json(self) -> dict[str, Any]:
         return {
             "registry": self.registry,
             "git_remote": self.git_remote,
@@ -125,10 +123,12 @@ class PublishReport:
         }
 
     def write(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.as_dict(), indent=2) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        write_json(path, self.as_json())
+
+    def show(self) -> None:
+        """One line per runtime on stdout: runtime, status, index digest or reason."""
+        for r in self.runtimes:
+            print(f"{r.runtime}\t{r.status}\t{r.index or r.reason}", flush=True)
 
 
 # --- pure: tags, documents ---------------------------------------------------------------------
@@ -208,7 +208,7 @@ def image_manifest(config: bytes, layers: Sequence[Blob], annotations: dict[str,
         "mediaType": OCI_MANIFEST,
         "config": {
             "mediaType": OCI_CONFIG,
-            "digest": "sha256:" + hashlib.sha256(config).hexdigest(),
+            "digest": sha256_bytes(config),
             "size": len(config),
         },
         "layers": [
@@ -249,27 +249,20 @@ def oci_annotations(labels: dict[str, str]) -> dict[str, str]:
 # --- the work directory ------------------------------------------------------------------------
 
 
-def read_cells(runtime: Runtime, work: Path) -> list[ArchSnapshot]:
+def read_cells(runtime: Runtime, work: WorkDir) -> list[ArchSnapshot]:
     """Every architecture's snapshot, or a PublishError naming the first cell that is not ready."""
     snaps = []
     for arch in runtime.architectures:
-        folder = work / runtime.id / arch
-        test = folder / TEST_RECORD
-        if test.exists():
-            try:
-                passed = json.loads(test.read_text("utf-8")).get("ok")
-            except (ValueError, AttributeError):
-                passed = None
-            if passed is not True:
-                msg = f"{runtime.id}/{arch} did not pass its tests ({test})"
-                raise PublishError(msg)
-        try:
-            snap = ArchSnapshot.read(folder)
-        except SnapshotError:
-            msg = f"{runtime.id}/{arch} has no snapshot ({folder / 'snapshot.json'}); build it"
-            raise PublishError(msg) from None
+        cell = work.cell(runtime.id, arch)
+        if cell.record(TEST).exists():
+            report = Report.read(cell)
+            if report is None or not report.ok:
+                raise PublishError(f"{cell.name} did not pass its tests ({cell.record(TEST)})")
+        snap = ArchSnapshot.read(cell)
+        if snap is None:
+            raise PublishError(f"{cell.name} has no snapshot ({cell.folder}); build it")
         if snap.runtime != runtime.id or snap.arch != arch:
-            msg = f"{folder}: snapshot.json is for {snap.runtime}/{snap.arch}"
+            msg = f"{cell.folder}: snapshot.json is for {snap.runtime}/{snap.arch}"
             raise PublishError(msg)
         snaps.append(snap)
     return snaps
@@ -282,26 +275,26 @@ def with_labels(snap: ArchSnapshot, extra: dict[str, str]) -> ArchSnapshot:
     return dataclasses.replace(snap, config=config)
 
 
-def gzip_layer(work: Path, snap: ArchSnapshot, index: int) -> Blob:
+def gzip_layer(work: WorkDir, snap: ArchSnapshot, index: int) -> Blob:
     """The registry blob of one layer: its ``.tar.xz`` decompressed, checked against the
     snapshot's sha256 and diff ID, and gzipped reproducibly; cached by diff ID."""
     layer = snap.layers[index]
-    cache = work / CACHE_DIR
+    cache = work.registry_blobs
     cache.mkdir(parents=True, exist_ok=True)
     key = layer.diff_id.removeprefix("sha256:")
     record = cache / f"{key}.json"
-    if record.exists():
-        known = json.loads(record.read_text("utf-8"))
-        path = cache / f"{known['digest'].removeprefix('sha256:')}.tar.gz"
-        if path.exists() and path.stat().st_size == known["size"]:
-            return Blob(digest=known["digest"], size=known["size"], path=path)
-    source = work / snap.runtime / snap.arch / "layers" / layer.file
-    packed, plain, out_digest = hashlib.sha256(), hashlib.sha256(), hashlib.sha256()
+    known = read_json(record, lambda data: (str(data["digest"]), int(data["size"])))
+    if known is not None:
+        path = cache / f"{known[0].removeprefix('sha256:')}.tar.gz"
+        if path.exists() and path.stat().st_size == known[1]:
+            return Blob(digest=known[0], size=known[1], path=path)
+    source = work.cell(snap.runtime, snap.arch).layers / layer.file
+    packed, plain = hashlib.sha256(), hashlib.sha256()
     fd, tmp_name = tempfile.mkstemp(prefix=".gz-", dir=cache)
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as raw, source.open("rb") as inp:
-            hashing = _Hashing(raw, out_digest)
+        with open(fd, "wb") as raw, source.open("rb") as inp:
+            hashing = HashingWriter(raw)
             unxz = lzma.LZMADecompressor()
             with gzip.GzipFile(
                 filename="", mode="wb", compresslevel=GZIP_LEVEL, fileobj=hashing, mtime=0
@@ -317,11 +310,11 @@ def gzip_layer(work: Path, snap: ArchSnapshot, index: int) -> Blob:
                 "directory is damaged: run the snapshot stage again"
             )
             raise PublishError(msg)
-        digest = "sha256:" + out_digest.hexdigest()
-        path = cache / f"{out_digest.hexdigest()}.tar.gz"
+        digest = "sha256:" + hashing.hexdigest
+        path = cache / f"{hashing.hexdigest}.tar.gz"
         tmp.replace(path)
         size = path.stat().st_size
-        record.write_text(json.dumps({"digest": digest, "size": size}) + "\n", encoding="utf-8")
+        write_json(record, {"digest": digest, "size": size})
         return Blob(digest=digest, size=size, path=path)
     except FileNotFoundError:
         raise PublishError(f"{source}: layer missing from the work directory") from None
@@ -331,20 +324,8 @@ def gzip_layer(work: Path, snap: ArchSnapshot, index: int) -> Blob:
         tmp.unlink(missing_ok=True)
 
 
-class _Hashing:
-    def __init__(self, raw: Any, digest: Any) -> None:
-        self.raw, self.digest = raw, digest
-
-    def write(self, data: bytes) -> int:
-        self.digest.update(data)
-        return int(self.raw.write(data))
-
-    def flush(self) -> None:
-        self.raw.flush()
-
-
 def prepare_images(
-    work: Path, snaps: Sequence[ArchSnapshot], epoch: int
+    work: WorkDir, snaps: Sequence[ArchSnapshot], epoch: int
 ) -> tuple[list[ArchImage], Document]:
     created = iso8601(epoch)
     images = []
@@ -363,11 +344,11 @@ def prepare_images(
 @dataclass(frozen=True, kw_only=True)
 class Options:
     ref: RegistryRef
-    work: Path
+    work: WorkDir
     git_remote: str | None = None
     epoch: int = 0
     labels: dict[str, str] = field(default_factory=dict)
-    today: dt.date = field(default_factory=dt.date.today)
+    today: dt.date
 
 
 def publish_runtime(
@@ -403,7 +384,9 @@ def publish_runtime(
     if opts.git_remote:
         with log.step(f"branch {runtime.id}"):
             content = assemble_branch(runtime, opts.work, snapshots=snaps)
-            branch = push_branch(matrix, runtime.id, content, opts.git_remote, expected=lease)
+            branch = push_branch(
+                matrix, runtime.id, content, opts.git_remote, epoch=opts.epoch, expected=lease
+            )
         report.branch = {
             "commit": branch.commit,
             "previous": branch.previous,
@@ -425,24 +408,25 @@ def publish(
     matrix: Matrix,
     runtime_ids: Sequence[str],
     *,
-    work: Path,
+    settings: Settings,
+    work: WorkDir,
     registry: str | RegistryRef,
     credentials: Credentials | None,
     git_remote: str | None = None,
     retry: RetryPolicy | None = None,
-    labels: dict[str, str] | None = None,
     report_path: Path | None = None,
 ) -> PublishReport:
-    """Publish each runtime on its own; failures are collected, never raised midway."""
+    """Publish each runtime on its own; failures are collected, never raised midway. The
+    report is written even when publishing stops early, with what was done until then."""
     ref = registry if isinstance(registry, RegistryRef) else RegistryRef.parse(registry)
     runtimes = [matrix.runtime(r) for r in runtime_ids] if runtime_ids else list(matrix.runtimes)
-    if labels is None:
-        labels = {
-            "org.opencontainers.image.source": os.environ.get(SOURCE_ENV, ""),
-            "org.opencontainers.image.revision": os.environ.get(REVISION_ENV, ""),
-        }
     opts = Options(
-        ref=ref, work=work, git_remote=git_remote, epoch=source_date_epoch(), labels=labels
+        ref=ref,
+        work=work,
+        git_remote=git_remote,
+        epoch=settings.epoch,
+        labels=settings.labels,
+        today=settings.today,
     )
     client = Registry(ref.host, scheme=ref.scheme, credentials=credentials, retry=retry)
     latest = latest_runtimes(matrix, opts.today)
@@ -463,6 +447,6 @@ def publish(
             log.info(f"{runtime.id}: {result.status}")
     finally:
         client.session.close()
-    if report_path is not None:
-        report.write(report_path)
+        if report_path is not None:
+            report.write(report_path)
     return report

@@ -15,21 +15,21 @@ import base64
 import hashlib
 import ipaddress
 import json
-import os
 import re
-import shutil
-import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
 from urllib.parse import urlencode, urljoin, urlsplit
 
+import docker.auth
+import docker.errors
 import requests
 import tenacity
 
 from . import log
 from .errors import RegistryError
+from .settings import Settings
 
 T = TypeVar("T")
 
@@ -557,68 +557,33 @@ def ecr_public_credentials(client: Any | None = None) -> Credentials:
     return Credentials(username=user, password=password, source="ECR Public (boto3)")
 
 
-def _docker_config() -> dict[str, Any]:
-    folder = os.environ.get("DOCKER_CONFIG", "") or str(Path.home() / ".docker")
-    path = Path(folder) / "config.json"
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        raise RegistryError(
-            f"{path}: cannot read the Docker config ({type(exc).__name__})"
-        ) from None
-    return data if isinstance(data, dict) else {}
-
-
-def _credential_helper(helper: str, host: str) -> Credentials | None:
-    program = f"docker-credential-{helper}"
-    if shutil.which(program) is None:
-        return None
-    proc = subprocess.run([program, "get"], input=host, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
+def docker_config_credentials(host: str, config_dir: Path) -> Credentials | None:
+    """Credentials for ``host`` from the Docker config (``auths``, ``credHelpers``,
+    ``credsStore``), read by the docker SDK the way ``docker login`` wrote them."""
+    path = config_dir / "config.json"
+    if not path.is_file():
         return None
     try:
-        answer = json.loads(proc.stdout)
-        return Credentials(
-            username=answer["Username"], password=answer["Secret"], source=f"{program}"
-        )
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
-def docker_config_credentials(host: str) -> Credentials | None:
-    config = _docker_config()
-    helper = (config.get("credHelpers") or {}).get(host) or config.get("credsStore")
-    if helper:
-        found = _credential_helper(str(helper), host)
-        if found:
-            return found
-    auths = config.get("auths") or {}
-    for key in (host, f"https://{host}", f"http://{host}", f"https://{host}/v1/"):
-        entry = auths.get(key)
-        if not isinstance(entry, dict):
-            continue
-        if entry.get("auth"):
-            try:
-                user, sep, password = base64.b64decode(entry["auth"]).decode().partition(":")
-            except ValueError:
-                sep = ""
-            if sep:
-                return Credentials(username=user, password=password, source="the Docker config")
-        if entry.get("username") and entry.get("password"):
-            return Credentials(
-                username=entry["username"], password=entry["password"], source="the Docker config"
-            )
+        json.loads(path.read_text("utf-8"))  # the SDK ignores a broken file; we say so
+        entry = docker.auth.load_config(str(path)).resolve_authconfig(host)
+    except (OSError, ValueError, docker.errors.DockerException) as exc:
+        msg = f"{path}: cannot read the Docker config ({type(exc).__name__})"
+        raise RegistryError(msg) from None
+    # Entries from `auths` come back as username/password; credential helpers as Username/…
+    user = (entry or {}).get("username") or (entry or {}).get("Username")
+    password = (entry or {}).get("password") or (entry or {}).get("Password")
+    if user and password:
+        return Credentials(username=user, password=password, source="the Docker config")
     return None
 
 
-def resolve_credentials(host: str, *, ecr_client: Any | None = None) -> Credentials | None:
+def resolve_credentials(
+    host: str, settings: Settings, *, ecr_client: Any | None = None
+) -> Credentials | None:
     """Environment first, then ECR Public (for public.ecr.aws), then the Docker config."""
-    user = os.environ.get(USER_ENV, "")
-    password = os.environ.get(PASSWORD_ENV, "")
+    user, password = settings.registry_user, settings.registry_password
     if user and password:
         return Credentials(username=user, password=password, source="the environment")
     if is_ecr_public(host):
         return ecr_public_credentials(ecr_client)
-    return docker_config_credentials(host)
+    return docker_config_credentials(host, settings.docker_config)

@@ -54,11 +54,6 @@ class InputView:
         )
 
 
-def base_image_name(target: Target) -> str:
-    """The local name of a target's OS base image (loaded or pulled by the base stage)."""
-    return f"lambda-images/base-{target.runtime.os.id}:{target.arch.name}"
-
-
 @dataclass(frozen=True, kw_only=True)
 class Rendered:
     target: Target
@@ -90,7 +85,7 @@ def render_target(target: Target, *, templates_dir: Path = TEMPLATES_DIR) -> Ren
                 family=runtime.family,
                 os=runtime.os,
                 arch=target.arch,
-                base_image=base_image_name(target),
+                base_image=target.base_image,
                 inputs={
                     role: [InputView.of(i, target.arch.name) for i in group]
                     for role, group in runtime.inputs

@@ -1,7 +1,7 @@
 """Snapshot: an image → normalized, compressed layer tarballs and the Dockerfiles that ADD them.
 
-Per target, ``<work>/<runtime>/<arch>/layers/<sha256>.tar.xz`` (named by the sha256 of the file
-itself, so ``sha256sum`` checks it) and ``snapshot.json`` (layer order, diff IDs, config).
+Per cell, ``layers/<sha256>.tar.xz`` (named by the sha256 of the file itself, so ``sha256sum``
+checks it) and the ``snapshot.json`` record (layer order, diff IDs, config); see workdir.py.
 ``assemble_branch`` then lays out a runtime's branch content the way AWS's repository does::
 
     Dockerfile.<runtime>           the x86_64 image, paths relative to the root
@@ -20,33 +20,29 @@ output does not depend on the thread count).
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
 import shutil
 import subprocess
-import tarfile
 import tempfile
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import IO, Any, Final
 
 import docker.errors
 
 from . import log
-from .digests import sha256_file
-from .epoch import source_date_epoch
+from .digests import CHUNK, sha256_file
 from .errors import SnapshotError
 from .matrix import Arch, Runtime, Target
+from .oci.archive import read_engine_image
+from .oci.layers import is_empty_layer, normalize_layer
+from .workdir import SNAPSHOT, Cell, WorkDir
 
-RECORD: Final = "snapshot.json"
-LAYER_CACHE: Final = ".layer-cache"  # in the work directory: compressed layers by diff ID
-CHUNK: Final = 1 << 20
-WHITEOUT: Final = ".wh."
 # xz in multi-threaded mode: its output is the same for any thread count (xz(1), --threads).
 XZ_ARGS: Final = ("xz", "--format=xz", "-6", "--threads=0", "--check=crc64", "--stdout")
 
@@ -91,18 +87,24 @@ class ArchSnapshot:
     layers: list[Layer]
     config: ImageConfig
 
-    def write(self, folder: Path) -> None:
-        text = json.dumps(asdict(self), indent=2) + "\n"
-        (folder / RECORD).write_text(text, encoding="utf-8")
+    def write(self, cell: Cell) -> Path:
+        return cell.write(SNAPSHOT, asdict(self))
 
     @classmethod
-    def read(cls, folder: Path) -> ArchSnapshot:
-        path = folder / RECORD
-        try:
-            raw = json.loads(path.read_text("utf-8"))
-        except FileNotFoundError:
-            msg = f"{path}: no snapshot; run `lambda-images snapshot` first"
-            raise SnapshotError(msg) from None
+    def read(cls, cell: Cell) -> ArchSnapshot | None:
+        return cell.read(SNAPSHOT, cls.from_json)
+
+    @classmethod
+    def require(cls, cell: Cell) -> ArchSnapshot:
+        """The cell's snapshot, or a SnapshotError saying how to make one."""
+        snap = cls.read(cell)
+        if snap is None:
+            msg = f"{cell.record(SNAPSHOT)}: no snapshot; run `lambda-images snapshot` first"
+            raise SnapshotError(msg)
+        return snap
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> ArchSnapshot:
         return cls(
             runtime=raw["runtime"],
             arch=raw["arch"],
@@ -112,102 +114,11 @@ class ArchSnapshot:
             config=ImageConfig(**raw["config"]),
         )
 
-
-# --- tar normalization (pure) ---------------------------------------------------------------
-
-
-def _clean_name(name: str) -> str:
-    while name.startswith("./"):
-        name = name[2:]
-    return name.lstrip("/").rstrip("/")
-
-
-def _sort_key(name: str) -> tuple[tuple[int, str], ...]:
-    # Component-wise, and whiteouts first among their siblings so that an opaque marker is
-    # applied before the directory's new entries.
-    return tuple((0 if part.startswith(WHITEOUT) else 1, part) for part in name.split("/"))
-
-
-def normalize_layer(source: Path, dest: Path, epoch: int) -> tuple[str, int]:
-    """Rewrite a layer tar reproducibly; return (diff_id, size) of the result."""
-    with tarfile.open(source, "r:") as src:
-        members = [m for m in src.getmembers() if _clean_name(m.name) not in ("", ".")]
-        for m in members:
-            m.name = _clean_name(m.name)
-            if m.islnk():
-                m.linkname = _clean_name(m.linkname)
-        by_name = {m.name: m for m in members}
-        data_from = {m.name: m for m in members if m.isreg()}
-        # Hard links must point backwards in the archive; after sorting, the first name of each
-        # link group carries the data and the others link to it.
-        groups: dict[str, list[tarfile.TarInfo]] = {}
-        for m in members:
-            if m.islnk() and m.linkname in by_name:
-                groups.setdefault(m.linkname, [by_name[m.linkname]]).append(m)
-        for target_name, group in groups.items():
-            group.sort(key=lambda m: _sort_key(m.name))
-            leader = group[0]
-            original = by_name[target_name]
-            if leader is not original:
-                data_from[leader.name] = copy.copy(original)  # original becomes a link below
-                leader.type, leader.size, leader.linkname = tarfile.REGTYPE, original.size, ""
-                for m in group[1:]:
-                    m.type, m.size, m.linkname = tarfile.LNKTYPE, 0, leader.name
-        members.sort(key=lambda m: _sort_key(m.name))
-
-        digest = hashlib.sha256()
-        with dest.open("wb") as raw, _HashingWriter(raw, digest) as out:
-            sink: Any = out
-            with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-                for m in members:
-                    info = tarfile.TarInfo(m.name + ("/" if m.isdir() else ""))
-                    info.type = m.type
-                    info.mode = m.mode
-                    info.uid, info.gid = m.uid, m.gid
-                    info.uname = info.gname = ""
-                    info.mtime = min(int(m.mtime), epoch)
-                    info.linkname = m.linkname
-                    info.devmajor, info.devminor = m.devmajor, m.devminor
-                    info.pax_headers = {
-                        k: v for k, v in m.pax_headers.items() if k.startswith("SCHILY.xattr.")
-                    }
-                    if info.isreg():
-                        info.size = data_from[m.name].size
-                        fileobj = src.extractfile(data_from[m.name])
-                        tar.addfile(info, fileobj)
-                    else:
-                        info.size = 0
-                        tar.addfile(info)
-        return "sha256:" + digest.hexdigest(), out.count
-
-
-def is_empty_layer(tar: Path) -> bool:
-    """True when a layer tar has no entries: applying it changes no file.
-
-    BuildKit commits one for a ``WORKDIR`` whose directory already exists (the classic builder
-    commits none), so a snapshot leaves such layers out to come out the same from both.
-    """
-    with tarfile.open(tar, "r:") as layer:
-        return layer.next() is None
-
-
-class _HashingWriter:
-    """A write-only file object that hashes and counts what passes through it."""
-
-    def __init__(self, raw: Any, digest: Any) -> None:
-        self.raw, self.digest, self.count = raw, digest, 0
-
-    def write(self, data: bytes) -> int:
-        self.digest.update(data)
-        self.count += len(data)
-        self.raw.write(data)
-        return len(data)
-
-    def __enter__(self) -> _HashingWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.raw.flush()
+    def is_current(self, cell: Cell, image_id: str) -> bool:
+        """True when this snapshot is of ``image_id`` and every layer file is in the cell."""
+        return self.image_id == image_id and all(
+            (cell.layers / layer.file).is_file() for layer in self.layers
+        )
 
 
 def compress_xz(source: Path, folder: Path) -> tuple[str, int, Path]:
@@ -257,7 +168,9 @@ def compress_layer(
     return sha, size
 
 
-def warm_layer_cache(client: Any, image_name: str, cache: Path) -> threading.Thread | None:
+def warm_layer_cache(
+    client: Any, image_name: str, cache: Path, epoch: int
+) -> threading.Thread | None:
     """Start compressing ``image_name``'s layers into ``cache`` in the background.
 
     Called with the OS base image while a runtime builds on it: the base layer is most of every
@@ -282,7 +195,7 @@ def warm_layer_cache(client: Any, image_name: str, cache: Path) -> threading.Thr
             out.mkdir()
             for index, tar in enumerate(tars):
                 normalized = staging / f"layer-{index}.tar"
-                diff_id, _ = normalize_layer(tar, normalized, source_date_epoch())
+                diff_id, _ = normalize_layer(tar, normalized, epoch)
                 compress_layer(normalized, diff_id, out, cache)
                 normalized.unlink()
         except Exception as exc:  # only a head start: the snapshot does the work anyway
@@ -365,34 +278,32 @@ def branch_readme(runtime: Runtime, arches: Sequence[str]) -> str:
 
 
 def export_image(client: Any, image: str, folder: Path) -> tuple[dict[str, Any], list[Path]]:
-    """`docker save` one image into ``folder``; return its config and layer tars in order."""
-    archive = folder / "image.tar"
+    """`docker save` one image; its layers are written to ``folder`` as plain tars. Returns
+    the image config and the layer files in the image's order."""
     log.command(["docker", "save", image])
-    try:
-        with archive.open("wb") as f:
-            for chunk in client.api.get_image(image, chunk_size=CHUNK):
-                f.write(chunk)
-    except docker.errors.APIError as exc:
-        raise SnapshotError(f"cannot export {image}: {exc.explanation or exc}") from None
-    with tarfile.open(archive) as tar:
-        tar.extractall(folder / "image", filter="data")
-    archive.unlink()
-    root = folder / "image"
-    manifest = json.loads((root / "manifest.json").read_text())[0]
-    config = json.loads((root / manifest["Config"]).read_text())
-    return config, [root / layer for layer in manifest["Layers"]]
+    names: dict[str, Path] = {}
+
+    def keep(path: str, tar: IO[bytes]) -> Path:
+        dest = folder / f"layer-{len(names)}.in.tar"
+        with dest.open("wb") as out:
+            shutil.copyfileobj(tar, out, CHUNK)
+        names[path] = dest
+        return dest
+
+    saved = read_engine_image(client, image, keep)
+    return saved.config, saved.layers
 
 
-def snapshot_target(target: Target, client: Any, work: Path) -> ArchSnapshot:
-    """Snapshot a target's built image into ``<work>/<runtime>/<arch>/``."""
-    folder = work / target.runtime.id / target.arch.name
+def snapshot_target(target: Target, client: Any, work: WorkDir, epoch: int) -> ArchSnapshot:
+    """Snapshot a target's built image into its cell."""
     return snapshot_image(
         client,
         target.image_tag,
         runtime_id=target.runtime.id,
         arch=target.arch,
-        folder=folder,
-        layer_cache=work / LAYER_CACHE,
+        cell=work.cell(target.runtime.id, target.arch.name),
+        epoch=epoch,
+        layer_cache=work.layer_cache,
     )
 
 
@@ -402,13 +313,13 @@ def snapshot_image(
     *,
     runtime_id: str,
     arch: Arch,
-    folder: Path,
+    cell: Cell,
+    epoch: int,
     layer_cache: Path | None = None,
 ) -> ArchSnapshot:
-    """Export ``image_name``, write ``folder/layers/*.tar.xz`` and ``folder/snapshot.json``
+    """Export ``image_name``, write the cell's ``layers/*.tar.xz`` and ``snapshot.json``
     (compressed layers are reused from ``layer_cache`` when given)."""
-    layers_dir = folder / "layers"
-    epoch = source_date_epoch()
+    folder, layers_dir = cell.folder, cell.layers
     try:
         image = client.images.get(image_name)
     except docker.errors.ImageNotFound:
@@ -456,7 +367,7 @@ def snapshot_image(
         if layers_dir.exists():
             shutil.rmtree(layers_dir)
         new_layers.rename(layers_dir)
-        snap.write(folder)
+        snap.write(cell)
         return snap
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -481,12 +392,12 @@ def branch_files(runtime: Runtime, snapshots: Iterable[ArchSnapshot]) -> dict[st
 
 def assemble_branch(
     runtime: Runtime,
-    work: Path,
+    work: WorkDir,
     arches: Sequence[str] | None = None,
     *,
     snapshots: Sequence[ArchSnapshot] | None = None,
 ) -> Path:
-    """Lay out ``<work>/<runtime>/branch`` from the per-arch snapshots; return its path.
+    """Lay out the runtime's branch folder from the per-arch snapshots; return its path.
 
     ``snapshots`` replaces the records read from the work directory (publish passes them with
     the labels it adds, so that the branch and the registry describe the same image).
@@ -495,10 +406,10 @@ def assemble_branch(
     if snapshots is not None:
         snaps = list(snapshots)
     else:
-        snaps = [ArchSnapshot.read(work / runtime.id / arch) for arch in wanted]
+        snaps = [ArchSnapshot.require(work.cell(runtime.id, arch)) for arch in wanted]
     files = branch_files(runtime, snaps)
-    dest = work / runtime.id / "branch"
-    staging = Path(tempfile.mkdtemp(prefix=".branch-", dir=work / runtime.id))
+    dest = work.branch(runtime.id)
+    staging = Path(tempfile.mkdtemp(prefix=".branch-", dir=work.runtime_folder(runtime.id)))
     try:
         for rel, text in files.items():
             path = staging / rel
@@ -509,7 +420,7 @@ def assemble_branch(
             sub = staging if single_root else staging / snap.arch
             sub.mkdir(exist_ok=True)
             for layer in snap.layers:
-                src = work / runtime.id / snap.arch / "layers" / layer.file
+                src = work.cell(runtime.id, snap.arch).layers / layer.file
                 target = sub / layer.file
                 if not target.exists():
                     os.link(src, target)

@@ -7,6 +7,7 @@ LAMBDA_IMAGES_REQUIRE_ENGINE=1 (set by .ci/run), which turns the skip into a fai
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import subprocess
 from collections.abc import Callable, Iterator
@@ -40,7 +41,9 @@ def engine() -> Any:
 
 @pytest.fixture(scope="session")
 def matrix() -> Matrix:
-    return load_matrix(REPO / "runtimes.yaml")
+    from pipeline.settings import Settings
+
+    return load_matrix(REPO / "runtimes.yaml", namespace=Settings.from_environ().namespace)
 
 
 @pytest.fixture(scope="session")
@@ -51,20 +54,38 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 BuiltImages = Callable[[str], dict[str, Target]]
 
 
+def make_run(matrix: Matrix, work: Path, engine: Any = None) -> Any:
+    """An orchestrate.Run over ``work``, with settings from the environment."""
+    from pipeline.orchestrate import Run
+    from pipeline.settings import Settings
+    from pipeline.workdir import WorkDir
+
+    settings = dataclasses.replace(Settings.from_environ(), work=work, matrix=matrix.path)
+    return Run(
+        settings=settings,
+        matrix=matrix,
+        lock=Lock.for_matrix(matrix.path),
+        work=WorkDir(work),
+        _client=engine,
+    )
+
+
 @pytest.fixture(scope="session")
 def built(engine: Any, matrix: Matrix, work: Path) -> BuiltImages:
     """``built(runtime_id)`` builds every architecture of a runtime once per session and
     returns its targets by arch; images are tagged as the pipeline tags them."""
-    from pipeline.rebuild import stage_build
+    from pipeline import orchestrate
 
     cache: dict[str, dict[str, Target]] = {}
-    lock = Lock.for_matrix(matrix.path)
+    run = make_run(matrix, work, engine)
 
     def build(runtime_id: str) -> dict[str, Target]:
         if runtime_id not in cache:
             targets = matrix.targets([matrix.runtime(runtime_id)])
             for target in targets:
-                stage_build(target, work, engine, lock)
+                with run.cell(target).locked():
+                    inputs = orchestrate.prepare_cell(run, target)
+                    orchestrate.build_cell(run, target, inputs)
             cache[runtime_id] = {t.arch.name: t for t in targets}
         return cache[runtime_id]
 

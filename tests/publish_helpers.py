@@ -3,15 +3,20 @@ that need a registry and a remote but not an image build."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import subprocess
 import tarfile
 from pathlib import Path
+from typing import Any
 
-from pipeline.matrix import ARCHES
+from pipeline.matrix import ARCHES, Matrix
+from pipeline.publish import PublishReport, publish
 from pipeline.registry import Credentials, RetryPolicy
+from pipeline.settings import Settings
 from pipeline.snapshot import ArchSnapshot, ImageConfig, Layer, compress_xz
+from pipeline.workdir import WorkDir
 
 # Short waits so that fault tests finish quickly; many attempts so that 30% faults pass.
 FAST_RETRY = RetryPolicy(attempts=12, initial=0.02, cap=0.2, timeout=30)
@@ -44,8 +49,8 @@ def make_snapshot(
     work: Path, runtime_id: str, arch: str, release: str, *, version: str = "test"
 ) -> ArchSnapshot:
     """A two-layer snapshot: a base layer per arch and a layer that changes with ``release``."""
-    folder = work / runtime_id / arch
-    layers_dir = folder / "layers"
+    cell = WorkDir(work).cell(runtime_id, arch)
+    folder, layers_dir = cell.folder, cell.layers
     layers_dir.mkdir(parents=True, exist_ok=True)
     contents = [
         {"etc/os-release": f"ID=test\nARCH={arch}\n".encode()},
@@ -85,7 +90,7 @@ def make_snapshot(
             labels={**LABELS, "org.opencontainers.image.version": version},
         ),
     )
-    snap.write(folder)
+    snap.write(cell)
     return snap
 
 
@@ -122,3 +127,25 @@ def push_foreign_commit(remote: str, branch: str, scratch: Path) -> str:
     subprocess.run([*git, "commit", "-q", "-m", "other"], check=True)
     subprocess.run([*git, "push", "-q", "--force", remote, f"HEAD:refs/heads/{branch}"], check=True)
     return git_head(remote, branch) or ""
+
+
+def publish_at(
+    matrix: Matrix,
+    runtime_ids: list[str],
+    *,
+    work: Path,
+    labels: dict[str, str] | None = None,
+    epoch: int | None = None,
+    **options: Any,
+) -> PublishReport:
+    """``publish`` from the work folder ``work``, with settings from the environment and the
+    source/revision labels given."""
+    settings = Settings.from_environ()
+    labels = labels or {}
+    settings = dataclasses.replace(
+        settings,
+        source=labels.get("org.opencontainers.image.source", settings.source),
+        revision=labels.get("org.opencontainers.image.revision", settings.revision),
+        epoch=settings.epoch if epoch is None else epoch,
+    )
+    return publish(matrix, runtime_ids, settings=settings, work=WorkDir(work), **options)

@@ -18,7 +18,6 @@ from publish_helpers import make_snapshot
 from pipeline.errors import PublishError, RegistryError
 from pipeline.matrix import Matrix
 from pipeline.publish import (
-    CACHE_DIR,
     dated_stamp,
     gzip_layer,
     latest_runtimes,
@@ -33,6 +32,8 @@ from pipeline.registry import (
     ecr_public_credentials,
     resolve_credentials,
 )
+from pipeline.settings import Settings
+from pipeline.workdir import WorkDir
 
 
 def test_dated_tag_comes_from_source_date_epoch() -> None:
@@ -70,11 +71,11 @@ def test_latest_is_the_newest_supported_version_of_each_family(matrix: Matrix) -
 
 def test_gzip_layers_are_reproducible_and_keep_the_diff_id(tmp_path: Path) -> None:
     snap = make_snapshot(tmp_path, "provided.debian12", "x86_64", "A")
-    first = gzip_layer(tmp_path, snap, 1)
+    first = gzip_layer(WorkDir(tmp_path), snap, 1)
     first_bytes = first.path.read_bytes()
-    for leftover in (tmp_path / CACHE_DIR).iterdir():
+    for leftover in WorkDir(tmp_path).registry_blobs.iterdir():
         leftover.unlink()
-    again = gzip_layer(tmp_path, snap, 1)
+    again = gzip_layer(WorkDir(tmp_path), snap, 1)
     assert again.digest == first.digest
     assert again.path.read_bytes() == first_bytes
     assert first.digest == "sha256:" + hashlib.sha256(first_bytes).hexdigest()
@@ -87,12 +88,12 @@ def test_damaged_layer_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "provided.debian12" / "x86_64" / "layers" / snap.layers[0].file
     path.write_bytes(path.read_bytes()[:-8] + b"\0" * 8)
     with pytest.raises(PublishError, match="run the snapshot stage again"):
-        gzip_layer(tmp_path, snap, 0)
+        gzip_layer(WorkDir(tmp_path), snap, 0)
 
 
 def test_config_diff_ids_and_index_platforms(tmp_path: Path) -> None:
     snaps = [make_snapshot(tmp_path, "provided.debian12", a, "A") for a in ("x86_64", "arm64")]
-    images, index = prepare_images(tmp_path, snaps, 1704067200)
+    images, index = prepare_images(WorkDir(tmp_path), snaps, 1704067200)
     for snap, image in zip(snaps, images, strict=True):
         config = json.loads(image.config)
         assert config["rootfs"]["diff_ids"] == [layer.diff_id for layer in snap.layers]
@@ -108,12 +109,12 @@ def test_a_runtime_is_ready_only_when_every_arch_is(tmp_path: Path, matrix: Matr
     rt = matrix.runtime("provided.debian12")
     make_snapshot(tmp_path, rt.id, "x86_64", "A")
     with pytest.raises(PublishError, match=r"provided.debian12/arm64 has no snapshot"):
-        read_cells(rt, tmp_path)
+        read_cells(rt, WorkDir(tmp_path))
     make_snapshot(tmp_path, rt.id, "arm64", "A")
-    assert [s.arch for s in read_cells(rt, tmp_path)] == ["x86_64", "arm64"]
+    assert [s.arch for s in read_cells(rt, WorkDir(tmp_path))] == ["x86_64", "arm64"]
     (tmp_path / rt.id / "arm64" / "test.json").write_text('{"ok": false}')
     with pytest.raises(PublishError, match="did not pass its tests"):
-        read_cells(rt, tmp_path)
+        read_cells(rt, WorkDir(tmp_path))
 
 
 def test_registry_reference_parsing() -> None:
@@ -132,16 +133,15 @@ def test_credentials_never_show_the_password() -> None:
     assert "hunter2" not in repr(creds)
 
 
-def test_docker_config_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_docker_config_credentials(tmp_path: Path) -> None:
     auth = base64.b64encode(b"me:pa55:word").decode()
     (tmp_path / "config.json").write_text(
         json.dumps({"auths": {"reg.example:5000": {"auth": auth}}})
     )
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
-    found = docker_config_credentials("reg.example:5000")
+    found = docker_config_credentials("reg.example:5000", tmp_path)
     assert found is not None
     assert (found.username, found.password) == ("me", "pa55:word")
-    assert docker_config_credentials("other.example") is None
+    assert docker_config_credentials("other.example", tmp_path) is None
 
 
 def _ecr_client() -> object:
@@ -168,7 +168,7 @@ def test_ecr_public_is_chosen_for_public_ecr_aws(monkeypatch: pytest.MonkeyPatch
             },
             {},
         )
-        creds = resolve_credentials("public.ecr.aws", ecr_client=client)
+        creds = resolve_credentials("public.ecr.aws", Settings(), ecr_client=client)
     assert creds is not None
     assert (creds.username, creds.password) == ("AWS", "very-secret-token")
 

@@ -16,10 +16,13 @@ from typing import Any
 import pytest
 
 from pipeline.matrix import ARCHES, Matrix
+from pipeline.settings import Settings
 from pipeline.snapshot import ArchSnapshot, snapshot_dockerfile, snapshot_image
+from pipeline.workdir import Cell, WorkDir
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
+EPOCH = Settings.from_environ().epoch
 RUNTIMES = ["provided.debian12", "python3.11.debian12"]
 
 Rebuilt = Callable[[str], dict[str, Any]]
@@ -169,7 +172,12 @@ def test_snapshotting_the_same_image_twice_is_byte_identical(
     for attempt in ("one", "two"):
         folder = tmp_path / attempt
         snap = snapshot_image(
-            engine, image, runtime_id="provided.debian12", arch=ARCHES["x86_64"], folder=folder
+            engine,
+            image,
+            runtime_id="provided.debian12",
+            arch=ARCHES["x86_64"],
+            cell=Cell(folder, "provided.debian12", "x86_64"),
+            epoch=EPOCH,
         )
         files = {p.name: p.read_bytes() for p in sorted((folder / "layers").iterdir())}
         outputs.append((files, snapshot_dockerfile(snap, "x86_64/")))
@@ -196,7 +204,12 @@ def test_later_layer_overwrites_and_deletions_survive_the_round_trip(
     cleanup_images += [name, rebuilt_name]
     engine.images.build(path=str(ctx), tag=name, rm=True, pull=False)
     snap = snapshot_image(
-        engine, name, runtime_id="whiteouts", arch=ARCHES["x86_64"], folder=tmp_path / "snap"
+        engine,
+        name,
+        runtime_id="whiteouts",
+        arch=ARCHES["x86_64"],
+        cell=Cell(tmp_path / "snap", "whiteouts", "x86_64"),
+        epoch=EPOCH,
     )
     branch = tmp_path / "snap" / "layers"
     (branch / "Dockerfile").write_text(snapshot_dockerfile(snap, ""))
@@ -251,7 +264,11 @@ def test_same_snapshot_gives_the_same_commit_and_no_push(
 
     first = rebuilt("provided.debian12")["branch"]["commit"]
     again = push_branch(
-        matrix, "provided.debian12", rebuild_work / "provided.debian12" / "branch", session_remote
+        matrix,
+        "provided.debian12",
+        rebuild_work / "provided.debian12" / "branch",
+        session_remote,
+        epoch=Settings.from_environ().epoch,
     )
     assert again.commit == first and again.pushed is False
 
@@ -260,7 +277,7 @@ def test_snapshot_record_matches_the_branch_tarballs(rebuilt: Rebuilt, rebuild_w
     rebuilt("provided.debian12")
     work = rebuild_work
     for arch in ("x86_64", "arm64"):
-        snap = ArchSnapshot.read(work / "provided.debian12" / arch)
+        snap = ArchSnapshot.require(WorkDir(work).cell("provided.debian12", arch))
         branch = work / "provided.debian12" / "branch" / arch
         assert sorted(p.name for p in branch.glob("*.tar.xz")) == sorted(
             {layer.file for layer in snap.layers}

@@ -14,7 +14,7 @@ from pipeline.errors import ConfigurationError
 from pipeline.matrix import Matrix, load_matrix
 from pipeline.render import RENDERED_DIR, render_target, rendered_files, stale_files
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -67,7 +67,7 @@ def test_render_check_names_the_files_a_template_edit_changes(checkout: Path) ->
     template = checkout / "templates" / "go" / "Dockerfile.j2"
     template.write_text(template.read_text().replace("COPY bootstrap", "COPY  bootstrap"))
     result = cli("render", "--check", cwd=checkout)
-    assert result.returncode == 1
+    assert result.returncode == 13
     assert "dockerfiles/go1.x/x86_64/Dockerfile" in result.stderr
     assert "nodejs" not in result.stderr  # only what the edit touches
     assert "run `lambda-images render`" in result.stderr

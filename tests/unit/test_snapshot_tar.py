@@ -7,7 +7,8 @@ import tarfile
 from pathlib import Path
 
 from pipeline.matrix import ARCHES
-from pipeline.snapshot import ArchSnapshot, ImageConfig, Layer, normalize_layer, snapshot_dockerfile
+from pipeline.oci.layers import normalize_layer
+from pipeline.snapshot import ArchSnapshot, ImageConfig, Layer, snapshot_dockerfile
 
 EPOCH = 1704067200
 

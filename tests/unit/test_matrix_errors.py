@@ -70,7 +70,7 @@ def test_malformed_matrix_gets_one_line_naming_file_line_field(
     assert bad != GOOD, f"the {case} edit did not apply"
     (tmp_path / "runtimes.yaml").write_text(bad)
     proc = run_cli("--work", "out", "render", cwd=tmp_path)
-    assert proc.returncode == 2
+    assert proc.returncode == 11
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, proc.stderr
     assert f"runtimes.yaml:{_line_of(bad, needle)}: {expected}" in lines[0]
@@ -79,7 +79,7 @@ def test_malformed_matrix_gets_one_line_naming_file_line_field(
 
 def test_missing_matrix_file_is_a_clear_error(tmp_path: Path) -> None:
     proc = run_cli("--matrix", "nope.yaml", "list", cwd=tmp_path)
-    assert proc.returncode == 2
+    assert proc.returncode == 11
     assert "nope.yaml: no such file" in proc.stderr
 
 

@@ -48,7 +48,7 @@ def test_malformed_matrix_is_refused_with_file_line_and_field(case: Path, tmp_pa
     shutil.copy(case, tmp_path / "runtimes.yaml")
     work = tmp_path / "work"
     result = lambda_images("--matrix", "runtimes.yaml", "--work", str(work), "list", cwd=tmp_path)
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == 11, result.stderr
     message = result.stderr.strip()
     assert len(message.splitlines()) == 1, message
     assert f"runtimes.yaml:{line}:" in message
@@ -62,7 +62,7 @@ def test_malformed_matrix_writes_nothing(command: list[str], tmp_path: Path) -> 
     (tmp_path / "README.md").write_text("<!-- runtimes:start -->\n<!-- runtimes:end -->\n")
     before = {p: p.read_bytes() for p in tmp_path.iterdir()}
     result = lambda_images("--work", "work", *command, cwd=tmp_path)
-    assert result.returncode == 2
+    assert result.returncode == 11
     assert {p: p.read_bytes() for p in tmp_path.iterdir()} == before  # no work/, no dockerfiles/
 
 

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from pipeline.incremental import (
     INPUT_LABEL,
-    digest_of,
-    input_parts,
+    InputsRecord,
+    cell_inputs,
     parse_label,
     plan,
-    published_digest,
 )
 from pipeline.lock import Lock, LockedFile
 from pipeline.matrix import Matrix, Target
 from pipeline.render import render_target, write_context
+from pipeline.settings import Settings
+from pipeline.workdir import WorkDir
 
 BASE_ID = "sha256:" + "1" * 64
 
@@ -32,8 +28,10 @@ def _context(target: Target, where: Path) -> Path:
     return write_context(render_target(target), where / "context")
 
 
-def _digest(target: Target, context: Path, lock: Lock, base: str = BASE_ID) -> str:
-    return digest_of(input_parts(target, context, base, lock))
+def _digest(
+    target: Target, context: Path, lock: Lock, base: str = BASE_ID, epoch: int = 1704067200
+) -> str:
+    return cell_inputs(target, context, base, lock, Settings(epoch=epoch)).digest
 
 
 def test_digest_is_stable_for_the_same_inputs(matrix: Matrix, tmp_path: Path) -> None:
@@ -95,16 +93,12 @@ def test_digest_differs_between_architectures(matrix: Matrix, tmp_path: Path) ->
     )
 
 
-def test_digest_changes_with_the_epoch(
-    matrix: Matrix, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_digest_changes_with_the_epoch(matrix: Matrix, tmp_path: Path) -> None:
     target = _target(matrix)
     lock = Lock(path=tmp_path / "runtimes.lock.json")
     context = _context(target, tmp_path)
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
-    before = _digest(target, context, lock)
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000001")
-    assert _digest(target, context, lock) != before
+    before = _digest(target, context, lock, epoch=1700000000)
+    assert _digest(target, context, lock, epoch=1700000001) != before
 
 
 def test_label_is_read_back_from_a_snapshot_dockerfile() -> None:
@@ -112,29 +106,6 @@ def test_label_is_read_back_from_a_snapshot_dockerfile() -> None:
     text = f'FROM scratch\nADD a.tar.xz /\nLABEL "{INPUT_LABEL}"="{digest}"\nLABEL "x"="y"\n'
     assert parse_label(text) == digest
     assert parse_label("FROM scratch\n") is None
-
-
-def test_published_digest_comes_from_the_runtimes_branch(
-    matrix: Matrix, tmp_path: Path, git_remote: str
-) -> None:
-    target = _target(matrix, arch="arm64")
-    assert published_digest(git_remote, target) is None  # no branch yet
-    digest = "sha256:" + "d" * 64
-    repo = tmp_path / "repo"
-    rt = target.runtime.id
-    (repo / "arm64").mkdir(parents=True)
-    (repo / "arm64" / f"Dockerfile.{rt}").write_text(f'LABEL "{INPUT_LABEL}"="{digest}"\n')
-    (repo / f"Dockerfile.{rt}").write_text("FROM scratch\n")
-
-    def git(*args: str) -> None:
-        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
-
-    git("init", "-q", "-b", rt)
-    git("add", ".")
-    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "snapshot")
-    git("push", "-q", git_remote, f"HEAD:refs/heads/{rt}")
-    assert published_digest(git_remote, target) == digest
-    assert published_digest(git_remote, _target(matrix, arch="x86_64")) is None
 
 
 def test_plan_publishes_changed_runtimes_whole() -> None:
@@ -169,57 +140,11 @@ def test_plan_cli_reads_cell_outputs(tmp_path: Path) -> None:
 
     cells = tmp_path / "cells.json"
     cells.write_text(json.dumps({"include": [{"runtime": "a", "arch": "x86_64"}]}))
-    folder = tmp_path / "states" / "a" / "x86_64"
-    folder.mkdir(parents=True)
-    (folder / "inputs.json").write_text(
-        json.dumps({"runtime": "a", "arch": "x86_64", "state": "built", "digest": "x"})
-    )
+    cell = WorkDir(tmp_path / "states").cell("a", "x86_64")
+    InputsRecord(runtime="a", arch="x86_64", digest="sha256:x", parts={}, state="built").write(cell)
     result = CliRunner().invoke(cli, ["plan", "--cells", str(cells), str(tmp_path / "states")])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["publish"] == ["a"]
 
 
 # --- against the engine -------------------------------------------------------------------
-
-
-@pytest.mark.engine
-@pytest.mark.slow
-def test_second_rebuild_of_an_unchanged_runtime_skips_build_and_push(
-    engine: Any, matrix: Matrix, tmp_path: Path, git_remote: str
-) -> None:
-    from pipeline.rebuild import rebuild
-
-    work = tmp_path / "work"
-    first = rebuild(matrix, "provided.debian12", work=work, client=engine, git_remote=git_remote)
-    assert first.branch is not None and first.branch.pushed
-    layers = {p.name: p.stat().st_mtime_ns for p in work.rglob("layers/*.tar.xz")}
-
-    second = rebuild(matrix, "provided.debian12", work=work, client=engine, git_remote=git_remote)
-    assert second.skipped == ["provided.debian12/x86_64", "provided.debian12/arm64"]
-    assert [b.image_id for b in second.builds] == [b.image_id for b in first.builds]
-    assert second.branch is not None
-    assert not second.branch.pushed
-    assert second.branch.commit == first.branch.commit
-    # the snapshot was not redone either: the very same layer files
-    assert {p.name: p.stat().st_mtime_ns for p in work.rglob("layers/*.tar.xz")} == layers
-    for image in (b.image for b in second.builds):
-        assert engine.images.get(image).labels[INPUT_LABEL].startswith("sha256:")
-
-
-@pytest.mark.engine
-@pytest.mark.slow
-def test_a_changed_input_rebuilds_the_cell(
-    engine: Any, matrix: Matrix, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from pipeline.rebuild import build_cell
-
-    lock = Lock.for_matrix(matrix.path)
-    target = _target(matrix)
-    work = tmp_path / "work"
-    build_cell(target, work, engine, lock)
-    _, skipped = build_cell(target, work, engine, lock)
-    assert skipped
-    monkeypatch.setenv("LAMBDA_IMAGES_SOURCE", "https://example.com/changed")  # a label input
-    _, skipped = build_cell(target, work, engine, lock)
-    assert not skipped
-    shutil.rmtree(work)

@@ -4,6 +4,7 @@ deliberately broken image with a message that says what is wrong and where."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -20,18 +21,11 @@ import docker.errors
 import pytest
 
 from pipeline.conformance import (
-    MAX_UNCOMPRESSED,
-    Entry,
     Report,
-    _read_layer,
-    _readable,
-    _scan_secrets,
-    check_size,
-    merge_layers,
     probe_dir,
     run_checks,
 )
-from pipeline.errors import ConfigurationError, ConformanceError, EngineError
+from pipeline.errors import ConformanceError, EngineError
 from pipeline.matrix import ARCHES, Matrix, Target
 
 BuiltImages = Callable[[str], dict[str, Target]]
@@ -58,91 +52,13 @@ def private_key_pem() -> bytes:
 # --- fast ---------------------------------------------------------------------------------------
 
 
-def test_credentials_are_recognised_but_aws_example_keys_are_not() -> None:
-    access_key, secret_key = fake_access_key_id(), fake_secret_key()
-    credentials = (
-        f"[default]\naws_access_key_id = {access_key}\naws_secret_access_key = {secret_key}\n"
-    )
-    assert _scan_secrets(credentials.encode()) == ["AWS access key id", "AWS secret access key"]
-    assert _scan_secrets(private_key_pem()) == ["private key"]
-    # The documented examples, and the markers a TLS library carries, are not credentials.
-    assert _scan_secrets(b"aws_access_key_id = AKIAIOSFODNN7EXAMPLE") == []
-    assert _scan_secrets(b"-----BEGIN RSA PRIVATE KEY-----\x00%s\x00") == []
-    assert _scan_secrets(b"-----BEGIN DSA PRIVATE KEY-----<a private key>-----END DSA") == []
-
-
-def _layer(members: dict[str, bytes | None]) -> io.BytesIO:
-    """A layer tar: name → file content, or None for a directory."""
-    data = io.BytesIO()
-    with tarfile.open(fileobj=data, mode="w") as tar:
-        for name, content in members.items():
-            info = tarfile.TarInfo(name)
-            if content is None:
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-            else:
-                info.size, info.mode = len(content), 0o644
-                tar.addfile(info, io.BytesIO(content))
-    data.seek(0)
-    return data
-
-
-def test_layers_merge_with_whiteouts_and_keep_findings_of_deleted_files() -> None:
-    access_key = fake_access_key_id()
-    bottom = _read_layer(
-        _layer(
-            {
-                ".env": f"AWS_ACCESS_KEY_ID={access_key}".encode(),
-                "opt": None,
-                "opt/a": b"a",
-                "opt/cache": None,
-                "opt/cache/old": b"old",
-                "usr/bin/tool": b"\x7fELF\x02\x01\x01" + bytes(11) + b"\xb7\x00" + bytes(20),
-            }
-        )
-    )
-    top = _read_layer(
-        _layer(
-            {
-                ".wh..env": b"",
-                "opt/.wh.a": b"",
-                "opt/cache/.wh..wh..opq": b"",
-                "opt/cache/new": b"n",
-            }
-        )
-    )
-    merged, findings = merge_layers([bottom, top])
-    assert sorted(merged) == ["/opt", "/opt/cache", "/opt/cache/new", "/usr/bin/tool"]
-    assert merged["/usr/bin/tool"].elf == "arm64"
-    # Deleted in the top layer, still in the image's bottom one.
-    assert findings == ["AWS access key id in /.env (layer 1)"]
-
-
-def test_size_limit_is_ten_gib_uncompressed() -> None:
-    assert check_size(MAX_UNCOMPRESSED).ok
-    over = check_size(MAX_UNCOMPRESSED + 1)
-    assert not over.ok
-    assert "over Lambda's 10.0 GiB limit" in over.message
-
-
-def test_readable_means_readable_by_lambdas_user() -> None:
-    def entry(mode: int, uid: int = 0, gid: int = 0, kind: str = "file") -> Entry:
-        return Entry(path="/var/task/x", kind=kind, mode=mode, uid=uid, gid=gid, size=0)
-
-    assert _readable(entry(0o644))
-    assert not _readable(entry(0o600))
-    assert _readable(entry(0o600, uid=993))  # owned by the sandbox user
-    assert not _readable(entry(0o744, kind="dir"))  # no search permission for others
-    assert _readable(entry(0o755, kind="dir"))
-
-
 # --- every pipeline-built image passes ---------------------------------------------------------
 
 
 def _targets() -> list[tuple[str, str]]:
     from pipeline.matrix import load_matrix
 
-    matrix = load_matrix(Path(__file__).resolve().parent.parent / "runtimes.yaml")
+    matrix = load_matrix(Path(__file__).resolve().parents[2] / "runtimes.yaml")
     # The rows that build here; Amazon Linux rows need their locked inputs and registry.
     buildable = [rt for rt in matrix.runtimes if rt.os.id == "debian12"]
     return [(t.runtime.id, t.arch.name) for t in matrix.targets(buildable)]
@@ -152,12 +68,15 @@ def _targets() -> list[tuple[str, str]]:
 @pytest.mark.slow
 @pytest.mark.parametrize(("runtime", "arch"), _targets())
 def test_every_image_from_runtimes_yaml_passes_every_check(
-    engine: Any, built: BuiltImages, work: Path, runtime: str, arch: str
+    engine: Any, built: BuiltImages, matrix: Matrix, work: Path, runtime: str, arch: str
 ) -> None:
-    from pipeline.rebuild import stage_test, target_dir
+    from conftest import make_run
+
+    from pipeline.orchestrate import test_cell
 
     target = built(runtime)[arch]
-    report = stage_test(target, work, engine)
+    run = make_run(matrix, work, engine)
+    report = test_cell(run, target)
     assert report.ok, report.summary()
     assert [c.name for c in report.checks] == [
         "invocation",
@@ -169,7 +88,7 @@ def test_every_image_from_runtimes_yaml_passes_every_check(
         "manifest",
         "no-credentials",
     ]
-    written = json.loads((target_dir(work, target) / "test.json").read_text())
+    written = json.loads(run.cell(target).record("test.json").read_text())
     assert written["ok"] is True
     assert written["image"] == target.image_tag
 
@@ -315,7 +234,7 @@ def checked(
 ) -> Report:
     from pipeline.matrix import load_matrix
 
-    matrix = load_matrix(Path(__file__).resolve().parent.parent / "runtimes.yaml")
+    matrix = load_matrix(Path(__file__).resolve().parents[2] / "runtimes.yaml")
     return run_checks(engine, image, ARCHES[arch], probe_dir(matrix.runtime(runtime)), **kw)
 
 
@@ -451,21 +370,25 @@ def test_failing_image_stops_the_pipeline_and_the_cli_says_why(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from pipeline.rebuild import stage_test, target_dir
+    from conftest import make_run
+
+    from pipeline.orchestrate import test_cell
 
     work = tmp_path / "work"  # its own: the failed record must not reach other tests' cells
 
     # Put the broken image where the pipeline expects provided.debian12/x86_64 in a namespace
     # of its own, so that the real image stays untouched.
     namespace = f"{NAMESPACE}-broken"
-    target = matrix.targets([matrix.runtime("provided.debian12")], ["x86_64"])[0]
+    own = dataclasses.replace(matrix, namespace=namespace)
+    target = own.targets([own.runtime("provided.debian12")], ["x86_64"])[0]
+    run = make_run(own, work, engine)
     engine.images.get(broken("entrypoint-symlink")).tag(f"{namespace}/provided.debian12", "x86_64")
     monkeypatch.setenv("LAMBDA_IMAGES_NAMESPACE", namespace)
     try:
         with pytest.raises(ConformanceError, match="not snapshotting or publishing it") as exc:
-            stage_test(target, work, engine)
+            test_cell(run, target)
         assert "entrypoint: ENTRYPOINT /entrypoint is a symlink" in str(exc.value)
-        record = json.loads((target_dir(work, target) / "test.json").read_text())
+        record = json.loads(run.cell(target).record("test.json").read_text())
         assert record["ok"] is False
 
         result = subprocess.run(
@@ -484,8 +407,3 @@ def test_failing_image_stops_the_pipeline_and_the_cli_says_why(
 def test_missing_image_is_an_engine_error(engine: Any) -> None:
     with pytest.raises(EngineError, match="no image 'nobody/nothing:here'"):
         checked(engine, "nobody/nothing:here")
-
-
-def test_family_without_a_probe_is_a_configuration_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigurationError, match="no probe function"):
-        run_checks(None, "any/image:tag", ARCHES["x86_64"], tmp_path / "probe")

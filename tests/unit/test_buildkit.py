@@ -10,7 +10,7 @@ import pytest
 
 from pipeline import buildkit
 from pipeline.errors import EngineError
-from pipeline.snapshot import is_empty_layer
+from pipeline.oci.layers import is_empty_layer
 
 
 def _varint(value: int) -> bytes:

@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.matrix import Target, load_matrix
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BuiltImages = Callable[[str], dict[str, Target]]
 
 MATRIX = load_matrix(REPO / "runtimes.yaml")

@@ -14,10 +14,9 @@ import pytest
 
 from pipeline.docs import runtime_tables, with_tables
 from pipeline.errors import InputError, UsageError
-from pipeline.lock import Lock
 from pipeline.matrix import Matrix
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TODAY = dt.date(2026, 11, 25)
 
 # The seed's tables: identifier → (operating system, architectures, SDK column).
@@ -150,7 +149,7 @@ def test_docs_check_fails_when_the_readme_is_stale_and_docs_rewrites_only_the_bl
         "# Title\n\nintro\n<!-- runtimes:start -->\nold\n<!-- runtimes:end -->\nafter\n"
     )
     stale = cli("docs", "--check", cwd=tmp_path)
-    assert stale.returncode == 1
+    assert stale.returncode == 13
     assert "stale" in stale.stderr
     assert cli("docs", cwd=tmp_path).returncode == 0
     text = (tmp_path / "README.md").read_text()
@@ -163,12 +162,14 @@ def test_docs_check_fails_when_the_readme_is_stale_and_docs_rewrites_only_the_bl
 def test_an_unlocked_input_stops_the_build_naming_runtime_arch_input_and_command(
     matrix: Matrix, tmp_path: Path
 ) -> None:
-    from pipeline.rebuild import stage_render
+    from conftest import make_run
+
+    from pipeline.orchestrate import fetch_cell_inputs, render_cell
 
     target = matrix.targets([matrix.runtime("java21")], ["arm64"])[0]
-    lock = Lock.for_matrix(matrix.path)
+    run = make_run(matrix, tmp_path)
     with pytest.raises(InputError) as info:
-        stage_render(target, tmp_path, lock)
+        fetch_cell_inputs(run, target, render_cell(run, target))
     message = str(info.value)
     assert message.startswith("java21/arm64: input ")
     assert "unlocked in runtimes.lock.json" in message

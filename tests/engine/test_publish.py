@@ -20,12 +20,13 @@ from publish_helpers import (
     credentials,
     git_head,
     make_runtime,
+    publish_at,
     push_foreign_commit,
 )
 from servers import FaultProxy
 
 from pipeline.matrix import Matrix
-from pipeline.publish import PublishReport, publish
+from pipeline.publish import PublishReport
 from pipeline.registry import Credentials, RetryPolicy, ecr_public_credentials
 
 PROVIDED = "provided.debian12"
@@ -62,19 +63,19 @@ def test_faulty_network_still_publishes_the_same_digests(
     make_runtime(tmp_path, PROVIDED, "A", BOTH)
     make_runtime(tmp_path, PYTHON, "A", BOTH)
     creds = credentials(registry_server)
-    clean = publish(
+    clean = publish_at(
         matrix, [PROVIDED, PYTHON], work=tmp_path, registry=f"{registry_server.host}/clean",
         credentials=creds, retry=FAST_RETRY,
     )  # fmt: skip
     faulty_proxy = FaultProxy(registry_server.host, fault_rate=0.3, seed=3)
     try:
-        faulty = publish(
+        faulty = publish_at(
             matrix, [PROVIDED, PYTHON], work=tmp_path, registry=f"{faulty_proxy.host}/faulty",
             credentials=creds, retry=FAST_RETRY,
         )  # fmt: skip
     finally:
         faulty_proxy.close()
-    assert clean.ok and faulty.ok, faulty.as_dict()["failed"]
+    assert clean.ok and faulty.ok, faulty.as_json()["failed"]
     injected = faulty_proxy.faults
     assert (
         injected["503"] and injected["429"] and injected["drop-before"] and injected["drop-after"]
@@ -90,7 +91,7 @@ def test_registry_stopped_mid_publish_leaves_the_previous_release(
     creds = credentials(registry_server)
     target = f"{proxy.host}/stopped"
     make_runtime(tmp_path / "a", PROVIDED, "A", BOTH)
-    release_a = publish(
+    release_a = publish_at(
         matrix, [PROVIDED], work=tmp_path / "a", registry=target, credentials=creds,
         retry=FAST_RETRY,
     )  # fmt: skip
@@ -104,7 +105,7 @@ def test_registry_stopped_mid_publish_leaves_the_previous_release(
     make_runtime(tmp_path / "b", PROVIDED, "B", BOTH)
     proxy.on_request = stop_on_first_upload
     try:
-        broken = publish(
+        broken = publish_at(
             matrix, [PROVIDED], work=tmp_path / "b", registry=target, credentials=creds,
             retry=RetryPolicy(attempts=3, initial=0.02, cap=0.1, timeout=10),
         )  # fmt: skip
@@ -122,7 +123,7 @@ def test_registry_stopped_mid_publish_leaves_the_previous_release(
     for child in index["manifests"]:
         assert registry_server.tag_digest("stopped/provided", child["digest"]) == child["digest"]
 
-    again = publish(
+    again = publish_at(
         matrix, [PROVIDED], work=tmp_path / "b", registry=target, credentials=creds,
         retry=FAST_RETRY,
     )  # fmt: skip
@@ -139,7 +140,7 @@ def test_a_failed_arm64_cell_moves_no_tag_of_its_runtime(
     work = tmp_path / "work"
     for rt in (PROVIDED, PYTHON):
         make_runtime(work, rt, "A", BOTH)
-    first = publish(
+    first = publish_at(
         matrix, [PROVIDED, PYTHON], work=work, registry=target, credentials=creds,
         git_remote=git_remote, retry=FAST_RETRY,
     )  # fmt: skip
@@ -150,7 +151,7 @@ def test_a_failed_arm64_cell_moves_no_tag_of_its_runtime(
         make_runtime(work, rt, "B", BOTH)
     (work / PROVIDED / "arm64" / "test.json").write_text('{"ok": false}')
     report_file = tmp_path / "report.json"
-    second = publish(
+    second = publish_at(
         matrix, [PROVIDED, PYTHON], work=work, registry=target, credentials=creds,
         git_remote=git_remote, retry=FAST_RETRY, report_path=report_file,
     )  # fmt: skip
@@ -174,7 +175,7 @@ def test_wrong_password_fails_fast_and_names_the_fix(
 ) -> None:
     make_runtime(tmp_path, PROVIDED, "A", BOTH)
     wrong = Credentials(username="tester", password="not-the-password", source="the test")
-    report = publish(
+    report = publish_at(
         matrix, [PROVIDED], work=tmp_path, registry=f"{proxy.host}/denied", credentials=wrong,
         retry=FAST_RETRY,
     )  # fmt: skip
@@ -216,7 +217,7 @@ def test_ecr_public_token_pushes_and_never_leaks(
     work = tmp_path / "work"
     make_runtime(work, PROVIDED, "A", BOTH)
     report_file = tmp_path / "report.json"
-    report = publish(
+    report = publish_at(
         matrix, [PROVIDED], work=work, registry=f"{registry_server.host}/ecr", credentials=creds,
         retry=FAST_RETRY, report_path=report_file,
     )  # fmt: skip
@@ -236,7 +237,7 @@ def test_push_to_a_moved_branch_fails_and_changes_nothing(
     creds = credentials(registry_server)
     target = f"{proxy.host}/moved"
     make_runtime(tmp_path / "a", PROVIDED, "A", BOTH)
-    first = publish(
+    first = publish_at(
         matrix, [PROVIDED], work=tmp_path / "a", registry=target, credentials=creds,
         git_remote=git_remote, retry=FAST_RETRY,
     )  # fmt: skip
@@ -250,7 +251,7 @@ def test_push_to_a_moved_branch_fails_and_changes_nothing(
 
     proxy.on_request = someone_pushes
     make_runtime(tmp_path / "b", PROVIDED, "B", BOTH)
-    second = publish(
+    second = publish_at(
         matrix, [PROVIDED], work=tmp_path / "b", registry=target, credentials=creds,
         git_remote=git_remote, retry=FAST_RETRY,
     )  # fmt: skip
@@ -270,12 +271,12 @@ def test_only_runtime_branches_are_pushed(
     from pipeline.errors import BranchError, UsageError
 
     with pytest.raises(UsageError, match="unknown runtime 'feature'"):
-        push_branch(matrix, "feature", tmp_path, git_remote)
+        push_branch(matrix, "feature", tmp_path, git_remote, epoch=0)
     # Even a runtime that runtimes.yaml calls "main" never overwrites the main branch.
     odd = dataclasses.replace(matrix.runtimes[0], id="main")
     odd_matrix = dataclasses.replace(matrix, runtimes=(*matrix.runtimes, odd), _by_id={})
     with pytest.raises(BranchError, match="refusing to push 'main'"):
-        push_branch(odd_matrix, "main", tmp_path, git_remote)
+        push_branch(odd_matrix, "main", tmp_path, git_remote, epoch=0)
     assert git_head(git_remote, "main") is None
     assert git_head(git_remote, "feature") is None
 
@@ -297,7 +298,7 @@ def test_cli_reports_each_runtime_and_exits_non_zero_on_failure(
         "LAMBDA_IMAGES_REGISTRY_PASSWORD": registry_server.password,
         "DOCKER_CONFIG": str(tmp_path / "docker-config"),
     }
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     proc = subprocess.run(
         [
             str(Path(sys.executable).parent / "lambda-images"), "--work", str(work),
@@ -322,13 +323,13 @@ def test_bearer_token_registries_are_logged_into_through_their_realm(
     gateway = FaultProxy(registry_server.host, bearer=True)
     try:
         make_runtime(tmp_path, PROVIDED, "A", BOTH)
-        report = publish(
+        report = publish_at(
             matrix, [PROVIDED], work=tmp_path, registry=f"{gateway.host}/bearer",
             credentials=credentials(registry_server), retry=FAST_RETRY,
         )  # fmt: skip
     finally:
         gateway.close()
-    assert report.ok, report.as_dict()["failed"]
+    assert report.ok, report.as_json()["failed"]
     assert tags_now(registry_server, report, "bearer") == expected(report, "bearer")
     assert gateway.token_queries == [
         "scope=repository%3Abearer%2Fprovided%3Apull%2Cpush&service=test-registry"
@@ -351,13 +352,13 @@ def test_an_expired_token_mid_upload_is_renewed(
     gateway.on_request = expire_tokens
     try:
         make_runtime(tmp_path, PROVIDED, "A", BOTH)
-        report = publish(
+        report = publish_at(
             matrix, [PROVIDED], work=tmp_path, registry=f"{gateway.host}/expiry",
             credentials=credentials(registry_server), retry=FAST_RETRY,
         )  # fmt: skip
     finally:
         gateway.close()
-    assert report.ok, report.as_dict()["failed"]
+    assert report.ok, report.as_json()["failed"]
     assert len(gateway.token_queries) == 2
     assert tags_now(registry_server, report, "expiry") == expected(report, "expiry")
 
@@ -376,7 +377,7 @@ def test_refusals_fail_fast_with_what_to_fix(
 ) -> None:
     make_runtime(tmp_path, PROVIDED, "A", BOTH)
     proxy.refuse = ("POST", "/blobs/uploads/", status)
-    report = publish(
+    report = publish_at(
         matrix, [PROVIDED], work=tmp_path, registry=f"{proxy.host}/refused{status}",
         credentials=credentials(registry_server), retry=FAST_RETRY,
     )  # fmt: skip

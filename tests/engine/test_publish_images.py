@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from publish_helpers import LFS_CLONE, credentials, git_head
+from publish_helpers import LFS_CLONE, credentials, git_head, publish_at
 from servers import FaultProxy
 
 from pipeline.matrix import Matrix
-from pipeline.publish import CACHE_DIR, PublishReport, publish
+from pipeline.publish import PublishReport
+from pipeline.workdir import WorkDir
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -42,7 +43,7 @@ class Published:
     server: Any
 
     def run_again(self, matrix: Matrix) -> PublishReport:
-        return publish(
+        return publish_at(
             matrix, [RT], work=self.work, registry=f"{self.proxy.host}/{NAMESPACE}",
             credentials=credentials(self.server), git_remote=self.remote, labels=LABELS,
         )  # fmt: skip
@@ -57,19 +58,22 @@ def published(
     registry_server: Any,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Published]:
-    from pipeline.rebuild import stage_snapshot
+    from conftest import make_run
 
+    from pipeline.orchestrate import snapshot_cell
+
+    run = make_run(matrix, work, engine)
     for target in built(RT).values():
-        stage_snapshot(target, work, engine)
+        snapshot_cell(run, target)
     scratch = tmp_path_factory.mktemp("published")
     remote = f"file://{scratch / 'remote.git'}"
     subprocess.run(["git", "init", "-q", "--bare", str(scratch / "remote.git")], check=True)
     proxy = FaultProxy(registry_server.host)  # no faults: it counts what reaches the registry
-    report = publish(
+    report = publish_at(
         matrix, [RT], work=work, registry=f"{proxy.host}/{NAMESPACE}",
         credentials=credentials(registry_server), git_remote=remote, labels=LABELS,
     )  # fmt: skip
-    assert report.ok, report.as_dict()["failed"]
+    assert report.ok, report.as_json()["failed"]
     clone = scratch / "clone"
     subprocess.run(["git", *LFS_CLONE, "clone", "-q", "-b", RT, remote, str(clone)], check=True)
     yield Published(report, proxy, remote, clone, work, registry_server)
@@ -155,7 +159,7 @@ def test_republish_is_idempotent(published: Published, matrix: Matrix) -> None:
     assert git_head(published.remote, RT) == head
 
     # Recompressing every layer from the branch tarballs gives the same blobs and digests.
-    shutil.rmtree(published.work / CACHE_DIR)
+    shutil.rmtree(WorkDir(published.work).registry_blobs)
     third = published.run_again(matrix)
     assert third.runtimes[0].tags == rt.tags and third.runtimes[0].status == "unchanged"
     assert proxy.upload_bytes == bytes_before

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 RUNTIME = "provided.debian12"
-MATRIX = Path(__file__).resolve().parent.parent / "runtimes.yaml"
+MATRIX = Path(__file__).resolve().parents[2] / "runtimes.yaml"
 CLI = [sys.executable, "-c", "from pipeline.cli import main; main()"]
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]

@@ -1,0 +1,65 @@
+"""Running git: one runner, one environment (no prompts, no system config, fixed identity).
+
+Every git call of the pipeline goes through ``git()``, which echoes it (unless quiet), puts
+``--`` where operands follow options when the caller asks for it, and turns a failure into a
+BranchError carrying git's last lines.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+from . import log
+from .errors import BranchError
+
+COMMITTER_NAME: Final = "lambda-base-images"
+COMMITTER_EMAIL: Final = "lambda-base-images@users.noreply.github.com"
+
+
+def git_env(epoch: int | None = None, **extra: str) -> dict[str, str]:
+    """The environment of every git call; with ``epoch``, a fixed author, committer and date
+    (the same content then gives the same commit id)."""
+    env = {
+        **os.environ,
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_TERMINAL_PROMPT": "0",
+        **extra,
+    }
+    if epoch is not None:
+        stamp = f"@{epoch} +0000"
+        env |= {
+            "GIT_AUTHOR_NAME": COMMITTER_NAME,
+            "GIT_AUTHOR_EMAIL": COMMITTER_EMAIL,
+            "GIT_AUTHOR_DATE": stamp,
+            "GIT_COMMITTER_NAME": COMMITTER_NAME,
+            "GIT_COMMITTER_EMAIL": COMMITTER_EMAIL,
+            "GIT_COMMITTER_DATE": stamp,
+        }
+    return env
+
+
+def run_git(
+    args: Sequence[str], cwd: Path, env: dict[str, str] | None = None, *, quiet: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run git and return the finished process, whatever its exit status."""
+    argv = ["git", *args]
+    if not quiet:
+        log.command(argv)
+    return subprocess.run(
+        argv, cwd=cwd, env=env or git_env(), capture_output=True, text=True, check=False
+    )
+
+
+def git(
+    args: Sequence[str], cwd: Path, env: dict[str, str] | None = None, *, quiet: bool = False
+) -> str:
+    """Run git; its stdout, or a BranchError with the last lines it printed."""
+    proc = run_git(args, cwd, env, quiet=quiet)
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()
+        raise BranchError(f"`git {args[0]}` failed: {' '.join(detail[-3:])}")
+    return proc.stdout.strip()

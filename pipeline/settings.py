@@ -1,0 +1,86 @@
+"""Settings: every environment variable and global option, read once into a frozen object.
+
+The CLI builds one ``Settings`` at start-up and passes it down; no other module reads the
+environment. Empty values count as unset (CI systems set variables to "" freely). Each variable
+is documented in the README's "Environment" table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from .errors import ConfigurationError
+
+# 2024-01-01T00:00:00Z: the file timestamps of reproducible outputs when SOURCE_DATE_EPOCH is unset.
+DEFAULT_SOURCE_DATE_EPOCH: Final = 1704067200
+DEFAULT_NAMESPACE: Final = "lambda-images"
+
+
+def _value(environ: Mapping[str, str], name: str) -> str:
+    return environ.get(name, "").strip()
+
+
+def parse_epoch(raw: str) -> int:
+    """SOURCE_DATE_EPOCH as seconds; malformed is an error, never silently replaced."""
+    if not raw:
+        return DEFAULT_SOURCE_DATE_EPOCH
+    if not raw.isdigit():
+        msg = f"SOURCE_DATE_EPOCH={raw!r}: expected a non-negative integer (seconds since 1970)"
+        raise ConfigurationError(msg)
+    return int(raw)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    matrix: Path = Path("runtimes.yaml")  # LAMBDA_IMAGES_MATRIX, --matrix
+    work: Path = Path("out")  # LAMBDA_IMAGES_WORK, --work
+    today: dt.date = field(default_factory=dt.date.today)  # --today
+    cache: Path = Path.home() / ".cache" / "lambda-images"  # LAMBDA_IMAGES_CACHE, XDG_CACHE_HOME
+    namespace: str = DEFAULT_NAMESPACE  # LAMBDA_IMAGES_NAMESPACE: local image names
+    epoch: int = DEFAULT_SOURCE_DATE_EPOCH  # SOURCE_DATE_EPOCH
+    source: str = ""  # LAMBDA_IMAGES_SOURCE: org.opencontainers.image.source
+    revision: str = ""  # LAMBDA_IMAGES_REVISION: org.opencontainers.image.revision
+    docker_host: str = ""  # DOCKER_HOST (the docker SDK reads it too)
+    docker_config: Path = Path.home() / ".docker"  # DOCKER_CONFIG
+    registry_user: str = ""  # LAMBDA_IMAGES_REGISTRY_USER
+    registry_password: str = field(default="", repr=False)  # LAMBDA_IMAGES_REGISTRY_PASSWORD
+    github_actions: bool = False  # GITHUB_ACTIONS=true
+    debug: bool = False  # LAMBDA_IMAGES_DEBUG: tracebacks instead of one-line errors
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        xdg = _value(env, "XDG_CACHE_HOME")
+        cache = _value(env, "LAMBDA_IMAGES_CACHE") or (
+            str(Path(xdg) / "lambda-images") if xdg else str(cls.cache)
+        )
+        return cls(
+            matrix=Path(_value(env, "LAMBDA_IMAGES_MATRIX") or cls.matrix),
+            work=Path(_value(env, "LAMBDA_IMAGES_WORK") or cls.work),
+            cache=Path(cache),
+            namespace=_value(env, "LAMBDA_IMAGES_NAMESPACE") or DEFAULT_NAMESPACE,
+            epoch=parse_epoch(_value(env, "SOURCE_DATE_EPOCH")),
+            source=_value(env, "LAMBDA_IMAGES_SOURCE"),
+            revision=_value(env, "LAMBDA_IMAGES_REVISION"),
+            docker_host=_value(env, "DOCKER_HOST"),
+            docker_config=Path(_value(env, "DOCKER_CONFIG") or cls.docker_config),
+            registry_user=_value(env, "LAMBDA_IMAGES_REGISTRY_USER"),
+            registry_password=env.get("LAMBDA_IMAGES_REGISTRY_PASSWORD", ""),
+            github_actions=_value(env, "GITHUB_ACTIONS") == "true",
+            debug=_value(env, "LAMBDA_IMAGES_DEBUG") not in ("", "0"),
+        )
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The OCI labels only the job knows (where the source is, which revision)."""
+        labels = {}
+        if self.source:
+            labels["org.opencontainers.image.source"] = self.source
+        if self.revision:
+            labels["org.opencontainers.image.revision"] = self.revision
+        return labels

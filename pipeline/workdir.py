@@ -1,0 +1,177 @@
+"""The work folder: the only code that knows where a cell's files live and how records are kept.
+
+Layout (``<work>`` is ``--work``, ``out`` by default)::
+
+    <work>/<runtime>/<arch>/           one cell: a runtime built for one architecture
+        context/                       the rendered build context (Dockerfile, inputs)
+        build.log                      the whole build output
+        inputs.json                    the cell's input digest and state       (incremental)
+        build.json                     the image built                         (build)
+        test.json                      the conformance report                  (conformance)
+        snapshot.json                  the layers and config of the snapshot   (snapshot)
+        layers/<sha256>.tar.xz         the snapshot's layer tarballs
+    <work>/<runtime>/branch/           the runtime's branch content
+    <work>/.layer-cache/               compressed layers by diff ID, shared by every cell
+    <work>/registry-blobs/             gzipped registry blobs by diff ID, shared by publishes
+
+Records are JSON, written atomically (a temporary file in the same folder, fsync, rename), so a
+crash leaves the old record or the new one, never half of one. A record that cannot be read
+anyway (an older tool, a disk error, a hand edit) is treated as missing, with one warning line,
+and the stage that writes it does its work again. A lock per cell (``flock``) makes two
+processes working on one cell take turns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+from . import log
+
+T = TypeVar("T")
+
+INPUTS: Final = "inputs.json"
+BUILD: Final = "build.json"
+TEST: Final = "test.json"
+SNAPSHOT: Final = "snapshot.json"
+RECORDS: Final = (BUILD, INPUTS, SNAPSHOT, TEST)  # what a cell hands on to another machine
+LOCK_FILE: Final = ".lock"
+
+
+def write_atomic(path: Path, data: bytes) -> Path:
+    """Replace ``path`` with ``data`` so that readers see the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the rename itself survives a crash
+    finally:
+        os.close(directory)
+    return path
+
+
+def write_json(path: Path, value: Any) -> Path:
+    text = json.dumps(value, indent=2, sort_keys=True) + "\n"
+    return write_atomic(path, text.encode("utf-8"))
+
+
+def read_json(path: Path, parse: Callable[[Any], T]) -> T | None:
+    """The record at ``path`` made into a value by ``parse``; None when there is none.
+
+    A record that exists but cannot be read or parsed counts as missing: one warning line says
+    so, and the caller redoes the work that writes it.
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        return parse(json.loads(raw.decode("utf-8")))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        reason = type(exc).__name__ if isinstance(exc, KeyError | TypeError) else "not valid JSON"
+        log.warning(f"{path}: unreadable record ({reason}), ignored; its stage runs again")
+        return None
+
+
+@contextlib.contextmanager
+def flocked(path: Path, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created when missing); say so when waiting for it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info(f"{what} is in use by another lambda-images process; waiting for it")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One runtime and architecture folder and its records."""
+
+    folder: Path
+    runtime: str
+    arch: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.runtime}/{self.arch}"
+
+    @property
+    def context(self) -> Path:
+        return self.folder / "context"
+
+    @property
+    def layers(self) -> Path:
+        return self.folder / "layers"
+
+    @property
+    def build_log(self) -> Path:
+        return self.folder / "build.log"
+
+    def record(self, name: str) -> Path:
+        if name not in RECORDS:
+            raise ValueError(f"unknown record {name}")
+        return self.folder / name
+
+    def write(self, name: str, value: Any) -> Path:
+        return write_json(self.record(name), value)
+
+    def read(self, name: str, parse: Callable[[Any], T]) -> T | None:
+        return read_json(self.record(name), parse)
+
+    def forget(self, name: str) -> None:
+        self.record(name).unlink(missing_ok=True)
+
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        return flocked(self.folder / LOCK_FILE, f"cell {self.name}")
+
+
+@dataclass(frozen=True)
+class WorkDir:
+    root: Path
+
+    def cell(self, runtime: str, arch: str) -> Cell:
+        return Cell(self.root / runtime / arch, runtime, arch)
+
+    def cells(self) -> Iterator[Cell]:
+        """Every cell that has an inputs record (CI artifacts are laid out the same way)."""
+        for path in sorted(self.root.glob(f"*/*/{INPUTS}")):
+            yield self.cell(path.parent.parent.name, path.parent.name)
+
+    def runtime_folder(self, runtime: str) -> Path:
+        return self.root / runtime
+
+    def branch(self, runtime: str) -> Path:
+        return self.root / runtime / "branch"
+
+    def runtime_locked(self, runtime: str) -> contextlib.AbstractContextManager[None]:
+        return flocked(self.root / runtime / LOCK_FILE, f"runtime {runtime}")
+
+    @property
+    def layer_cache(self) -> Path:
+        return self.root / ".layer-cache"
+
+    @property
+    def registry_blobs(self) -> Path:
+        return self.root / "registry-blobs"
