@@ -81,10 +81,14 @@ def build_target(
     *,
     labels: dict[str, str],
     no_cache: bool = False,
+    builder: str = "",
+    network_mode: str = buildkit.DEFAULT_BUILD_NETWORK,
 ) -> BuildRecord:
     """Build one target; the whole build output is kept in ``log_file``.
 
     ``no_cache`` reruns every step (a rebuild after a CVE must fetch the fixed packages).
+    ``builder`` ("buildkit", "classic", "" for the engine's default) and ``network_mode`` (of
+    BuildKit's RUN steps) come from Settings.
     """
     started = time.monotonic()
     platform = f"linux/{target.arch.docker}"
@@ -92,9 +96,9 @@ def build_target(
     # classic builder (Docker 20.10) is driven through the SDK as before. Both streams look alike.
     start_build: Any = client.api.build
     argv = ["docker", "build", "--platform", platform, "-t", target.image_tag, str(context)]
-    if buildkit.engine_builder(client) == "buildkit":
-        start_build = functools.partial(buildkit.build_stream, client)
-        argv[2:2] = ["--network", buildkit.build_network()]
+    if buildkit.engine_builder(client, builder) == "buildkit":
+        start_build = functools.partial(buildkit.build_stream, client, network_mode=network_mode)
+        argv[2:2] = ["--network", network_mode]
     log.command(argv)
     tail: list[str] = []
     image_id = ""

@@ -1,4 +1,4 @@
-"""BuildKit progress decoding and builder choice (no engine needed)."""
+"""BuildKit progress decoding, builder choice, empty layers (no engine needed)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from pipeline import buildkit
-from pipeline.errors import EngineError
+from pipeline.errors import ConfigurationError
 from pipeline.oci.layers import is_empty_layer
+from pipeline.settings import Settings
 
 
 def _varint(value: int) -> bytes:
@@ -126,23 +127,31 @@ class _Client:
         ({"Version": "dev", "ApiVersion": "1.41"}, "classic"),
     ],
 )
-def test_engine_builder_follows_the_engine_version(
-    monkeypatch: pytest.MonkeyPatch, version: dict[str, str], expected: str
-) -> None:
-    monkeypatch.delenv("LAMBDA_IMAGES_BUILDER", raising=False)
-    monkeypatch.delenv("DOCKER_BUILDKIT", raising=False)
+def test_engine_builder_follows_the_engine_version(version: dict[str, str], expected: str) -> None:
     assert buildkit.engine_builder(_Client(version)) == expected
 
 
-def test_engine_builder_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
-    new = _Client({"Version": "26.1.5"})
-    monkeypatch.setenv("DOCKER_BUILDKIT", "0")
-    assert buildkit.engine_builder(new) == "classic"
-    monkeypatch.setenv("LAMBDA_IMAGES_BUILDER", "buildkit")
-    assert buildkit.engine_builder(new) == "buildkit"
-    monkeypatch.setenv("LAMBDA_IMAGES_BUILDER", "kaniko")
-    with pytest.raises(EngineError, match="LAMBDA_IMAGES_BUILDER"):
-        buildkit.engine_builder(new)
+def test_engine_builder_preference_wins() -> None:
+    assert buildkit.engine_builder(_Client({"Version": "26.1.5"}), "classic") == "classic"
+    assert buildkit.engine_builder(_Client({"Version": "20.10.24"}), "buildkit") == "buildkit"
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, ""),
+        ({"DOCKER_BUILDKIT": "0"}, "classic"),
+        ({"DOCKER_BUILDKIT": "1"}, "buildkit"),
+        ({"DOCKER_BUILDKIT": "0", "LAMBDA_IMAGES_BUILDER": "BuildKit"}, "buildkit"),
+    ],
+)
+def test_settings_builder(environ: dict[str, str], expected: str) -> None:
+    assert Settings.from_environ(environ).builder == expected
+
+
+def test_settings_refuse_an_unknown_builder() -> None:
+    with pytest.raises(ConfigurationError, match="LAMBDA_IMAGES_BUILDER"):
+        Settings.from_environ({"LAMBDA_IMAGES_BUILDER": "kaniko"})
 
 
 def test_is_empty_layer(tmp_path: Path) -> None:
