@@ -332,6 +332,11 @@ def build_image(
             params=params,
             headers={"Content-Type": "application/x-tar"},
             stream=True,
+            # BuildKit sends progress only when something changes, so a step that prints nothing
+            # (a native build under qemu, its output sent to a file) leaves the stream silent for
+            # longer than the client's read timeout (measured: > 600 s). The engine ends the
+            # response when the build ends; the job's own time limit bounds a hung engine.
+            timeout=None,
         )
         # Errors found before the build starts (bad parameter, unknown platform) come back as
         # a non-2xx status with a JSON body rather than as a stream.
