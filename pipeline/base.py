@@ -180,6 +180,9 @@ def ensure_base(target: Target, client: Any, lock: Lock, *, cache: Path, epoch: 
         for chunk in client.api.load_image(f):
             if isinstance(chunk, dict) and chunk.get("errorDetail"):
                 raise EngineError(f"loading {name} failed: {chunk['errorDetail'].get('message')}")
+    # The archive is cached by content, and its RepoTags name whichever namespace made it first:
+    # tag the loaded image (by its id) with this run's name.
+    client.images.get(image_id).tag(name)
     loaded = client.images.get(name)
     if loaded.attrs.get("Architecture") != target.arch.docker:
         msg = f"{name} loaded as {loaded.attrs.get('Architecture')}, not {target.arch.docker}"

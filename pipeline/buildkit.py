@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
@@ -40,8 +39,8 @@ FIRST_BUILDKIT_DEFAULT = 23
 FIRST_BUILDKIT_DEFAULT_API = (1, 42)
 # RUN steps fetch OS packages from the distribution's mirror. Host networking reaches it on any
 # engine, including one started without NAT for its bridge (scripts/engine26 runs with
-# --iptables=false so as not to touch the first engine's rules). LAMBDA_IMAGES_BUILD_NETWORK
-# picks another mode (e.g. "default", the engine's bridge) where host networking is not allowed.
+# --iptables=false so as not to touch the first engine's rules). Settings.build_network
+# (LAMBDA_IMAGES_BUILD_NETWORK) picks another mode, e.g. "default", the engine's bridge.
 DEFAULT_BUILD_NETWORK = "host"
 TRACE_ID = "moby.buildkit.trace"
 IMAGE_ID = "moby.image.id"
@@ -56,23 +55,13 @@ class BuildKitError(EngineError):
         self.message = message
 
 
-def engine_builder(client: Any) -> Builder:
+def engine_builder(client: Any, preference: str = "") -> Builder:
     """``"buildkit"`` for Docker >= 23 (where BuildKit is the default), else ``"classic"``.
 
-    ``LAMBDA_IMAGES_BUILDER`` (``buildkit`` or ``classic``) overrides the choice, then
-    ``DOCKER_BUILDKIT`` (``1``/``0``) as the docker CLI reads it; empty values count as unset.
+    ``preference`` (``Settings.builder``: ``"buildkit"`` or ``"classic"``) wins when given.
     """
-    chosen = os.environ.get("LAMBDA_IMAGES_BUILDER", "").strip().lower()
-    if chosen:
-        if chosen not in ("buildkit", "classic"):
-            msg = f"LAMBDA_IMAGES_BUILDER={chosen!r}: expected 'buildkit' or 'classic'"
-            raise EngineError(msg)
-        return "buildkit" if chosen == "buildkit" else "classic"
-    docker_buildkit = os.environ.get("DOCKER_BUILDKIT", "").strip().lower()
-    if docker_buildkit in ("1", "true"):
-        return "buildkit"
-    if docker_buildkit in ("0", "false"):
-        return "classic"
+    if preference in ("buildkit", "classic"):
+        return "buildkit" if preference == "buildkit" else "classic"
     version = client.version()
     major = re.match(r"(\d+)\.", str(version.get("Version", "")))
     if major:
@@ -300,10 +289,6 @@ def _dockerignore(context: Path) -> list[str] | None:
     return [line for line in lines if line and not line.startswith("#")]
 
 
-def build_network() -> str:
-    return os.environ.get("LAMBDA_IMAGES_BUILD_NETWORK", "") or DEFAULT_BUILD_NETWORK
-
-
 def build_image(
     client: Any,
     context: Path,
@@ -313,13 +298,13 @@ def build_image(
     labels: dict[str, str],
     dockerfile: str = "Dockerfile",
     nocache: bool = False,
-    network_mode: str | None = None,
+    network_mode: str = DEFAULT_BUILD_NETWORK,
     pull: bool = False,
 ) -> Generator[str, None, str]:
     """Build ``context`` with BuildKit; yields log lines, returns the image id (``sha256:…``).
 
     Raises BuildKitError when the engine reports an error (any ``errorDetail``), or when the
-    stream ends without an image id. ``network_mode`` defaults to ``build_network()``.
+    stream ends without an image id.
     """
     api = client.api
     params: dict[str, Any] = {
@@ -330,7 +315,7 @@ def build_image(
         "labels": json.dumps(labels),
         "nocache": nocache,
         "pull": pull,
-        "networkmode": network_mode or build_network(),
+        "networkmode": network_mode,
         "rm": True,
         "forcerm": True,
     }
@@ -347,6 +332,11 @@ def build_image(
             params=params,
             headers={"Content-Type": "application/x-tar"},
             stream=True,
+            # BuildKit sends progress only when something changes, so a step that prints nothing
+            # (a native build under qemu, its output sent to a file) leaves the stream silent for
+            # longer than the client's read timeout (measured: > 600 s). The engine ends the
+            # response when the build ends; the job's own time limit bounds a hung engine.
+            timeout=None,
         )
         # Errors found before the build starts (bad parameter, unknown platform) come back as
         # a non-2xx status with a JSON body rather than as a stream.
@@ -390,6 +380,7 @@ def build_stream(
     dockerfile: str = "Dockerfile",
     nocache: bool = False,
     pull: bool = False,
+    network_mode: str = DEFAULT_BUILD_NETWORK,
     decode: bool = True,
     rm: bool = True,
     forcerm: bool = True,
@@ -411,6 +402,7 @@ def build_stream(
         dockerfile=dockerfile,
         nocache=nocache,
         pull=pull,
+        network_mode=network_mode,
     )
     try:
         while True:

@@ -138,6 +138,8 @@ def build_image(run: Run, target: Target, inputs: CellInputs, *, no_cache: bool)
             cell.build_log,
             labels={**image_labels(target, run.settings), INPUT_LABEL: inputs.digest},
             no_cache=no_cache,
+            builder=run.settings.builder,
+            network_mode=run.settings.build_network,
         )
         record.write(cell)
         log.info(

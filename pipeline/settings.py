@@ -35,6 +35,19 @@ def parse_epoch(raw: str) -> int:
     return int(raw)
 
 
+def parse_builder(builder: str, docker_buildkit: str) -> str:
+    """Which builder to drive: LAMBDA_IMAGES_BUILDER, else DOCKER_BUILDKIT as the docker CLI
+    reads it (1 → BuildKit, 0 → classic), else "" (decided by the engine's version)."""
+    if builder:
+        if builder.lower() not in ("buildkit", "classic"):
+            msg = f"LAMBDA_IMAGES_BUILDER={builder!r}: expected 'buildkit' or 'classic'"
+            raise ConfigurationError(msg)
+        return builder.lower()
+    return {"1": "buildkit", "true": "buildkit", "0": "classic", "false": "classic"}.get(
+        docker_buildkit.lower(), ""
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     matrix: Path = Path("runtimes.yaml")  # LAMBDA_IMAGES_MATRIX, --matrix
@@ -49,6 +62,10 @@ class Settings:
     docker_config: Path = Path.home() / ".docker"  # DOCKER_CONFIG
     registry_user: str = ""  # LAMBDA_IMAGES_REGISTRY_USER
     registry_password: str = field(default="", repr=False)  # LAMBDA_IMAGES_REGISTRY_PASSWORD
+    builder: str = (
+        ""  # LAMBDA_IMAGES_BUILDER, else DOCKER_BUILDKIT: "buildkit", "classic", "" (auto)
+    )
+    build_network: str = "host"  # LAMBDA_IMAGES_BUILD_NETWORK: network mode of BuildKit RUN steps
     github_actions: bool = False  # GITHUB_ACTIONS=true
     debug: bool = False  # LAMBDA_IMAGES_DEBUG: tracebacks instead of one-line errors
 
@@ -71,6 +88,10 @@ class Settings:
             docker_config=Path(_value(env, "DOCKER_CONFIG") or cls.docker_config),
             registry_user=_value(env, "LAMBDA_IMAGES_REGISTRY_USER"),
             registry_password=env.get("LAMBDA_IMAGES_REGISTRY_PASSWORD", ""),
+            builder=parse_builder(
+                _value(env, "LAMBDA_IMAGES_BUILDER"), _value(env, "DOCKER_BUILDKIT")
+            ),
+            build_network=_value(env, "LAMBDA_IMAGES_BUILD_NETWORK") or cls.build_network,
             github_actions=_value(env, "GITHUB_ACTIONS") == "true",
             debug=_value(env, "LAMBDA_IMAGES_DEBUG") not in ("", "0"),
         )

@@ -11,10 +11,13 @@ checks it) and the ``snapshot.json`` record (layer order, diff IDs, config); see
     arm64/Dockerfile.<runtime>
     arm64/<sha256>.tar.xz
 
-Layers keep the image's own order, whiteouts included (``ADD`` honours them), so a later layer's
-deletions and overwrites survive the round trip. Tarballs are byte-reproducible: entries sorted,
-mtimes clamped to SOURCE_DATE_EPOCH, owner names dropped, one xz mode (multi-threaded, whose
-output does not depend on the thread count).
+Layers keep the image's own order, whiteouts included, so a later layer's deletions and overwrites
+survive the round trip where ``ADD`` honours whiteouts: the classic builder does (Docker 20.10 and
+26 measured), BuildKit does not (its ``ADD`` writes ``.wh.`` entries as plain files and the deleted
+files stay). Whiteouts that hide nothing in the layers below are dropped, and a layer with no
+entries at all (BuildKit makes one for a ``WORKDIR`` that exists already) is left out. Tarballs
+are byte-reproducible: entries sorted, mtimes clamped to SOURCE_DATE_EPOCH, owner names dropped,
+one xz mode (multi-threaded, whose output does not depend on the thread count).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from .digests import CHUNK, sha256_file
 from .errors import SnapshotError
 from .matrix import Arch, Runtime, Target
 from .oci.archive import read_engine_image
-from .oci.layers import normalize_layer
+from .oci.layers import is_empty_layer, lower_trees, normalize_layer
 from .workdir import SNAPSHOT, Cell, WorkDir
 
 # xz in multi-threaded mode: its output is the same for any thread count (xz(1), --threads).
@@ -192,9 +195,10 @@ def warm_layer_cache(
             _, tars = export_image(client, image_name, staging)
             out = staging / "out"
             out.mkdir()
+            lowers = lower_trees(tars)
             for index, tar in enumerate(tars):
                 normalized = staging / f"layer-{index}.tar"
-                diff_id, _ = normalize_layer(tar, normalized, epoch)
+                diff_id, _ = normalize_layer(tar, normalized, epoch, lowers[index])
                 compress_layer(normalized, diff_id, out, cache)
                 normalized.unlink()
         except Exception as exc:  # only a head start: the snapshot does the work anyway
@@ -334,10 +338,15 @@ def snapshot_image(
         new_layers = staging / "layers"
         new_layers.mkdir()
 
-        def one(index_and_tar: tuple[int, Path]) -> Layer:
+        lowers = lower_trees(layer_tars)
+
+        def one(index_and_tar: tuple[int, Path]) -> Layer | None:
             index, tar = index_and_tar
             normalized = staging / f"layer-{index}.tar"
-            diff_id, size = normalize_layer(tar, normalized, epoch)
+            diff_id, size = normalize_layer(tar, normalized, epoch, lowers[index])
+            if is_empty_layer(normalized):
+                normalized.unlink()
+                return None
             sha, compressed = compress_layer(normalized, diff_id, new_layers, layer_cache)
             normalized.unlink()
             return Layer(
@@ -350,7 +359,7 @@ def snapshot_image(
 
         workers = max(1, min(len(layer_tars), os.cpu_count() or 1))
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            layers = list(pool.map(one, enumerate(layer_tars)))
+            layers = [layer for layer in pool.map(one, enumerate(layer_tars)) if layer]
         snap = ArchSnapshot(
             runtime=runtime_id,
             arch=arch.name,

@@ -30,9 +30,10 @@ def require_engine() -> bool:
 @pytest.fixture(scope="session")
 def engine() -> Any:
     from pipeline.engine import connect
+    from pipeline.settings import Settings
 
     try:
-        return connect()
+        return connect(Settings.from_environ().docker_host)
     except EngineError as exc:
         if require_engine():
             pytest.fail(f"LAMBDA_IMAGES_REQUIRE_ENGINE is set and {exc}")

@@ -7,7 +7,7 @@ import tarfile
 from pathlib import Path
 
 from pipeline.matrix import ARCHES
-from pipeline.oci.layers import normalize_layer
+from pipeline.oci.layers import lower_trees, normalize_layer
 from pipeline.snapshot import ArchSnapshot, ImageConfig, Layer, snapshot_dockerfile
 
 EPOCH = 1704067200
@@ -125,3 +125,44 @@ def test_snapshot_dockerfile_adds_layers_in_image_order_and_restores_config() ->
     assert lines[2] == f"ADD arm64/{'a' * 64}.tar.xz /"
     assert 'ENV ODD="has \\"quotes\\" and \\$dollar"' in lines
     assert lines[-2:] == ["WORKDIR /var/task", 'ENTRYPOINT ["/lambda-entrypoint.sh"]']
+
+
+def test_whiteouts_that_hide_nothing_below_are_dropped(tmp_path: Path) -> None:
+    base = _layer(
+        tmp_path / "base.tar",
+        [("etc", None, {}), ("etc/apt", None, {}), ("etc/apt/old", b"x", {}), ("var", None, {})],
+    )
+    run = _layer(
+        tmp_path / "run.tar",
+        [
+            ("etc", None, {}),
+            ("etc/apt", None, {}),
+            ("etc/apt/.wh..wh..opq", b"", {}),  # hides etc/apt/old: kept
+            ("etc/apt/new", b"y", {}),
+            ("etc/gss", None, {}),
+            ("etc/gss/.wh..wh..opq", b"", {}),  # a new directory: nothing to hide
+            ("etc/gss/mech.d", None, {}),
+            ("var/.wh.log", b"", {}),  # var/log never existed: nothing to hide
+            ("etc/.wh.hostname", b"", {}),
+        ],
+    )
+    lowers = lower_trees([base, run])
+    assert lowers[0] == frozenset()
+    assert lowers[1] == {"etc", "etc/apt", "etc/apt/old", "var"}
+    normalize_layer(run, tmp_path / "n.tar", EPOCH, lowers[1])
+    names = [entry[0] for entry in _read(tmp_path / "n.tar")]
+    assert "etc/apt/.wh..wh..opq" in names
+    assert not [n for n in names if n.startswith(("etc/gss/.wh.", "var/.wh.", "etc/.wh."))]
+    normalize_layer(run, tmp_path / "all.tar", EPOCH)  # without what is below: all kept
+    assert sum(".wh." in entry[0] for entry in _read(tmp_path / "all.tar")) == 4
+
+
+def test_lower_trees_apply_whiteouts_before_the_layers_own_entries(tmp_path: Path) -> None:
+    one = _layer(tmp_path / "1.tar", [("data", None, {}), ("data/a", b"1", {})])
+    two = _layer(
+        tmp_path / "2.tar",
+        [("data", None, {}), ("data/.wh..wh..opq", b"", {}), ("data/b", b"2", {})],
+    )
+    three = _layer(tmp_path / "3.tar", [("data/.wh.b", b"", {})])
+    assert lower_trees([one, two, three])[2] == {"data", "data/b"}
+    assert lower_trees([one, two, three, one])[3] == {"data"}
