@@ -1,0 +1,88 @@
+"""One orchestrator for `build` and `rebuild`: the same skip, the same --force, one cell at a time.
+
+Each test runs the real command line against the real engine, in a work folder and a local
+image namespace of its own, so that no other test's cell or image is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
+
+CLI = [sys.executable, "-m", "pipeline"]
+REPO = Path(__file__).resolve().parents[2]
+RT = "provided.debian12"
+
+
+@pytest.fixture
+def namespace(engine: Any) -> Iterator[str]:
+    name = f"lambda-images-orch-{uuid.uuid4().hex[:8]}"
+    yield name
+    for image in engine.images.list(name=f"{name}/*"):
+        for tag in image.tags:
+            engine.images.remove(tag, force=True)
+
+
+def _start(work: Path, namespace: str, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "LAMBDA_IMAGES_NAMESPACE": namespace}
+    argv = [*CLI, "--matrix", str(REPO / "runtimes.yaml"), "--work", str(work), *args]
+    return subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _run(work: Path, namespace: str, *args: str) -> tuple[Any, str]:
+    proc = _start(work, namespace, *args, "--arch", "x86_64", "--json")
+    out, err = proc.communicate(timeout=1800)
+    assert proc.returncode == 0, err[-3000:]
+    return json.loads(out), err
+
+
+def _states(command: str, data: Any) -> list[str]:
+    cells = data["images"] if command == "rebuild" else data
+    return [c["state"] for c in cells]
+
+
+def test_build_and_rebuild_skip_an_unchanged_cell_and_both_obey_force(
+    engine: Any, tmp_path: Path, namespace: str
+) -> None:
+    work = tmp_path / "work"
+    first, _ = _run(work, namespace, "rebuild", RT)
+    assert _states("rebuild", first) == ["built"]
+    image_id = first["images"][0]["image_id"]
+    for command in ("build", "rebuild"):
+        data, err = _run(work, namespace, command, RT)
+        assert _states(command, data) == ["skipped"], command
+        assert "inputs unchanged" in err and "build skipped" in err
+    for command in ("build", "rebuild"):
+        data, err = _run(work, namespace, command, RT, "--force")
+        assert _states(command, data) == ["built"], command
+        assert f"build {RT}/x86_64" in err
+    # The same inputs, rebuilt: the same image (the classic builder's and BuildKit's caches).
+    assert engine.images.get(f"{namespace}/{RT}:x86_64").id == image_id
+
+
+def test_two_builds_of_one_cell_at_once_take_turns_and_make_one_image(
+    engine: Any, tmp_path: Path, namespace: str
+) -> None:
+    work = tmp_path / "work"
+    procs = [_start(work, namespace, "build", RT, "--arch", "x86_64") for _ in range(2)]
+    results = [p.communicate(timeout=1800) for p in procs]
+    for proc, (_, err) in zip(procs, results, strict=True):
+        assert proc.returncode == 0, err[-3000:]
+        assert "Traceback" not in err
+    lines = [out.strip().split("\t") for out, _ in results]
+    assert {line[1] for line in lines} == {engine.images.get(f"{namespace}/{RT}:x86_64").id}
+    assert sorted(line[3] for line in lines) == ["built", "skipped"]
+    waited = [err for _, err in results if "is in use by another lambda-images process" in err]
+    assert len(waited) == 1
