@@ -99,9 +99,6 @@ class Report:
     def failed(self) -> list[Check]:
         return [c for c in self.checks if not c.ok]
 
-    def check(self, name: str) -> Check:
-        return next(c for c in self.checks if c.name == name)
-
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["ok"] = self.ok

@@ -151,10 +151,6 @@ class Runtime:
     deprecation: dt.date | None
     install: Install
     inputs: tuple[tuple[str, tuple[Input, ...]], ...] = ()  # (role, inputs): language, ric…
-    line: int  # where the entry starts in runtimes.yaml, for messages
-
-    def inputs_by_role(self) -> dict[str, tuple[Input, ...]]:
-        return dict(self.inputs)
 
     def all_inputs(self) -> list[Input]:
         return [i for _, group in self.inputs for i in group]
@@ -199,7 +195,6 @@ class Matrix:
     operating_systems: dict[str, OperatingSystem]
     families: dict[str, Family]
     runtimes: tuple[Runtime, ...]
-    inputs: dict[str, Input] = field(default_factory=dict)
     namespace: str = "lambda-images"  # of local image names (Settings.namespace)
     templates_dir: Path = TEMPLATES_DIR
     _by_id: dict[str, Runtime] = field(default_factory=dict, repr=False, compare=False)
@@ -526,7 +521,6 @@ def _build(doc: _Located, templates_dir: Path) -> Matrix:
                     npm=tuple(install.get("npm", ())),
                 ),
                 inputs=tuple(roles),
-                line=doc.line(where),
             )
         )
     return Matrix(
@@ -534,7 +528,6 @@ def _build(doc: _Located, templates_dir: Path) -> Matrix:
         operating_systems=systems,
         families=families,
         runtimes=tuple(runtimes),
-        inputs=inputs,
         templates_dir=templates_dir,
     )
 

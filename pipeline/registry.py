@@ -45,7 +45,6 @@ ECR_PUBLIC_HOST: Final = "public.ecr.aws"
 ECR_PUBLIC_REGION: Final = "us-east-1"  # ECR Public's API lives only there
 USER_ENV: Final = "LAMBDA_IMAGES_REGISTRY_USER"
 PASSWORD_ENV: Final = "LAMBDA_IMAGES_REGISTRY_PASSWORD"
-CHUNK: Final = 1 << 20
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,8 +109,6 @@ def default_scheme(host: str) -> str:
 
 @dataclass(kw_only=True)
 class TransferStats:
-    requests: int = 0
-    retries: int = 0
     blobs_uploaded: int = 0
     bytes_uploaded: int = 0
     blobs_present: int = 0
@@ -190,7 +187,6 @@ class Registry:
 
     def _retrying(self, what: str, fn: Callable[[], T]) -> T:
         def note(state: tenacity.RetryCallState) -> None:
-            self.stats.retries += 1
             outcome = state.outcome
             exc = outcome.exception() if outcome is not None else None
             reason = exc.reason if isinstance(exc, _Transient) else type(exc).__name__
@@ -231,7 +227,6 @@ class Registry:
         auth = self._auth.get(repo or "")
         if auth:
             all_headers["Authorization"] = auth
-        self.stats.requests += 1
         data = body() if body else None
         try:
             response = self.session.request(
