@@ -45,6 +45,8 @@ _LABEL_LINE = re.compile(r'^LABEL "' + re.escape(INPUT_LABEL) + r'"="(sha256:[0-
 
 @dataclass(frozen=True, kw_only=True)
 class CellInputs:
+    """What a cell's image is made from, and the digest over it."""
+
     runtime: str
     arch: str
     digest: str
@@ -52,13 +54,9 @@ class CellInputs:
 
 
 @dataclass(frozen=True, kw_only=True)
-class InputsRecord:
-    """``inputs.json``: a cell's input digest and what became of it in this run."""
+class InputsRecord(CellInputs):
+    """``inputs.json``: a cell's inputs and what became of it in this run."""
 
-    runtime: str
-    arch: str
-    digest: str
-    parts: dict[str, Any]
     state: State
 
     def write(self, cell: Cell) -> Path:
