@@ -38,7 +38,8 @@ from .inputs import fetch_inputs, fetch_npm, fetch_pip, lock_npm, lock_pip, lock
 from .lock import Lock
 from .matrix import ARCHES, ImageBase, Matrix, Runtime, Target, load_matrix
 from .publish import PublishReport, publish
-from .registry import RegistryRef, resolve_credentials
+from .oci.credentials import resolve_credentials
+from .oci.registry import RegistryRef
 from .render import render_target, write_context
 from .settings import Settings
 from .snapshot import ArchSnapshot, assemble_branch, snapshot_target, warm_layer_cache

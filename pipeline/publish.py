@@ -41,7 +41,7 @@ from .digests import CHUNK, HashingWriter, sha256_bytes
 from .epoch import iso8601
 from .errors import LambdaImagesError, PublishError
 from .matrix import ARCHES, Matrix, Runtime
-from .registry import (
+from .oci.registry import (
     OCI_CONFIG,
     OCI_INDEX,
     OCI_LAYER_GZIP,

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.matrix import ARCHES, Matrix
+from pipeline.oci.credentials import Credentials
+from pipeline.oci.transport import RetryPolicy
 from pipeline.publish import PublishReport, publish
-from pipeline.registry import Credentials, RetryPolicy
 from pipeline.settings import Settings
 from pipeline.snapshot import ArchSnapshot, ImageConfig, Layer, compress_xz
 from pipeline.workdir import WorkDir

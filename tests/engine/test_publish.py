@@ -26,8 +26,9 @@ from publish_helpers import (
 from servers import FaultProxy
 
 from pipeline.matrix import Matrix
+from pipeline.oci.credentials import Credentials, ecr_public_credentials
+from pipeline.oci.transport import RetryPolicy
 from pipeline.publish import PublishReport
-from pipeline.registry import Credentials, RetryPolicy, ecr_public_credentials
 
 PROVIDED = "provided.debian12"
 PYTHON = "python3.11.debian12"

@@ -101,7 +101,7 @@ def test_branch_is_pushed_from_artifact_directories_alone(
 def test_publish_from_artifact_directories_alone(
     cell_outputs: dict[str, Path], tmp_path: Path, git_remote: str, registry_server: Any
 ) -> None:
-    from pipeline.registry import PASSWORD_ENV, USER_ENV
+    from pipeline.oci.credentials import PASSWORD_ENV, USER_ENV
 
     publisher = tmp_path / "publisher"
     merged = _merge(cell_outputs, publisher / "cells")

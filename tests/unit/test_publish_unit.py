@@ -17,6 +17,13 @@ from publish_helpers import make_snapshot
 
 from pipeline.errors import PublishError, RegistryError
 from pipeline.matrix import Matrix
+from pipeline.oci.credentials import (
+    Credentials,
+    docker_config_credentials,
+    ecr_public_credentials,
+    resolve_credentials,
+)
+from pipeline.oci.registry import RegistryRef
 from pipeline.publish import (
     dated_stamp,
     gzip_layer,
@@ -24,13 +31,6 @@ from pipeline.publish import (
     prepare_images,
     read_cells,
     runtime_tags,
-)
-from pipeline.registry import (
-    Credentials,
-    RegistryRef,
-    docker_config_credentials,
-    ecr_public_credentials,
-    resolve_credentials,
 )
 from pipeline.settings import Settings
 from pipeline.workdir import WorkDir

@@ -1,57 +1,30 @@
-"""Registry: the parts of the OCI distribution protocol that publishing needs, on ``requests``.
+"""Talking to a registry over HTTP: retries, authentication, and what counts as a failure.
 
-HEAD a blob and upload it only when missing; HEAD and PUT manifests by digest or tag. Every
-request goes through one retry loop (``tenacity``: exponential backoff with jitter and a cap)
-for 429, 5xx, timeouts and dropped connections; 401, 403 and 404 fail at once with a message
-saying what to fix. Authentication follows the registry's challenge: HTTP Basic (a plain
+Every request goes through one retry loop (``tenacity``: exponential backoff with jitter and a
+cap) for 429, 5xx, timeouts and dropped connections; 401, 403 and 404 fail at once with a
+message saying what to fix. Authentication follows the registry's challenge: HTTP Basic (a plain
 ``docker-registry`` with htpasswd) or a bearer token from the realm it names (ECR Public, Docker
-Hub). Credentials come from the environment, the Docker config, or ECR Public's
-``get_authorization_token`` through boto3; they are held in memory only and never printed.
+Hub). The protocol itself (blobs, manifests) is in registry.py.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import ipaddress
-import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 from urllib.parse import urlencode, urljoin, urlsplit
 
-import docker.auth
-import docker.errors
 import requests
 import tenacity
 
-from . import log
-from .errors import RegistryError
-from .settings import Settings
+from .. import log
+from ..errors import RegistryError
+from .credentials import PASSWORD_ENV, USER_ENV, Credentials
 
 T = TypeVar("T")
-
-OCI_MANIFEST: Final = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX: Final = "application/vnd.oci.image.index.v1+json"
-OCI_CONFIG: Final = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER_GZIP: Final = "application/vnd.oci.image.layer.v1.tar+gzip"
-DOCKER_MANIFEST: Final = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST: Final = "application/vnd.docker.distribution.manifest.list.v2+json"
-MANIFEST_ACCEPT: Final = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
-
-ECR_PUBLIC_HOST: Final = "public.ecr.aws"
-ECR_PUBLIC_REGION: Final = "us-east-1"  # ECR Public's API lives only there
-USER_ENV: Final = "LAMBDA_IMAGES_REGISTRY_USER"
-PASSWORD_ENV: Final = "LAMBDA_IMAGES_REGISTRY_PASSWORD"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Credentials:
-    username: str
-    password: str = field(repr=False)
-    source: str  # where they came from, for messages: "environment", "Docker config", …
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,38 +35,6 @@ class RetryPolicy:
     initial: float = 0.5  # seconds; the backoff window doubles from here
     cap: float = 30.0  # longest single wait
     timeout: float = 120.0  # connect/read timeout of one request
-
-
-@dataclass(frozen=True, kw_only=True)
-class RegistryRef:
-    """``host[:port]/namespace`` as given to ``--registry``; http only for loopback hosts."""
-
-    host: str
-    namespace: str
-    scheme: str
-
-    @classmethod
-    def parse(cls, text: str) -> RegistryRef:
-        scheme = ""
-        rest = text.strip()
-        if "://" in rest:
-            scheme, _, rest = rest.partition("://")
-        host, _, namespace = rest.strip("/").partition("/")
-        if not host or not namespace or not re.fullmatch(r"[a-z0-9]+([._/-][a-z0-9]+)*", namespace):
-            msg = (
-                f"--registry {text!r}: expected REGISTRY/NAMESPACE with a lower-case namespace, "
-                "for example public.ecr.aws/lambda or 127.0.0.1:5000/lambda"
-            )
-            raise RegistryError(msg)
-        if scheme not in ("", "http", "https"):
-            raise RegistryError(f"--registry {text!r}: scheme must be http or https")
-        return cls(host=host, namespace=namespace, scheme=scheme or default_scheme(host))
-
-    def repository(self, name: str) -> str:
-        return f"{self.namespace}/{name}"
-
-    def __str__(self) -> str:
-        return f"{self.host}/{self.namespace}"
 
 
 def default_scheme(host: str) -> str:
@@ -151,8 +92,9 @@ def _bare(url: str) -> str:
     return urlsplit(url).path
 
 
-class Registry:
-    """One registry host, with credentials; repositories are named per call."""
+class Transport:
+    """HTTP to one registry host: a session, the retry loop, and authentication per
+    repository (HTTP Basic or a bearer token from the realm the registry names)."""
 
     def __init__(
         self,
@@ -171,8 +113,6 @@ class Registry:
         self.session.headers["User-Agent"] = "lambda-images"
         self._challenge: dict[str, str] | None = None
         self._auth: dict[str, str] = {}  # repository → Authorization header value
-
-    # --- requests, retries and authentication ---------------------------------------------------
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         backoff = tenacity.wait_random_exponential(
@@ -385,200 +325,3 @@ class Registry:
         if not isinstance(token, str) or not token:
             raise RegistryError(f"registry {self.host}: the token service answered without a token")
         self._auth[repo] = f"Bearer {token}"
-
-    # --- blobs -----------------------------------------------------------------------------------
-
-    def blob_exists(self, repo: str, digest: str) -> bool:
-        response = self._request(
-            "HEAD",
-            f"/v2/{repo}/blobs/{digest}",
-            repo=repo,
-            what=f"HEAD blob {digest[:19]}",
-            ok=(200, 307, 404),
-        )
-        return response.status_code != 404
-
-    def push_blob(self, repo: str, digest: str, path: Path) -> bool:
-        """Upload ``path`` as ``digest`` unless the registry has it; True when uploaded."""
-        if self.blob_exists(repo, digest):
-            self.stats.blobs_present += 1
-            return False
-        size = path.stat().st_size
-        what = f"upload blob {digest[:19]} ({log.human_size(size)})"
-
-        def attempt() -> None:
-            # A failed PUT leaves a dead upload session, so a retry starts a new one.
-            start = self._send("POST", self.base + f"/v2/{repo}/blobs/uploads/", repo=repo)
-            self._expired(start, repo)
-            if start.status_code != 202 or "Location" not in start.headers:
-                raise self._refused(start, what, repo)
-            location = urljoin(self.base + "/", start.headers["Location"])
-            url = location + ("&" if "?" in location else "?") + urlencode({"digest": digest})
-            headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
-            done = self._send("PUT", url, repo=repo, headers=headers, body=lambda: path.open("rb"))
-            self._expired(done, repo)
-            if done.status_code not in (201, 204):
-                raise self._refused(done, what, repo)
-
-        if repo not in self._auth:
-            self._authenticate(repo)
-        self._retrying(what, attempt)
-        self.stats.blobs_uploaded += 1
-        self.stats.bytes_uploaded += size
-        return True
-
-    def push_bytes(self, repo: str, data: bytes) -> str:
-        """Upload a small blob (an image config) held in memory; return its digest."""
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        if self.blob_exists(repo, digest):
-            self.stats.blobs_present += 1
-            return digest
-        what = f"upload blob {digest[:19]}"
-
-        def attempt() -> None:
-            start = self._send("POST", self.base + f"/v2/{repo}/blobs/uploads/", repo=repo)
-            self._expired(start, repo)
-            if start.status_code != 202 or "Location" not in start.headers:
-                raise self._refused(start, what, repo)
-            location = urljoin(self.base + "/", start.headers["Location"])
-            url = location + ("&" if "?" in location else "?") + urlencode({"digest": digest})
-            headers = {"Content-Type": "application/octet-stream"}
-            done = self._send("PUT", url, repo=repo, headers=headers, body=lambda: data)
-            self._expired(done, repo)
-            if done.status_code not in (201, 204):
-                raise self._refused(done, what, repo)
-
-        if repo not in self._auth:
-            self._authenticate(repo)
-        self._retrying(what, attempt)
-        self.stats.blobs_uploaded += 1
-        self.stats.bytes_uploaded += len(data)
-        return digest
-
-    # --- manifests -------------------------------------------------------------------------------
-
-    def manifest_digest(self, repo: str, reference: str) -> str | None:
-        """The digest a tag (or digest) resolves to, or None when the registry has none."""
-        response = self._request(
-            "HEAD",
-            f"/v2/{repo}/manifests/{reference}",
-            repo=repo,
-            what=f"HEAD manifest {reference}",
-            ok=(200, 404),
-            headers={"Accept": MANIFEST_ACCEPT},
-        )
-        if response.status_code == 404:
-            return None
-        digest = response.headers.get("Docker-Content-Digest")
-        if digest:
-            return digest
-        body, _ = self.get_manifest(repo, reference)
-        return "sha256:" + hashlib.sha256(body).hexdigest()
-
-    def get_manifest(self, repo: str, reference: str) -> tuple[bytes, str]:
-        response = self._request(
-            "GET",
-            f"/v2/{repo}/manifests/{reference}",
-            repo=repo,
-            what=f"GET manifest {reference}",
-            ok=(200,),
-            headers={"Accept": MANIFEST_ACCEPT},
-        )
-        return response.content, response.headers.get("Content-Type", "")
-
-    def put_manifest(self, repo: str, reference: str, body: bytes, media_type: str) -> str:
-        """PUT a manifest under a tag or its digest; check the registry stored these bytes."""
-        digest = "sha256:" + hashlib.sha256(body).hexdigest()
-        response = self._request(
-            "PUT",
-            f"/v2/{repo}/manifests/{reference}",
-            repo=repo,
-            what=f"PUT manifest {reference}",
-            ok=(200, 201, 202),
-            headers={"Content-Type": media_type},
-            body=lambda: body,
-        )
-        stored = response.headers.get("Docker-Content-Digest", digest)
-        if stored != digest:
-            msg = (
-                f"registry {self.host}: {repo}:{reference} was stored as {stored}, not {digest}; "
-                "the registry rewrote the manifest"
-            )
-            raise RegistryError(msg)
-        self.stats.manifests_written += 1
-        return digest
-
-
-# --- credentials -----------------------------------------------------------------------------
-
-
-def is_ecr_public(host: str) -> bool:
-    return host == ECR_PUBLIC_HOST
-
-
-def ecr_public_credentials(client: Any | None = None) -> Credentials:
-    """A short-lived ECR Public login from ``get_authorization_token`` (default AWS chain)."""
-    import botocore.exceptions
-
-    if client is None:
-        import boto3
-
-        client = boto3.client("ecr-public", region_name=ECR_PUBLIC_REGION)
-    try:
-        data = client.get_authorization_token()["authorizationData"]
-        token = data["authorizationToken"]
-    except botocore.exceptions.NoCredentialsError:
-        msg = (
-            "no AWS credentials for ECR Public: configure the default credential chain "
-            "(AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or a role such as GitHub's "
-            "OIDC role via aws-actions/configure-aws-credentials)"
-        )
-        raise RegistryError(msg) from None
-    except botocore.exceptions.ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "error")
-        msg = (
-            f"ECR Public refused get_authorization_token ({code}): the role needs "
-            "ecr-public:GetAuthorizationToken and sts:GetServiceBearerToken in us-east-1"
-        )
-        raise RegistryError(msg) from None
-    except (botocore.exceptions.BotoCoreError, KeyError) as exc:
-        raise RegistryError(f"ECR Public login failed: {type(exc).__name__}") from None
-    try:
-        user, sep, password = base64.b64decode(token).decode().partition(":")
-    except ValueError:
-        sep = ""
-    if not sep:
-        raise RegistryError("ECR Public returned an authorization token in an unknown form")
-    return Credentials(username=user, password=password, source="ECR Public (boto3)")
-
-
-def docker_config_credentials(host: str, config_dir: Path) -> Credentials | None:
-    """Credentials for ``host`` from the Docker config (``auths``, ``credHelpers``,
-    ``credsStore``), read by the docker SDK the way ``docker login`` wrote them."""
-    path = config_dir / "config.json"
-    if not path.is_file():
-        return None
-    try:
-        json.loads(path.read_text("utf-8"))  # the SDK ignores a broken file; we say so
-        entry = docker.auth.load_config(str(path)).resolve_authconfig(host)
-    except (OSError, ValueError, docker.errors.DockerException) as exc:
-        msg = f"{path}: cannot read the Docker config ({type(exc).__name__})"
-        raise RegistryError(msg) from None
-    # Entries from `auths` come back as username/password; credential helpers as Username/…
-    user = (entry or {}).get("username") or (entry or {}).get("Username")
-    password = (entry or {}).get("password") or (entry or {}).get("Password")
-    if user and password:
-        return Credentials(username=user, password=password, source="the Docker config")
-    return None
-
-
-def resolve_credentials(
-    host: str, settings: Settings, *, ecr_client: Any | None = None
-) -> Credentials | None:
-    """Environment first, then ECR Public (for public.ecr.aws), then the Docker config."""
-    user, password = settings.registry_user, settings.registry_password
-    if user and password:
-        return Credentials(username=user, password=password, source="the environment")
-    if is_ecr_public(host):
-        return ecr_public_credentials(ecr_client)
-    return docker_config_credentials(host, settings.docker_config)

@@ -1,0 +1,171 @@
+"""Registry: the parts of the OCI distribution protocol that publishing needs.
+
+HEAD a blob and upload it only when missing; HEAD, GET and PUT manifests by digest or tag. The
+HTTP side (retries, authentication, failures) is transport.py; credentials are credentials.py.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlencode, urljoin
+
+from .. import log
+from ..digests import sha256_bytes
+from ..errors import RegistryError
+from .credentials import Credentials
+from .transport import RetryPolicy, TransferStats, Transport, default_scheme
+
+__all__ = ["Credentials", "Registry", "RegistryRef", "RetryPolicy", "TransferStats"]
+
+OCI_MANIFEST: Final = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX: Final = "application/vnd.oci.image.index.v1+json"
+OCI_CONFIG: Final = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER_GZIP: Final = "application/vnd.oci.image.layer.v1.tar+gzip"
+DOCKER_MANIFEST: Final = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST: Final = "application/vnd.docker.distribution.manifest.list.v2+json"
+MANIFEST_ACCEPT: Final = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegistryRef:
+    """``host[:port]/namespace`` as given to ``--registry``; http only for loopback hosts."""
+
+    host: str
+    namespace: str
+    scheme: str
+
+    @classmethod
+    def parse(cls, text: str) -> RegistryRef:
+        scheme = ""
+        rest = text.strip()
+        if "://" in rest:
+            scheme, _, rest = rest.partition("://")
+        host, _, namespace = rest.strip("/").partition("/")
+        if not host or not namespace or not re.fullmatch(r"[a-z0-9]+([._/-][a-z0-9]+)*", namespace):
+            msg = (
+                f"--registry {text!r}: expected REGISTRY/NAMESPACE with a lower-case namespace, "
+                "for example public.ecr.aws/lambda or 127.0.0.1:5000/lambda"
+            )
+            raise RegistryError(msg)
+        if scheme not in ("", "http", "https"):
+            raise RegistryError(f"--registry {text!r}: scheme must be http or https")
+        return cls(host=host, namespace=namespace, scheme=scheme or default_scheme(host))
+
+    def repository(self, name: str) -> str:
+        return f"{self.namespace}/{name}"
+
+    def __str__(self) -> str:
+        return f"{self.host}/{self.namespace}"
+
+
+class Registry(Transport):
+    """The OCI distribution protocol publishing needs: blobs (HEAD, then upload when missing)
+    and manifests (HEAD, GET, PUT by digest or tag), one registry host, repositories per call."""
+
+    # --- blobs -----------------------------------------------------------------------------------
+
+    def blob_exists(self, repo: str, digest: str) -> bool:
+        response = self._request(
+            "HEAD",
+            f"/v2/{repo}/blobs/{digest}",
+            repo=repo,
+            what=f"HEAD blob {digest[:19]}",
+            ok=(200, 307, 404),
+        )
+        return response.status_code != 404
+
+    def push_blob(self, repo: str, digest: str, path: Path) -> bool:
+        """Upload ``path`` as ``digest`` unless the registry has it; True when uploaded."""
+        size = path.stat().st_size
+        return self._upload(repo, digest, size, lambda: path.open("rb"))
+
+    def push_bytes(self, repo: str, data: bytes) -> str:
+        """Upload a small blob (an image config) held in memory; return its digest."""
+        digest = sha256_bytes(data)
+        self._upload(repo, digest, len(data), lambda: data)
+        return digest
+
+    def _upload(self, repo: str, digest: str, size: int, body: Callable[[], Any]) -> bool:
+        """POST an upload session and PUT the whole blob in it, unless the blob is there."""
+        if self.blob_exists(repo, digest):
+            self.stats.blobs_present += 1
+            return False
+        what = f"upload blob {digest[:19]} ({log.human_size(size)})"
+
+        def attempt() -> None:
+            # A failed PUT leaves a dead upload session, so a retry starts a new one.
+            start = self._send("POST", self.base + f"/v2/{repo}/blobs/uploads/", repo=repo)
+            self._expired(start, repo)
+            if start.status_code != 202 or "Location" not in start.headers:
+                raise self._refused(start, what, repo)
+            location = urljoin(self.base + "/", start.headers["Location"])
+            url = location + ("&" if "?" in location else "?") + urlencode({"digest": digest})
+            headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+            done = self._send("PUT", url, repo=repo, headers=headers, body=body)
+            self._expired(done, repo)
+            if done.status_code not in (201, 204):
+                raise self._refused(done, what, repo)
+
+        if repo not in self._auth:
+            self._authenticate(repo)
+        self._retrying(what, attempt)
+        self.stats.blobs_uploaded += 1
+        self.stats.bytes_uploaded += size
+        return True
+
+    # --- manifests -------------------------------------------------------------------------------
+
+    def manifest_digest(self, repo: str, reference: str) -> str | None:
+        """The digest a tag (or digest) resolves to, or None when the registry has none."""
+        response = self._request(
+            "HEAD",
+            f"/v2/{repo}/manifests/{reference}",
+            repo=repo,
+            what=f"HEAD manifest {reference}",
+            ok=(200, 404),
+            headers={"Accept": MANIFEST_ACCEPT},
+        )
+        if response.status_code == 404:
+            return None
+        digest = response.headers.get("Docker-Content-Digest")
+        if digest:
+            return digest
+        body, _ = self.get_manifest(repo, reference)
+        return sha256_bytes(body)
+
+    def get_manifest(self, repo: str, reference: str) -> tuple[bytes, str]:
+        response = self._request(
+            "GET",
+            f"/v2/{repo}/manifests/{reference}",
+            repo=repo,
+            what=f"GET manifest {reference}",
+            ok=(200,),
+            headers={"Accept": MANIFEST_ACCEPT},
+        )
+        return response.content, response.headers.get("Content-Type", "")
+
+    def put_manifest(self, repo: str, reference: str, body: bytes, media_type: str) -> str:
+        """PUT a manifest under a tag or its digest; check the registry stored these bytes."""
+        digest = sha256_bytes(body)
+        response = self._request(
+            "PUT",
+            f"/v2/{repo}/manifests/{reference}",
+            repo=repo,
+            what=f"PUT manifest {reference}",
+            ok=(200, 201, 202),
+            headers={"Content-Type": media_type},
+            body=lambda: body,
+        )
+        stored = response.headers.get("Docker-Content-Digest", digest)
+        if stored != digest:
+            msg = (
+                f"registry {self.host}: {repo}:{reference} was stored as {stored}, not {digest}; "
+                "the registry rewrote the manifest"
+            )
+            raise RegistryError(msg)
+        self.stats.manifests_written += 1
+        return digest
