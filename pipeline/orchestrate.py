@@ -37,9 +37,9 @@ from .incremental import (
 from .inputs import fetch_inputs, fetch_npm, fetch_pip, lock_npm, lock_pip, lock_url_inputs
 from .lock import Lock
 from .matrix import ARCHES, ImageBase, Matrix, Runtime, Target, load_matrix
-from .publish import PublishReport, publish
 from .oci.credentials import resolve_credentials
 from .oci.registry import RegistryRef
+from .publish import PublishReport, publish
 from .render import render_target, write_context
 from .settings import Settings
 from .snapshot import ArchSnapshot, assemble_branch, snapshot_target, warm_layer_cache
