@@ -86,3 +86,21 @@ def test_two_builds_of_one_cell_at_once_take_turns_and_make_one_image(
     assert sorted(line[3] for line in lines) == ["built", "skipped"]
     waited = [err for _, err in results if "is in use by another lambda-images process" in err]
     assert len(waited) == 1
+
+
+@pytest.mark.parametrize(("record", "state"), [("build.json", "built"), ("test.json", "skipped")])
+def test_a_truncated_record_is_redone_with_one_warning_and_no_traceback(
+    engine: Any, tmp_path: Path, namespace: str, record: str, state: str
+) -> None:
+    work = tmp_path / "work"
+    _run(work, namespace, "build", RT)
+    path = work / RT / "x86_64" / record
+    path.write_text(path.read_text()[:40])  # what an interrupted in-place write left
+    data, err = _run(work, namespace, "build", RT)
+    # No build record: the image is built again; no test record: the image is tested again.
+    assert _states("build", data) == [state]
+    assert f"test {RT}/x86_64" in err
+    warnings = [line for line in err.splitlines() if "unreadable record" in line]
+    assert len(warnings) == 1 and record in warnings[0], warnings
+    assert "Traceback" not in err
+    assert json.loads((work / RT / "x86_64" / "test.json").read_text())["ok"] is True
