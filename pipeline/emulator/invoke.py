@@ -1,0 +1,124 @@
+"""Invoking a function from outside: the invoke endpoint (``serve``) and one-off invocations.
+
+The endpoint is ``POST /2015-03-31/functions/function/invocations``, as AWS's runtime interface
+emulator serves it: https://docs.aws.amazon.com/lambda/latest/dg/images-test.html.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import signal
+from collections.abc import Callable
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any, Final
+
+from ..errors import EngineError, UsageError
+from .environment import ExecutionEnvironment
+from .function import LAMBDA_USER, FunctionConfig, InvokeResult, error_payload
+from .http_json import JSONHandler, QuietServer
+
+INVOKE_PATH: Final = "/2015-03-31/functions/function/invocations"
+
+
+class InvokeHandler(JSONHandler):
+    server: InvokeServer
+
+    def do_POST(self) -> None:
+        if self.path.split("?")[0] != INVOKE_PATH:
+            self._reply(HTTPStatus.NOT_FOUND, error_payload("ResourceNotFoundException", self.path))
+            return
+        payload = self._body(empty=b"{}")
+        result = self.server.environment.invoke(payload, client_context(self.headers))
+        headers = {"X-Amz-Request-Id": result.request_id}
+        if result.error_type:
+            # As Lambda's Invoke API: 200, the error in the body, flagged by this header.
+            headers["X-Amz-Function-Error"] = "Unhandled"
+        self._reply(HTTPStatus.OK, result.payload, headers)
+
+
+def client_context(headers: Any) -> str | None:
+    """Invoke's X-Amz-Client-Context (base64 JSON) as the runtime receives it (JSON)."""
+    encoded = headers.get("X-Amz-Client-Context")
+    if not encoded:
+        return None
+    try:
+        return base64.b64decode(encoded, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+class InvokeServer(QuietServer):
+    def __init__(
+        self, environment: ExecutionEnvironment, port: int, host: str = "127.0.0.1"
+    ) -> None:
+        super().__init__((host, port), InvokeHandler)
+        self.environment = environment
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}{INVOKE_PATH}"
+
+
+# --- entry points for the CLI ----------------------------------------------------------------
+
+
+def read_event(event: str) -> bytes:
+    """``--event``: inline JSON, or ``@path`` to a JSON file; Lambda accepts only JSON."""
+    if event.startswith("@"):
+        path = Path(event[1:])
+        try:
+            text = path.read_text("utf-8")
+        except OSError as exc:
+            raise UsageError(f"--event {event}: cannot read {path}: {exc.strerror}") from None
+        where = str(path)
+    else:
+        text, where = event, "--event"
+    try:
+        json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{where}: not JSON ({exc}); Lambda events are JSON documents") from None
+    return text.encode()
+
+
+def check_code_dir(code: Path) -> None:
+    """The code is mounted for Lambda's non-root user: say so when it could not read it."""
+    if not code.is_dir():
+        raise UsageError(f"--code {code}: not a directory")
+    if code.stat().st_mode & 0o005 != 0o005:
+        msg = (
+            f"--code {code}: the directory is not readable by other users, and the function runs "
+            f"as a non-root user ({LAMBDA_USER}) as on Lambda; chmod o+rx {code}"
+        )
+        raise UsageError(msg)
+
+
+def invoke_once(config: FunctionConfig, client: Any, payload: bytes) -> InvokeResult:
+    with ExecutionEnvironment(config, client) as environment:
+        return environment.invoke(payload)
+
+
+def serve(config: FunctionConfig, client: Any, port: int, ready: Callable[[str], None]) -> None:
+    """Keep the invoke endpoint up until interrupted (SIGINT or SIGTERM); clean up after."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    # Also when started in the background by a shell, which ignores SIGINT for it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    with ExecutionEnvironment(config, client) as environment:
+        try:
+            server = InvokeServer(environment, port)
+        except OSError as exc:
+            raise EngineError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
+        try:
+            ready(server.url)
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+            signal.signal(signal.SIGTERM, previous)
