@@ -30,6 +30,7 @@ from .epoch import iso8601
 from .errors import BaseImageError, EngineError
 from .lock import Lock
 from .matrix import Arch, ImageBase, RootfsBase, Target
+from .workdir import flocked
 
 # Documentation and translations are not needed in a Lambda image; copyright files stay.
 DPKG_EXCLUDES = (
@@ -78,6 +79,16 @@ def build_rootfs(target: Target, base: RootfsBase, cache: Path, epoch: int) -> t
     rootfs = folder / "rootfs.tar"
     if rootfs.is_file():
         return folder, True
+    # One mmdebstrap per cache entry: a second process waits for the first and then finds it.
+    with flocked(folder.parent / f".{folder.name}.lock", f"the {folder.name} base cache"):
+        if rootfs.is_file():
+            return folder, True
+        return _make_rootfs(target, base, folder, epoch), False
+
+
+def _make_rootfs(target: Target, base: RootfsBase, folder: Path, epoch: int) -> Path:
+    arch = target.arch.debian
+    rootfs = folder / "rootfs.tar"
     if shutil.which("mmdebstrap") is None:
         msg = (
             "mmdebstrap is not installed; it builds the Debian base "
@@ -105,7 +116,7 @@ def build_rootfs(target: Target, base: RootfsBase, cache: Path, epoch: int) -> t
     finally:
         if staging.exists():
             shutil.rmtree(staging)
-    return folder, False
+    return folder
 
 
 def image_archive(folder: Path, target: Target, name: str, epoch: int) -> tuple[Path, str]:
