@@ -8,8 +8,6 @@ import dataclasses
 import io
 import json
 import os
-import secrets
-import string
 import subprocess
 import sys
 import tarfile
@@ -19,6 +17,7 @@ from typing import Any
 
 import docker.errors
 import pytest
+from fake_secrets import fake_access_key_id, fake_secret_key, private_key_pem
 
 from pipeline.conformance import (
     Report,
@@ -33,21 +32,6 @@ BuiltImages = Callable[[str], dict[str, Target]]
 CLI = [str(Path(sys.executable).with_name("lambda-images"))]
 NAMESPACE = os.environ.get("LAMBDA_IMAGES_NAMESPACE", "") or "lambda-images"
 SHARED_BASE = "lambda-images/base-debian12:{arch}"
-
-
-def fake_access_key_id() -> str:
-    return "AKIA" + "".join(secrets.choice(string.ascii_uppercase + "234567") for _ in range(16))
-
-
-def fake_secret_key() -> str:
-    return "".join(secrets.choice(string.ascii_letters + string.digits + "/+") for _ in range(40))
-
-
-def private_key_pem() -> bytes:
-    """A fresh key made for the test (none is checked into the repository)."""
-    return subprocess.run(
-        ["openssl", "genpkey", "-algorithm", "ed25519"], capture_output=True, check=True
-    ).stdout
 
 
 # --- fast ---------------------------------------------------------------------------------------

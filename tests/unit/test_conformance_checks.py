@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import io
 import os
-import secrets
-import string
-import subprocess
 import sys
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from fake_secrets import fake_access_key_id, fake_secret_key, private_key_pem
 
 from pipeline.conformance import (
     MAX_UNCOMPRESSED,
@@ -32,21 +30,6 @@ BuiltImages = Callable[[str], dict[str, Target]]
 CLI = [str(Path(sys.executable).with_name("lambda-images"))]
 NAMESPACE = os.environ.get("LAMBDA_IMAGES_NAMESPACE", "") or "lambda-images"
 SHARED_BASE = "lambda-images/base-debian12:{arch}"
-
-
-def fake_access_key_id() -> str:
-    return "AKIA" + "".join(secrets.choice(string.ascii_uppercase + "234567") for _ in range(16))
-
-
-def fake_secret_key() -> str:
-    return "".join(secrets.choice(string.ascii_letters + string.digits + "/+") for _ in range(40))
-
-
-def private_key_pem() -> bytes:
-    """A fresh key made for the test (none is checked into the repository)."""
-    return subprocess.run(
-        ["openssl", "genpkey", "-algorithm", "ed25519"], capture_output=True, check=True
-    ).stdout
 
 
 def _layer(members: dict[str, bytes | None]) -> io.BytesIO:
