@@ -284,13 +284,12 @@ def export_image(client: Any, image: str, folder: Path) -> tuple[dict[str, Any],
     """`docker save` one image; its layers are written to ``folder`` as plain tars. Returns
     the image config and the layer files in the image's order."""
     log.command(["docker", "save", image])
-    names: dict[str, Path] = {}
 
     def keep(path: str, tar: IO[bytes]) -> Path:
-        dest = folder / f"layer-{len(names)}.in.tar"
+        # Named by the archive's own path: unique, and a layer listed twice is written once.
+        dest = folder / (path.replace("/", "_") + ".in.tar")
         with dest.open("wb") as out:
             shutil.copyfileobj(tar, out, CHUNK)
-        names[path] = dest
         return dest
 
     saved = read_engine_image(client, image, keep)
