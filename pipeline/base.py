@@ -40,6 +40,17 @@ DPKG_EXCLUDES = (
     "path-exclude=/usr/share/doc/*",
     "path-include=/usr/share/doc/*/copyright",
 )
+# Files apt and dpkg leave behind that the templates' package step deletes again
+# (templates/_partials/packages.j2). They are kept out of the base too: a later layer that deletes
+# a file of the base carries a whiteout for it, and BuildKit's ADD of a snapshot layer does not
+# replay whiteouts (it would write them as files and keep the deleted ones in the branch's image).
+TRANSIENT_FILES = (
+    "var/lib/apt/lists/*",
+    "var/cache/debconf/*-old",
+    "var/lib/dpkg/*-old",
+    "var/log/apt",
+    "var/log/dpkg.log",
+)
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -63,12 +74,20 @@ def mmdebstrap_command(base: RootfsBase, debian_arch: str, output: Path) -> list
     if base.include:
         argv.append(f"--include={','.join(base.include)}")
     argv += [f"--dpkgopt={opt}" for opt in DPKG_EXCLUDES]
+    transient = " ".join(f'"$1"/{path}' for path in TRANSIENT_FILES)
+    argv.append(f"--customize-hook=rm -rf {transient}")
     argv += [base.suite, str(output), base.mirror]
     return argv
 
 
 def _rootfs_key(base: RootfsBase, debian_arch: str, epoch: int) -> str:
-    inputs = {"base": asdict(base), "arch": debian_arch, "epoch": epoch, "excludes": DPKG_EXCLUDES}
+    inputs = {
+        "base": asdict(base),
+        "arch": debian_arch,
+        "epoch": epoch,
+        "excludes": DPKG_EXCLUDES,
+        "transient": TRANSIENT_FILES,
+    }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
 

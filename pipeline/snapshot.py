@@ -42,7 +42,7 @@ from .digests import CHUNK, sha256_file
 from .errors import SnapshotError
 from .matrix import Arch, Runtime, Target
 from .oci.archive import read_engine_image
-from .oci.layers import is_empty_layer, lower_trees, normalize_layer
+from .oci.layers import deletions_above, is_empty_layer, normalize_layer
 from .workdir import SNAPSHOT, Cell, WorkDir
 
 # xz in multi-threaded mode: its output is the same for any thread count (xz(1), --threads).
@@ -195,10 +195,10 @@ def warm_layer_cache(
             _, tars = export_image(client, image_name, staging)
             out = staging / "out"
             out.mkdir()
-            lowers = lower_trees(tars)
+            above = deletions_above(tars)
             for index, tar in enumerate(tars):
                 normalized = staging / f"layer-{index}.tar"
-                diff_id, _ = normalize_layer(tar, normalized, epoch, lowers[index])
+                diff_id, _ = normalize_layer(tar, normalized, epoch, above[index])
                 compress_layer(normalized, diff_id, out, cache)
                 normalized.unlink()
         except Exception as exc:  # only a head start: the snapshot does the work anyway
@@ -337,12 +337,12 @@ def snapshot_image(
         new_layers = staging / "layers"
         new_layers.mkdir()
 
-        lowers = lower_trees(layer_tars)
+        above = deletions_above(layer_tars)
 
         def one(index_and_tar: tuple[int, Path]) -> Layer | None:
             index, tar = index_and_tar
             normalized = staging / f"layer-{index}.tar"
-            diff_id, size = normalize_layer(tar, normalized, epoch, lowers[index])
+            diff_id, size = normalize_layer(tar, normalized, epoch, above[index])
             if is_empty_layer(normalized):
                 normalized.unlink()
                 return None

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import copy
 import tarfile
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
@@ -43,61 +44,54 @@ def layer_names(tar: Path) -> list[str]:
         return [name for name in names if name not in ("", ".")]
 
 
-def apply_names(tree: set[str], names: Iterable[str]) -> None:
-    """Apply one layer's entries to ``tree`` (the paths that exist), as an engine applies the
-    layer: its whiteouts hide what the layers below have, then its own entries are added."""
-    names = list(names)
-    hidden: list[str] = []  # prefixes whose contents go
-    for name in names:
-        parent, _, base = name.rpartition("/")
-        if base == OPAQUE:
-            hidden.append(f"{parent}/" if parent else "")
-        elif base.startswith(WHITEOUT):
-            gone = f"{parent}/{base[len(WHITEOUT) :]}" if parent else base[len(WHITEOUT) :]
-            tree.discard(gone)
-            hidden.append(f"{gone}/")
-    for prefix in hidden:
-        for path in [p for p in tree if p.startswith(prefix)]:
-            tree.discard(path)
-    for name in names:
-        if not name.rpartition("/")[2].startswith(WHITEOUT):
-            parts = name.split("/")
-            tree.update("/".join(parts[: i + 1]) for i in range(len(parts)))
+@dataclass(frozen=True)
+class Deletions:
+    """What the layers above one layer delete from it: each ``.wh.<name>`` deletes ``name`` and
+    everything under it, each opaque marker everything under its directory."""
+
+    paths: frozenset[str] = frozenset()
+    under: tuple[str, ...] = ()  # prefixes, each ending in "/" ("" for the root)
+
+    def hides(self, name: str) -> bool:
+        return name in self.paths or name.startswith(self.under)
+
+    def plus(self, names: Iterable[str]) -> Deletions:
+        paths, under = set(self.paths), list(self.under)
+        for name in names:
+            parent, _, base = name.rpartition("/")
+            if base == OPAQUE:
+                under.append(f"{parent}/" if parent else "")
+            elif base.startswith(WHITEOUT):
+                gone = f"{parent}/{base[len(WHITEOUT) :]}" if parent else base[len(WHITEOUT) :]
+                paths.add(gone)
+                under.append(f"{gone}/")
+        return Deletions(frozenset(paths), tuple(sorted(set(under))))
 
 
-def lower_trees(tars: Sequence[Path]) -> list[frozenset[str]]:
-    """For each layer of an image (in order), the paths that exist below it."""
-    tree: set[str] = set()
-    trees = []
-    for tar in tars:
-        trees.append(frozenset(tree))
-        apply_names(tree, layer_names(tar))
-    return trees
+def deletions_above(tars: Sequence[Path]) -> list[Deletions]:
+    """For each layer of an image (in order), what the layers above it delete.
 
-
-def redundant_whiteout(name: str, lower: Collection[str]) -> bool:
-    """True for a whiteout that hides nothing: an opaque marker of a directory that has no
-    contents below, or a ``.wh.<name>`` for a name that does not exist below."""
-    parent, _, base = name.rpartition("/")
-    if base == OPAQUE:
-        prefix = f"{parent}/" if parent else ""
-        return not any(path.startswith(prefix) for path in lower)
-    if base.startswith(WHITEOUT):
-        gone = f"{parent}/{base[len(WHITEOUT) :]}" if parent else base[len(WHITEOUT) :]
-        return gone not in lower
-    return False
+    A snapshot applies these to the layers themselves: a file that a later layer deletes is left
+    out of the layer that has it, and no whiteout is written. BuildKit's ``ADD`` of a layer tar
+    does not replay whiteouts (it writes ``.wh.*`` as files and keeps what they hide), the
+    classic builder does; a snapshot without whiteouts gives the same tree with either.
+    """
+    above = [Deletions()]
+    for tar in reversed(tars[1:]):
+        above.append(above[-1].plus(layer_names(tar)))
+    return above[::-1]
 
 
 def normalize_layer(
-    source: Path, dest: Path, epoch: int, lower: Collection[str] | None = None
+    source: Path, dest: Path, epoch: int, above: Deletions | None = None
 ) -> tuple[str, int]:
     """Rewrite a layer tar reproducibly; return (diff_id, size) of the result.
 
-    ``lower``, the paths that exist below this layer (``lower_trees``), lets whiteouts that hide
-    nothing be left out. Overlay-backed engines write opaque markers for directories a RUN step
-    created new (31 in the Python image's package layer); they mean nothing, and Docker 26 did
-    not always honour them when the snapshot's Dockerfile ADDs the layer: rebuilt from the arm64
-    branch, its image kept them as literal ``.wh..wh..opq`` files (Docker 20.10 did not).
+    ``above``, what the layers above delete (``deletions_above``), folds deletions into the
+    layers: the entries it hides are left out, and so is every whiteout, since what a whiteout
+    hides is left out of the layers below it. (Overlay-backed engines also write opaque markers
+    for directories a RUN step created new, 31 in the Python image's package layer; they go too.)
+    Without ``above`` the layer keeps its whiteouts.
     """
     with tarfile.open(source, "r:") as src:
         members = [m for m in src.getmembers() if clean_name(m.name) not in ("", ".")]
@@ -105,20 +99,26 @@ def normalize_layer(
             m.name = clean_name(m.name)
             if m.islnk():
                 m.linkname = clean_name(m.linkname)
-        if lower is not None:
-            members = [m for m in members if not redundant_whiteout(m.name, lower)]
+        every = {m.name: m for m in members}  # a link's data may come from an entry left out
+        if above is not None:
+            members = [
+                m
+                for m in members
+                if not m.name.rpartition("/")[2].startswith(WHITEOUT) and not above.hides(m.name)
+            ]
         by_name = {m.name: m for m in members}
         data_from = {m.name: m for m in members if m.isreg()}
         # Hard links must point backwards in the archive; after sorting, the first name of each
         # link group carries the data and the others link to it.
         groups: dict[str, list[tarfile.TarInfo]] = {}
         for m in members:
-            if m.islnk() and m.linkname in by_name:
-                groups.setdefault(m.linkname, [by_name[m.linkname]]).append(m)
+            if m.islnk() and m.linkname in every:
+                kept = [by_name[m.linkname]] if m.linkname in by_name else []
+                groups.setdefault(m.linkname, kept).append(m)
         for target_name, group in groups.items():
             group.sort(key=lambda m: sort_key(m.name))
             leader = group[0]
-            original = by_name[target_name]
+            original = every[target_name]
             if leader is not original:
                 data_from[leader.name] = copy.copy(original)  # original becomes a link below
                 leader.type, leader.size, leader.linkname = tarfile.REGTYPE, original.size, ""

@@ -9,13 +9,13 @@ import lzma
 import re
 import shutil
 import subprocess
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from image_tree import file_tree
 from publish_helpers import LFS_CLONE, credentials, git_head, publish_at
 from servers import FaultProxy
 
@@ -165,28 +165,6 @@ def test_republish_is_idempotent(published: Published, matrix: Matrix) -> None:
     assert proxy.upload_bytes == bytes_before
 
 
-def file_tree(engine: Any, image: str, scratch: Path) -> dict[str, tuple[Any, ...]]:
-    """Every path of a container made from ``image``: type, mode, owner, size, link, content."""
-    container = engine.containers.create(image, command=["handler"])
-    archive = scratch / f"{hashlib.sha256(image.encode()).hexdigest()[:12]}.tar"
-    try:
-        with archive.open("wb") as f:
-            for chunk in container.export():
-                f.write(chunk)
-    finally:
-        container.remove(force=True)
-    tree = {}
-    with tarfile.open(archive) as tar:
-        for m in tar:
-            content = ""
-            if m.isreg():
-                data = tar.extractfile(m)
-                content = hashlib.sha256(data.read() if data else b"").hexdigest()
-            tree[m.name.rstrip("/")] = (m.type, m.mode, m.uid, m.gid, m.size, m.linkname, content)
-    archive.unlink()
-    return tree
-
-
 def test_branch_rebuilds_the_published_image(
     published: Published, engine: Any, tmp_path: Path, cleanup_images: list[str]
 ) -> None:
@@ -210,4 +188,4 @@ def test_branch_rebuilds_the_published_image(
     assert a["Architecture"] == b["Architecture"] == "amd64"
     for key in ("Env", "Entrypoint", "Cmd", "WorkingDir", "User", "Labels"):
         assert a["Config"].get(key) == b["Config"].get(key), key
-    assert file_tree(engine, rebuilt, tmp_path) == file_tree(engine, pulled, tmp_path)
+    assert file_tree(engine, rebuilt) == file_tree(engine, pulled)

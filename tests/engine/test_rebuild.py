@@ -8,12 +8,12 @@ import json
 import os
 import subprocess
 import sys
-import tarfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from image_tree import config_of, file_tree, uname_in
 
 from pipeline.matrix import ARCHES, Matrix
 from pipeline.settings import Settings
@@ -68,61 +68,6 @@ def rebuilt(engine: Any, matrix: Matrix, rebuild_work: Path, session_remote: str
         return done[runtime_id]
 
     return run
-
-
-def file_tree(client: Any, image: str) -> dict[str, tuple[Any, ...]]:
-    """Every path of an image's filesystem: type, mode, owner, size and content hash."""
-    container = client.containers.create(image, entrypoint=["/nonexistent"])
-    tree: dict[str, tuple[Any, ...]] = {}
-    try:
-        stream = _Chunks(container.export(chunk_size=1 << 20))
-        with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
-            for m in tar:
-                digest = ""
-                if m.isreg():
-                    f = tar.extractfile(m)
-                    digest = hashlib.sha256(f.read()).hexdigest() if f else ""
-                tree[m.name.rstrip("/")] = (
-                    m.type,
-                    m.mode,
-                    m.uid,
-                    m.gid,
-                    m.size,
-                    digest,
-                    m.linkname,
-                )
-    finally:
-        container.remove(force=True)
-    return tree
-
-
-class _Chunks:
-    """A read()-able view of a generator of byte chunks."""
-
-    def __init__(self, chunks: Any) -> None:
-        self.chunks, self.buffer = iter(chunks), b""
-
-    def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self.buffer) < size:
-            try:
-                self.buffer += next(self.chunks)
-            except StopIteration:
-                break
-        if size < 0:
-            out, self.buffer = self.buffer, b""
-        else:
-            out, self.buffer = self.buffer[:size], self.buffer[size:]
-        return out
-
-
-def config_of(client: Any, image: str) -> dict[str, Any]:
-    c = client.images.get(image).attrs["Config"]
-    return {k: c.get(k) for k in ("Env", "Entrypoint", "Cmd", "WorkingDir")}
-
-
-def uname_in(client: Any, image: str) -> str:
-    out: bytes = client.containers.run(image, entrypoint=["uname", "-m"], remove=True)
-    return out.decode().strip()
 
 
 @pytest.mark.parametrize("runtime_id", RUNTIMES)

@@ -7,7 +7,7 @@ import tarfile
 from pathlib import Path
 
 from pipeline.matrix import ARCHES
-from pipeline.oci.layers import lower_trees, normalize_layer
+from pipeline.oci.layers import deletions_above, normalize_layer
 from pipeline.snapshot import ArchSnapshot, ImageConfig, Layer, snapshot_dockerfile
 
 EPOCH = 1704067200
@@ -127,42 +127,76 @@ def test_snapshot_dockerfile_adds_layers_in_image_order_and_restores_config() ->
     assert lines[-2:] == ["WORKDIR /var/task", 'ENTRYPOINT ["/lambda-entrypoint.sh"]']
 
 
-def test_whiteouts_that_hide_nothing_below_are_dropped(tmp_path: Path) -> None:
+def _names(path: Path) -> list[str]:
+    return [entry[0].rstrip("/") for entry in _read(path)]
+
+
+def test_deletions_are_folded_into_the_layers_below_and_no_whiteout_is_written(
+    tmp_path: Path,
+) -> None:
     base = _layer(
         tmp_path / "base.tar",
-        [("etc", None, {}), ("etc/apt", None, {}), ("etc/apt/old", b"x", {}), ("var", None, {})],
+        [
+            ("etc", None, {}),
+            ("etc/apt", None, {}),
+            ("etc/apt/old", b"x", {}),
+            ("etc/hostname", b"h", {}),
+            ("var", None, {}),
+            ("var/log", None, {}),
+            ("var/log/apt", None, {}),
+            ("var/log/apt/history.log", b"l", {}),
+        ],
     )
     run = _layer(
         tmp_path / "run.tar",
         [
             ("etc", None, {}),
             ("etc/apt", None, {}),
-            ("etc/apt/.wh..wh..opq", b"", {}),  # hides etc/apt/old: kept
+            ("etc/apt/.wh..wh..opq", b"", {}),  # replaces etc/apt/old
             ("etc/apt/new", b"y", {}),
             ("etc/gss", None, {}),
-            ("etc/gss/.wh..wh..opq", b"", {}),  # a new directory: nothing to hide
-            ("etc/gss/mech.d", None, {}),
-            ("var/.wh.log", b"", {}),  # var/log never existed: nothing to hide
+            ("etc/gss/.wh..wh..opq", b"", {}),  # a new directory: hides nothing
+            ("var/log/.wh.apt", b"", {}),  # a directory and what is in it
             ("etc/.wh.hostname", b"", {}),
         ],
     )
-    lowers = lower_trees([base, run])
-    assert lowers[0] == frozenset()
-    assert lowers[1] == {"etc", "etc/apt", "etc/apt/old", "var"}
-    normalize_layer(run, tmp_path / "n.tar", EPOCH, lowers[1])
-    names = [entry[0] for entry in _read(tmp_path / "n.tar")]
-    assert "etc/apt/.wh..wh..opq" in names
-    assert not [n for n in names if n.startswith(("etc/gss/.wh.", "var/.wh.", "etc/.wh."))]
-    normalize_layer(run, tmp_path / "all.tar", EPOCH)  # without what is below: all kept
-    assert sum(".wh." in entry[0] for entry in _read(tmp_path / "all.tar")) == 4
+    above = deletions_above([base, run])
+    normalize_layer(base, tmp_path / "base.n.tar", EPOCH, above[0])
+    normalize_layer(run, tmp_path / "run.n.tar", EPOCH, above[1])
+    assert _names(tmp_path / "base.n.tar") == ["etc", "etc/apt", "var", "var/log"]
+    assert _names(tmp_path / "run.n.tar") == ["etc", "etc/apt", "etc/apt/new", "etc/gss"]
+    normalize_layer(run, tmp_path / "raw.tar", EPOCH)  # without what is above: whiteouts kept
+    assert sum(".wh." in name for name in _names(tmp_path / "raw.tar")) == 4
 
 
-def test_lower_trees_apply_whiteouts_before_the_layers_own_entries(tmp_path: Path) -> None:
+def test_a_deletion_reaches_every_layer_below_but_not_the_ones_above(tmp_path: Path) -> None:
     one = _layer(tmp_path / "1.tar", [("data", None, {}), ("data/a", b"1", {})])
     two = _layer(
-        tmp_path / "2.tar",
-        [("data", None, {}), ("data/.wh..wh..opq", b"", {}), ("data/b", b"2", {})],
+        tmp_path / "2.tar", [("data", None, {}), ("data/a", b"2", {}), ("data/b", b"", {})]
     )
-    three = _layer(tmp_path / "3.tar", [("data/.wh.b", b"", {})])
-    assert lower_trees([one, two, three])[2] == {"data", "data/b"}
-    assert lower_trees([one, two, three, one])[3] == {"data"}
+    three = _layer(tmp_path / "3.tar", [("data/.wh.a", b"", {})])
+    four = _layer(tmp_path / "4.tar", [("data", None, {}), ("data/a", b"4", {})])
+    above = deletions_above([one, two, three, four])
+    for index, tar in enumerate([one, two, three, four]):
+        normalize_layer(tar, tmp_path / f"{index}.n.tar", EPOCH, above[index])
+    assert _names(tmp_path / "0.n.tar") == ["data"]
+    assert _names(tmp_path / "1.n.tar") == ["data", "data/b"]
+    assert _names(tmp_path / "2.n.tar") == []
+    assert _names(tmp_path / "3.n.tar") == ["data", "data/a"]
+
+
+def test_a_hard_link_keeps_its_data_when_the_file_it_links_to_is_deleted_above(
+    tmp_path: Path,
+) -> None:
+    base = _layer(
+        tmp_path / "base.tar",
+        [("bin", None, {}), ("bin/old", b"tool", {}), ("bin/new", None, {"link": "bin/old"})],
+    )
+    run = _layer(tmp_path / "run.tar", [("bin/.wh.old", b"", {})])
+    normalize_layer(base, tmp_path / "n.tar", EPOCH, deletions_above([base, run])[0])
+    with tarfile.open(tmp_path / "n.tar") as tar:
+        assert tar.getnames() == ["bin", "bin/new"]
+        new = tar.getmember("bin/new")
+        assert new.isreg()
+        extracted = tar.extractfile(new)
+        assert extracted is not None and extracted.read() == b"tool"
