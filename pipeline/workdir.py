@@ -83,8 +83,13 @@ def read_json(path: Path, parse: Callable[[Any], T]) -> T | None:
         return None
     try:
         return parse(json.loads(raw.decode("utf-8")))
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        reason = type(exc).__name__ if isinstance(exc, KeyError | TypeError) else "not valid JSON"
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        if isinstance(exc, UnicodeDecodeError | json.JSONDecodeError | RecursionError):
+            reason = "not valid JSON"
+        elif isinstance(exc, ValueError):
+            reason = str(exc).splitlines()[0][:200]  # what the parser found wrong
+        else:
+            reason = type(exc).__name__
         log.warning(f"{path}: unreadable record ({reason}), ignored; its stage runs again")
         return None
 
