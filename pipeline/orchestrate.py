@@ -34,7 +34,15 @@ from .incremental import (
     published_digest,
     unchanged_in_engine,
 )
-from .inputs import fetch_inputs, fetch_npm, fetch_pip, lock_npm, lock_pip, lock_url_inputs
+from .inputs import (
+    fetch_inputs,
+    fetch_npm,
+    fetch_pip,
+    lock_npm,
+    lock_pip,
+    lock_url_inputs,
+    require_locked,
+)
 from .lock import Lock
 from .matrix import ARCHES, ImageBase, Matrix, Runtime, Target, load_matrix
 from .oci.credentials import resolve_credentials
@@ -308,7 +316,10 @@ def build(
     """Build and test every cell; with ``out``, also snapshot each and copy its records and
     layers to ``out`` (what a CI cell hands on to the publish job)."""
     summary = BuildSummary()
-    for target in run.matrix.targets(runtimes, arches):
+    targets = run.matrix.targets(runtimes, arches)
+    for target in targets:
+        require_locked(target, run.lock)  # before any cell is written
+    for target in targets:
         result = run_cell(
             run, target, force=force, no_cache=no_cache, snapshot=out is not None,
             published=published,
@@ -393,6 +404,8 @@ def rebuild(
     summary = RebuildSummary(runtime=runtime.id)
     targets = run.matrix.targets([runtime], arches)
     for target in targets:
+        require_locked(target, run.lock)  # before any cell is written
+    for target in targets:
         summary.cells.append(run_cell(run, target, force=force, no_cache=no_cache, snapshot=True))
     built = [t.arch.name for t in targets]
     with run.work.runtime_locked(runtime.id), log.step(f"branch content {runtime.id}"):
@@ -472,7 +485,10 @@ def render_contexts(
 ) -> list[Path]:
     """Build contexts with their inputs, as a build would see them; their Dockerfiles."""
     paths = []
-    for target in run.matrix.targets(runtimes, arches):
+    targets = run.matrix.targets(runtimes, arches)
+    for target in targets:
+        require_locked(target, run.lock)  # before any cell is written
+    for target in targets:
         with run.cell(target).locked():
             context = render_cell(run, target)
             fetch_cell_inputs(run, target, context)
