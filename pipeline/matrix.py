@@ -403,6 +403,8 @@ def _schema() -> dict[str, Any]:
 
 def _schema_message(error: jsonschema.ValidationError, doc: _Located) -> ConfigurationError:
     where: Path_ = tuple(error.absolute_path)
+    if "propertyNames" in error.absolute_schema_path and isinstance(error.instance, str):
+        where = (*where, error.instance)  # a key is wrong: point at its own line
     expected_value: Any = error.validator_value
     schema: dict[str, Any] = dict(error.schema) if isinstance(error.schema, dict) else {}
     if error.validator in ("oneOf", "anyOf"):
