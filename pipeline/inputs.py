@@ -55,21 +55,23 @@ def _run_pip(argv: list[str], what: str) -> None:
         raise InputError(f"{what}: pip failed: {' '.join(lines[-3:]) or proc.returncode}")
 
 
+def pip_download_args(runtime: Runtime, arch: str, dest: str) -> list[str]:
+    """``pip download``'s arguments for a runtime's requirements (operands after ``--``)."""
+    return [
+        "download",
+        "--quiet",
+        "--dest",
+        dest,
+        *_pip_target_args(runtime, arch),
+        "--",  # what follows are requirements, never options
+        *runtime.install.pip,
+    ]
+
+
 def lock_pip(runtime: Runtime, arch: str) -> list[LockedFile]:
     """Resolve and download a runtime's pip requirements for one arch; hash what arrived."""
     with tempfile.TemporaryDirectory(prefix="lambda-images-lock-") as tmp:
-        _run_pip(
-            [
-                "download",
-                "--quiet",
-                "--dest",
-                tmp,
-                *_pip_target_args(runtime, arch),
-                "--",  # what follows are requirements, never options
-                *runtime.install.pip,
-            ],
-            f"{runtime.id}/{arch}",
-        )
+        _run_pip(pip_download_args(runtime, arch, tmp), f"{runtime.id}/{arch}")
         files = []
         for wheel in sorted(Path(tmp).iterdir()):
             digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
@@ -228,23 +230,28 @@ def fetch_inputs(target: Target, lock: Lock, context: Path, cache: Path) -> Path
     return dest
 
 
+def npm_lock_argv(runtime: Runtime) -> list[str]:
+    """The npm command that resolves a runtime's packages (operands after ``--``)."""
+    return [
+        "npm",
+        "install",
+        "--package-lock-only",
+        "--ignore-scripts",
+        "--no-audit",
+        "--no-fund",
+        "--omit=dev",
+        "--",  # what follows are packages, never options
+        *runtime.install.npm,
+    ]
+
+
 def lock_npm(runtime: Runtime, cache: Path) -> list[LockedPackage]:
     """Resolve a runtime's npm packages (npm's own resolver) and hash every tarball."""
     with tempfile.TemporaryDirectory(prefix="lambda-images-npm-") as tmp:
         folder = Path(tmp)
         manifest = {"name": "lambda-images-lock", "version": "0.0.0", "private": True}
         (folder / "package.json").write_text(json.dumps(manifest))
-        argv = [
-            "npm",
-            "install",
-            "--package-lock-only",
-            "--ignore-scripts",
-            "--no-audit",
-            "--no-fund",
-            "--omit=dev",
-            "--",  # what follows are packages, never options
-            *runtime.install.npm,
-        ]
+        argv = npm_lock_argv(runtime)
         log.command(argv)
         proc = subprocess.run(argv, cwd=folder, capture_output=True, text=True, check=False)
         if proc.returncode != 0:

@@ -391,6 +391,8 @@ class _Located:
 def _dotted(where: Path_) -> str:
     out = ""
     for part in where:
+        if isinstance(part, str) and _CONTROL.search(part):
+            part = part.encode("unicode_escape").decode()  # a key is shown, never obeyed
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
     return out
 
