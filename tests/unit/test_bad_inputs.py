@@ -399,7 +399,7 @@ CASES: list[Case] = [
         id="matrix-alias-bomb",
         argv=RENDER,
         code=11,
-        says="more than 100000 values once aliases are expanded",
+        says="more than 50000 values once aliases are expanded",
         matrix=(
             "a: &a [x, x, x, x, x, x, x, x, x]\n"
             + "".join(
