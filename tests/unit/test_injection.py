@@ -256,12 +256,15 @@ def test_a_hostile_rootfs_value_never_becomes_an_mmdebstrap_option(
 
     benign_argv = argv(load(with_value(Field("", "", "", setter, ""), benign[key]), tmp_path))
     assert any(benign[key] in arg for arg in benign_argv)
+    assert benign_argv[-4] == "--"  # suite, output and mirror are operands
     for value in HOSTILE:
         matrix = refused(with_value(Field("", "", "", setter, ""), value), tmp_path)
         if matrix is not None:
             hostile_argv = argv(matrix)
             assert len(hostile_argv) == len(benign_argv), value
-            assert not any(a.startswith("-") for a in hostile_argv[-3:]), value
+            assert hostile_argv.index("--") == len(hostile_argv) - 4, value
+            if key == "include":  # the one value inside an option: it must stay one element
+                assert f"--include={value}" in hostile_argv, value
 
 
 # --- the environment and image configs ------------------------------------------------------
