@@ -51,7 +51,7 @@ from .publish import PublishReport, publish
 from .render import render_target, write_context
 from .settings import Settings
 from .snapshot import ArchSnapshot, assemble_branch, snapshot_target, warm_layer_cache
-from .workdir import Cell, WorkDir
+from .workdir import BUILD, Cell, UnreadableRecord, WorkDir
 
 CellState = Literal["built", "skipped", "unchanged"]
 
@@ -429,6 +429,8 @@ def push_runtime_branch(
             "rebuild every architecture, or leave out --git-remote"
         )
         raise SnapshotError(msg)
+    for arch in built:  # before anything is locked or written
+        ArchSnapshot.require(run.work.cell(runtime.id, arch))
     with run.work.runtime_locked(runtime.id), log.step(f"push branch {runtime.id}"):
         content = assemble_branch(runtime, run.work, built)
         return push_branch(run.matrix, runtime.id, content, git_remote, epoch=run.settings.epoch)
@@ -439,6 +441,15 @@ def snapshot_runtimes(
 ) -> list[Path]:
     """Snapshot built cells and lay out each runtime's branch content; return those folders."""
     folders = []
+    for target in run.matrix.targets(runtimes, arches):  # before anything is locked or written
+        cell = run.cell(target)
+        try:
+            if cell.read_strict(BUILD, lambda data: BuildRecord(**data)) is None:
+                raise SnapshotError(
+                    f"{target.key}: no build record in {cell.folder}; build it first"
+                )
+        except UnreadableRecord as exc:
+            raise SnapshotError(f"{exc}; build {target.key} again") from None
     for rt in runtimes:
         targets = run.matrix.targets([rt], arches)
         for target in targets:

@@ -44,7 +44,7 @@ from .errors import SnapshotError
 from .matrix import ARCHES, Arch, Runtime, Target
 from .oci.archive import read_engine_image
 from .oci.layers import deletions_above, is_empty_layer, normalize_layer
-from .workdir import SNAPSHOT, Cell, WorkDir
+from .workdir import SNAPSHOT, Cell, UnreadableRecord, WorkDir
 
 # xz in multi-threaded mode: its output is the same for any thread count (xz(1), --threads).
 XZ_ARGS: Final = ("xz", "--format=xz", "-6", "--threads=0", "--check=crc64", "--stdout")
@@ -99,21 +99,25 @@ class ArchSnapshot:
 
     @classmethod
     def read(cls, cell: Cell) -> ArchSnapshot | None:
-        def parse(raw: Any) -> ArchSnapshot:
-            snap = cls.from_json(raw)
-            if (snap.runtime, snap.arch) != (cell.runtime, cell.arch):
-                raise ValueError(f"the record is of {snap.runtime}/{snap.arch}")
-            return snap
-
-        return cell.read(SNAPSHOT, parse)
+        return cell.read(SNAPSHOT, lambda raw: cls._of_cell(raw, cell))
 
     @classmethod
     def require(cls, cell: Cell) -> ArchSnapshot:
-        """The cell's snapshot, or a SnapshotError saying how to make one."""
-        snap = cls.read(cell)
+        """The cell's snapshot, or a SnapshotError (one line) saying how to make one."""
+        try:
+            snap = cell.read_strict(SNAPSHOT, lambda raw: cls._of_cell(raw, cell))
+        except UnreadableRecord as exc:
+            raise SnapshotError(f"{exc}; run `lambda-images snapshot` again") from None
         if snap is None:
             msg = f"{cell.record(SNAPSHOT)}: no snapshot; run `lambda-images snapshot` first"
             raise SnapshotError(msg)
+        return snap
+
+    @classmethod
+    def _of_cell(cls, raw: Any, cell: Cell) -> ArchSnapshot:
+        snap = cls.from_json(raw)
+        if (snap.runtime, snap.arch) != (cell.runtime, cell.arch):
+            raise ValueError(f"the record is of {snap.runtime}/{snap.arch}")
         return snap
 
     @classmethod

@@ -94,8 +94,39 @@ GOOD_RECORD = {
 }
 
 
+SNAPSHOT_JSON = "out/provided.debian12/x86_64/snapshot.json"
+GOOD_SNAPSHOT = {
+    "runtime": "provided.debian12",
+    "arch": "x86_64",
+    "docker_arch": "amd64",
+    "image_id": "sha256:" + SHA,
+    "layers": [
+        {
+            "file": f"{SHA}.tar.xz",
+            "sha256": SHA,
+            "diff_id": "sha256:" + SHA,
+            "size": 1,
+            "compressed_size": 1,
+        }
+    ],
+    "config": {
+        "env": [],
+        "entrypoint": ["/lambda-entrypoint.sh"],
+        "cmd": None,
+        "working_dir": "/var/task",
+        "user": "",
+        "labels": {},
+    },
+}
+BRANCH = ("branch", "provided.debian12", "--git-remote", "{remote}")
+
+
 def record(**changes: Any) -> bytes:
     return json.dumps({**GOOD_RECORD, **changes}).encode()
+
+
+def snapshot(**changes: Any) -> bytes:
+    return json.dumps({**GOOD_SNAPSHOT, **changes}).encode()
 
 
 def matrix_case(id: str, old: str, new: str, says: str, at: str | None = None) -> Case:
@@ -793,6 +824,62 @@ CASES: list[Case] = [
         code=0,
         says="unreadable record (not valid JSON)",
         files={"cells.json": CELLS, INPUTS_JSON: b'{"runtime": "\xff"}'},
+    ),
+]
+
+
+# --- records a stage hands on, read by a stage that cannot redo it -------------------------
+CASES += [
+    Case(
+        id="branch-without-snapshot",
+        argv=BRANCH,
+        code=5,
+        says=f"{SNAPSHOT_JSON}: no snapshot; run `lambda-images snapshot` first",
+    ),
+    Case(
+        id="branch-snapshot-truncated",
+        argv=BRANCH,
+        code=5,
+        says=f"{SNAPSHOT_JSON}: unreadable record (not valid JSON); run `lambda-images snapshot`",
+        files={SNAPSHOT_JSON: snapshot()[:100]},
+    ),
+    Case(
+        id="branch-snapshot-layer-escapes",
+        argv=BRANCH,
+        code=5,
+        says="unreadable record (layer file '../../../../etc/passwd' is not <its sha256>.tar.xz)",
+        files={
+            SNAPSHOT_JSON: snapshot(
+                layers=[{**GOOD_SNAPSHOT["layers"][0], "file": "../../../../etc/passwd"}]
+            )
+        },
+    ),
+    Case(
+        id="branch-snapshot-of-another-cell",
+        argv=BRANCH,
+        code=5,
+        says="unreadable record (the record is of provided.debian12/arm64)",
+        files={SNAPSHOT_JSON: snapshot(arch="arm64")},
+    ),
+    Case(
+        id="branch-snapshot-runtime-a-path",
+        argv=BRANCH,
+        code=5,
+        says="unreadable record (runtime '../x' is not a runtime identifier)",
+        files={SNAPSHOT_JSON: snapshot(runtime="../x")},
+    ),
+    Case(
+        id="snapshot-without-build",
+        argv=("snapshot", "provided.debian12", "--arch", "x86_64"),
+        code=5,
+        says="provided.debian12/x86_64: no build record in out/provided.debian12/x86_64",
+    ),
+    Case(
+        id="snapshot-build-record-a-list",
+        argv=("snapshot", "provided.debian12", "--arch", "x86_64"),
+        code=5,
+        says="build.json: unreadable record (TypeError); build provided.debian12/x86_64 again",
+        files={"out/provided.debian12/x86_64/build.json": b"[]"},
     ),
 ]
 
