@@ -76,7 +76,7 @@ def mmdebstrap_command(base: RootfsBase, debian_arch: str, output: Path) -> list
     argv += [f"--dpkgopt={opt}" for opt in DPKG_EXCLUDES]
     transient = " ".join(f'"$1"/{path}' for path in TRANSIENT_FILES)
     argv.append(f"--customize-hook=rm -rf {transient}")
-    argv += [base.suite, str(output), base.mirror]
+    argv += ["--", base.suite, str(output), base.mirror]  # operands, never options
     return argv
 
 

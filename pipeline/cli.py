@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -46,6 +47,67 @@ def deprecated_option(f: F) -> F:
     )(f)
 
 
+def _folder_for(path: Path, option: str, *, is_file: bool) -> Path:
+    """A path the command will write: refused before any work when a file stands where a
+    folder must be (or a folder where the file must be), instead of failing after it."""
+    if is_file and path.is_dir():
+        raise UsageError(f"{option} {path}: is a folder; expected a file name")
+    if not is_file and path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {path}: is a file; expected a folder")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{option} {path}: {parent} is a file, not a folder")
+            break
+    return path
+
+
+def _written_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    return None if value is None else _folder_for(value, f"--{param.name}", is_file=True)
+
+
+def _written_folder(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    return None if value is None else _folder_for(value, f"--{param.name}", is_file=False)
+
+
+_HOST = re.compile(
+    r"(?P<name>[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
+    r"[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]{1,5}))?"
+)
+
+
+def _registry(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--registry``: checked here, so that a malformed one is a command-line error (exit 2)
+    before anything is read or sent."""
+    from .errors import RegistryError
+    from .oci.registry import RegistryRef
+
+    if value is None:
+        return None
+    rest = value.split("://", 1)[-1]
+    host = rest.strip("/").partition("/")[0]
+    if "@" in host:  # never echoed: what precedes the @ is a secret
+        msg = (
+            "--registry: credentials do not belong in the registry name; give REGISTRY/NAMESPACE "
+            "and set LAMBDA_IMAGES_REGISTRY_USER and LAMBDA_IMAGES_REGISTRY_PASSWORD"
+        )
+        raise UsageError(msg)
+    shown = value.encode("unicode_escape").decode()
+    found = _HOST.fullmatch(host)
+    if not found or not 0 < int(found.group("port") or 443) < 65536:
+        msg = (
+            f"--registry {shown!r}: {host.encode('unicode_escape').decode()!r} is not a host "
+            "name with an optional port (1-65535); expected REGISTRY/NAMESPACE, for example "
+            "public.ecr.aws/lambda or 127.0.0.1:5000/lambda"
+        )
+        raise UsageError(msg)
+    try:
+        RegistryRef.parse(value)
+    except RegistryError as exc:
+        raise UsageError(str(exc)) from None
+    return value
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(__version__, prog_name="lambda-images")
 @click.option(
@@ -58,6 +120,7 @@ def deprecated_option(f: F) -> F:
 @click.option(
     "--work",
     type=click.Path(path_type=Path, file_okay=False),
+    callback=_written_folder,
     default=None,
     help="Work directory for contexts, records, snapshots. [default: $LAMBDA_IMAGES_WORK, or out]",
 )
@@ -244,6 +307,7 @@ def base(
 @click.option(
     "--out",
     type=click.Path(path_type=Path, file_okay=False),
+    callback=_written_folder,
     help="Also snapshot each cell and copy its records and layers to OUT/<runtime>/<arch>/.",
 )
 @click.option(
@@ -327,9 +391,19 @@ def branch(
 
 @cli.command("publish")
 @click.argument("runtimes", nargs=-1)
-@click.option("--registry", required=True, help="REGISTRY/NAMESPACE, e.g. public.ecr.aws/lambda.")
+@click.option(
+    "--registry",
+    required=True,
+    callback=_registry,
+    help="REGISTRY/NAMESPACE, e.g. public.ecr.aws/lambda.",
+)
 @click.option("--git-remote", help="Also force-push each runtime's branch here.")
-@click.option("--report", type=click.Path(path_type=Path, dir_okay=False), help="JSON summary.")
+@click.option(
+    "--report",
+    type=click.Path(path_type=Path, dir_okay=False),
+    callback=_written_file,
+    help="JSON summary.",
+)
 @click.pass_obj
 def publish_command(
     settings: Settings,
@@ -420,7 +494,12 @@ def invoke(
 @cli.command()
 @click.argument("image")
 @function_options
-@click.option("--port", type=int, default=9000, help="Port of the invoke endpoint on 127.0.0.1.")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=9000,
+    help="Port of the invoke endpoint on 127.0.0.1.",
+)
 @click.pass_obj
 def serve(
     settings: Settings,
@@ -471,7 +550,7 @@ def test(
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--force", is_flag=True, help="Rebuild even if the inputs are unchanged.")
 @click.option("--push", is_flag=True, help="Then publish it to --registry (and --git-remote).")
-@click.option("--registry", help="REGISTRY/NAMESPACE for --push.")
+@click.option("--registry", callback=_registry, help="REGISTRY/NAMESPACE for --push.")
 @deprecated_option
 @click.pass_obj
 def rebuild(
@@ -524,7 +603,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         log.error("aborted")
         sys.exit(130)
     except click.ClickException as exc:
-        exc.show()
+        # One line, like every other error: click's usage block would make it several.
+        message = " ".join(exc.format_message().split())
+        command = getattr(getattr(exc, "ctx", None), "command_path", "lambda-images")
+        hint = f" (see `{command} --help`)" if isinstance(exc, click.UsageError) else ""
+        log.error(f"{message}{hint}")
         sys.exit(UsageError.return_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

@@ -40,6 +40,7 @@ from .workdir import INPUTS, RECORDS, Cell, WorkDir
 
 INPUT_LABEL: Final = "lambda-base-images.input-digest"
 State = Literal["built", "unchanged"]
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _LABEL_LINE = re.compile(r'^LABEL "' + re.escape(INPUT_LABEL) + r'"="(sha256:[0-9a-f]{64})"$')
 
 
@@ -64,7 +65,19 @@ class InputsRecord(CellInputs):
 
     @classmethod
     def read(cls, cell: Cell) -> InputsRecord | None:
-        return cell.read(INPUTS, lambda data: cls(**data))
+        def parse(data: Any) -> InputsRecord:
+            record = cls(**data)
+            if (record.runtime, record.arch) != (cell.runtime, cell.arch):
+                raise ValueError(f"the record is of {record.runtime}/{record.arch}")
+            if record.state not in ("built", "unchanged"):
+                raise ValueError(f"state {record.state!r} is neither built nor unchanged")
+            if not isinstance(record.digest, str) or not _DIGEST.fullmatch(record.digest):
+                raise ValueError(f"digest {record.digest!r} is not sha256:<64 hex digits>")
+            if not isinstance(record.parts, dict):
+                raise TypeError("parts is not an object")
+            return record
+
+        return cell.read(INPUTS, parse)
 
     @classmethod
     def of(cls, inputs: CellInputs, state: State) -> InputsRecord:

@@ -14,6 +14,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,10 +25,11 @@ from pathlib import Path, PurePosixPath
 import requests
 
 from . import log
-from .errors import InputError
+from .errors import ConfigurationError, InputError
 from .lock import Lock, LockedFile, LockedPackage
 from .matrix import Runtime, Target
 
+SHA256 = re.compile(r"[0-9a-f]{64}")
 PIP_PLATFORMS = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
 
 
@@ -53,20 +55,23 @@ def _run_pip(argv: list[str], what: str) -> None:
         raise InputError(f"{what}: pip failed: {' '.join(lines[-3:]) or proc.returncode}")
 
 
+def pip_download_args(runtime: Runtime, arch: str, dest: str) -> list[str]:
+    """``pip download``'s arguments for a runtime's requirements (operands after ``--``)."""
+    return [
+        "download",
+        "--quiet",
+        "--dest",
+        dest,
+        *_pip_target_args(runtime, arch),
+        "--",  # what follows are requirements, never options
+        *runtime.install.pip,
+    ]
+
+
 def lock_pip(runtime: Runtime, arch: str) -> list[LockedFile]:
     """Resolve and download a runtime's pip requirements for one arch; hash what arrived."""
     with tempfile.TemporaryDirectory(prefix="lambda-images-lock-") as tmp:
-        _run_pip(
-            [
-                "download",
-                "--quiet",
-                "--dest",
-                tmp,
-                *_pip_target_args(runtime, arch),
-                *runtime.install.pip,
-            ],
-            f"{runtime.id}/{arch}",
-        )
+        _run_pip(pip_download_args(runtime, arch, tmp), f"{runtime.id}/{arch}")
         files = []
         for wheel in sorted(Path(tmp).iterdir()):
             digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
@@ -104,14 +109,43 @@ def fetch_pip(target: Target, lock: Lock, context: Path) -> Path | None:
     return dest
 
 
+def confined(folder: Path, relative: str, what: str) -> Path:
+    """``folder / relative`` when it stays inside ``folder`` once resolved (no ``..``, no
+    absolute path, no symbolic link out); a ConfigurationError naming ``what`` otherwise."""
+    base = folder.resolve()
+    path = (base / relative).resolve()
+    if relative in ("", ".") or not path.is_relative_to(base) or path == base:
+        msg = f"{what}: {relative!r} leads outside {folder}; expected a path inside it"
+        raise ConfigurationError(msg)
+    return path
+
+
+def require_locked(target: Target, lock: Lock) -> None:
+    """Raise InputError, naming the entry, when anything ``target`` downloads is unlocked:
+    called before a cell's files are touched, so that an unlocked input writes nothing."""
+    runtime, arch = target.runtime, target.arch.name
+    if runtime.install.pip:
+        lock.pip_files(runtime.id, arch)
+    if runtime.install.npm:
+        lock.npm_packages(runtime.id)
+    for item in runtime.all_inputs():
+        if not item.declared_sha256(arch):
+            lock.input_sha256(runtime.id, arch, item.name, item.key(arch), item.filename(arch))
+
+
 # --- downloads pinned by sha256 (url inputs and npm tarballs) ------------------------------
 
 
 def download(url: str, expected: str | None, what: str, cache: Path) -> Path:
     """A file from ``url`` in the content-addressed ``cache``, checked against ``expected``.
 
-    With ``expected`` None (locking), the file is fetched and kept under its own sha256.
+    With ``expected`` None (locking), the file is fetched and kept under its own sha256. Any
+    other value must be a sha256: an empty or malformed one (an unlocked entry) is refused
+    before anything is fetched.
     """
+    if expected is not None and not SHA256.fullmatch(expected):
+        msg = f"{what}: {url} is unlocked (sha256 {expected!r}); refusing to download it unchecked"
+        raise InputError(msg)
     if expected and (cache / expected).is_file():
         return cache / expected
     cache.mkdir(parents=True, exist_ok=True)
@@ -190,10 +224,25 @@ def fetch_inputs(target: Target, lock: Lock, context: Path, cache: Path) -> Path
             runtime.id, arch, item.name, item.key(arch), filename
         )
         cached = download(item.url(arch), expected, f"{target.key}: {item.name}", cache)
-        shutil.copyfile(cached, dest / filename)
+        shutil.copyfile(cached, confined(dest, filename, f"{target.key}: {item.name}"))
         sums.append(f"{expected}  {filename}\n")
     (dest / "SHA256SUMS").write_text("".join(sums), encoding="utf-8")
     return dest
+
+
+def npm_lock_argv(runtime: Runtime) -> list[str]:
+    """The npm command that resolves a runtime's packages (operands after ``--``)."""
+    return [
+        "npm",
+        "install",
+        "--package-lock-only",
+        "--ignore-scripts",
+        "--no-audit",
+        "--no-fund",
+        "--omit=dev",
+        "--",  # what follows are packages, never options
+        *runtime.install.npm,
+    ]
 
 
 def lock_npm(runtime: Runtime, cache: Path) -> list[LockedPackage]:
@@ -202,16 +251,7 @@ def lock_npm(runtime: Runtime, cache: Path) -> list[LockedPackage]:
         folder = Path(tmp)
         manifest = {"name": "lambda-images-lock", "version": "0.0.0", "private": True}
         (folder / "package.json").write_text(json.dumps(manifest))
-        argv = [
-            "npm",
-            "install",
-            "--package-lock-only",
-            "--ignore-scripts",
-            "--no-audit",
-            "--no-fund",
-            "--omit=dev",
-            *runtime.install.npm,
-        ]
+        argv = npm_lock_argv(runtime)
         log.command(argv)
         proc = subprocess.run(argv, cwd=folder, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
@@ -260,8 +300,9 @@ def fetch_npm(target: Target, lock: Lock, context: Path, cache: Path) -> Path | 
     if not runtime.install.npm:
         return None
     for package in lock.npm_packages(runtime.id):
+        where = confined(dest, package.path.removeprefix("node_modules/"), package.path)
         tarball = download(package.url, package.sha256, f"{target.key}: {package.path}", cache)
-        _unpack_package(tarball, context / package.path)
+        _unpack_package(tarball, where)
     shutil.copytree(dest, context / RUNTIME_MODULES, symlinks=True)
     for path in NPM_TEST_FIXTURES:
         # Left out of the image: test fixtures are never needed at run time, and these carry

@@ -8,15 +8,17 @@ message that says so. The file sits next to runtimes.yaml.
 from __future__ import annotations
 
 import json
-import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, cast
+
+import jsonschema
 
 from .errors import ConfigurationError, InputError
 
 LOCK_VERSION = 1
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,17 +39,71 @@ class LockedPackage:
 
     path: str  # node_modules/…, as in npm's package-lock.json
     url: str
-    sha256: str
+    sha256: str | None  # None: unlocked (never downloaded)
 
 
-def _checked_sha256(path: Path, where: str, value: Any) -> str | None:
-    """A lock entry's checksum: 64 lowercase hex digits, or null for an unlocked input."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or not SHA256.match(value):
-        msg = f"{path}: {where}: {value!r} is not 64 lowercase hex digits (or null when unlocked)"
-        raise ConfigurationError(msg)
-    return value
+_JSON_TYPES: Final = {
+    dict: "object",
+    list: "array",
+    str: "string",
+    bool: "boolean",
+    int: "number",
+    float: "number",
+    type(None): "null",
+}
+
+
+def _schema() -> jsonschema.Draft202012Validator:
+    text = resources.files("pipeline").joinpath("lock.schema.json").read_text("utf-8")
+    return jsonschema.Draft202012Validator(json.loads(text))
+
+
+def _field(parts: Iterable[str | int]) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _schema_message(path: Path, error: jsonschema.ValidationError) -> ConfigurationError:
+    """One line naming the file, the field and what was expected there."""
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        # The alternative that is not merely the other type says what is wrong.
+        relevant = [e for e in error.context if e.validator != "type"]
+        if relevant:
+            error = max(relevant, key=lambda e: len(e.absolute_path))
+    where = list(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    value: Any = error.instance
+    if error.validator == "pattern":
+        nullable = bool(where) and (where[0] in ("inputs", "bases") or where[-1] == "sha256")
+        unlocked = " (or null when unlocked)" if nullable and where[0] != "pip" else ""
+        what = f"{_short(value)} is not {schema.get('description', 'valid')}{unlocked}"
+    elif error.validator == "required" and isinstance(value, dict):
+        missing = [k for k in cast(list[str], error.validator_value) if k not in value]
+        what = f"missing required field {missing[0]!r}"
+    elif error.validator == "additionalProperties" and isinstance(value, dict):
+        extra = [k for k in value if k not in schema.get("properties", {})]
+        where.append(extra[0] if extra else "?")
+        allowed = ", ".join(schema.get("properties", {}))
+        what = f"unknown key; expected one of: {allowed}"
+    elif error.validator == "type":
+        what = f"expected {error.validator_value}, got {_JSON_TYPES.get(type(value), '?')}"
+    elif error.validator == "oneOf":
+        what = f"expected a string or null, got {_JSON_TYPES.get(type(value), '?')}"
+    elif error.validator == "const":
+        what = f"{_short(value)} is not supported; expected {error.validator_value!r}"
+    elif error.validator == "enum":
+        options = ", ".join(map(str, cast(list[Any], error.validator_value)))
+        what = f"{_short(value)} is not allowed; expected one of: {options}"
+    else:  # propertyNames and anything else: jsonschema's own sentence, kept to one line
+        what = error.message.splitlines()[0][:200]
+    return ConfigurationError(f"{path}: {_field(where)}: {what}")
 
 
 @dataclass(kw_only=True)
@@ -64,40 +120,39 @@ class Lock:
 
     @classmethod
     def load(cls, path: Path) -> Lock:
-        if not path.exists():
-            return cls(path=path)
+        """Read and validate the lock file (lock.schema.json); a malformed one is a
+        ConfigurationError naming the file and the field."""
         try:
-            raw: dict[str, Any] = json.loads(path.read_text("utf-8"))
+            raw_bytes = path.read_bytes()
+        except FileNotFoundError:
+            return cls(path=path)
+        except OSError as exc:
+            raise ConfigurationError(f"{path}: cannot read: {exc.strerror}") from None
+        try:
+            raw: Any = json.loads(raw_bytes.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            line = raw_bytes[: exc.start].count(b"\n") + 1
+            msg = f"{path}:{line}: not UTF-8 (byte 0x{raw_bytes[exc.start]:02x}); expected JSON"
+            raise ConfigurationError(msg) from None
         except json.JSONDecodeError as exc:
             msg = f"{path}:{exc.lineno}: not valid JSON: {exc.msg}"
             raise ConfigurationError(msg) from None
+        except RecursionError:
+            raise ConfigurationError(f"{path}: nested too deeply to be a lock file") from None
+        error = jsonschema.exceptions.best_match(_schema().iter_errors(raw))
+        if error is not None:
+            raise _schema_message(path, error)
         lock = cls(path=path)
         for runtime_id, arches in raw.get("pip", {}).items():
             for arch, files in arches.items():
-                locked = []
-                for i, entry in enumerate(files):
-                    if not SHA256.match(str(entry.get("sha256", ""))):
-                        msg = (
-                            f"{path}: pip.{runtime_id}.{arch}[{i}].sha256: "
-                            f"{entry.get('sha256')!r} is not 64 lowercase hex digits"
-                        )
-                        raise ConfigurationError(msg)
-                    locked.append(LockedFile(filename=entry["filename"], sha256=entry["sha256"]))
-                lock.pip.setdefault(runtime_id, {})[arch] = locked
+                lock.pip.setdefault(runtime_id, {})[arch] = [
+                    LockedFile(filename=f["filename"], sha256=f["sha256"]) for f in files
+                ]
         lock.bases = raw.get("bases", {})
-        for name, keys in raw.get("inputs", {}).items():
-            lock.inputs[name] = {
-                key: _checked_sha256(path, f"inputs.{name}.{key}", value)
-                for key, value in keys.items()
-            }
+        lock.inputs = raw.get("inputs", {})
         for runtime_id, packages in raw.get("npm", {}).items():
             lock.npm[runtime_id] = [
-                LockedPackage(
-                    path=p["path"],
-                    url=p["url"],
-                    sha256=_checked_sha256(path, f"npm.{runtime_id}[{i}]", p["sha256"]) or "",
-                )
-                for i, p in enumerate(packages)
+                LockedPackage(path=p["path"], url=p["url"], sha256=p["sha256"]) for p in packages
             ]
         return lock
 
@@ -161,4 +216,12 @@ class Lock:
                 f"run `lambda-images lock {runtime_id}` where the npm registry is reachable"
             )
             raise InputError(msg)
+        for i, package in enumerate(packages):
+            if not package.sha256:
+                msg = (
+                    f"{runtime_id}: npm package {package.path} (npm.{runtime_id}[{i}]) is "
+                    f"unlocked in {self.path.name}: its sha256 is null; run "
+                    f"`lambda-images lock {runtime_id}` where the npm registry is reachable"
+                )
+                raise InputError(msg)
         return packages

@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import difflib
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -264,14 +265,54 @@ class Matrix:
 Path_ = tuple[str | int, ...]
 
 
+# Aliases let a few lines stand for an exponential number of nodes ("billion laughs"): a matrix
+# needs none, so a handful are allowed and the expanded document is capped.
+MAX_ALIASES: Final = 50
+MAX_NODES: Final = 50_000  # the whole matrix of 2026 has about 1,000
+# C0 and C1 control characters (newline, tab, NUL, ESC…) and the Unicode line separators: no
+# value of the matrix may hold one, as each would end or bend a line of a Dockerfile or command.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, counting the aliases it meets."""
+
+    aliases = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                msg = f"line {mark.line + 1}: more than {MAX_ALIASES} YAML aliases (*name)"
+                raise _TooBig(msg)
+        return super().compose_node(parent, index)
+
+
+class _TooBig(Exception):
+    """The document is larger than a matrix can be, once its aliases are expanded."""
+
+
+def _decode(path: Path, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        byte = raw[exc.start]
+        msg = f"{path}:{line}: not UTF-8 (byte 0x{byte:02x}); expected a UTF-8 text file"
+        raise ConfigurationError(msg) from None
+
+
 class _Located:
     """The plain data of a YAML document plus the line of every node, keyed by path."""
 
     def __init__(self, path: Path, text: str) -> None:
         self.file = path
         self.lines: dict[Path_, int] = {}
-        loader = yaml.SafeLoader(text)
+        self.nodes = 0
+        loader: _Loader | None = None
         try:
+            loader = _Loader(text)
             node = loader.get_single_node()
             self.data = self._convert(loader, node, ()) if node is not None else None
         except yaml.MarkedYAMLError as exc:
@@ -279,10 +320,27 @@ class _Located:
             line = mark.line + 1 if mark else 0
             msg = f"{path}:{line}: not valid YAML: {exc.problem or exc}"
             raise ConfigurationError(msg) from None
+        except yaml.reader.ReaderError as exc:  # a character YAML does not allow (NUL, ESC…)
+            line = text[: exc.position].count("\n") + 1
+            msg = f"{path}:{line}: not valid YAML: character U+{exc.character:04X} is not allowed"
+            raise ConfigurationError(msg) from None
+        except yaml.YAMLError as exc:
+            msg = f"{path}: not valid YAML: {str(exc).splitlines()[0]}"
+            raise ConfigurationError(msg) from None
+        except _TooBig as exc:
+            raise ConfigurationError(f"{path}: {exc}; a matrix needs no more") from None
+        except RecursionError:
+            msg = f"{path}: nested too deeply (or an alias refers to itself)"
+            raise ConfigurationError(msg) from None
         finally:
-            loader.dispose()
+            if loader is not None:
+                loader.dispose()
 
     def _convert(self, loader: yaml.SafeLoader, node: yaml.Node, where: Path_) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            line = node.start_mark.line + 1
+            raise _TooBig(f"line {line}: more than {MAX_NODES} values once aliases are expanded")
         self.lines[where] = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
@@ -292,6 +350,7 @@ class _Located:
                     line = key_node.start_mark.line + 1
                     msg = f"{self.file}:{line}: {_dotted(where) or '(top)'}: keys must be strings"
                     raise ConfigurationError(msg)
+                self._printable(key, key_node, (*where, key))
                 if key in out:
                     line = key_node.start_mark.line + 1
                     msg = f"{self.file}:{line}: {_dotted((*where, key))}: key appears twice"
@@ -306,7 +365,18 @@ class _Located:
             return node.value
         if isinstance(value, dt.date | dt.datetime):
             return value.isoformat()  # dates are checked as strings by the schema
+        if isinstance(value, str):
+            self._printable(value, node, where)
         return value
+
+    def _printable(self, value: str, node: yaml.Node, where: Path_) -> None:
+        found = _CONTROL.search(value)
+        if found:
+            self.lines.setdefault(where, node.start_mark.line + 1)
+            char = ord(found.group())
+            raise self.fail(
+                where, f"holds the control character U+{char:04X}; expected printable text"
+            )
 
     def line(self, where: Path_) -> int:
         while where not in self.lines and where:
@@ -321,6 +391,8 @@ class _Located:
 def _dotted(where: Path_) -> str:
     out = ""
     for part in where:
+        if isinstance(part, str) and _CONTROL.search(part):
+            part = part.encode("unicode_escape").decode()  # a key is shown, never obeyed
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
     return out
 
@@ -333,6 +405,8 @@ def _schema() -> dict[str, Any]:
 
 def _schema_message(error: jsonschema.ValidationError, doc: _Located) -> ConfigurationError:
     where: Path_ = tuple(error.absolute_path)
+    if "propertyNames" in error.absolute_schema_path and isinstance(error.instance, str):
+        where = (*where, error.instance)  # a key is wrong: point at its own line
     expected_value: Any = error.validator_value
     schema: dict[str, Any] = dict(error.schema) if isinstance(error.schema, dict) else {}
     if error.validator in ("oneOf", "anyOf"):
@@ -397,7 +471,7 @@ def load_matrix(
         beside = path.parent / TEMPLATES_DIR.name
         templates_dir = beside if beside.is_dir() else TEMPLATES_DIR
     try:
-        text = path.read_text("utf-8")
+        text = _decode(path, path.read_bytes())
     except FileNotFoundError:
         msg = f"{path}: no such file (pass --matrix PATH, or run where runtimes.yaml is)"
         raise ConfigurationError(msg) from None

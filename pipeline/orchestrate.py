@@ -34,7 +34,15 @@ from .incremental import (
     published_digest,
     unchanged_in_engine,
 )
-from .inputs import fetch_inputs, fetch_npm, fetch_pip, lock_npm, lock_pip, lock_url_inputs
+from .inputs import (
+    fetch_inputs,
+    fetch_npm,
+    fetch_pip,
+    lock_npm,
+    lock_pip,
+    lock_url_inputs,
+    require_locked,
+)
 from .lock import Lock
 from .matrix import ARCHES, ImageBase, Matrix, Runtime, Target, load_matrix
 from .oci.credentials import resolve_credentials
@@ -43,7 +51,7 @@ from .publish import PublishReport, publish
 from .render import render_target, write_context
 from .settings import Settings
 from .snapshot import ArchSnapshot, assemble_branch, snapshot_target, warm_layer_cache
-from .workdir import Cell, WorkDir
+from .workdir import BUILD, Cell, UnreadableRecord, WorkDir
 
 CellState = Literal["built", "skipped", "unchanged"]
 
@@ -308,7 +316,10 @@ def build(
     """Build and test every cell; with ``out``, also snapshot each and copy its records and
     layers to ``out`` (what a CI cell hands on to the publish job)."""
     summary = BuildSummary()
-    for target in run.matrix.targets(runtimes, arches):
+    targets = run.matrix.targets(runtimes, arches)
+    for target in targets:
+        require_locked(target, run.lock)  # before any cell is written
+    for target in targets:
         result = run_cell(
             run, target, force=force, no_cache=no_cache, snapshot=out is not None,
             published=published,
@@ -393,6 +404,8 @@ def rebuild(
     summary = RebuildSummary(runtime=runtime.id)
     targets = run.matrix.targets([runtime], arches)
     for target in targets:
+        require_locked(target, run.lock)  # before any cell is written
+    for target in targets:
         summary.cells.append(run_cell(run, target, force=force, no_cache=no_cache, snapshot=True))
     built = [t.arch.name for t in targets]
     with run.work.runtime_locked(runtime.id), log.step(f"branch content {runtime.id}"):
@@ -416,6 +429,8 @@ def push_runtime_branch(
             "rebuild every architecture, or leave out --git-remote"
         )
         raise SnapshotError(msg)
+    for arch in built:  # before anything is locked or written
+        ArchSnapshot.require(run.work.cell(runtime.id, arch))
     with run.work.runtime_locked(runtime.id), log.step(f"push branch {runtime.id}"):
         content = assemble_branch(runtime, run.work, built)
         return push_branch(run.matrix, runtime.id, content, git_remote, epoch=run.settings.epoch)
@@ -426,6 +441,15 @@ def snapshot_runtimes(
 ) -> list[Path]:
     """Snapshot built cells and lay out each runtime's branch content; return those folders."""
     folders = []
+    for target in run.matrix.targets(runtimes, arches):  # before anything is locked or written
+        cell = run.cell(target)
+        try:
+            if cell.read_strict(BUILD, lambda data: BuildRecord(**data)) is None:
+                raise SnapshotError(
+                    f"{target.key}: no build record in {cell.folder}; build it first"
+                )
+        except UnreadableRecord as exc:
+            raise SnapshotError(f"{exc}; build {target.key} again") from None
     for rt in runtimes:
         targets = run.matrix.targets([rt], arches)
         for target in targets:
@@ -472,7 +496,10 @@ def render_contexts(
 ) -> list[Path]:
     """Build contexts with their inputs, as a build would see them; their Dockerfiles."""
     paths = []
-    for target in run.matrix.targets(runtimes, arches):
+    targets = run.matrix.targets(runtimes, arches)
+    for target in targets:
+        require_locked(target, run.lock)  # before any cell is written
+    for target in targets:
         with run.cell(target).locked():
             context = render_cell(run, target)
             fetch_cell_inputs(run, target, context)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ def parse_epoch(raw: str) -> int:
     """SOURCE_DATE_EPOCH as seconds; malformed is an error, never silently replaced."""
     if not raw:
         return DEFAULT_SOURCE_DATE_EPOCH
-    if not raw.isdigit():
+    if not re.fullmatch(r"[0-9]{1,11}", raw):
         msg = f"SOURCE_DATE_EPOCH={raw!r}: expected a non-negative integer (seconds since 1970)"
         raise ConfigurationError(msg)
     return int(raw)
@@ -46,6 +47,20 @@ def parse_builder(builder: str, docker_buildkit: str) -> str:
     return {"1": "buildkit", "true": "buildkit", "0": "classic", "false": "classic"}.get(
         docker_buildkit.lower(), ""
     )
+
+
+# What each variable may hold where a Dockerfile line, an image name or a label carries it.
+_NAMESPACE: Final = re.compile(r"[a-z0-9]+([._-][a-z0-9]+)*")
+_NETWORK: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_LABEL_TEXT: Final = re.compile(r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]{1,500}")
+
+
+def _checked(name: str, value: str, pattern: re.Pattern[str], expected: str) -> str:
+    if value and not pattern.fullmatch(value):
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        msg = f"{name}={shown!r}: expected {expected}"
+        raise ConfigurationError(msg.replace("\n", "\\n"))
+    return value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,10 +95,26 @@ class Settings:
             matrix=Path(_value(env, "LAMBDA_IMAGES_MATRIX") or cls.matrix),
             work=Path(_value(env, "LAMBDA_IMAGES_WORK") or cls.work),
             cache=Path(cache),
-            namespace=_value(env, "LAMBDA_IMAGES_NAMESPACE") or DEFAULT_NAMESPACE,
+            namespace=_checked(
+                "LAMBDA_IMAGES_NAMESPACE",
+                _value(env, "LAMBDA_IMAGES_NAMESPACE"),
+                _NAMESPACE,
+                "lowercase letters and digits, parts joined by '.', '_' or '-'",
+            )
+            or DEFAULT_NAMESPACE,
             epoch=parse_epoch(_value(env, "SOURCE_DATE_EPOCH")),
-            source=_value(env, "LAMBDA_IMAGES_SOURCE"),
-            revision=_value(env, "LAMBDA_IMAGES_REVISION"),
+            source=_checked(
+                "LAMBDA_IMAGES_SOURCE",
+                _value(env, "LAMBDA_IMAGES_SOURCE"),
+                _LABEL_TEXT,
+                "one line of printable text (a label value), at most 500 characters",
+            ),
+            revision=_checked(
+                "LAMBDA_IMAGES_REVISION",
+                _value(env, "LAMBDA_IMAGES_REVISION"),
+                _LABEL_TEXT,
+                "one line of printable text (a label value), at most 500 characters",
+            ),
             docker_host=_value(env, "DOCKER_HOST"),
             docker_config=Path(_value(env, "DOCKER_CONFIG") or cls.docker_config),
             registry_user=_value(env, "LAMBDA_IMAGES_REGISTRY_USER"),
@@ -91,7 +122,13 @@ class Settings:
             builder=parse_builder(
                 _value(env, "LAMBDA_IMAGES_BUILDER"), _value(env, "DOCKER_BUILDKIT")
             ),
-            build_network=_value(env, "LAMBDA_IMAGES_BUILD_NETWORK") or cls.build_network,
+            build_network=_checked(
+                "LAMBDA_IMAGES_BUILD_NETWORK",
+                _value(env, "LAMBDA_IMAGES_BUILD_NETWORK"),
+                _NETWORK,
+                "a Docker network name (letters, digits, '_', '.', '-')",
+            )
+            or cls.build_network,
             github_actions=_value(env, "GITHUB_ACTIONS") == "true",
             debug=_value(env, "LAMBDA_IMAGES_DEBUG") not in ("", "0"),
         )

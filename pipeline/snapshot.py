@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -40,13 +41,17 @@ import docker.errors
 from . import log
 from .digests import CHUNK, sha256_file
 from .errors import SnapshotError
-from .matrix import Arch, Runtime, Target
+from .matrix import ARCHES, Arch, Runtime, Target
 from .oci.archive import read_engine_image
 from .oci.layers import deletions_above, is_empty_layer, normalize_layer
-from .workdir import SNAPSHOT, Cell, WorkDir
+from .workdir import SNAPSHOT, Cell, UnreadableRecord, WorkDir
 
 # xz in multi-threaded mode: its output is the same for any thread count (xz(1), --threads).
 XZ_ARGS: Final = ("xz", "--format=xz", "-6", "--threads=0", "--check=crc64", "--stdout")
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_RUNTIME_ID = re.compile(r"[a-z][a-z0-9]*(\.[a-z0-9]+)*")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,27 +99,48 @@ class ArchSnapshot:
 
     @classmethod
     def read(cls, cell: Cell) -> ArchSnapshot | None:
-        return cell.read(SNAPSHOT, cls.from_json)
+        return cell.read(SNAPSHOT, lambda raw: cls._of_cell(raw, cell))
 
     @classmethod
     def require(cls, cell: Cell) -> ArchSnapshot:
-        """The cell's snapshot, or a SnapshotError saying how to make one."""
-        snap = cls.read(cell)
+        """The cell's snapshot, or a SnapshotError (one line) saying how to make one."""
+        try:
+            snap = cell.read_strict(SNAPSHOT, lambda raw: cls._of_cell(raw, cell))
+        except UnreadableRecord as exc:
+            raise SnapshotError(f"{exc}; run `lambda-images snapshot` again") from None
         if snap is None:
             msg = f"{cell.record(SNAPSHOT)}: no snapshot; run `lambda-images snapshot` first"
             raise SnapshotError(msg)
         return snap
 
     @classmethod
+    def _of_cell(cls, raw: Any, cell: Cell) -> ArchSnapshot:
+        snap = cls.from_json(raw)
+        if (snap.runtime, snap.arch) != (cell.runtime, cell.arch):
+            raise ValueError(f"the record is of {snap.runtime}/{snap.arch}")
+        return snap
+
+    @classmethod
     def from_json(cls, raw: dict[str, Any]) -> ArchSnapshot:
-        return cls(
+        """A snapshot record; ValueError (or KeyError, TypeError) when it is malformed. Layer
+        file names become paths: each must be ``<its sha256>.tar.xz`` and nothing else."""
+        layers = [Layer(**layer) for layer in raw["layers"]]
+        for layer in layers:
+            if not (_SHA256.fullmatch(layer.sha256) and layer.file == f"{layer.sha256}.tar.xz"):
+                raise ValueError(f"layer file {layer.file!r} is not <its sha256>.tar.xz")
+        snap = cls(
             runtime=raw["runtime"],
             arch=raw["arch"],
             docker_arch=raw["docker_arch"],
             image_id=raw["image_id"],
-            layers=[Layer(**layer) for layer in raw["layers"]],
+            layers=layers,
             config=ImageConfig(**raw["config"]),
         )
+        if not isinstance(snap.runtime, str) or not _RUNTIME_ID.fullmatch(snap.runtime):
+            raise ValueError(f"runtime {snap.runtime!r} is not a runtime identifier")
+        if snap.arch not in ARCHES:
+            raise ValueError(f"arch {snap.arch!r} is not an architecture")
+        return snap
 
     def is_current(self, cell: Cell, image_id: str) -> bool:
         """True when this snapshot is of ``image_id`` and every layer file is in the cell."""
@@ -214,9 +240,32 @@ def warm_layer_cache(
 # --- Dockerfile text (pure) -----------------------------------------------------------------
 
 
-def _env_value(value: str) -> str:
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _env_value(value: str, what: str) -> str:
+    """A value as a Dockerfile double-quoted string. A Dockerfile line cannot carry a newline
+    (or any control character) inside a value: such a value is refused, not written."""
+    found = _CONTROL.search(value)
+    if found:
+        msg = (
+            f"{what}: the value holds the control character U+{ord(found.group()):04X}, which "
+            "a Dockerfile line cannot carry; expected one line of printable text"
+        )
+        raise SnapshotError(msg)
     escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
     return f'"{escaped}"'
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+
+
+def _checked_key(key: str, *, env: bool) -> str:
+    if not key or _CONTROL.search(key) or (env and not _ENV_NAME.fullmatch(key)):
+        shown = key.encode("unicode_escape").decode()
+        kind = "an environment variable" if env else "a label"
+        raise SnapshotError(f"{shown!r}: not a name of {kind} that a Dockerfile line can carry")
+    return key
 
 
 def snapshot_dockerfile(snap: ArchSnapshot, prefix: str) -> str:
@@ -229,9 +278,10 @@ def snapshot_dockerfile(snap: ArchSnapshot, prefix: str) -> str:
     lines += [f"ADD {prefix}{layer.file} /" for layer in snap.layers]
     for item in snap.config.env:
         key, _, value = item.partition("=")
-        lines.append(f"ENV {key}={_env_value(value)}")
+        lines.append(f"ENV {_checked_key(key, env=True)}={_env_value(value, f'ENV {key}')}")
     for key, value in snap.config.labels.items():
-        lines.append(f"LABEL {json.dumps(key)}={_env_value(value)}")
+        label = json.dumps(_checked_key(key, env=False))
+        lines.append(f"LABEL {label}={_env_value(value, f'LABEL {key}')}")
     if snap.config.user:
         lines.append(f"USER {snap.config.user}")
     if snap.config.working_dir:

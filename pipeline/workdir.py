@@ -71,6 +71,34 @@ def write_json(path: Path, value: Any) -> Path:
     return write_atomic(path, text.encode("utf-8"))
 
 
+class UnreadableRecord(ValueError):
+    """A record that exists but cannot be read or parsed; ``reason`` says why, in a few words."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: unreadable record ({reason})")
+        self.path = path
+        self.reason = reason
+
+
+def parse_record(path: Path, parse: Callable[[Any], T]) -> T | None:
+    """The record at ``path`` made into a value by ``parse``; None when there is none, and
+    UnreadableRecord when it is there but malformed."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        return parse(json.loads(raw.decode("utf-8")))
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        if isinstance(exc, UnicodeDecodeError | json.JSONDecodeError | RecursionError):
+            reason = "not valid JSON"
+        elif isinstance(exc, ValueError):
+            reason = str(exc).splitlines()[0][:200]  # what the parser found wrong
+        else:
+            reason = type(exc).__name__
+        raise UnreadableRecord(path, reason) from None
+
+
 def read_json(path: Path, parse: Callable[[Any], T]) -> T | None:
     """The record at ``path`` made into a value by ``parse``; None when there is none.
 
@@ -78,14 +106,9 @@ def read_json(path: Path, parse: Callable[[Any], T]) -> T | None:
     so, and the caller redoes the work that writes it.
     """
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    try:
-        return parse(json.loads(raw.decode("utf-8")))
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        reason = type(exc).__name__ if isinstance(exc, KeyError | TypeError) else "not valid JSON"
-        log.warning(f"{path}: unreadable record ({reason}), ignored; its stage runs again")
+        return parse_record(path, parse)
+    except UnreadableRecord as exc:
+        log.warning(f"{exc}, ignored; its stage runs again")
         return None
 
 
@@ -139,6 +162,11 @@ class Cell:
 
     def read(self, name: str, parse: Callable[[Any], T]) -> T | None:
         return read_json(self.record(name), parse)
+
+    def read_strict(self, name: str, parse: Callable[[Any], T]) -> T | None:
+        """Like ``read``, but an unreadable record raises UnreadableRecord (for a stage that
+        cannot redo the one that writes it, and says so in its one error line)."""
+        return parse_record(self.record(name), parse)
 
     def forget(self, name: str) -> None:
         self.record(name).unlink(missing_ok=True)

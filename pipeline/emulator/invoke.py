@@ -73,6 +73,10 @@ def read_event(event: str) -> bytes:
             text = path.read_text("utf-8")
         except OSError as exc:
             raise UsageError(f"--event {event}: cannot read {path}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            byte = f"byte 0x{exc.object[exc.start]:02x} at offset {exc.start}"
+            msg = f"--event {event}: not UTF-8 ({byte}); Lambda events are JSON documents"
+            raise UsageError(msg) from None
         where = str(path)
     else:
         text, where = event, "--event"

@@ -141,7 +141,9 @@ def test_plan_cli_reads_cell_outputs(tmp_path: Path) -> None:
     cells = tmp_path / "cells.json"
     cells.write_text(json.dumps({"include": [{"runtime": "a", "arch": "x86_64"}]}))
     cell = WorkDir(tmp_path / "states").cell("a", "x86_64")
-    InputsRecord(runtime="a", arch="x86_64", digest="sha256:x", parts={}, state="built").write(cell)
+    InputsRecord(
+        runtime="a", arch="x86_64", digest="sha256:" + "0" * 64, parts={}, state="built"
+    ).write(cell)
     result = CliRunner().invoke(cli, ["plan", "--cells", str(cells), str(tmp_path / "states")])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["publish"] == ["a"]

@@ -135,3 +135,27 @@ def test_a_changed_artifact_is_refused(small_matrix: Matrix, tmp_path: Path) -> 
     target = small_matrix.targets([small_matrix.runtime("provided.al2023")], ["x86_64"])[0]
     with pytest.raises(InputError, match="refusing it"):
         fetch_inputs(target, lock, tmp_path / "context", small_matrix.path.parent / "cache")
+
+
+def test_an_unlocked_entry_is_never_downloaded(tmp_path: Path) -> None:
+    from pipeline.inputs import download
+
+    # Port 1 answers nothing: a download attempt would fail with "cannot download" instead.
+    for unlocked in ("", "abc", "A" * 64):
+        with pytest.raises(InputError, match=r"is unlocked .* refusing to download it unchecked"):
+            download("http://127.0.0.1:1/pkg.tgz", unlocked, "npm node_modules/pkg", tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_path_from_data_stays_inside_its_folder(tmp_path: Path) -> None:
+    from pipeline.errors import ConfigurationError
+    from pipeline.inputs import confined
+
+    folder = tmp_path / "context" / "node_modules"
+    folder.mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    (folder / "linked").symlink_to(tmp_path / "outside")
+    assert confined(folder, "a/node_modules/b", "npm[0]") == folder.resolve() / "a/node_modules/b"
+    for escaping in ("../../escaped", "/etc", "linked/x", "a/../../x", "", "."):
+        with pytest.raises(ConfigurationError, match=r"npm\[0\]: .* leads outside"):
+            confined(folder, escaping, "npm[0]")
