@@ -17,7 +17,19 @@ from .. import log
 from ..digests import sha256_bytes
 from ..errors import RegistryError
 from .credentials import Credentials
-from .transport import RetryPolicy, TransferStats, Transport, default_scheme
+from .transport import RetryPolicy, TransferStats, Transport, default_scheme, origin
+
+
+def redact_userinfo(text: str) -> str:
+    """``text`` with anything before an ``@`` in its host part replaced by ``***``."""
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "", text
+    host, slash, path = rest.partition("/")
+    if "@" in host:
+        host = "***@" + host.rpartition("@")[2]
+    return f"{scheme}{sep}{host}{slash}{path}"
+
 
 __all__ = ["Credentials", "Registry", "RegistryRef", "RetryPolicy", "TransferStats"]
 
@@ -45,6 +57,15 @@ class RegistryRef:
         if "://" in rest:
             scheme, _, rest = rest.partition("://")
         host, _, namespace = rest.strip("/").partition("/")
+        if "@" in host:
+            # user:password@host would put the password in logs, reports and process lists.
+            msg = (
+                "--registry: credentials in the registry reference are refused (they would show "
+                f"in logs and reports); give {redact_userinfo(text)!r} without them and set "
+                "LAMBDA_IMAGES_REGISTRY_USER and LAMBDA_IMAGES_REGISTRY_PASSWORD, or "
+                "`docker login`"
+            )
+            raise RegistryError(msg)
         if not host or not namespace or not re.fullmatch(r"[a-z0-9]+([._/-][a-z0-9]+)*", namespace):
             msg = (
                 f"--registry {text!r}: expected REGISTRY/NAMESPACE with a lower-case namespace, "
@@ -63,8 +84,15 @@ class RegistryRef:
 
 
 class Registry(Transport):
-    """The OCI distribution protocol publishing needs: blobs (HEAD, then upload when missing)
-    and manifests (HEAD, GET, PUT by digest or tag), one registry host, repositories per call."""
+    """The OCI distribution protocol publishing needs: blobs (HEAD, then mount or upload when
+    missing) and manifests (HEAD, GET, PUT by digest or tag), one registry host, repositories
+    per call."""
+
+    def __init__(self, host: str, **kwargs: Any) -> None:
+        super().__init__(host, **kwargs)
+        # digest → repositories of this registry known to hold it (seen or pushed), so that a
+        # layer shared by two families is mounted into the second, not uploaded again.
+        self._blob_repos: dict[str, set[str]] = {}
 
     # --- blobs -----------------------------------------------------------------------------------
 
@@ -76,7 +104,11 @@ class Registry(Transport):
             what=f"HEAD blob {digest[:19]}",
             ok=(200, 307, 404),
         )
-        return response.status_code != 404
+        if response.status_code == 404:
+            return False
+        self._check_digest(response, repo, digest)
+        self._seen(repo, digest)
+        return True
 
     def push_blob(self, repo: str, digest: str, path: Path) -> bool:
         """Upload ``path`` as ``digest`` unless the registry has it; True when uploaded."""
@@ -89,33 +121,83 @@ class Registry(Transport):
         self._upload(repo, digest, len(data), lambda: data)
         return digest
 
+    def _seen(self, repo: str, digest: str) -> None:
+        self._blob_repos.setdefault(digest, set()).add(repo)
+
+    def _check_digest(self, response: Any, repo: str, digest: str) -> None:
+        """A registry that names a different digest for a blob than the one asked for is
+        serving (or stored) other bytes: never build a manifest on that."""
+        said = response.headers.get("Docker-Content-Digest")
+        if said and said != digest:
+            msg = (
+                f"registry {self.host}: blob {digest} in {repo} is reported as {said}; the "
+                "registry holds other bytes under that name, nothing was published on top of it"
+            )
+            raise RegistryError(msg)
+
     def _upload(self, repo: str, digest: str, size: int, body: Callable[[], Any]) -> bool:
-        """POST an upload session and PUT the whole blob in it, unless the blob is there."""
+        """Upload a blob unless the repository has it: mounted from another repository of
+        this registry that has it (no bytes sent), else POST a session and PUT it whole."""
         if self.blob_exists(repo, digest):
             self.stats.blobs_present += 1
             return False
         what = f"upload blob {digest[:19]} ({log.human_size(size)})"
+        sources = sorted(self._blob_repos.get(digest, set()) - {repo})
 
-        def attempt() -> None:
-            # A failed PUT leaves a dead upload session, so a retry starts a new one.
-            start = self._send("POST", self.base + f"/v2/{repo}/blobs/uploads/", repo=repo)
+        def attempt() -> bool:
+            # A failed PUT leaves a dead upload session: it is deleted, and a retry starts anew.
+            query = f"?{urlencode({'mount': digest, 'from': sources[0]})}" if sources else ""
+            start = self._send("POST", self.base + f"/v2/{repo}/blobs/uploads/{query}", repo=repo)
             self._expired(start, repo)
+            if sources and start.status_code == 201:
+                self._check_digest(start, repo, digest)
+                return True  # mounted
             if start.status_code != 202 or "Location" not in start.headers:
                 raise self._refused(start, what, repo)
             location = urljoin(self.base + "/", start.headers["Location"])
+            if origin(location) != self.origin:
+                self._abandon(location, repo)
+                msg = (
+                    f"registry {self.host}: {what}: the upload session is on another host; "
+                    "refused (the blob and the credentials stay with the registry)"
+                )
+                raise RegistryError(msg)
             url = location + ("&" if "?" in location else "?") + urlencode({"digest": digest})
             headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
-            done = self._send("PUT", url, repo=repo, headers=headers, body=body)
-            self._expired(done, repo)
+            try:
+                done = self._send("PUT", url, repo=repo, headers=headers, body=body)
+            except BaseException:
+                self._abandon(location, repo)
+                raise
             if done.status_code not in (201, 204):
+                self._abandon(location, repo)
+                self._expired(done, repo)
                 raise self._refused(done, what, repo)
+            self._check_digest(done, repo, digest)
+            return False
 
         if repo not in self._auth:
             self._authenticate(repo)
-        self._retrying(what, attempt)
+        mounted = self._retrying(what, attempt)
+        self._seen(repo, digest)
+        if mounted:
+            self.stats.blobs_mounted += 1
+            self.stats.bytes_mounted += size
+            log.detail(f"    {repo}: mounted {digest[:19]} from {sources[0]}")
+            return False
         self.stats.blobs_uploaded += 1
         self.stats.bytes_uploaded += size
         return True
+
+    def _abandon(self, location: str, repo: str) -> None:
+        """DELETE an upload session that will not be finished (best effort: the registry
+        expires it anyway; a session on another host is only forgotten)."""
+        if origin(location) != self.origin:
+            return
+        try:
+            self._send("DELETE", location, repo=repo)
+        except Exception:  # clean-up must not hide the failure that caused it
+            log.detail(f"    {self.host}: could not delete an abandoned upload session")
 
     # --- manifests -------------------------------------------------------------------------------
 

@@ -37,15 +37,44 @@ class RetryPolicy:
     timeout: float = 120.0  # connect/read timeout of one request
 
 
+def host_name(host: str) -> str:
+    """The name or address of ``host[:port]`` without the port (``[::1]:5000`` → ``::1``)."""
+    try:
+        return (urlsplit(f"//{host}").hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ``[::1]``), with any port."""
+    name = host_name(host)
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 def default_scheme(host: str) -> str:
     """https, except for loopback registries (which Docker also talks to over plain http)."""
-    name = host.rsplit(":", 1)[0].strip("[]") if host.count(":") <= 1 else host.strip("[]")
-    if name == "localhost":
-        return "http"
+    return "http" if is_loopback(host) else "https"
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port of a URL (the default port filled in): what credentials belong to."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
     try:
-        return "http" if ipaddress.ip_address(name).is_loopback else "https"
+        port = parts.port or {"http": 80, "https": 443}.get(scheme)
     except ValueError:
-        return "https"
+        port = None
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def header_safe(value: str) -> bool:
+    """False for a value that would break an HTTP header: line breaks or other control bytes."""
+    return not any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
 
 
 @dataclass(kw_only=True)
@@ -53,6 +82,8 @@ class TransferStats:
     blobs_uploaded: int = 0
     bytes_uploaded: int = 0
     blobs_present: int = 0
+    blobs_mounted: int = 0  # cross-repository mounts: no bytes sent
+    bytes_mounted: int = 0  # what those mounts did not upload
     manifests_written: int = 0
 
 
@@ -87,6 +118,17 @@ def _registry_message(response: requests.Response) -> str:
         return response.reason or ""
 
 
+def _bare_origin(url: str) -> str:
+    """Scheme, host and port of a URL for messages (no user info, path or query)."""
+    parts = urlsplit(url)
+    try:
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme}://{host}{port}"
+
+
 def _bare(url: str) -> str:
     """A URL for messages: path only; query strings can carry upload state or signatures."""
     return urlsplit(url).path
@@ -106,6 +148,7 @@ class Transport:
     ) -> None:
         self.host = host
         self.base = f"{scheme or default_scheme(host)}://{host}"
+        self.origin = origin(self.base)
         self.credentials = credentials
         self.retry = retry or RetryPolicy()
         self.stats = TransferStats()
@@ -162,10 +205,14 @@ class Transport:
         headers: Mapping[str, str] | None = None,
         body: Callable[[], Any] | None = None,
     ) -> requests.Response:
-        """One attempt; raises _Transient for what a retry may cure."""
+        """One attempt; raises _Transient for what a retry may cure.
+
+        The registry's credentials go only to the registry's own origin: a ``Location`` that
+        points elsewhere (a storage backend, a CDN, or someone else's server) gets none.
+        """
         all_headers = dict(headers or {})
         auth = self._auth.get(repo or "")
-        if auth:
+        if auth and origin(url) == self.origin:
             all_headers["Authorization"] = auth
         data = body() if body else None
         try:
@@ -175,6 +222,7 @@ class Transport:
                 headers=all_headers,
                 data=data,
                 timeout=self.retry.timeout,
+                # requests drops Authorization on a redirect to another host by itself.
                 allow_redirects=method in ("GET",),
             )
         except requests.exceptions.SSLError:
@@ -299,6 +347,13 @@ class Transport:
             )
             raise RegistryError(msg)
         user, password = self.credentials.username, self.credentials.password
+        if not (header_safe(user) and header_safe(password)):
+            msg = (
+                f"registry {self.host}: the credentials from {self.credentials.source} contain "
+                "a line break or another control character; refused (check how the password "
+                "was stored: a trailing newline from a file is the usual cause)"
+            )
+            raise RegistryError(msg)
         basic = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
         if scheme == "basic":
             self._auth[repo] = basic
@@ -309,6 +364,7 @@ class Transport:
         if challenge.get("service"):
             query["service"] = challenge["service"]
         realm = challenge["realm"]
+        self._check_realm(realm)
         token_url = realm + ("&" if "?" in realm else "?") + urlencode(query)
 
         def fetch() -> requests.Response:
@@ -324,4 +380,25 @@ class Transport:
             token = None
         if not isinstance(token, str) or not token:
             raise RegistryError(f"registry {self.host}: the token service answered without a token")
+        if not header_safe(token):
+            msg = (
+                f"registry {self.host}: the token service answered a token with line breaks or "
+                "control characters; refused (it would not fit in an Authorization header)"
+            )
+            raise RegistryError(msg)
         self._auth[repo] = f"Bearer {token}"
+
+    def _check_realm(self, realm: str) -> None:
+        """The password goes to the token realm: only over https, or over plain http when the
+        registry itself is a plain-http loopback one and so is the realm."""
+        scheme, name, _ = origin(realm)
+        if scheme == "https" and name:
+            return
+        plain_loopback = self.origin[0] == "http" and is_loopback(self.host)
+        if scheme == "http" and plain_loopback and is_loopback(urlsplit(realm).netloc):
+            return
+        msg = (
+            f"registry {self.host}: its token realm {_bare_origin(realm)} is not https; the "
+            "credentials are not sent there"
+        )
+        raise RegistryError(msg)
