@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import log
 from .errors import BranchError
-from .git import git, git_env
+from .git import check_remote, git, git_env
 from .matrix import Matrix
 
 RESERVED_BRANCHES = frozenset({"main", "master"})  # README/LICENSE live there, never a snapshot
@@ -34,6 +34,7 @@ class BranchResult:
 
 
 def remote_head(remote: str, branch: str) -> str | None:
+    check_remote(remote)
     out = git(
         ["ls-remote", "--heads", "--", remote, f"refs/heads/{branch}"], Path.cwd(), quiet=True
     )
@@ -68,6 +69,7 @@ def push_branch(
     if runtime_id in RESERVED_BRANCHES:
         raise BranchError(f"refusing to push {runtime_id!r}: that branch is not a runtime's")
     matrix.runtime(runtime_id)  # only runtimes named in runtimes.yaml become branches
+    check_remote(remote)
     if shutil.which("git-lfs") is None:
         raise BranchError("git-lfs is not installed; branches keep their tarballs in Git LFS")
     previous = remote_head(remote, runtime_id) if isinstance(expected, _ReadNow) else expected
@@ -75,7 +77,7 @@ def push_branch(
         repo = Path(tmp) / "repo"
         env = git_env(epoch)
         git(
-            ["init", "--quiet", "--initial-branch", runtime_id, str(repo)],
+            ["init", "--quiet", "--initial-branch", runtime_id, "--", str(repo)],
             Path(tmp),
             env,
             quiet=True,

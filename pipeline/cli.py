@@ -39,6 +39,15 @@ def arch_option(f: F) -> F:
     )(f)
 
 
+def _remote(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A git remote is checked before any work starts: no credentials inside the URL."""
+    from .git import check_remote
+
+    if value is not None:
+        check_remote(value)
+    return value
+
+
 def deprecated_option(f: F) -> F:
     return click.option(
         "--include-deprecated",
@@ -313,6 +322,7 @@ def base(
 @click.option(
     "--published",
     metavar="GIT_REMOTE",
+    callback=_remote,
     help="Skip a cell whose input digest equals the one on its runtime's branch there.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the cells as JSON on stdout.")
@@ -375,7 +385,12 @@ def snapshot(
 
 @cli.command()
 @click.argument("runtimes", nargs=-1, required=True)
-@click.option("--git-remote", required=True, help="Git remote URL (file:///… for a local one).")
+@click.option(
+    "--git-remote",
+    required=True,
+    callback=_remote,
+    help="Git remote URL (file:///… for a local one).",
+)
 @deprecated_option
 @click.pass_obj
 def branch(
@@ -397,7 +412,7 @@ def branch(
     callback=_registry,
     help="REGISTRY/NAMESPACE, e.g. public.ecr.aws/lambda.",
 )
-@click.option("--git-remote", help="Also force-push each runtime's branch here.")
+@click.option("--git-remote", callback=_remote, help="Also force-push each runtime's branch here.")
 @click.option(
     "--report",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -445,8 +460,18 @@ def function_options(f: F) -> F:
                 type=click.Path(path_type=Path, file_okay=False, exists=True),
                 help="Function code, mounted read-only at /var/task.",
             ),
-            click.option("--timeout", type=float, default=300.0, help="Seconds per invocation."),
-            click.option("--memory", type=int, default=3008, help="Memory limit in MB."),
+            click.option(
+                "--timeout",
+                type=float,
+                default=300.0,
+                help="Seconds per invocation, more than 0 and at most 900 (Lambda's limit).",
+            ),
+            click.option(
+                "--memory",
+                type=click.IntRange(128, 10240),
+                default=3008,
+                help="Memory limit in MB (128 to 10240, as Lambda allows).",
+            ),
         )
     ):
         f = option(f)
@@ -456,8 +481,9 @@ def function_options(f: F) -> F:
 def _function(
     image: str, handler: str | None, code: Path | None, timeout: float, memory: int
 ) -> Any:
-    from .emulator import FunctionConfig, check_code_dir
+    from .emulator import FunctionConfig, check_code_dir, check_timeout
 
+    check_timeout(timeout)
     if code is not None:
         check_code_dir(code)
     return FunctionConfig(
@@ -496,9 +522,9 @@ def invoke(
 @function_options
 @click.option(
     "--port",
-    type=click.IntRange(1, 65535),
+    type=click.IntRange(0, 65535),
     default=9000,
-    help="Port of the invoke endpoint on 127.0.0.1.",
+    help="Port of the invoke endpoint on 127.0.0.1 (0: any free port).",
 )
 @click.pass_obj
 def serve(
@@ -545,7 +571,11 @@ def test(
 @cli.command()
 @click.argument("runtime")
 @arch_option
-@click.option("--git-remote", help="Force-push the runtime's branch here (file:///… works).")
+@click.option(
+    "--git-remote",
+    callback=_remote,
+    help="Force-push the runtime's branch here (file:///… works).",
+)
 @click.option("--no-cache", is_flag=True, help="Rerun every build step (fresh packages).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--force", is_flag=True, help="Rebuild even if the inputs are unchanged.")

@@ -12,12 +12,49 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
+from urllib.parse import urlsplit
 
 from . import log
-from .errors import BranchError
+from .errors import BranchError, UsageError
 
 COMMITTER_NAME: Final = "lambda-base-images"
 COMMITTER_EMAIL: Final = "lambda-base-images@users.noreply.github.com"
+
+
+def redacted_remote(remote: str) -> str:
+    """``remote`` with the user info of a URL (``https://user:token@host``) replaced by ***."""
+    scheme, sep, rest = remote.partition("://")
+    if not sep:
+        return remote
+    host, slash, path = rest.partition("/")
+    if "@" in host:
+        host = "***@" + host.rpartition("@")[2]
+    return f"{scheme}{sep}{host}{slash}{path}"
+
+
+def check_remote(remote: str) -> None:
+    """Refuse a git remote URL that carries credentials (``https://user:token@host/…``).
+
+    Such a URL would reach git's argument list (visible to every user of the machine), its
+    error messages, our logs and reports. Credentials belong in a git credential helper
+    (``git config --global credential.helper``, or ``GIT_ASKPASS``), which git asks itself.
+    An ssh user name (``ssh://git@host/…``) is not a secret and is accepted.
+    """
+    if "://" not in remote:
+        return
+    try:
+        parts = urlsplit(remote)
+        password, user = parts.password, parts.username
+    except ValueError:
+        password, user = None, None
+    secret = password is not None or (user and parts.scheme.lower() in ("http", "https"))
+    if secret or ("@" in remote.partition("://")[2].partition("/")[0] and user is None):
+        msg = (
+            f"--git-remote {redacted_remote(remote)}: credentials in the URL are refused (git "
+            "would show them in its process list and messages); keep them in a git credential "
+            "helper (git config --global credential.helper …) or GIT_ASKPASS instead"
+        )
+        raise UsageError(msg)
 
 
 def git_env(epoch: int | None = None, **extra: str) -> dict[str, str]:

@@ -32,7 +32,7 @@ from . import __version__, log
 from .build import BuildRecord, context_digest, image_labels
 from .digests import sha256_json
 from .errors import BranchError, ConfigurationError
-from .git import git_env, run_git
+from .git import check_remote, git_env, run_git
 from .lock import Lock
 from .matrix import Target
 from .settings import Settings
@@ -135,6 +135,7 @@ def published_digest(remote: str, target: Target) -> str | None:
     """The input digest recorded on the runtime's branch at ``remote`` for this arch, read
     from its snapshot Dockerfile (no LFS objects are fetched). None: no branch, or no record."""
     rt = target.runtime.id
+    check_remote(remote)
     env = git_env(GIT_LFS_SKIP_SMUDGE="1")
     with tempfile.TemporaryDirectory(prefix="lambda-images-published-") as tmp:
 
