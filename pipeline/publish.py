@@ -29,6 +29,7 @@ import json
 import lzma
 import re
 import tempfile
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,8 @@ from .branch import BranchResult, push_branch, remote_head
 from .conformance import Report
 from .digests import CHUNK, HashingWriter, sha256_bytes
 from .epoch import iso8601
-from .errors import LambdaImagesError, PublishError
+from .errors import LambdaImagesError, PublishError, UsageError
+from .git import check_remote
 from .matrix import ARCHES, Matrix, Runtime
 from .oci.registry import (
     OCI_CONFIG,
@@ -97,6 +99,8 @@ class RuntimeReport:
     tags_moved: list[str] = field(default_factory=list)
     blobs_uploaded: int = 0
     bytes_uploaded: int = 0
+    blobs_mounted: int = 0
+    bytes_mounted: int = 0  # bytes a cross-repository mount saved uploading
     branch: dict[str, Any] | None = None
 
 
@@ -119,6 +123,7 @@ class PublishReport:
             "unchanged": [r.runtime for r in self.runtimes if r.status == "unchanged"],
             "failed": {r.runtime: r.reason for r in self.runtimes if r.status == "failed"},
             "bytes_uploaded": sum(r.bytes_uploaded for r in self.runtimes),
+            "bytes_mounted": sum(r.bytes_mounted for r in self.runtimes),
             "runtimes": [dataclasses.asdict(r) for r in self.runtimes],
         }
 
@@ -352,11 +357,40 @@ class Options:
 
 
 def publish_runtime(
-    matrix: Matrix, runtime: Runtime, registry: Registry, opts: Options, latest: bool
-) -> RuntimeReport:
+    matrix: Matrix,
+    runtime: Runtime,
+    registry: Registry,
+    opts: Options,
+    latest: bool,
+    report: RuntimeReport,
+) -> None:
+    """Publish one runtime, recording progress in ``report`` as it goes (so that a failure
+    midway still shows what moved); the caller marks it failed when this raises."""
     repo = opts.ref.repository(runtime.family.id)
-    report = RuntimeReport(runtime=runtime.id, repository=f"{opts.ref.host}/{repo}")
     before = dataclasses.replace(registry.stats)
+    try:
+        _publish_runtime(matrix, runtime, registry, opts, latest, report, repo)
+    finally:
+        after = registry.stats
+        report.blobs_uploaded = after.blobs_uploaded - before.blobs_uploaded
+        report.bytes_uploaded = after.bytes_uploaded - before.bytes_uploaded
+        report.blobs_mounted = after.blobs_mounted - before.blobs_mounted
+        report.bytes_mounted = after.bytes_mounted - before.bytes_mounted
+    written = registry.stats.manifests_written - before.manifests_written
+    pushed = report.branch is not None and report.branch["pushed"]
+    changed = report.blobs_uploaded or report.blobs_mounted or written or pushed
+    report.status = "published" if changed else "unchanged"
+
+
+def _publish_runtime(
+    matrix: Matrix,
+    runtime: Runtime,
+    registry: Registry,
+    opts: Options,
+    latest: bool,
+    report: RuntimeReport,
+    repo: str,
+) -> None:
     # The branch head this publish saw first is the lease of its push.
     lease = remote_head(opts.git_remote, runtime.id) if opts.git_remote else None
     snaps = [with_labels(s, opts.labels) for s in read_cells(runtime, opts.work)]
@@ -396,12 +430,15 @@ def publish_runtime(
         if current[tag] != doc.digest:
             registry.put_manifest(repo, tag, doc.body, doc.media_type)
             report.tags_moved.append(tag)
-    report.blobs_uploaded = registry.stats.blobs_uploaded - before.blobs_uploaded
-    report.bytes_uploaded = registry.stats.bytes_uploaded - before.bytes_uploaded
-    written = registry.stats.manifests_written - before.manifests_written
-    changed = report.blobs_uploaded or written or (branch is not None and branch.pushed)
-    report.status = "published" if changed else "unchanged"
-    return report
+
+
+def failure_reason(exc: Exception) -> str:
+    """What to record for a runtime that failed. Our own errors are written to be shown; any
+    other exception is a bug whose text may quote a request (headers and all), so only its
+    type is kept."""
+    if isinstance(exc, LambdaImagesError):
+        return str(exc)
+    return f"internal error ({type(exc).__name__}); run again with LAMBDA_IMAGES_DEBUG=1"
 
 
 def publish(
@@ -419,6 +456,10 @@ def publish(
     """Publish each runtime on its own; failures are collected, never raised midway. The
     report is written even when publishing stops early, with what was done until then."""
     ref = registry if isinstance(registry, RegistryRef) else RegistryRef.parse(registry)
+    if git_remote is not None:
+        check_remote(git_remote)
+    if report_path is not None:
+        check_report_path(report_path)
     runtimes = [matrix.runtime(r) for r in runtime_ids] if runtime_ids else list(matrix.runtimes)
     opts = Options(
         ref=ref,
@@ -434,19 +475,34 @@ def publish(
     try:
         for runtime in runtimes:
             is_latest = latest.get(runtime.family.id) == runtime.id
-            try:
-                result = publish_runtime(matrix, runtime, client, opts, is_latest)
-            except LambdaImagesError as exc:
-                log.error(f"{runtime.id}: not published: {exc}")
-                result = RuntimeReport(
-                    runtime=runtime.id,
-                    repository=f"{ref.host}/{ref.repository(runtime.family.id)}",
-                    reason=str(exc),
-                )
+            result = RuntimeReport(
+                runtime=runtime.id, repository=f"{ref.host}/{ref.repository(runtime.family.id)}"
+            )
             report.runtimes.append(result)
+            try:
+                publish_runtime(matrix, runtime, client, opts, is_latest, result)
+            except Exception as exc:  # one runtime's failure never stops the others
+                result.status, result.reason = "failed", failure_reason(exc)
+                if settings.debug:
+                    log.detail(traceback.format_exc())
+                log.error(f"{runtime.id}: not published: {result.reason}")
+                if result.tags_moved:
+                    log.error(f"{runtime.id}: tags already moved: {', '.join(result.tags_moved)}")
             log.info(f"{runtime.id}: {result.status}")
     finally:
         client.session.close()
         if report_path is not None:
-            report.write(report_path)
+            try:
+                report.write(report_path)
+            except OSError as exc:
+                msg = f"--report {report_path}: cannot write the report ({exc.strerror})"
+                raise PublishError(msg) from None
     return report
+
+
+def check_report_path(path: Path) -> None:
+    """Refuse a report path that cannot be written before anything is published."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir() or not parent.is_dir():
+        where = "is a directory" if path.is_dir() else f"its folder {parent} does not exist"
+        raise UsageError(f"--report {path}: {where}; give the path of a JSON file to write")
