@@ -22,7 +22,7 @@ https://docs.aws.amazon.com/lambda/latest/dg/images-test.html.
 from .container import CONTAINER_LABEL
 from .environment import ExecutionEnvironment
 from .function import LAMBDA_USER, FunctionConfig, InvokeResult, function_arn
-from .invoke import INVOKE_PATH, check_code_dir, invoke_once, read_event, serve
+from .invoke import INVOKE_PATH, check_code_dir, check_timeout, invoke_once, read_event, serve
 from .runtime_api import RUNTIME_PREFIX, Invocation, RuntimeAPIServer, RuntimeState
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "RuntimeAPIServer",
     "RuntimeState",
     "check_code_dir",
+    "check_timeout",
     "function_arn",
     "invoke_once",
     "read_event",

@@ -3,14 +3,25 @@
 Lambda's settings: a read-only root filesystem, a writable ``/tmp``, a non-root user, a memory
 limit, the ``AWS_LAMBDA_*`` variables and the handler as the command. The container shares the
 host's network (``network_mode="host"``) to reach its Runtime API on 127.0.0.1.
+
+Every container carries the ``lambda-images.emulator`` label and an owner label naming the
+process that started it; the engine removes it when it exits (``auto_remove``), and a process
+killed before it could stop its container leaves one that the next emulator on this host removes
+(``remove_stale_containers``). Exit status and output are requested before the container starts,
+so a container that exits at once is not removed before they are read.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import json
+import os
+import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, Final
 
 import docker.errors
@@ -22,6 +33,7 @@ from .function import REGION, FunctionConfig
 
 TMP_SIZE_MB: Final = 512  # Lambda's default ephemeral storage
 CONTAINER_LABEL: Final = "lambda-images.emulator"
+OWNER_LABEL: Final = "lambda-images.emulator.owner"  # host/boot id/pid/process start time
 
 LogSink = Callable[[str], None]
 
@@ -41,6 +53,56 @@ def image_platform(client: Any, image: str) -> str | None:
         raise EngineError(f"inspecting {image}: {exc.explanation or exc}") from None
     architecture = attrs.get("Architecture") or ""
     return f"{attrs.get('Os') or 'linux'}/{architecture}" if architecture else None
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot), or None when there is none; with
+    the pid it names one process, even after the pid is reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()[19]
+
+
+def owner() -> str:
+    """This process, as the owner label names it."""
+    return f"{socket.gethostname()}/{_boot_id()}/{os.getpid()}/{_process_start(os.getpid())}"
+
+
+def is_stale(label: str) -> bool:
+    """True when the owner label names a process of this host that no longer runs."""
+    host, boot, pid, start = [*label.split("/"), "", "", ""][:4]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's engine client: not ours to judge
+    if boot != _boot_id():
+        return True
+    return _process_start(int(pid)) != start
+
+
+def remove_stale_containers(client: Any) -> list[str]:
+    """Remove function containers whose emulator process died (SIGKILL, a crash, a reboot);
+    return their names. Containers of emulators still running are left alone."""
+    removed: list[str] = []
+    try:
+        found = client.containers.list(all=True, filters={"label": OWNER_LABEL})
+    except (docker.errors.APIError, requests.exceptions.RequestException):
+        return removed
+    for container in found:
+        if is_stale((container.labels or {}).get(OWNER_LABEL, "")):
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True)
+                removed.append(container.name)
+    if removed:
+        log.info(f"removed {len(removed)} function container(s) left by a stopped emulator")
+    return removed
 
 
 def lambda_environment(config: FunctionConfig, runtime_api: str) -> dict[str, str]:
@@ -85,30 +147,51 @@ def start_container(
             mem_limit=f"{config.memory_mb}m",
             memswap_limit=f"{config.memory_mb}m",
             volumes=volumes,
-            labels={CONTAINER_LABEL: config.function_name},
+            labels={CONTAINER_LABEL: config.function_name, OWNER_LABEL: owner()},
             platform=platform,
+            # The conformance write check reads the container's changes after it stops.
+            auto_remove=config.read_only,
         )
     except docker.errors.APIError as exc:
         raise EngineError(
             f"creating a container of {config.image}: {exc.explanation or exc}"
         ) from None
     try:
+        waiter = _wait_request(client, container.id)
+        output = container.attach(stdout=True, stderr=True, stream=True, logs=True)
         container.start()
-    except docker.errors.APIError as exc:
+    except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
         # The image itself cannot start (ENTRYPOINT missing, not executable…): on Lambda
         # this is the function's error, not the emulator's.
-        container.remove(force=True)
-        raise StartFailed(str(exc.explanation or exc)) from None
-    return FunctionContainer(container, sink)
+        with contextlib.suppress(docker.errors.APIError):
+            container.remove(force=True)
+        reason = getattr(exc, "explanation", None) or exc
+        raise StartFailed(str(reason)) from None
+    return FunctionContainer(container, sink, waiter, output)
+
+
+def _wait_request(client: Any, container_id: str) -> Any:
+    """``POST /containers/{id}/wait?condition=next-exit``, sent before the container starts:
+    the engine answers the headers once the wait is registered and the exit status when the
+    container stops, even if it is removed right after (as ``docker run --rm`` does)."""
+    api = client.api
+    url = api._url("/containers/{0}/wait", container_id)
+    response = api.post(url, params={"condition": "next-exit"}, stream=True, timeout=None)
+    if response.status_code != 200:
+        response.close()
+        raise docker.errors.APIError(f"wait for {container_id[:12]}: HTTP {response.status_code}")
+    return response
 
 
 class FunctionContainer:
     """A started container: ``exited`` is set (with ``exit_code``) once it stops; its output
     goes to the sink line by line."""
 
-    def __init__(self, container: Any, sink: LogSink) -> None:
+    def __init__(self, container: Any, sink: LogSink, waiter: Any, output: Iterable[bytes]) -> None:
         self.container = container
         self.sink = sink
+        self._waiter = waiter
+        self._output = output
         self.exited = threading.Event()
         self.exit_code: int | None = None
         self._threads = [
@@ -120,25 +203,38 @@ class FunctionContainer:
 
     def _watch(self) -> None:
         code = -1
-        while True:
-            try:
-                code = int(self.container.wait().get("StatusCode", -1))
-                break
-            except requests.exceptions.ReadTimeout:
-                continue  # a request timeout (when the client sets one), not the container
-            except (docker.errors.APIError, requests.exceptions.RequestException):
-                break
+        try:
+            code = int(json.loads(self._waiter.content or b"{}").get("StatusCode", -1))
+        except (ValueError, AttributeError, requests.exceptions.RequestException):
+            pass
+        finally:
+            self._waiter.close()
         self.exit_code = code
         self.exited.set()
 
     def _logs(self) -> None:
-        try:
-            for chunk in self.container.logs(stream=True, follow=True):
-                # Runtimes end the lines of one log record with \r (CloudWatch keeps them together).
-                for line in chunk.decode(errors="replace").replace("\r", "\n").splitlines():
-                    self.sink(line)
-        except (docker.errors.APIError, requests.exceptions.RequestException):
-            pass
+        since = dt.datetime.now(dt.UTC)
+        chunks: Iterable[bytes] = self._output
+        while True:
+            try:
+                for chunk in chunks:
+                    since = dt.datetime.now(dt.UTC)
+                    # Runtimes end the lines of one log record with \r (CloudWatch keeps them
+                    # together).
+                    for line in chunk.decode(errors="replace").replace("\r", "\n").splitlines():
+                        self.sink(line)
+                return
+            except TimeoutError:
+                # The attached stream has the client's read timeout; a function silent for
+                # that long is followed on through the logs endpoint, which has none.
+                if self.exited.is_set():
+                    return
+                try:
+                    chunks = self.container.logs(stream=True, follow=True, since=since)
+                except (docker.errors.APIError, requests.exceptions.RequestException):
+                    return
+            except (OSError, docker.errors.APIError, requests.exceptions.RequestException):
+                return
 
     def kill(self) -> None:
         with contextlib.suppress(docker.errors.APIError):  # already gone

@@ -12,7 +12,14 @@ from typing import Any, Final
 
 from .. import log
 from ..errors import EngineError
-from .container import FunctionContainer, LogSink, StartFailed, image_platform, start_container
+from .container import (
+    FunctionContainer,
+    LogSink,
+    StartFailed,
+    image_platform,
+    remove_stale_containers,
+    start_container,
+)
 from .function import MAX_PAYLOAD, FunctionConfig, InvokeResult, too_large_message
 from .runtime_api import Invocation, RuntimeAPIServer, RuntimeState
 
@@ -34,6 +41,7 @@ class ExecutionEnvironment:
         self.inits = 0  # containers started (cold starts)
         self.changes: list[dict[str, Any]] = []  # filesystem changes of finished containers
         self.platform = image_platform(client, config.image)
+        remove_stale_containers(client)
 
     # --- container lifecycle -------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ FUNCTION_NAME: Final = "test_function"
 ACCOUNT: Final = "012345678912"
 REGION: Final = "us-east-1"
 DEFAULT_TIMEOUT: Final = 300.0  # seconds, as AWS's emulator
+MAX_TIMEOUT: Final = 900.0  # Lambda's longest function timeout
 DEFAULT_MEMORY_MB: Final = 3008
 # Lambda's sandbox user (sbx_user1051) has these ids.
 LAMBDA_USER: Final = "993:990"

@@ -7,8 +7,15 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Final
+
+from .function import MAX_PAYLOAD, error_payload, too_large_message
+
+# A client that stops sending (or reading) for this long is dropped. The Runtime API's
+# long poll waits for events without reading, so this never cuts a runtime off.
+SOCKET_TIMEOUT: Final = 60.0
 
 
 class QuietServer(ThreadingHTTPServer):
@@ -31,6 +38,7 @@ class JSONHandler(BaseHTTPRequestHandler):
     """Keep-alive, unlogged requests answered with JSON bodies."""
 
     protocol_version = "HTTP/1.1"
+    timeout = SOCKET_TIMEOUT
     # Headers and body go out in separate writes: without this, Nagle's algorithm and the
     # client's delayed ACK add ~40 ms to every reply.
     disable_nagle_algorithm = True
@@ -47,7 +55,35 @@ class JSONHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _body(self, empty: bytes = b"") -> bytes:
-        """The request body, or ``empty`` when it has none."""
-        length = int(self.headers.get("Content-Length") or 0)
+    def _length(self, limit: int = MAX_PAYLOAD) -> int | None:
+        """The request's Content-Length, checked before a byte of the body is read; None once
+        a 400 (missing, not a number, negative, chunked) or 413 (over ``limit``) was sent,
+        and the connection is then closed (its unread body would be taken for a request)."""
+        raw = self.headers.get("Content-Length")
+        problem = None
+        if self.headers.get("Transfer-Encoding"):
+            problem = "Transfer-Encoding is not supported; send Content-Length"
+        elif raw is None:
+            problem = "Content-Length is required"
+        elif not (raw.isascii() and raw.isdigit()):
+            problem = f"Content-Length {raw[:40]!r} is not a non-negative integer"
+        if problem is not None:
+            self.close_connection = True
+            self._reply(
+                HTTPStatus.BAD_REQUEST, error_payload("InvalidRequestContentException", problem)
+            )
+            return None
+        length = int(raw or 0)
+        if length > limit:
+            self.close_connection = True
+            message = too_large_message("Request", length)
+            self._reply(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                error_payload("RequestTooLargeException", message),
+            )
+            return None
+        return length
+
+    def _read(self, length: int, empty: bytes = b"") -> bytes:
+        """Exactly ``length`` bytes of body (already checked by ``_length``), or ``empty``."""
         return self.rfile.read(length) if length else empty

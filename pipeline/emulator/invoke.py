@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import signal
 from collections.abc import Callable
 from http import HTTPStatus
@@ -17,7 +18,7 @@ from typing import Any, Final
 
 from ..errors import EngineError, UsageError
 from .environment import ExecutionEnvironment
-from .function import LAMBDA_USER, FunctionConfig, InvokeResult, error_payload
+from .function import LAMBDA_USER, MAX_TIMEOUT, FunctionConfig, InvokeResult, error_payload
 from .http_json import JSONHandler, QuietServer
 
 INVOKE_PATH: Final = "/2015-03-31/functions/function/invocations"
@@ -28,9 +29,15 @@ class InvokeHandler(JSONHandler):
 
     def do_POST(self) -> None:
         if self.path.split("?")[0] != INVOKE_PATH:
+            self.close_connection = True  # its body, if any, stays unread
             self._reply(HTTPStatus.NOT_FOUND, error_payload("ResourceNotFoundException", self.path))
             return
-        payload = self._body(empty=b"{}")
+        # Lambda's Invoke answers an event over 6 MB with 413 RequestTooLargeException; it is
+        # refused from its Content-Length, before the body is read.
+        length = self._length()
+        if length is None:
+            return
+        payload = self._read(length, empty=b"{}")
         result = self.server.environment.invoke(payload, client_context(self.headers))
         headers = {"X-Amz-Request-Id": result.request_id}
         if result.error_type:
@@ -87,6 +94,13 @@ def read_event(event: str) -> bytes:
     return text.encode()
 
 
+def check_timeout(seconds: float) -> None:
+    """``--timeout``: a finite number of seconds in (0, 900], the range Lambda accepts."""
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_TIMEOUT):
+        msg = f"--timeout {seconds}: expected seconds more than 0 and at most {MAX_TIMEOUT:g}"
+        raise UsageError(msg)
+
+
 def check_code_dir(code: Path) -> None:
     """The code is mounted for Lambda's non-root user: say so when it could not read it."""
     if not code.is_dir():
@@ -100,8 +114,18 @@ def check_code_dir(code: Path) -> None:
 
 
 def invoke_once(config: FunctionConfig, client: Any, payload: bytes) -> InvokeResult:
-    with ExecutionEnvironment(config, client) as environment:
-        return environment.invoke(payload)
+    """One invocation in a fresh environment; a SIGTERM stops it and removes the container
+    (as Ctrl-C does) instead of leaving it running."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        with ExecutionEnvironment(config, client) as environment:
+            return environment.invoke(payload)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def serve(config: FunctionConfig, client: Any, port: int, ready: Callable[[str], None]) -> None:

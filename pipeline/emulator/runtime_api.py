@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import sys
 import threading
 import time
 import uuid
@@ -149,31 +150,42 @@ class RuntimeAPIHandler(JSONHandler):
 
     def do_POST(self) -> None:
         state = self.server.state
-        body = self._body()
         if self.path == f"{RUNTIME_PREFIX}/init/error":
-            state.init_error, state.init_error_type = self._error_body(body)
+            length = self._length()
+            if length is None:
+                return
+            state.init_error, state.init_error_type = self._error_body(self._read(length))
             self.server.on_init_error()  # Lambda ends an environment whose init failed
             self._accepted()
             return
         match = _INVOCATION.match(self.path)
         if not match:
+            self.close_connection = True  # its body, if any, stays unread
             self._reply(HTTPStatus.NOT_FOUND, error_payload("NotFound", self.path))
             return
         request_id, kind = match.groups()
         invocation = state.current
         if invocation is None or invocation.request_id != request_id:
+            self.close_connection = True
             self._reply(
                 HTTPStatus.BAD_REQUEST,
                 error_payload("InvalidRequestID", f"unknown or finished request {request_id}"),
             )
             return
+        # The size is judged from Content-Length, before the body is read: a response over
+        # Lambda's limit fails the invocation without being held in memory.
+        length = self._length(limit=sys.maxsize)
+        if length is None:
+            return
+        if length > MAX_PAYLOAD:  # a response, or an error report, over Lambda's limit
+            error_type = "Function.ResponseSizeTooLarge"
+            message = too_large_message("Response", length)
+            invocation.fail(error_type, message)
+            self.close_connection = True
+            self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, error_payload(error_type, message))
+            return
+        body = self._read(length)
         if kind == "response":
-            if len(body) > MAX_PAYLOAD:
-                error_type = "Function.ResponseSizeTooLarge"
-                message = too_large_message("Response", len(body))
-                invocation.fail(error_type, message)
-                self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, error_payload(error_type, message))
-                return
             invocation.finish(body)
         else:
             payload, error_type = self._error_body(body)
