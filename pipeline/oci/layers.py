@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
 from ..digests import HashingWriter
+from ..errors import SnapshotError
 
 WHITEOUT: Final = ".wh."
 OPAQUE: Final = ".wh..wh..opq"
@@ -26,6 +27,22 @@ def clean_name(name: str) -> str:
     while name.startswith("./"):
         name = name[2:]
     return name.lstrip("/").rstrip("/")
+
+
+def canonical_name(name: str, layer: Path, what: str = "entry") -> str:
+    """``clean_name`` of a member name that must already be canonical: no ``..``, ``.`` or
+    empty part (``a/../b``, ``a/./b``, ``a//b``), which an engine's tar writer never produces
+    and which would write outside of, or ambiguously within, the image's filesystem."""
+    clean = clean_name(name)
+    if clean in ("", "."):
+        return clean
+    if any(part in ("", ".", "..") for part in clean.split("/")):
+        msg = (
+            f"{layer}: layer {what} {name!r} is not a canonical path (it has a '..', '.' or "
+            "empty part); such a layer is refused rather than rewritten"
+        )
+        raise SnapshotError(msg)
+    return clean
 
 
 def absolute_name(name: str) -> str:
@@ -94,11 +111,11 @@ def normalize_layer(
     Without ``above`` the layer keeps its whiteouts.
     """
     with tarfile.open(source, "r:") as src:
-        members = [m for m in src.getmembers() if clean_name(m.name) not in ("", ".")]
+        members = [m for m in src.getmembers() if canonical_name(m.name, source) not in ("", ".")]
         for m in members:
-            m.name = clean_name(m.name)
+            m.name = canonical_name(m.name, source)
             if m.islnk():
-                m.linkname = clean_name(m.linkname)
+                m.linkname = canonical_name(m.linkname, source, "hard link target")
         every = {m.name: m for m in members}  # a link's data may come from an entry left out
         if above is not None:
             members = [
@@ -110,18 +127,32 @@ def normalize_layer(
         data_from = {m.name: m for m in members if m.isreg()}
         # Hard links must point backwards in the archive; after sorting, the first name of each
         # link group carries the data and the others link to it.
+        # A hard link may join a symlink (Docker's tar writer links every name of one inode,
+        # whatever its type): the first name then becomes that symlink, not a file.
         groups: dict[str, list[tarfile.TarInfo]] = {}
         for m in members:
-            if m.islnk() and m.linkname in every:
-                kept = [by_name[m.linkname]] if m.linkname in by_name else []
-                groups.setdefault(m.linkname, kept).append(m)
+            if not m.islnk():
+                continue
+            target = every.get(m.linkname)
+            if target is None or target.islnk() or target.isdir():
+                msg = (
+                    f"{source}: hard link {m.name!r} points to {m.linkname!r}, which is "
+                    f"{'not in the layer' if target is None else 'not a file'}; the layer is "
+                    "damaged or was not written by an engine"
+                )
+                raise SnapshotError(msg)
+            kept = [by_name[m.linkname]] if m.linkname in by_name else []
+            groups.setdefault(m.linkname, kept).append(m)
         for target_name, group in groups.items():
             group.sort(key=lambda m: sort_key(m.name))
             leader = group[0]
             original = every[target_name]
             if leader is not original:
-                data_from[leader.name] = copy.copy(original)  # original becomes a link below
-                leader.type, leader.size, leader.linkname = tarfile.REGTYPE, original.size, ""
+                if original.isreg():
+                    data_from[leader.name] = copy.copy(original)  # original becomes a link below
+                leader.type, leader.size = original.type, original.size if original.isreg() else 0
+                leader.linkname = original.linkname if original.issym() else ""
+                leader.devmajor, leader.devminor = original.devmajor, original.devminor
                 for m in group[1:]:
                     m.type, m.size, m.linkname = tarfile.LNKTYPE, 0, leader.name
         members.sort(key=lambda m: sort_key(m.name))
