@@ -72,7 +72,8 @@ def test_a_hard_link_to_a_dangling_symlink_is_kept(tmp_path: Path) -> None:
 
 def test_a_hard_link_whose_target_is_missing_is_a_clear_error(tmp_path: Path) -> None:
     src = _tar(tmp_path / "layer.tar", [_entry("usr/bin/a", tarfile.LNKTYPE, "usr/bin/gone")], {})
-    with pytest.raises(SnapshotError, match="'usr/bin/a' points to 'usr/bin/gone'.*not in the layer"):
+    message = r"'usr/bin/a' points to 'usr/bin/gone', which is not in the layer"
+    with pytest.raises(SnapshotError, match=message):
         normalize_layer(src, tmp_path / "n.tar", EPOCH)
     assert not (tmp_path / "n.tar").exists()
 
@@ -94,5 +95,5 @@ def test_a_hard_link_target_that_is_not_canonical_is_refused(tmp_path: Path) -> 
         [_entry("a"), _entry("b", tarfile.LNKTYPE, "x/../a")],
         {"a": b"x"},
     )
-    with pytest.raises(SnapshotError, match="hard link target 'x/../a'"):
+    with pytest.raises(SnapshotError, match=r"hard link target 'x/\.\./a'"):
         normalize_layer(src, tmp_path / "n.tar", EPOCH)

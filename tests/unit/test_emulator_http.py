@@ -1,0 +1,156 @@
+"""The emulator's HTTP input: a body is judged by its Content-Length before a byte of it is read
+(400 when the header is missing or not a length, 413 when it is over Lambda's 6 MB), a client
+that stalls is dropped, and ``--timeout`` is a finite number of seconds in (0, 900]."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.emulator import RUNTIME_PREFIX, Invocation, RuntimeAPIServer, RuntimeState
+from pipeline.emulator.http_json import JSONHandler
+from pipeline.emulator.invoke import INVOKE_PATH, InvokeServer
+
+CLI = [str(Path(sys.executable).with_name("lambda-images"))]
+GUARD = 30.0  # seconds a test waits for a reply at most: a hang fails instead of blocking
+
+BAD_LENGTHS = [
+    ("Content-Length: -1\r\n", 400),
+    ("Content-Length: abc\r\n", 400),
+    ("Content-Length: 1e3\r\n", 400),
+    ("", 400),  # no Content-Length at all
+    ("Transfer-Encoding: chunked\r\n", 400),
+    (f"Content-Length: {10**13}\r\n", 413),
+    (f"Content-Length: {6 * 1024 * 1024 + 1}\r\n", 413),
+]
+
+
+def exchange(address: str, request: bytes) -> tuple[int, bytes]:
+    """Send raw bytes; read until the server closes the connection: (status, body)."""
+    host, port = address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=GUARD) as conn:
+        conn.sendall(request)
+        chunks = []
+        while data := conn.recv(65536):
+            chunks.append(data)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+class RecordingEnvironment:
+    """Stands in for the execution environment (a container) behind the invoke endpoint; the
+    requests below must be refused before any invocation reaches it."""
+
+    def __init__(self) -> None:
+        self.payloads: list[bytes] = []
+
+    def invoke(self, payload: bytes, client_context: str | None = None) -> Any:
+        from pipeline.emulator import InvokeResult
+
+        self.payloads.append(payload)
+        return InvokeResult(request_id="r", payload=payload)
+
+
+@pytest.fixture
+def invoke_server() -> Iterator[tuple[InvokeServer, RecordingEnvironment]]:
+    environment = RecordingEnvironment()
+    server = InvokeServer(environment, 0)  # type: ignore[arg-type]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server, environment
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def runtime_api() -> Iterator[tuple[RuntimeAPIServer, RuntimeState]]:
+    state = RuntimeState(timeout=30)
+    server = RuntimeAPIServer(state, "test_function", lambda: None)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server, state
+    state.close()
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(("header", "status"), BAD_LENGTHS)
+def test_invoke_refuses_a_body_by_its_length_before_reading_it(
+    invoke_server: tuple[InvokeServer, RecordingEnvironment], header: str, status: int
+) -> None:
+    server, environment = invoke_server
+    request = f"POST {INVOKE_PATH} HTTP/1.1\r\nHost: x\r\n{header}\r\n".encode()
+    got, body = exchange(server.address, request + b"{}")
+    assert got == status
+    expected = "RequestTooLargeException" if status == 413 else "InvalidRequestContentException"
+    assert json.loads(body)["errorType"] == expected
+    assert environment.payloads == []
+    # The server still answers the next caller.
+    ok = f"POST {INVOKE_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"
+    assert exchange(server.address, ok.encode() + b"{}") == (200, b"{}")
+    assert environment.payloads == [b"{}"]
+
+
+@pytest.mark.parametrize(("header", "status"), BAD_LENGTHS)
+def test_runtime_api_refuses_a_response_by_its_length_before_reading_it(
+    runtime_api: tuple[RuntimeAPIServer, RuntimeState], header: str, status: int
+) -> None:
+    server, state = runtime_api
+    invocation = Invocation(b"{}")
+    state.submit(invocation)
+    assert state.next() is invocation
+    path = f"{RUNTIME_PREFIX}/invocation/{invocation.request_id}/response"
+    got, body = exchange(server.address, f"POST {path} HTTP/1.1\r\n{header}\r\n".encode())
+    assert got == status
+    if status == 413:
+        # Over Lambda's limit: the invocation fails as Lambda reports it.
+        assert invocation.result is not None
+        assert invocation.result.error_type == "Function.ResponseSizeTooLarge"
+    else:
+        assert json.loads(body)["errorType"] == "InvalidRequestContentException"
+        assert invocation.result is None  # the runtime may still answer properly
+        answer = f"POST {path} HTTP/1.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n42"
+        assert exchange(server.address, answer.encode())[0] == 202
+        assert invocation.result is not None and invocation.result.payload == b"42"
+
+
+def test_a_client_that_stops_sending_is_dropped(
+    runtime_api: tuple[RuntimeAPIServer, RuntimeState], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(JSONHandler, "timeout", 0.5)
+    server, _ = runtime_api
+    host, port = server.address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=GUARD) as conn:
+        # Headers promise 100 bytes; 3 come, then nothing.
+        conn.sendall(
+            f"POST {RUNTIME_PREFIX}/init/error HTTP/1.1\r\nContent-Length: 100\r\n\r\n".encode()
+        )
+        conn.sendall(b"abc")
+        assert conn.recv(65536) == b""  # closed by the server, not by the guard's timeout
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "-1", "900.5", "1e9"])
+def test_invoke_timeout_must_be_finite_and_at_most_900_seconds(value: str) -> None:
+    proc = subprocess.run(
+        [*CLI, "invoke", "some/image:tag", "--timeout", value],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--timeout" in lines[0] and "at most 900" in lines[0], lines
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [("invoke", "x:y", "--memory", "64"), ("serve", "x:y", "--port", "70000")]
+)
+def test_memory_and_port_out_of_range_are_usage_errors(args: tuple[str, ...]) -> None:
+    proc = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
