@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import random
+import re
 import secrets
 import shutil
 import socket
@@ -30,7 +31,8 @@ def free_port() -> int:
 class RegistryServer:
     """``docker-registry serve`` on a fixed free port; stop() and start() keep the storage."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, access_log: bool = False) -> None:
+        """``access_log``: the registry logs every request it answers to ``log_path``."""
         if shutil.which("docker-registry") is None:
             raise RuntimeError("docker-registry is not installed (apt-get install docker-registry)")
         self.root = root
@@ -48,12 +50,25 @@ class RegistryServer:
         self.config = root / "config.yml"
         self.config.write_text(
             "version: 0.1\n"
-            "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
+            f"log:\n  level: warn\n  accesslog:\n    disabled: {str(not access_log).lower()}\n"
             f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
             f"http:\n  addr: {self.host}\n  secret: {secrets.token_hex(16)}\n"
             f"auth:\n  htpasswd:\n    realm: test-registry\n    path: {htpasswd}\n"
         )
         self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "registry.log"
+
+    def requests_logged(self) -> list[tuple[str, str, int]]:
+        """(method, path with query, status) of each request in the registry's access log."""
+        found = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            match = re.search(r'"([A-Z]+) (\S+) HTTP/[\d.]+" (\d{3}) ', line)
+            if match:
+                found.append((match[1], match[2], int(match[3])))
+        return found
 
     @property
     def username(self) -> str:
