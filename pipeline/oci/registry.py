@@ -15,20 +15,19 @@ from urllib.parse import urlencode, urljoin
 
 from .. import log
 from ..digests import sha256_bytes
-from ..errors import RegistryError
+from ..errors import RegistryError, UsageError
 from .credentials import Credentials
 from .transport import RetryPolicy, TransferStats, Transport, default_scheme, origin
 
 
-def redact_userinfo(text: str) -> str:
-    """``text`` with anything before an ``@`` in its host part replaced by ``***``."""
+def without_userinfo(text: str) -> str:
+    """``text`` without anything before an ``@`` in its host part (``u:pw@host/ns`` →
+    ``host/ns``): what to show of a reference that carried credentials."""
     scheme, sep, rest = text.partition("://")
     if not sep:
         scheme, rest = "", text
     host, slash, path = rest.partition("/")
-    if "@" in host:
-        host = "***@" + host.rpartition("@")[2]
-    return f"{scheme}{sep}{host}{slash}{path}"
+    return f"{scheme}{sep}{host.rpartition('@')[2]}{slash}{path}"
 
 
 __all__ = ["Credentials", "Registry", "RegistryRef", "RetryPolicy", "TransferStats"]
@@ -61,11 +60,11 @@ class RegistryRef:
             # user:password@host would put the password in logs, reports and process lists.
             msg = (
                 "--registry: credentials in the registry reference are refused (they would show "
-                f"in logs and reports); give {redact_userinfo(text)!r} without them and set "
+                f"in logs and reports); give {without_userinfo(text)!r} and set "
                 "LAMBDA_IMAGES_REGISTRY_USER and LAMBDA_IMAGES_REGISTRY_PASSWORD, or "
                 "`docker login`"
             )
-            raise RegistryError(msg)
+            raise UsageError(msg)
         if not host or not namespace or not re.fullmatch(r"[a-z0-9]+([._/-][a-z0-9]+)*", namespace):
             msg = (
                 f"--registry {text!r}: expected REGISTRY/NAMESPACE with a lower-case namespace, "

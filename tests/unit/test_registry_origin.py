@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pipeline.errors import RegistryError
+from pipeline.errors import RegistryError, UsageError
 from pipeline.oci.credentials import Credentials
 from pipeline.oci.registry import Registry, RegistryRef
 from pipeline.oci.transport import RetryPolicy, default_scheme
@@ -211,6 +211,6 @@ def test_only_loopback_registries_default_to_http(host: str, scheme: str) -> Non
 )
 def test_credentials_in_the_registry_reference_are_refused_unshown(text: str) -> None:
     secret = base64.b32encode(secrets.token_bytes(10)).decode()
-    with pytest.raises(RegistryError, match="credentials in the registry reference") as caught:
+    with pytest.raises(UsageError, match="credentials in the registry reference") as caught:
         RegistryRef.parse(text.format(secret=secret))
     assert secret not in str(caught.value)
