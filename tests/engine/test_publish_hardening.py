@@ -292,7 +292,7 @@ def test_planted_secrets_reach_no_output_report_record_or_process_list(
         env=cli_env(registry_server, tmp_path),
     )  # fmt: skip
     assert in_registry.returncode == 2 and "Traceback" not in in_registry.stderr
-    assert "credentials in the registry reference are refused" in in_registry.stderr
+    assert "credentials do not belong in the registry name" in in_registry.stderr
     assert sampler.samples > 10
     assert any(" publish " in argv and CLI in argv for argv in sampler.seen)
     assert any(argv.startswith("git ") and " push " in argv for argv in sampler.seen)

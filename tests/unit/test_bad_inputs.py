@@ -646,7 +646,7 @@ CASES: list[Case] = [
         id="serve-port",
         argv=("serve", "lambda-images/provided.debian12:x86_64", "--port", "70000"),
         code=2,
-        says="Invalid value for '--port': 70000 is not in the range 1<=x<=65535",
+        says="Invalid value for '--port': 70000 is not in the range 0<=x<=65535",
     ),
     Case(
         id="unknown-architecture",
