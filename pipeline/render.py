@@ -1,7 +1,9 @@
 """Render: runtimes.yaml + templates/ → one build context per target.
 
 A context is ``<work>/<runtime>/<arch>/context/`` holding the rendered ``Dockerfile``, the shared
-files of ``templates/files/`` and the family's own files (a bootstrap…). Rendering is pure:
+files of ``templates/files/`` and the family's own files (a bootstrap…). A family file named
+``NAME.j2`` is rendered with the Dockerfile's variables and lands in the context as ``NAME``
+(a bootstrap that names its runtime, say). Rendering is pure:
 the same matrix and templates give the same bytes, with a StrictUndefined environment so a
 missing variable is an error rather than an empty string.
 
@@ -55,10 +57,18 @@ class InputView:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ContextFile:
+    """A file of the build context: copied from templates/ or rendered from a ``.j2`` there."""
+
+    data: bytes
+    executable: bool
+
+
+@dataclass(frozen=True, kw_only=True)
 class Rendered:
     target: Target
     dockerfile: str
-    files: dict[str, Path]  # name in the context → source file (mode preserved)
+    files: dict[str, ContextFile]  # name in the context → its content and mode
 
 
 def _environment(templates_dir: Path) -> jinja2.Environment:
@@ -75,25 +85,42 @@ def _environment(templates_dir: Path) -> jinja2.Environment:
 def render_target(target: Target, *, templates_dir: Path = TEMPLATES_DIR) -> Rendered:
     runtime = target.runtime
     family_dir = templates_dir / runtime.family.template
-    name = f"{runtime.family.template}/{TEMPLATE_NAME}"
+    variables = {
+        "runtime": runtime,
+        "family": runtime.family,
+        "os": runtime.os,
+        "arch": target.arch,
+        "base_image": target.base_image,
+        "inputs": {
+            role: [InputView.of(i, target.arch.name) for i in group]
+            for role, group in runtime.inputs
+        },
+        "staged_inputs": bool(runtime.all_inputs()),
+        "destinations": {**DEFAULT_DESTINATIONS, **dict(runtime.family.destinations)},
+    }
+    environment = _environment(templates_dir)
+    text = _render(environment, f"{runtime.family.template}/{TEMPLATE_NAME}", variables, target)
+    files: dict[str, ContextFile] = {}
+    for folder in (templates_dir / SHARED_FILES, family_dir):
+        for src in sorted(folder.iterdir()):
+            if not src.is_file() or src.name == TEMPLATE_NAME:
+                continue
+            executable = bool(src.stat().st_mode & 0o111)
+            if src.suffix == ".j2":
+                name = f"{folder.name}/{src.name}"
+                data = _render(environment, name, variables, target).encode()
+                files[src.stem] = ContextFile(data=data, executable=executable)
+            else:
+                files[src.name] = ContextFile(data=src.read_bytes(), executable=executable)
+    return Rendered(target=target, dockerfile=_tidy(text), files=files)
+
+
+def _render(
+    environment: jinja2.Environment, name: str, variables: dict[str, object], target: Target
+) -> str:
+    """One template of templates/ rendered for ``target``; errors name the template."""
     try:
-        text = (
-            _environment(templates_dir)
-            .get_template(name)
-            .render(
-                runtime=runtime,
-                family=runtime.family,
-                os=runtime.os,
-                arch=target.arch,
-                base_image=target.base_image,
-                inputs={
-                    role: [InputView.of(i, target.arch.name) for i in group]
-                    for role, group in runtime.inputs
-                },
-                staged_inputs=bool(runtime.all_inputs()),
-                destinations={**DEFAULT_DESTINATIONS, **dict(runtime.family.destinations)},
-            )
-        )
+        return environment.get_template(name).render(**variables)
     except jinja2.TemplateSyntaxError as exc:
         where = f"templates/{exc.name or name}:{exc.lineno}"
         raise ConfigurationError(f"{where}: template syntax error: {exc.message}") from None
@@ -101,12 +128,6 @@ def render_target(target: Target, *, templates_dir: Path = TEMPLATES_DIR) -> Ren
         raise ConfigurationError(f"templates/{name}: {exc.message} ({target.key})") from None
     except jinja2.TemplateNotFound as exc:
         raise ConfigurationError(f"templates/{name}: missing template {exc.name}") from None
-    files: dict[str, Path] = {}
-    for folder in (templates_dir / SHARED_FILES, family_dir):
-        for src in sorted(folder.iterdir()):
-            if src.is_file() and src.name != TEMPLATE_NAME:
-                files[src.name] = src
-    return Rendered(target=target, dockerfile=_tidy(text), files=files)
 
 
 def _tidy(text: str) -> str:
@@ -133,10 +154,10 @@ def write_context(rendered: Rendered, context_dir: Path) -> Path:
             else:
                 existing.unlink()
     (context_dir / "Dockerfile").write_text(rendered.dockerfile, encoding="utf-8", newline="\n")
-    for name, src in rendered.files.items():
+    for name, file in rendered.files.items():
         dst = context_dir / name
-        shutil.copyfile(src, dst)
-        dst.chmod(0o755 if src.stat().st_mode & 0o111 else 0o644)
+        dst.write_bytes(file.data)
+        dst.chmod(0o755 if file.executable else 0o644)
     return context_dir
 
 
@@ -149,8 +170,8 @@ def rendered_files(
         rendered = render_target(target, templates_dir=templates_dir)
         folder = f"{target.runtime.id}/{target.arch.name}"
         out[f"{folder}/Dockerfile"] = rendered.dockerfile.encode()
-        for name, src in rendered.files.items():
-            out[f"{folder}/{name}"] = src.read_bytes()
+        for name, file in rendered.files.items():
+            out[f"{folder}/{name}"] = file.data
     return dict(sorted(out.items()))
 
 
