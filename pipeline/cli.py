@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 from rich.console import Console
@@ -452,6 +453,8 @@ def lock(settings: Settings, runtimes: tuple[str, ...], include_deprecated: bool
 
 
 def function_options(f: F) -> F:
+    """The function's configuration, as Lambda (and AWS's emulator, and ``sam local``) take it;
+    the command receives it as one ``function`` argument (an emulator ``FunctionConfig``)."""
     for option in reversed(
         (
             click.option("--handler", help="The handler (the image's CMD when left out)."),
@@ -472,23 +475,67 @@ def function_options(f: F) -> F:
                 default=3008,
                 help="Memory limit in MB (128 to 10240, as Lambda allows).",
             ),
+            click.option(
+                "--function-name",
+                default="test_function",
+                help="The function's name (AWS_LAMBDA_FUNCTION_NAME, the ARN, the log group).",
+            ),
+            click.option(
+                "--env",
+                "env_pairs",
+                multiple=True,
+                metavar="KEY=VALUE",
+                help="A variable of the function (repeatable; the value may contain '=').",
+            ),
+            click.option(
+                "--env-file",
+                type=click.Path(path_type=Path, dir_okay=False),
+                help="Variables from a file of KEY=VALUE lines (# comments); --env wins.",
+            ),
+            click.option(
+                "--layer",
+                "layers",
+                multiple=True,
+                type=click.Path(path_type=Path, file_okay=False, exists=True),
+                help="A layer's folder (repeatable): merged in order into a read-only /opt.",
+            ),
         )
     ):
         f = option(f)
-    return f
 
+    @functools.wraps(f)
+    def with_function(
+        *args: Any,
+        image: str,
+        handler: str | None,
+        code: Path | None,
+        timeout: float,
+        memory: int,
+        function_name: str,
+        env_pairs: tuple[str, ...],
+        env_file: Path | None,
+        layers: tuple[Path, ...],
+        **kwargs: Any,
+    ) -> Any:
+        from .emulator import FunctionConfig, check_code_dir, check_timeout
+        from .emulator.options import check_function_name, function_environment
 
-def _function(
-    image: str, handler: str | None, code: Path | None, timeout: float, memory: int
-) -> Any:
-    from .emulator import FunctionConfig, check_code_dir, check_timeout
+        check_timeout(timeout)
+        if code is not None:
+            check_code_dir(code)
+        function = FunctionConfig(
+            image=image,
+            handler=handler,
+            code=code,
+            timeout=timeout,
+            memory_mb=memory,
+            function_name=check_function_name(function_name),
+            environment=function_environment(env_pairs, env_file),
+            layers=tuple(layers),
+        )
+        return f(*args, function=function, **kwargs)
 
-    check_timeout(timeout)
-    if code is not None:
-        check_code_dir(code)
-    return FunctionConfig(
-        image=image, handler=handler, code=code, timeout=timeout, memory_mb=memory
-    )
+    return cast(F, with_function)
 
 
 @cli.command()
@@ -496,21 +543,12 @@ def _function(
 @function_options
 @click.option("--event", default="{}", help="The event: JSON, or @FILE.")
 @click.pass_obj
-def invoke(
-    settings: Settings,
-    image: str,
-    handler: str | None,
-    code: Path | None,
-    timeout: float,
-    memory: int,
-    event: str,
-) -> None:
+def invoke(settings: Settings, function: Any, event: str) -> None:
     """Invoke a function image once through the Runtime API emulator; print its response."""
     from .emulator import invoke_once, read_event
     from .engine import connect
 
     payload = read_event(event)
-    function = _function(image, handler, code, timeout, memory)
     result = invoke_once(function, connect(settings.docker_host), payload)
     click.echo(result.payload.decode(errors="replace"))
     if not result.ok:
@@ -527,15 +565,7 @@ def invoke(
     help="Port of the invoke endpoint on 127.0.0.1 (0: any free port).",
 )
 @click.pass_obj
-def serve(
-    settings: Settings,
-    image: str,
-    handler: str | None,
-    code: Path | None,
-    timeout: float,
-    memory: int,
-    port: int,
-) -> None:
+def serve(settings: Settings, function: Any, port: int) -> None:
     """Serve POST /2015-03-31/functions/function/invocations for a function image until Ctrl-C."""
     from .emulator import serve as run_server
     from .engine import connect
@@ -545,7 +575,6 @@ def serve(
         sys.stdout.flush()
         log.info(f"invoke with: curl -XPOST {url} -d '{{}}'")
 
-    function = _function(image, handler, code, timeout, memory)
     run_server(function, connect(settings.docker_host), port, ready)
 
 

@@ -1,7 +1,8 @@
 """The function's container: started with the settings Lambda uses, watched, logged, removed.
 
 Lambda's settings: a read-only root filesystem, a writable ``/tmp``, a non-root user, a memory
-limit, the ``AWS_LAMBDA_*`` variables and the handler as the command. The container shares the
+limit, the ``AWS_LAMBDA_*`` variables and the handler as the command; the code at ``/var/task``
+and the layers at ``/opt``, both read-only. The container shares the
 host's network (``network_mode="host"``) to reach its Runtime API on 127.0.0.1.
 
 Every container carries the ``lambda-images.emulator`` label and an owner label naming the
@@ -123,15 +124,23 @@ def lambda_environment(config: FunctionConfig, runtime_api: str) -> dict[str, st
 
 
 def start_container(
-    client: Any, config: FunctionConfig, platform: str | None, runtime_api: str, sink: LogSink
+    client: Any,
+    config: FunctionConfig,
+    platform: str | None,
+    runtime_api: str,
+    sink: LogSink,
+    opt: Path | None = None,
 ) -> FunctionContainer:
-    """Create and start the function's container talking to ``runtime_api``.
+    """Create and start the function's container talking to ``runtime_api``, with ``opt`` (the
+    merged layers) mounted at /opt.
 
     EngineError when the engine cannot create it; StartFailed when its entrypoint cannot start.
     """
     volumes = {}
     if config.code is not None:
         volumes[str(config.code.resolve())] = {"bind": "/var/task", "mode": "ro"}
+    if opt is not None:
+        volumes[str(opt)] = {"bind": "/opt", "mode": "ro"}
     command = [config.handler] if config.handler else None
     flags = ["--read-only"] if config.read_only else []
     log.command(["docker", "run", *flags, "--network=host", config.image, *(command or [])])

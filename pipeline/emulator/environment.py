@@ -6,6 +6,7 @@ started again, through init, for the next invocation; an invocation that times o
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from typing import Any, Final
@@ -21,6 +22,7 @@ from .container import (
     start_container,
 )
 from .function import MAX_PAYLOAD, FunctionConfig, InvokeResult, too_large_message
+from .options import merge_layers
 from .runtime_api import Invocation, RuntimeAPIServer, RuntimeState
 
 TOO_LARGE: Final = "RequestTooLargeException"
@@ -42,6 +44,8 @@ class ExecutionEnvironment:
         self.changes: list[dict[str, Any]] = []  # filesystem changes of finished containers
         self.platform = image_platform(client, config.image)
         remove_stale_containers(client)
+        # The layers, merged once for every container of this environment; removed on close.
+        self._opt = merge_layers(config.layers) if config.layers else None
 
     # --- container lifecycle -------------------------------------------------------------------
 
@@ -51,7 +55,7 @@ class ExecutionEnvironment:
         server.start()
         try:
             container = start_container(
-                self.client, self.config, self.platform, server.address, self.sink
+                self.client, self.config, self.platform, server.address, self.sink, self._opt
             )
         except (EngineError, StartFailed):
             server.stop()
@@ -144,6 +148,9 @@ class ExecutionEnvironment:
     def close(self) -> None:
         with self._invoke_lock:
             self._stop()
+            if self._opt is not None:
+                shutil.rmtree(self._opt, ignore_errors=True)
+                self._opt = None
 
     def __enter__(self) -> ExecutionEnvironment:
         return self

@@ -51,6 +51,7 @@ class FunctionConfig:
     memory_mb: int = DEFAULT_MEMORY_MB
     function_name: str = FUNCTION_NAME
     environment: Mapping[str, str] = field(default_factory=dict)
+    layers: tuple[Path, ...] = ()  # merged in order into a read-only /opt
     read_only: bool = True  # False (and user "0") only for the conformance write check
     user: str = LAMBDA_USER
 

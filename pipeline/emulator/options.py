@@ -1,0 +1,145 @@
+"""The function's settings a user gives the emulator, as AWS's emulator and ``sam local`` take
+them: environment variables (``--env``, ``--env-file``), layers (``--layer``) and the function's
+name (``--function-name``). Checked here, before any container starts.
+
+Layers are merged the way Lambda extracts them: into one ``/opt``, in the order given, a later
+layer's file replacing an earlier one's (https://docs.aws.amazon.com/lambda/latest/dg/chapter-layers.html).
+The merged copy is mounted read-only; it replaces the image's own ``/opt``, as ``/opt`` on
+Lambda holds the layers and nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Final
+
+from ..errors import ConfigurationError, UsageError
+
+# Lambda's rules for a variable's key and a function's name (CreateFunction's API reference).
+_ENV_KEY: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_]+$")
+_FUNCTION_NAME: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+# Variables the emulator itself sets for the function: a user's value would break it or
+# contradict another option. Credentials, AWS_REGION and the rest may be set, as with `docker run`.
+RESERVED: Final = {
+    "_HANDLER": "--handler",
+    "AWS_LAMBDA_RUNTIME_API": None,
+    "AWS_LAMBDA_FUNCTION_NAME": "--function-name",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "--memory",
+    "AWS_EXECUTION_ENV": None,
+    "LAMBDA_TASK_ROOT": None,
+    "LAMBDA_RUNTIME_DIR": None,
+}
+
+
+def _check_key(key: str, where: str) -> None:
+    """A key Lambda accepts and the emulator does not set itself (values never appear here:
+    they may be secrets)."""
+    if key in RESERVED:
+        option = RESERVED[key]
+        instead = f"; use {option}" if option else ""
+        raise UsageError(f"{where}: {key} is set by the emulator{instead}")
+    if not _ENV_KEY.match(key):
+        msg = (
+            f"{where}: {key!r} is not a variable name Lambda accepts "
+            "(a letter, then letters, digits or underscores; at least two characters)"
+        )
+        raise UsageError(msg)
+
+
+def _pair(item: str, where: str) -> tuple[str, str]:
+    """``KEY=VALUE`` (the value is everything after the first ``=``), or ``KEY`` alone for the
+    value this process has, as ``docker run --env KEY`` takes it. The item is never echoed
+    unless it is a plain key: a mistyped one could be a secret."""
+    key, sep, value = item.partition("=")
+    if not sep:
+        if not _ENV_KEY.match(item):
+            raise UsageError(f"{where}: expected KEY=VALUE, or KEY to pass this shell's value")
+        if item not in os.environ:
+            raise UsageError(f"{where}: {item} has no '=VALUE' and is not set here to pass on")
+        value = os.environ[item]
+    _check_key(key, where)
+    return key, value
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``--env-file``: ``KEY=VALUE`` lines as ``docker run --env-file`` reads them (the value is
+    everything after the first ``=``, unquoted; ``KEY`` alone passes this process's value);
+    blank lines and ``#`` comments are skipped."""
+    try:
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        raise UsageError(f"--env-file {path}: cannot read it: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"{path}: not UTF-8 text") from None
+    env: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            key, value = _pair(line, f"{path}:{number}")
+        except UsageError as exc:
+            raise ConfigurationError(str(exc)) from None
+        env[key] = value
+    return env
+
+
+def function_environment(pairs: Iterable[str], env_file: Path | None = None) -> dict[str, str]:
+    """The function's variables: the ``--env-file``'s, then each ``--env`` (``KEY=VALUE``, the
+    value may hold ``=``), a later one replacing an earlier one."""
+    env = read_env_file(env_file) if env_file is not None else {}
+    for number, item in enumerate(pairs, start=1):
+        key, value = _pair(item, f"--env (#{number})")
+        env[key] = value
+    return env
+
+
+def check_function_name(name: str) -> str:
+    if not _FUNCTION_NAME.match(name):
+        msg = (
+            f"--function-name {name!r}: Lambda's function names are 1 to 64 letters, digits, "
+            "hyphens or underscores"
+        )
+        raise UsageError(msg)
+    return name
+
+
+def merge_layers(layers: Iterable[Path]) -> Path:
+    """A new folder holding the layers merged in order (a later file replaces an earlier one),
+    readable by Lambda's non-root user; the caller removes it."""
+    merged = Path(tempfile.mkdtemp(prefix="lambda-images-opt-"))
+    try:
+        for layer in layers:
+            if not layer.is_dir():
+                raise UsageError(f"--layer {layer}: not a directory")
+            try:
+                shutil.copytree(layer, merged, symlinks=True, dirs_exist_ok=True)
+            except (OSError, shutil.Error) as exc:
+                msg = f"--layer {layer}: cannot merge it over the layers before it: {exc}"
+                raise UsageError(msg) from None
+        _readable(merged)
+    except BaseException:
+        shutil.rmtree(merged, ignore_errors=True)
+        raise
+    return merged
+
+
+def _readable(root: Path) -> None:
+    """Folders a+rx, files a+r (a+x when their owner may run them): the function runs as a
+    non-root user, as on Lambda."""
+    root.chmod(0o755)
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            path = Path(folder, name)
+            if not path.is_symlink():
+                path.chmod(path.stat().st_mode | 0o555)
+        for name in files:
+            path = Path(folder, name)
+            if not path.is_symlink():
+                mode = path.stat().st_mode
+                path.chmod(mode | 0o444 | (0o111 if mode & 0o100 else 0))
