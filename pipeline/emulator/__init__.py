@@ -13,6 +13,7 @@ Where each part lives:
 ``container``    the function's container, started with Lambda's settings, watched and removed
 ``environment``  ``ExecutionEnvironment``: one container and its Runtime API, one event at a time
 ``invoke``       the invoke endpoint (``serve``), ``invoke_once`` and the CLI's argument checks
+``options``      the function's variables, layers and name as the user gives them
 ``http_json``    the HTTP server and handler base both endpoints share
 
 API references: https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html and
