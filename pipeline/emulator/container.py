@@ -2,8 +2,8 @@
 
 Lambda's settings: a read-only root filesystem, a writable ``/tmp``, a non-root user, a memory
 limit, the ``AWS_LAMBDA_*`` variables and the handler as the command; the code at ``/var/task``
-and the layers at ``/opt``, both read-only. The container shares the
-host's network (``network_mode="host"``) to reach its Runtime API on 127.0.0.1.
+and the layers at ``/opt``, both read-only. The container shares the host's network
+(``network_mode="host"``) to reach its Runtime API on 127.0.0.1.
 
 Every container carries the ``lambda-images.emulator`` label and an owner label naming the
 process that started it; the engine removes it when it exits (``auto_remove``), and a process
