@@ -7,11 +7,15 @@ architectures, through `lambda-images invoke` as a user would."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -352,3 +356,30 @@ def test_env_env_file_and_function_name_reach_the_function(
     }
     assert result_json["function_name"] == "orders-api"
     assert result_json["arn"] == "arn:aws:lambda:us-east-1:012345678912:function:orders-api"
+
+
+def test_serve_takes_the_same_function_options(
+    built: BuiltImages, python_code: Path, python_layers: list[Path]
+) -> None:
+    image = built(PYTHON)["x86_64"].image_tag
+    server = subprocess.Popen(
+        [*CLI, "serve", image, "--handler", "app.env", "--code", str(python_code), "--port", "0",
+         "--env", "TABLE=orders", "--function-name", "served", "--layer", str(python_layers[0])],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()
+        body = json.dumps({"variables": ["TABLE"]}).encode()
+        with urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=300) as reply:
+            result = json.loads(reply.read())
+        assert result["variables"] == {"TABLE": "orders"}
+        assert result["function_name"] == "served"
+        # The layers stay merged for the server's life, and go with it.
+        opt_dirs = [Path(d) for d in glob.glob(f"{tempfile.gettempdir()}/lambda-images-opt-*")]
+        assert any((d / "python" / "mylib" / "__init__.py").is_file() for d in opt_dirs)
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, stderr = server.communicate(timeout=120)
+    assert server.returncode == 0, stderr
+    assert not [d for d in opt_dirs if d.exists()]
