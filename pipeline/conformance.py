@@ -42,16 +42,16 @@ from rich.markup import escape
 from . import log
 from .emulator import LAMBDA_USER, ExecutionEnvironment, FunctionConfig, InvokeResult
 from .errors import ConfigurationError, EngineError
-from .matrix import TEMPLATES_DIR, Arch, Runtime
+from .matrix import Arch
 from .oci.archive import read_engine_image
 from .oci.layers import OPAQUE, WHITEOUT, absolute_name
+from .probes import PROBE_HANDLER, copy_readable
 from .workdir import TEST, Cell
 
 MAX_UNCOMPRESSED: Final = 10 * 1024**3
 MAX_LAYERS: Final = 127  # the most layers the Docker Engine (overlay2) can stack
 READABLE_ROOTS: Final = ("/var/task", "/var/runtime", "/var/lang", "/opt")
 SCAN_MAX_BYTES: Final = 4 * 1024 * 1024  # credentials live in small files
-PROBE_HANDLER: Final = "probe.handler"
 # Changes the Docker Engine itself makes to every container's filesystem.
 ENGINE_PATHS: Final = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/dev", "/proc", "/sys")
 ELF_MACHINES: Final = {62: "amd64", 183: "arm64", 3: "386", 40: "arm"}
@@ -131,11 +131,6 @@ def print_report(report: Report) -> None:
     for c in report.checks:
         mark = "[green]ok[/]  " if c.ok else "[red]fail[/]"
         log.console.print(f"  {mark} {c.name:<17} {escape(c.message)}")
-
-
-def probe_dir(runtime: Runtime) -> Path:
-    """The family's probe function: it echoes the event it is given."""
-    return TEMPLATES_DIR / runtime.family.template / "probe"
 
 
 # --- the image as docker save exports it ---------------------------------------------------------
@@ -419,12 +414,14 @@ class ProbeRun:
     changes: list[dict[str, Any]]  # filesystem changes (writable root only)
 
 
-def _probe(image: str, probe: Path, client: Any, *, read_only: bool, timeout: float) -> ProbeRun:
+def _probe(
+    image: str, probe: Path, handler: str, client: Any, *, read_only: bool, timeout: float
+) -> ProbeRun:
     """Invoke the probe once in a fresh environment with a unique event."""
     nonce = {"probe": "lambda-images", "nonce": uuid.uuid4().hex}
     payload = json.dumps(nonce).encode()
     config = FunctionConfig(
-        image=image, handler=PROBE_HANDLER, code=probe, timeout=timeout, read_only=read_only
+        image=image, handler=handler, code=probe, timeout=timeout, read_only=read_only
     )
     lines: list[str] = []
     with ExecutionEnvironment(config, client, sink=lines.append) as environment:
@@ -440,8 +437,10 @@ def _json(data: bytes) -> Any:
         return None
 
 
-def check_invocation(image: str, probe: Path, client: Any, timeout: float) -> Check:
-    run = _probe(image, probe, client, read_only=True, timeout=timeout)
+def check_invocation(
+    image: str, probe: Path, client: Any, timeout: float, handler: str = PROBE_HANDLER
+) -> Check:
+    run = _probe(image, probe, handler, client, read_only=True, timeout=timeout)
     result, lines = run.result, run.output
     if run.echoed:
         return Check(name="invocation", ok=True, message="the probe echoed its event back")
@@ -456,9 +455,11 @@ def check_invocation(image: str, probe: Path, client: Any, timeout: float) -> Ch
     return Check(name="invocation", ok=False, message=message)
 
 
-def check_writes(image: str, probe: Path, client: Any, timeout: float) -> Check:
+def check_writes(
+    image: str, probe: Path, client: Any, timeout: float, handler: str = PROBE_HANDLER
+) -> Check:
     name = "read-only-rootfs"
-    run = _probe(image, probe, client, read_only=False, timeout=timeout)
+    run = _probe(image, probe, handler, client, read_only=False, timeout=timeout)
     changed = sorted(
         {
             c["Path"]
@@ -484,10 +485,12 @@ def run_checks(
     arch: Arch,
     probe: Path,
     *,
+    handler: str = PROBE_HANDLER,
     timeout: float = 60.0,
     max_size: int = MAX_UNCOMPRESSED,
 ) -> Report:
-    """Every check on one image; the probe directory is mounted as the function code."""
+    """Every check on one image; the probe directory (ready to run: see ``probes``) is mounted
+    as the function code and invoked with ``handler``."""
     started = time.monotonic()
     if not probe.is_dir():
         msg = (
@@ -502,16 +505,10 @@ def run_checks(
     files = read_image(client, image)
     with tempfile.TemporaryDirectory(prefix="lambda-probe-") as tmp:
         # The probe must be readable by Lambda's user whatever the checkout's umask was.
-        code = Path(tmp, "code")
-        code.mkdir()
-        for source in probe.iterdir():
-            target = code / source.name
-            target.write_bytes(source.read_bytes())
-            target.chmod(0o755 if source.stat().st_mode & 0o100 else 0o644)
-        code.chmod(0o755)
+        code = copy_readable(probe, Path(tmp, "code"))
         checks = (
-            check_invocation(image, code, client, timeout),
-            check_writes(image, code, client, timeout),
+            check_invocation(image, code, client, timeout, handler),
+            check_writes(image, code, client, timeout, handler),
             check_readable(files),
             check_entrypoint(files),
             check_size(size, max_size),

@@ -12,6 +12,7 @@ its snapshot); ``no_cache`` also reruns every build step (fresh packages) and im
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from . import log
 from .base import BaseRecord, ensure_base, lock_base_digest
 from .branch import BranchResult, push_branch
 from .build import BuildRecord, build_target, image_labels
-from .conformance import Report, print_report, probe_dir, run_checks
+from .conformance import Report, print_report, run_checks
 from .engine import connect, require_emulation
 from .errors import ConformanceError, PublishError, SnapshotError
 from .incremental import (
@@ -47,6 +48,7 @@ from .lock import Lock
 from .matrix import ARCHES, ImageBase, Matrix, Runtime, Target, load_matrix
 from .oci.credentials import resolve_credentials
 from .oci.registry import RegistryRef
+from .probes import prepare_probe
 from .publish import PublishReport, publish
 from .render import render_target, write_context
 from .settings import Settings
@@ -168,8 +170,16 @@ def test_cell(run: Run, target: Target, *, reuse: bool = False) -> Report:
     if reuse and (previous := Report.read(cell)) is not None and previous.ok:
         log.info(f"{target.key}: unchanged image passed its checks before, tests skipped")
         return previous
-    with log.step(f"test {target.key}"):
-        report = run_checks(run.client, target.image_tag, target.arch, probe_dir(target.runtime))
+    with (
+        log.step(f"test {target.key}"),
+        tempfile.TemporaryDirectory(prefix="lambda-probe-") as tmp,
+    ):
+        probe = prepare_probe(
+            target.runtime, target.arch, Path(tmp, "probe"), lock=run.lock, cache=run.inputs_cache
+        )
+        report = run_checks(
+            run.client, target.image_tag, target.arch, probe.code, handler=probe.handler
+        )
         report.write(cell)
         for check in report.checks:
             state = "ok  " if check.ok else "FAIL"

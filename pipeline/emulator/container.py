@@ -151,7 +151,9 @@ def start_container(
             environment=lambda_environment(config, runtime_api),
             network_mode="host",
             read_only=config.read_only,
-            tmpfs={"/tmp": f"rw,nosuid,nodev,size={TMP_SIZE_MB}m,mode=1777"},
+            # Lambda's /tmp allows running what a function puts there (Docker's tmpfs default is
+            # noexec): AWS's Java runtime client unpacks its native library there and loads it.
+            tmpfs={"/tmp": f"rw,exec,nosuid,nodev,size={TMP_SIZE_MB}m,mode=1777"},
             user=config.user,
             mem_limit=f"{config.memory_mb}m",
             memswap_limit=f"{config.memory_mb}m",

@@ -21,11 +21,11 @@ from fake_secrets import fake_access_key_id, fake_secret_key, private_key_pem
 
 from pipeline.conformance import (
     Report,
-    probe_dir,
     run_checks,
 )
 from pipeline.errors import ConformanceError, EngineError
 from pipeline.matrix import ARCHES, Matrix, Target
+from pipeline.probes import probe_dir
 from pipeline.workdir import WorkDir
 
 BuiltImages = Callable[[str], dict[str, Target]]

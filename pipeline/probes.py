@@ -1,0 +1,146 @@
+"""Probes: the function a family's conformance check invokes, made ready to mount at /var/task.
+
+Each family keeps its probe's source in ``templates/<family>/probe/``. Interpreted families
+(Python, Node.js, a shell bootstrap) use it as it is. Compiled ones are compiled on the host,
+never in the image or under qemu:
+
+- **java**: ``javac --release 17`` against the ``aws-lambda-java-core`` jar the runtime pins
+  (the same bytes the image carries); the handler is ``example.Probe::handleRequest``;
+- **go** (a ``go.mod`` beside the source): ``go build`` for the target's ``GOARCH`` with
+  ``CGO_ENABLED=0 -trimpath`` and an empty build id, modules checked against the probe's
+  ``go.sum``; the result is the executable ``bootstrap``. The same source and toolchain give the
+  same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from . import log
+from .errors import InputError
+from .inputs import download
+from .lock import Lock
+from .matrix import TEMPLATES_DIR, Arch, Runtime
+
+PROBE_HANDLER: Final = "probe.handler"
+JAVA_HANDLER: Final = "example.Probe::handleRequest"
+GO_HANDLER: Final = "bootstrap"
+JAVA_RELEASE: Final = "17"
+JAVA_CORE: Final = "aws-lambda-java-core"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Probe:
+    """A probe ready to run: the directory mounted as the task root, and its handler."""
+
+    code: Path
+    handler: str
+
+
+def probe_dir(runtime: Runtime) -> Path:
+    """The family's probe source: a function that returns the event it is given."""
+    return TEMPLATES_DIR / runtime.family.template / "probe"
+
+
+def prepare_probe(runtime: Runtime, arch: Arch, dest: Path, *, lock: Lock, cache: Path) -> Probe:
+    """Copy or compile the runtime's probe into the empty folder ``dest`` (world-readable, as
+    Lambda's user needs it)."""
+    source = probe_dir(runtime)
+    dest.mkdir(parents=True, exist_ok=True)
+    if (source / "go.mod").is_file():
+        probe = _go(source, arch, dest)
+    elif any(source.rglob("*.java")):
+        probe = _java(runtime, source, dest, lock=lock, cache=cache)
+    else:
+        copy_readable(source, dest)
+        probe = Probe(code=dest, handler=PROBE_HANDLER)
+    copy_readable(dest, dest)
+    return probe
+
+
+def copy_readable(source: Path, dest: Path) -> Path:
+    """``source`` copied to ``dest`` (or, when they are the same, fixed in place) with every file
+    and folder readable by Lambda's user whatever the checkout's umask was."""
+    if source != dest:
+        shutil.copytree(source, dest, dirs_exist_ok=True)
+    dest.chmod(0o755)
+    for path in dest.rglob("*"):
+        if path.is_dir():
+            path.chmod(0o755)
+        else:
+            path.chmod(0o755 if path.stat().st_mode & 0o100 else 0o644)
+    return dest
+
+
+def _run(argv: list[str], what: str, *, cwd: Path, env: dict[str, str] | None = None) -> None:
+    if shutil.which(argv[0]) is None:
+        raise InputError(
+            f"{what}: `{argv[0]}` is not installed on this machine; the probe is "
+            "compiled on the host (see the README's Development section)"
+        )
+    log.command(argv)
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = " | ".join(line for line in proc.stderr.strip().splitlines()[-4:] if line.strip())
+        raise InputError(f"{what}: {argv[0]} failed (exit {proc.returncode}): {tail}")
+
+
+def _java(runtime: Runtime, source: Path, dest: Path, *, lock: Lock, cache: Path) -> Probe:
+    what = f"{runtime.id}: the Java probe"
+    arch = runtime.architectures[0]
+    jars = [i for i in runtime.all_inputs() if i.filename(arch).startswith(JAVA_CORE + "-")]
+    if not jars:
+        raise InputError(f"{what}: the runtime pins no {JAVA_CORE} jar to compile against")
+    core = jars[0]
+    filename = core.filename(arch)
+    expected = core.declared_sha256(arch) or lock.input_sha256(
+        runtime.id, arch, core.name, core.key(arch), filename
+    )
+    cached = download(core.url(arch), expected, what, cache)
+    build = dest.parent / f".{dest.name}-javac"
+    shutil.rmtree(build, ignore_errors=True)
+    build.mkdir(parents=True)
+    try:
+        # javac wants a jar to be named like one; the cache names files by their sha256.
+        shutil.copyfile(cached, build / filename)
+        sources = sorted(str(p.relative_to(source)) for p in source.rglob("*.java"))
+        argv = ["javac", "--release", JAVA_RELEASE, "-Xlint:all", "-Werror", "-encoding", "UTF-8",
+                "-cp", str(build / filename), "-d", str(dest), *sources]  # fmt: skip
+        _run(argv, what, cwd=source)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+    return Probe(code=dest, handler=JAVA_HANDLER)
+
+
+def go_environment(arch: Arch) -> dict[str, str]:
+    """The environment of a reproducible, static cross-compile for ``arch``: the toolchain that
+    is installed (never a downloaded one), modules verified against go.sum."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GO") and k != "CGO_ENABLED"}
+    env.update(
+        CGO_ENABLED="0",
+        GOOS="linux",
+        GOARCH=arch.debian,
+        GOTOOLCHAIN="local",
+        GOFLAGS="-mod=readonly -buildvcs=false",
+    )
+    for name in ("GOPROXY", "GOMODCACHE", "GOCACHE", "GOPATH", "GONOSUMDB", "GOPRIVATE"):
+        if os.environ.get(name):
+            env[name] = os.environ[name]
+    return env
+
+
+def build_go(source: Path, arch: Arch, output: Path, what: str) -> Path:
+    """``go build`` the main package in ``source`` for ``arch`` into ``output``."""
+    argv = ["go", "build", "-trimpath", "-ldflags=-buildid=", "-o", str(output), "."]
+    _run(argv, what, cwd=source, env=go_environment(arch))
+    return output
+
+
+def _go(source: Path, arch: Arch, dest: Path) -> Probe:
+    build_go(source, arch, dest / GO_HANDLER, f"the Go probe for {arch.name}")
+    return Probe(code=dest, handler=GO_HANDLER)
