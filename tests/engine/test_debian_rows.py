@@ -24,6 +24,9 @@ RUNTIME_CHECKS: dict[str, tuple[list[str], str]] = {
     "python": (["python3", "--version"], "Python 3."),
     "nodejs": (["node", "--version"], "v"),
     "provided": (["/bin/sh", "-c", "echo ready"], "ready"),
+    "java": (["/bin/sh", "-c", "java -version 2>&1"], 'openjdk version "'),
+    # The function brings the Go runtime client; the image brings the bootstrap that starts it.
+    "go": (["/bin/sh", "-c", "test -x /var/runtime/bootstrap && echo ready"], "ready"),
 }
 
 

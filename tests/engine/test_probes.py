@@ -1,6 +1,8 @@
 """Probes compiled on the host: the Go probe is a static executable for the target architecture,
 the same bytes from two builds in two processes; the Java probe is Java 17 bytecode; a missing
-compiler is one clear error."""
+compiler is one clear error. Marked slow: they run the real toolchains on the host and fetch
+modules (Go module proxy) and the pinned aws-lambda-java-core jar (Maven Central) when they are
+not cached; no engine is needed."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from pipeline.lock import Lock
 from pipeline.matrix import ARCHES, Matrix
 from pipeline.probes import GO_HANDLER, JAVA_HANDLER, PROBE_HANDLER, prepare_probe
 from pipeline.settings import Settings
+
+pytestmark = pytest.mark.slow
 
 ELF_MACHINE = {"x86_64": 62, "arm64": 183}
 PT_INTERP = 3
