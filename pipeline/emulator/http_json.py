@@ -84,6 +84,31 @@ class JSONHandler(BaseHTTPRequestHandler):
             return None
         return length
 
+    def _chunked(self, limit: int = MAX_PAYLOAD) -> bytes | None:
+        """A body sent with ``Transfer-Encoding: chunked`` (RFC 9112, 7.1: hex size lines, data,
+        a zero-size chunk, trailer lines up to an empty one), as aws-lambda-go posts responses.
+        None once it is over ``limit`` or malformed; the connection is then closed."""
+        body = bytearray()
+        while True:
+            try:
+                size = int(self.rfile.readline(1024).split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                self.close_connection = True
+                return None
+            if size == 0:
+                break
+            if len(body) + size > limit:
+                self.close_connection = True
+                return None
+            body += self.rfile.read(size)
+            self.rfile.readline(8)  # the CRLF after the chunk's data
+        while self.rfile.readline(8192).strip():
+            pass
+        return bytes(body)
+
+    def _is_chunked(self) -> bool:
+        return "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+
     def _read(self, length: int, empty: bytes = b"") -> bytes:
         """Exactly ``length`` bytes of body (already checked by ``_length``), or ``empty``."""
         return self.rfile.read(length) if length else empty

@@ -173,18 +173,22 @@ class RuntimeAPIHandler(JSONHandler):
             )
             return
         # The size is judged from Content-Length, before the body is read: a response over
-        # Lambda's limit fails the invocation without being held in memory.
-        length = self._length(limit=sys.maxsize)
-        if length is None:
-            return
-        if length > MAX_PAYLOAD:  # a response, or an error report, over Lambda's limit
-            error_type = "Function.ResponseSizeTooLarge"
-            message = too_large_message("Response", length)
-            invocation.fail(error_type, message)
-            self.close_connection = True
-            self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, error_payload(error_type, message))
-            return
-        body = self._read(length)
+        # Lambda's limit fails the invocation without being held in memory. A chunked body
+        # (aws-lambda-go sends one) is read up to the limit and no further.
+        if self._is_chunked():
+            chunked = self._chunked(limit=MAX_PAYLOAD)
+            if chunked is None:
+                self._too_large(invocation, MAX_PAYLOAD + 1)
+                return
+            body = chunked
+        else:
+            length = self._length(limit=sys.maxsize)
+            if length is None:
+                return
+            if length > MAX_PAYLOAD:  # a response, or an error report, over Lambda's limit
+                self._too_large(invocation, length)
+                return
+            body = self._read(length)
         if kind == "response":
             invocation.finish(body)
         else:
@@ -194,6 +198,13 @@ class RuntimeAPIHandler(JSONHandler):
             if state.current is invocation:
                 state.current = None
         self._accepted()
+
+    def _too_large(self, invocation: Invocation, size: int) -> None:
+        error_type = "Function.ResponseSizeTooLarge"
+        message = too_large_message("Response", size)
+        invocation.fail(error_type, message)
+        self.close_connection = True
+        self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, error_payload(error_type, message))
 
 
 class RuntimeAPIServer(QuietServer):

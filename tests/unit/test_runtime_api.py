@@ -84,6 +84,49 @@ def test_runtime_api_hands_out_events_with_lambda_headers() -> None:
         server.server_close()
 
 
+def test_runtime_api_reads_chunked_responses() -> None:
+    """aws-lambda-go posts responses with Transfer-Encoding: chunked (and may add trailers)."""
+    import http.client
+
+    from pipeline.emulator import Invocation
+
+    state = RuntimeState(timeout=30)
+    server = RuntimeAPIServer(state, "test_function", lambda: None)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        invocation = Invocation(b'{"n": 1}')
+        state.submit(invocation)
+        connection = http.client.HTTPConnection(server.address, timeout=30)
+        connection.request("GET", f"{RUNTIME_PREFIX}/invocation/next")
+        response = connection.getresponse()
+        request_id = response.getheader("Lambda-Runtime-Aws-Request-Id")
+        response.read()
+        path = f"{RUNTIME_PREFIX}/invocation/{request_id}/response"
+        chunks = [b'{"echo": ', b'{"n": 1}', b', "more": "' + b"x" * 5000 + b'"}']
+        connection.request(
+            "POST",
+            path,
+            body=iter(chunks),
+            headers={"Transfer-Encoding": "chunked"},
+            encode_chunked=True,
+        )
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 202
+        assert invocation.result is not None and invocation.result.ok
+        assert json.loads(invocation.result.payload) == {"echo": {"n": 1}, "more": "x" * 5000}
+        # The same keep-alive connection serves the next request: the body was read whole.
+        connection.request("GET", f"{RUNTIME_PREFIX}/invocation/not-a-route")
+        again = connection.getresponse()
+        again.read()
+        assert again.status in (400, 404)
+        connection.close()
+    finally:
+        state.close()
+        server.shutdown()
+        server.server_close()
+
+
 def test_runtime_api_shapes_errors_and_init_errors_as_lambda_does() -> None:
     from pipeline.emulator import Invocation
 
