@@ -3,9 +3,10 @@
 Python wheels are resolved for the target platform on the host (`pip download --platform …`),
 hashed into the lock file by ``lambda-images lock``, and installed into the context with
 ``--require-hashes`` so a changed artifact is a hard error. npm packages are resolved by npm
-and each tarball is hashed; url inputs (language archives, the emulator, jars, gems) are hashed
-from the download. Every download lands in a content-addressed cache and is checked against the
-lock before it enters a context. RUN steps never need PyPI or the npm registry.
+and each tarball is hashed; url inputs (language archives, jars, gems) are hashed from the
+download, and built inputs (AWS's runtime interface emulator) from the binary the Go toolchain
+makes here (gobuild.py). Every download or build lands in a content-addressed cache and is
+checked against the lock before it enters a context. RUN steps never need PyPI or the npm registry.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ import requests
 
 from . import log
 from .errors import ConfigurationError, InputError
-from .lock import Lock, LockedFile, LockedPackage
-from .matrix import Runtime, Target
+from .gobuild import build_input
+from .lock import Lock, LockedFile, LockedModule, LockedPackage
+from .matrix import Input, Runtime, Target
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 PIP_PLATFORMS = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
@@ -186,6 +188,9 @@ def lock_url_inputs(
     tried = set() if tried is None else tried
     unlocked = []
     for item in runtime.all_inputs():
+        if item.build is not None:
+            unlocked += lock_built_input(runtime, item, lock, cache, tried)
+            continue
         for arch in runtime.architectures:
             key = item.key(arch)
             known = item.declared_sha256(arch) or lock.inputs.get(item.name, {}).get(key)
@@ -206,6 +211,73 @@ def lock_url_inputs(
     return unlocked
 
 
+def lock_built_input(
+    runtime: Runtime, item: Input, lock: Lock, cache: Path, tried: set[str]
+) -> list[str]:
+    """Build a Go input for each of the runtime's architectures and pin the module's go.sum
+    hash and each binary's sha256; returns what was left unlocked."""
+    assert item.build is not None
+    locked = lock.go.get(item.name)
+    if locked and (locked.module, locked.version) != (item.build.module, item.version):
+        # Another version: its binaries are other files.
+        del lock.go[item.name]
+        lock.inputs.pop(item.name, None)
+    unlocked = []
+    for arch in runtime.architectures:
+        key = item.key(arch)
+        if lock.inputs.get(item.name, {}).get(key) and item.name in lock.go:
+            continue
+        source = f"{item.source(arch)} {arch}"
+        if source in tried:
+            unlocked.append(f"{item.name}/{key}")
+            continue
+        tried.add(source)
+        try:
+            path, module_sum = _build_into_cache(item, arch, None, None, cache, runtime.id)
+        except InputError as exc:
+            log.warning(f"{exc}; left unlocked")
+            lock.inputs.setdefault(item.name, {})[key] = None
+            unlocked.append(f"{item.name}/{key}")
+            continue
+        lock.go[item.name] = LockedModule(
+            module=item.build.module, version=item.version, sum=module_sum
+        )
+        lock.inputs.setdefault(item.name, {})[key] = path.name
+    return unlocked
+
+
+def _build_into_cache(
+    item: Input,
+    arch: str,
+    expected: str | None,
+    module_sum: str | None,
+    cache: Path,
+    what: str,
+) -> tuple[Path, str]:
+    """A built input in the content-addressed ``cache`` (built when not there yet), checked
+    against ``expected``; returns its path and the module's go.sum hash."""
+    if expected and module_sum and (cache / expected).is_file():
+        return cache / expected, module_sum
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache, prefix=".build.") as tmp:
+        built = build_input(
+            item,
+            arch,
+            Path(tmp) / item.filename(arch),
+            module_sum=module_sum,
+            what=f"{what}/{arch}: {item.name}",
+        )
+        if expected and built.sha256 != expected:
+            msg = (
+                f"{what}/{arch}: {item.name} built from {item.source(arch)} has sha256 "
+                f"{built.sha256}, but the lock pins {expected}: another toolchain or module "
+                "tree; refusing it"
+            )
+            raise InputError(msg)
+        built.path.replace(cache / built.sha256)
+    return cache / built.sha256, built.module_sum
+
+
 def fetch_inputs(target: Target, lock: Lock, context: Path, cache: Path) -> Path | None:
     """Put a target's url inputs into ``context/inputs`` with their SHA256SUMS."""
     runtime = target.runtime
@@ -223,7 +295,11 @@ def fetch_inputs(target: Target, lock: Lock, context: Path, cache: Path) -> Path
         expected = item.declared_sha256(arch) or lock.input_sha256(
             runtime.id, arch, item.name, item.key(arch), filename
         )
-        cached = download(item.url(arch), expected, f"{target.key}: {item.name}", cache)
+        if item.build is not None:
+            module = lock.go_module(runtime.id, item.name, item.build.module, item.version)
+            cached, _ = _build_into_cache(item, arch, expected, module.sum, cache, runtime.id)
+        else:
+            cached = download(item.url(arch), expected, f"{target.key}: {item.name}", cache)
         shutil.copyfile(cached, confined(dest, filename, f"{target.key}: {item.name}"))
         sums.append(f"{expected}  {filename}\n")
     (dest / "SHA256SUMS").write_text("".join(sums), encoding="utf-8")

@@ -106,6 +106,19 @@ def _schema_message(path: Path, error: jsonschema.ValidationError) -> Configurat
     return ConfigurationError(f"{path}: {_field(where)}: {what}")
 
 
+GO_SUM = re.compile(r"^h1:[A-Za-z0-9+/]{43}=$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LockedModule:
+    """The Go module a built input is made from, with its go.sum hash (``h1:…``): the tree
+    the go command verified against the checksum database when ``lambda-images lock`` ran."""
+
+    module: str
+    version: str
+    sum: str
+
+
 @dataclass(kw_only=True)
 class Lock:
     path: Path
@@ -113,6 +126,7 @@ class Lock:
     bases: dict[str, dict[str, str | None]] = field(default_factory=dict)
     inputs: dict[str, dict[str, str | None]] = field(default_factory=dict)
     npm: dict[str, list[LockedPackage]] = field(default_factory=dict)
+    go: dict[str, LockedModule] = field(default_factory=dict)  # built input name → module
 
     @classmethod
     def for_matrix(cls, matrix_path: Path) -> Lock:
@@ -154,6 +168,16 @@ class Lock:
             lock.npm[runtime_id] = [
                 LockedPackage(path=p["path"], url=p["url"], sha256=p["sha256"]) for p in packages
             ]
+        for name, entry in raw.get("go", {}).items():
+            if not isinstance(entry, dict) or not GO_SUM.match(str(entry.get("sum", ""))):
+                got = entry.get("sum") if isinstance(entry, dict) else entry
+                msg = f"{path}: go.{name}.sum: {got!r} is not a go.sum hash (h1:<base64 sha256>)"
+                raise ConfigurationError(msg)
+            lock.go[name] = LockedModule(
+                module=str(entry.get("module", "")),
+                version=str(entry.get("version", "")),
+                sum=entry["sum"],
+            )
         return lock
 
     def save(self) -> None:
@@ -171,6 +195,10 @@ class Lock:
             "npm": {
                 rt: [{"path": p.path, "url": p.url, "sha256": p.sha256} for p in packages]
                 for rt, packages in sorted(self.npm.items())
+            },
+            "go": {
+                name: {"module": m.module, "version": m.version, "sum": m.sum}
+                for name, m in sorted(self.go.items())
             },
         }
         tmp = self.path.with_suffix(".json.part")
@@ -207,6 +235,18 @@ class Lock:
             )
             raise InputError(msg)
         return digest
+
+    def go_module(self, runtime_id: str, name: str, module: str, version: str) -> LockedModule:
+        """The locked module of a built input; unlocked when the lock names another version."""
+        locked = self.go.get(name)
+        if locked is None or (locked.module, locked.version) != (module, version):
+            msg = (
+                f"{runtime_id}: input {name!r} ({module}@{version}) is unlocked in "
+                f"{self.path.name}; run `lambda-images lock {runtime_id}` where the Go module "
+                "proxy is reachable"
+            )
+            raise InputError(msg)
+        return locked
 
     def npm_packages(self, runtime_id: str) -> list[LockedPackage]:
         packages = self.npm.get(runtime_id)

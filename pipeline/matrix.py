@@ -89,27 +89,61 @@ class Unpack:
 
 
 @dataclass(frozen=True, kw_only=True)
+class GoBuild:
+    """How a built input is made: ``go build`` of one package of a Go module at the input's
+    version, with a pinned toolchain, for each architecture (pipeline/gobuild.py)."""
+
+    module: str  # github.com/aws/aws-lambda-runtime-interface-emulator
+    package: str  # ./cmd/aws-lambda-rie
+    toolchain: str  # go1.26.8: the same toolchain gives the same bytes
+    ldflags: tuple[str, ...] = ()
+
+    @property
+    def command(self) -> str:
+        """The package's last path element: the name ``go build`` gives the binary."""
+        return self.package.rstrip("/").rsplit("/", 1)[-1]
+
+
+# A Go module version as the go command writes it: semver or a pseudo-version (v0.0.0-…).
+GO_VERSION: Final = re.compile(r"^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?(\+incompatible)?$")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Input:
-    """A pinned artifact downloaded from a URL (one per architecture, or one for all).
+    """A pinned artifact: downloaded from a URL (one per architecture, or one for all), or
+    built by the pipeline from a Go module (``build``), one per architecture.
 
     ``sha256`` holds checksums written in runtimes.yaml; the lock file holds the others.
     """
 
     name: str
     version: str
-    urls: tuple[tuple[str, str], ...]  # (arch or "any", url)
+    urls: tuple[tuple[str, str], ...] = ()  # (arch or "any", url); none for a built input
     sha256: tuple[tuple[str, str], ...] = ()
     unpack: Unpack | None = None
     install_as: str | None = None
+    build: GoBuild | None = None
+    release: str | None = None  # the upstream release this version is, when it is not one
 
     def key(self, arch: str) -> str:
         """The lock-file key of this input for an architecture: the arch, or ``any``."""
         return "any" if dict(self.urls).keys() == {"any"} else arch
 
+    def has_arch(self, arch: str) -> bool:
+        return self.build is not None or self.key(arch) in dict(self.urls)
+
     def url(self, arch: str) -> str:
         return dict(self.urls)[self.key(arch)]
 
+    def source(self, arch: str) -> str:
+        """Where the artifact comes from: its URL, or the Go module it is built from."""
+        if self.build is not None:
+            return f"{self.build.module}@{self.version} {self.build.package}"
+        return self.url(arch)
+
     def filename(self, arch: str) -> str:
+        if self.build is not None:
+            return self.install_as or self.build.command
         return self.url(arch).rstrip("/").rsplit("/", 1)[-1]
 
     def declared_sha256(self, arch: str) -> str | None:
@@ -419,7 +453,8 @@ def _schema_message(error: jsonschema.ValidationError, doc: _Located) -> Configu
         if relevant:
             return _schema_message(max(relevant, key=lambda e: len(e.absolute_path)), doc)
         if not error.context:  # every alternative matched
-            keys = [k for alt in expected_value for k in alt.get("required", ())]
+            present = error.instance if isinstance(error.instance, dict) else {}
+            keys = [k for alt in expected_value for k in alt.get("required", ()) if k in present]
             both = " and ".join(repr(k) for k in keys) or "several alternatives"
             return doc.fail(where, f"has {both}; expected exactly one of them")
         return doc.fail(where, f"{error.instance!r} has the wrong type")
@@ -533,6 +568,17 @@ def _build(doc: _Located, templates_dir: Path) -> Matrix:
         )
 
     inputs = {name: _input(name, raw) for name, raw in data.get("inputs", {}).items()}
+    for name, item in inputs.items():
+        if item.build is not None and not GO_VERSION.match(item.version):
+            raise doc.fail(
+                ("inputs", name, "version"),
+                f"{item.version!r} is not a Go module version; expected a semver or "
+                "pseudo-version such as v0.0.0-20261030222936-bef5c4ba774d",
+            )
+
+    emulator = data.get("emulator")
+    if emulator is not None and emulator not in inputs:
+        raise _unknown_ref(doc, ("emulator",), emulator, inputs, "input")
 
     runtimes: list[Runtime] = []
     seen: dict[str, int] = {}
@@ -566,7 +612,7 @@ def _build(doc: _Located, templates_dir: Path) -> Matrix:
                 if name not in inputs:
                     raise _unknown_ref(doc, at, name, inputs, "input")
                 for arch in raw["architectures"]:
-                    if inputs[name].key(arch) not in dict(inputs[name].urls):
+                    if not inputs[name].has_arch(arch):
                         raise doc.fail(
                             at,
                             f"input {name!r} has no url for {arch}; expected urls.{arch} "
@@ -575,6 +621,15 @@ def _build(doc: _Located, templates_dir: Path) -> Matrix:
                         )
                 group.append(inputs[name])
             roles.append((role, tuple(group)))
+        if emulator is not None and "emulator" not in dict(roles):
+            # Every image carries the emulator named at the top (role `emulator`).
+            for arch in raw["architectures"]:
+                if not inputs[emulator].has_arch(arch):
+                    raise doc.fail(
+                        ("emulator",),
+                        f"input {emulator!r} has no url for {arch}, which {rt_id} needs",
+                    )
+            roles.append(("emulator", (inputs[emulator],)))
         install = raw.get("install", {})
         deprecation = raw.get("deprecation")
         runtimes.append(
@@ -607,6 +662,20 @@ def _build(doc: _Located, templates_dir: Path) -> Matrix:
 
 
 def _input(name: str, raw: dict[str, Any]) -> Input:
+    go = raw.get("go")
+    if go is not None:
+        return Input(
+            name=name,
+            version=raw["version"],
+            release=raw.get("release"),
+            install_as=raw.get("install_as"),
+            build=GoBuild(
+                module=go["module"],
+                package=go["package"],
+                toolchain=go["toolchain"],
+                ldflags=tuple(go.get("ldflags", ())),
+            ),
+        )
     urls = raw["urls"] if "urls" in raw else {"any": raw["url"]}
     declared = raw.get("sha256")
     if isinstance(declared, str):
@@ -618,6 +687,7 @@ def _input(name: str, raw: dict[str, Any]) -> Input:
         urls=tuple(sorted(urls.items())),
         sha256=tuple(sorted((declared or {}).items())),
         install_as=raw.get("install_as"),
+        release=raw.get("release"),
         unpack=None
         if unpack is None
         else Unpack(

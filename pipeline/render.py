@@ -39,7 +39,7 @@ class InputView:
 
     name: str
     version: str
-    url: str
+    source: str  # its URL, or the Go module it is built from
     filename: str
     unpack: Unpack | None
     install_as: str | None
@@ -49,7 +49,7 @@ class InputView:
         return cls(
             name=item.name,
             version=item.version,
-            url=item.url(arch),
+            source=item.source(arch),
             filename=item.filename(arch),
             unpack=item.unpack,
             install_as=item.install_as,
