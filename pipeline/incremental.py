@@ -1,9 +1,10 @@
 """Incremental: a cell's input digest, and whether it changed since the last build or publish.
 
 A cell (runtime and architecture) is rebuilt only when something that can change its image
-changed: the rendered build context (Dockerfile, copied files, fetched wheels), the OS base image,
-the lock entries it uses, the labels stamped on it, the pipeline version. The sha256 over all of
-these is the cell's *input digest*. It is
+changed: the rendered build context (Dockerfile, copied files, fetched wheels, downloaded and
+built inputs), the OS base image, the lock entries it uses (a built input's Go module, go.sum
+hash and toolchain among them), the labels stamped on it, the pipeline version. The sha256 over
+all of these is the cell's *input digest*. It is
 
 - stamped on the image as the label ``lambda-base-images.input-digest``, so it travels with the
   image into the registry and, through the snapshot Dockerfile's ``LABEL`` lines, into the
@@ -90,10 +91,27 @@ def input_parts(
     """Everything a cell's image is made from, as plain JSON-able values."""
     rt, arch = target.runtime, target.arch.name
     pip = [asdict(f) for f in lock.pip.get(rt.id, {}).get(arch, [])]
+    # Downloaded and built inputs reach the context as files (hashed with it); their lock
+    # entries are named too, and a built input's module with its go.sum hash and toolchain.
+    inputs = {i.name: lock.inputs.get(i.name, {}).get(i.key(arch)) for i in rt.all_inputs()}
+    built = {
+        i.name: {
+            **(asdict(lock.go[i.name]) if i.name in lock.go else {}),
+            "toolchain": i.build.toolchain,
+            "ldflags": list(i.build.ldflags),
+        }
+        for i in rt.all_inputs()
+        if i.build is not None
+    }
     return {
         "context": context_digest(context),
         "base_image_id": base_image_id,
-        "lock": {"pip": pip, "base": lock.bases.get(rt.os.id, {}).get(arch)},
+        "lock": {
+            "pip": pip,
+            "base": lock.bases.get(rt.os.id, {}).get(arch),
+            "inputs": dict(sorted(inputs.items())),
+            "built": dict(sorted(built.items())),
+        },
         "labels": image_labels(target, settings),
         "platform": f"linux/{target.arch.docker}",
         "pipeline": __version__,

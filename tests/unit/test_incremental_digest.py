@@ -11,7 +11,7 @@ from pipeline.incremental import (
     parse_label,
     plan,
 )
-from pipeline.lock import Lock, LockedFile
+from pipeline.lock import Lock, LockedFile, LockedModule
 from pipeline.matrix import Matrix, Target
 from pipeline.render import render_target, write_context
 from pipeline.settings import Settings
@@ -150,3 +150,28 @@ def test_plan_cli_reads_cell_outputs(tmp_path: Path) -> None:
 
 
 # --- against the engine -------------------------------------------------------------------
+
+
+def test_digest_changes_with_the_built_emulator(matrix: Matrix, tmp_path: Path) -> None:
+    """The RIE binary built on the host and its lock entries are part of the cell's digest."""
+    target = _target(matrix, "python3.11.debian12", "arm64")
+    context = _context(target, tmp_path)
+    lock = Lock(path=tmp_path / "runtimes.lock.json")
+    binary = context / "inputs" / "aws-lambda-rie"
+    binary.parent.mkdir()
+    binary.write_bytes(b"rie built once\n")
+    before = _digest(target, context, lock)
+    binary.write_bytes(b"rie built from another module tree\n")
+    rebuilt = _digest(target, context, lock)
+    assert rebuilt != before
+    rie = next(i for i in target.runtime.all_inputs() if i.name == "rie")
+    assert rie.build is not None
+    lock.go["rie"] = LockedModule(
+        module=rie.build.module, version=rie.version, sum="h1:" + "A" * 43 + "="
+    )
+    relocked = _digest(target, context, lock)
+    assert relocked != rebuilt
+    lock.go["rie"] = LockedModule(
+        module=rie.build.module, version=rie.version, sum="h1:" + "B" * 43 + "="
+    )
+    assert _digest(target, context, lock) != relocked
