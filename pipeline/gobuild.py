@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Mapping
@@ -79,8 +80,17 @@ class Built:
     module_sum: str  # h1:… of the module tree the binary was built from
 
 
+# Where Go's own installation instructions put it, for hosts whose PATH does not name it.
+GO_INSTALL_DIR: Final = Path("/usr/local/go/bin")
+
+
+def go_command(env: Mapping[str, str]) -> str:
+    found = shutil.which("go", path=env.get("PATH")) or shutil.which("go", path=str(GO_INSTALL_DIR))
+    return found or "go"
+
+
 def _go(argv: list[str], env: Mapping[str, str], cwd: Path, what: str) -> str:
-    full = ["go", *argv]
+    full = [go_command(env), *argv]
     log.command(full)
     try:
         proc = subprocess.run(
@@ -139,6 +149,7 @@ def build_input(
         if build.ldflags:
             argv.append(f"-ldflags={' '.join(build.ldflags)}")
         argv += ["-o", str(dest), build.package]
+        dest.parent.mkdir(parents=True, exist_ok=True)
         _go(argv, env, source, what)
     digest = hashlib.sha256(dest.read_bytes()).hexdigest()
     return Built(path=dest, sha256=digest, module_sum=actual_sum)

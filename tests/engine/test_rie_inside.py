@@ -1,0 +1,118 @@
+"""AWS's runtime interface emulator inside the images (issue 13, done-when 5).
+
+`docker run -d -p HOST:8080 IMAGE probe.handler`, then a POST to the invoke URL, answers
+through /usr/local/bin/aws-lambda-rie in the image (lambda-entrypoint.sh starts it when
+AWS_LAMBDA_RUNTIME_API is unset), on both architectures, with the same answer as
+`lambda-images invoke` of the same handler and event (which sets AWS_LAMBDA_RUNTIME_API, so
+the entrypoint runs the bootstrap itself). The host port is left to the engine so that several
+checkouts can run this at once.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.conformance import PROBE_HANDLER, probe_dir
+from pipeline.emulator import INVOKE_PATH
+from pipeline.matrix import Target
+
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
+
+BuiltImages = Callable[[str], dict[str, Target]]
+CLI = [str(Path(sys.executable).with_name("lambda-images"))]
+RIE = "/usr/local/bin/aws-lambda-rie"
+ELF_MACHINE = {"x86_64": 62, "arm64": 183}  # e_machine: EM_X86_64, EM_AARCH64
+LABEL = "lambda-base-images.test"
+
+
+def post_when_listening(url: str, body: bytes, container: Any) -> bytes:
+    """POST once the RIE listens. Until it does, the engine's port proxy takes the connection
+    and drops it; that is retried, anything else is an answer or a failure. A bounded wait for
+    readiness, not a timing assertion."""
+    for _ in range(240):
+        request = urllib.request.Request(url, data=body, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=300) as response:
+                answer: bytes = response.read()
+                return answer
+        except (ConnectionError, http.client.RemoteDisconnected):
+            container.reload()
+            if container.status != "running":
+                logs = container.logs().decode(errors="replace")
+                pytest.fail(f"the container stopped before answering:\n{logs}")
+            time.sleep(0.5)
+        except urllib.error.HTTPError as exc:
+            pytest.fail(f"the invoke URL answered HTTP {exc.code}: {exc.read()!r}")
+    pytest.fail(f"nothing listened on {url}")
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "arm64"])
+@pytest.mark.parametrize("runtime_id", ["python3.11.debian12", "provided.debian12"])
+def test_docker_run_answers_through_the_rie_inside_like_invoke(
+    engine: Any, built: BuiltImages, runtime_id: str, arch: str
+) -> None:
+    target = built(runtime_id)[arch]
+    probe = probe_dir(target.runtime)
+    event = {"probe": "rie-inside", "runtime": runtime_id, "arch": arch, "n": uuid.uuid4().hex}
+    body = json.dumps(event).encode()
+
+    container = engine.containers.run(
+        target.image_tag,
+        command=[PROBE_HANDLER],
+        detach=True,
+        ports={"8080/tcp": ("127.0.0.1", None)},
+        volumes={str(probe): {"bind": "/var/task", "mode": "ro"}},
+        labels={LABEL: "rie-inside"},
+    )
+    try:
+        container.reload()
+        port = container.ports["8080/tcp"][0]["HostPort"]
+        answer = post_when_listening(f"http://127.0.0.1:{port}{INVOKE_PATH}", body, container)
+        logs = container.logs().decode(errors="replace")
+        # The binary the entrypoint ran is the image's own, built for the image's architecture.
+        code, header = container.exec_run(["od", "-An", "-tu2", "-j18", "-N2", RIE])
+        assert code == 0, header
+    finally:
+        container.remove(force=True)
+
+    assert json.loads(answer) == event
+    # The RIE's own log lines: it ran the bootstrap with the handler, and served the request.
+    assert f"(cwd=/var/task, handler={PROBE_HANDLER})" in logs, logs
+    assert "START RequestId: " in logs and "END RequestId: " in logs, logs
+    assert int(header.split()[0]) == ELF_MACHINE[arch]
+
+    invoked = subprocess.run(
+        [*CLI, "invoke", target.image_tag, "--handler", PROBE_HANDLER, "--code", str(probe),
+         "--event", body.decode()],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert invoked.returncode == 0, invoked.stderr
+    assert json.loads(invoked.stdout) == json.loads(answer)
+
+
+def test_entrypoint_without_a_handler_exits_142_before_the_rie_starts(
+    engine: Any, built: BuiltImages
+) -> None:
+    target = built("provided.debian12")["x86_64"]
+    container = engine.containers.run(
+        target.image_tag, command=[], detach=True, labels={LABEL: "rie-inside"}
+    )
+    try:
+        status = container.wait(timeout=120)
+        logs = container.logs().decode(errors="replace")
+    finally:
+        container.remove(force=True)
+    assert status["StatusCode"] == 142
+    assert "expected exactly one argument, the handler" in logs
