@@ -47,14 +47,17 @@ def post_when_listening(url: str, body: bytes, container: Any) -> bytes:
             with urllib.request.urlopen(request, timeout=300) as response:
                 answer: bytes = response.read()
                 return answer
-        except (ConnectionError, http.client.RemoteDisconnected):
+        except urllib.error.HTTPError as exc:
+            pytest.fail(f"the invoke URL answered HTTP {exc.code}: {exc.read()!r}")
+        except (urllib.error.URLError, ConnectionError, http.client.RemoteDisconnected) as exc:
+            reason = getattr(exc, "reason", exc)
+            if not isinstance(reason, ConnectionError | http.client.RemoteDisconnected):
+                raise
             container.reload()
             if container.status != "running":
                 logs = container.logs().decode(errors="replace")
                 pytest.fail(f"the container stopped before answering:\n{logs}")
             time.sleep(0.5)
-        except urllib.error.HTTPError as exc:
-            pytest.fail(f"the invoke URL answered HTTP {exc.code}: {exc.read()!r}")
     pytest.fail(f"nothing listened on {url}")
 
 
