@@ -150,7 +150,7 @@ DOCKERFILE_FIELDS = [
     Field("families.destinations", "java21", "x86_64",
           path_field("families", "java", "destinations", "ric"), "/benign/lib"),
     Field("inputs.url (file name)", "nodejs22.x", "x86_64",
-          lambda doc, v: path_field("inputs", "rie", "urls", "x86_64")(
+          lambda doc, v: path_field("inputs", "node-22", "urls", "x86_64")(
               doc, f"https://example.com/download/{v}"), "benign-file"),
     Field("inputs.install_as", "nodejs22.x", "x86_64",
           path_field("inputs", "rie", "install_as"), "benign-name"),
