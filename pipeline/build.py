@@ -95,16 +95,15 @@ def build_target(
     no_cache: bool = False,
     builder: str = "",
     network_mode: str = buildkit.DEFAULT_BUILD_NETWORK,
-    build_platform: str = "",
     build_args: dict[str, str] | None = None,
+    platform_check: bool = True,
 ) -> BuildRecord:
     """Build one target; the whole build output is kept in ``log_file``.
 
     ``no_cache`` reruns every step (a rebuild after a CVE must fetch the fixed packages).
     ``builder`` ("buildkit", "classic", "" for the engine's default) and ``network_mode`` (of
-    BuildKit's RUN steps) come from Settings. ``build_args`` fill the Dockerfile's ARGs;
-    ``build_platform`` (``linux/<engine arch>``) is what BuildKit calls BUILDPLATFORM, passed to
-    the classic builder, which does not set it, as a build argument of that name.
+    BuildKit's RUN steps) come from Settings. ``build_args`` fill the Dockerfile's ARGs.
+    ``platform_check`` False: a stage of the build runs on another platform than the target's.
     """
     started = time.monotonic()
     platform = f"linux/{target.arch.docker}"
@@ -117,14 +116,13 @@ def build_target(
     if buildkit.engine_builder(client, builder) == "buildkit":
         start_build = functools.partial(buildkit.build_stream, client, network_mode=network_mode)
         argv[2:2] = ["--network", network_mode]
-    elif build_platform:
+    elif not platform_check:
         # The classic builder checks every stage against the requested platform, a stage meant
         # to run on the build machine too: `COPY --from=` such a stage fails with "image …
         # does not match the specified platform" (Docker 20.10). Without a platform it takes
         # each FROM as it is: the target's base is single-architecture, and the result's
         # architecture is checked below.
         options = {}
-        args["BUILDPLATFORM"] = build_platform
         argv[2:4] = []
     for name, value in sorted(args.items()):
         argv[-1:-1] = ["--build-arg", f"{name}={value}"]

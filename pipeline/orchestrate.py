@@ -126,9 +126,12 @@ def prepare_base(run: Run, target: Target) -> BaseRecord:
         return record
 
 
-# A Dockerfile ARG naming the OS base for the build machine's architecture: a build stage FROM
-# it runs natively there and cross-compiles (templates/nodejs: the client's native addon).
+# Dockerfile ARGs naming the OS base for the build machine's architecture and that machine's
+# platform: a build stage FROM them runs natively there and cross-compiles (templates/nodejs:
+# the client's native addon). BuildKit's own BUILDPLATFORM is not used: the classic builder does
+# not set it, and a Dockerfile that declares it for the classic builder gets it empty on BuildKit.
 BUILD_BASE_ARG = "BUILD_BASE"
+BUILD_PLATFORM_ARG = "BUILD_PLATFORM"
 
 
 def build_host(run: Run, target: Target) -> Target | None:
@@ -159,7 +162,10 @@ def build_image(run: Run, target: Target, inputs: CellInputs, *, no_cache: bool)
         run.client, target.base_image, run.work.layer_cache, run.settings.epoch
     )
     host = build_host(run, target)
-    build_args = {} if host is None else {BUILD_BASE_ARG: host.base_image}
+    build_args = {}
+    if host is not None:
+        platform = f"linux/{host.arch.docker}"
+        build_args = {BUILD_BASE_ARG: host.base_image, BUILD_PLATFORM_ARG: platform}
     with log.step(f"build {target.key}"):
         record = build_target(
             target,
@@ -171,8 +177,8 @@ def build_image(run: Run, target: Target, inputs: CellInputs, *, no_cache: bool)
             no_cache=no_cache,
             builder=run.settings.builder,
             network_mode=run.settings.build_network,
-            build_platform="" if host is None else f"linux/{host.arch.docker}",
             build_args=build_args,
+            platform_check=host is None,
         )
         record.write(cell)
         log.info(

@@ -170,9 +170,10 @@ def test_debian_node_addon_stage_runs_on_the_build_machine(matrix: Matrix) -> No
     for runtime_id in ("nodejs18.x.debian12", "nodejs20.x.debian13"):
         for target in matrix.targets([matrix.runtime(runtime_id)]):
             text = render_target(target).dockerfile
-            assert global_args(text) == ["BUILDPLATFORM", "BUILD_BASE"]
+            assert global_args(text) == ["BUILD_PLATFORM", "BUILD_BASE"]
+            assert f"ARG BUILD_PLATFORM=linux/{target.arch.docker}\n" in text
             assert f"ARG BUILD_BASE={target.base_image}\n" in text
-            assert "FROM --platform=$BUILDPLATFORM ${BUILD_BASE} AS ric-build\n" in text
+            assert "FROM --platform=${BUILD_PLATFORM} ${BUILD_BASE} AS ric-build\n" in text
             assert f"crossbuild-essential-{target.arch.debian}" in text
             assert f'gyp_arch="--arch={"x64" if target.arch.name == "x86_64" else "arm64"}"' in text
     for target in matrix.targets([matrix.runtime("nodejs20.x")]):
