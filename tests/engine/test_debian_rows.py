@@ -55,7 +55,7 @@ def test_every_debian_family_has_a_check() -> None:
     assert families <= set(RUNTIME_CHECKS)
     for os_id in DEBIAN_OSES:
         rows = {MATRIX.runtime(rt).family.id for rt, _ in DEBIAN_TARGETS if rt.endswith(os_id)}
-        assert rows == {"python", "nodejs", "provided"}, os_id
+        assert {"python", "nodejs", "provided"} <= rows, os_id
 
 
 @pytest.mark.engine
