@@ -157,18 +157,29 @@ def image_archive(folder: Path, target: Target, name: str, epoch: int) -> tuple[
         config["variant"] = "v8"
     config_bytes = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
     image_id = hashlib.sha256(config_bytes).hexdigest()
-    if archive.is_file() and (folder / f"image-{target.arch.docker}.id").read_text() == image_id:
+    id_file = folder / f"image-{target.arch.docker}.id"
+    if archive.is_file() and id_file.is_file() and id_file.read_text() == image_id:
         return archive, "sha256:" + image_id
     manifest = [
         {"Config": f"{image_id}.json", "RepoTags": [name], "Layers": [f"{diff_id[7:]}/layer.tar"]}
     ]
-    staging = archive.with_suffix(".tar.part")
-    with tarfile.open(staging, "w", format=tarfile.PAX_FORMAT) as tar:
-        _add_bytes(tar, "manifest.json", json.dumps(manifest).encode())
-        _add_bytes(tar, f"{image_id}.json", config_bytes)
-        tar.add(rootfs, arcname=f"{diff_id[7:]}/layer.tar")
-    staging.rename(archive)
-    (folder / f"image-{target.arch.docker}.id").write_text(image_id)
+    # Two processes may need the same base at once (a cell and another cell's build stage on
+    # this architecture): each writes its own file, the id first, then renames the archive.
+    fd, part = tempfile.mkstemp(prefix=f".{archive.name}.", dir=folder)
+    os.close(fd)
+    staging = Path(part)
+    staging.chmod(0o644)
+    try:
+        with tarfile.open(staging, "w", format=tarfile.PAX_FORMAT) as tar:
+            _add_bytes(tar, "manifest.json", json.dumps(manifest).encode())
+            _add_bytes(tar, f"{image_id}.json", config_bytes)
+            tar.add(rootfs, arcname=f"{diff_id[7:]}/layer.tar")
+        id_part = staging.with_name(staging.name + ".id")
+        id_part.write_text(image_id)
+        id_part.replace(id_file)
+        staging.replace(archive)
+    finally:
+        staging.unlink(missing_ok=True)
     return archive, "sha256:" + image_id
 
 

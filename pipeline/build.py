@@ -48,6 +48,18 @@ class BuildRecord:
         return cell.read(BUILD, lambda data: cls(**data))
 
 
+def global_args(dockerfile: str) -> list[str]:
+    """The names of a Dockerfile's ARGs before its first FROM (those FROM lines may use)."""
+    names = []
+    for line in dockerfile.splitlines():
+        words = line.split()
+        if words and words[0].upper() == "FROM":
+            break
+        if len(words) >= 2 and words[0].upper() == "ARG":
+            names.append(words[1].split("=", 1)[0])
+    return names
+
+
 def context_digest(context: Path) -> str:
     """sha256 over the context's paths, modes and contents: what the build can see."""
     listing = [
@@ -83,22 +95,37 @@ def build_target(
     no_cache: bool = False,
     builder: str = "",
     network_mode: str = buildkit.DEFAULT_BUILD_NETWORK,
+    build_args: dict[str, str] | None = None,
+    platform_check: bool = True,
 ) -> BuildRecord:
     """Build one target; the whole build output is kept in ``log_file``.
 
     ``no_cache`` reruns every step (a rebuild after a CVE must fetch the fixed packages).
     ``builder`` ("buildkit", "classic", "" for the engine's default) and ``network_mode`` (of
-    BuildKit's RUN steps) come from Settings.
+    BuildKit's RUN steps) come from Settings. ``build_args`` fill the Dockerfile's ARGs.
+    ``platform_check`` False: a stage of the build runs on another platform than the target's.
     """
     started = time.monotonic()
     platform = f"linux/{target.arch.docker}"
+    args = dict(build_args or {})
     # Docker >= 23 builds with BuildKit, which labels images with the platform asked for; the
     # classic builder (Docker 20.10) is driven through the SDK as before. Both streams look alike.
     start_build: Any = client.api.build
+    options: dict[str, Any] = {"platform": platform}
     argv = ["docker", "build", "--platform", platform, "-t", target.image_tag, str(context)]
     if buildkit.engine_builder(client, builder) == "buildkit":
         start_build = functools.partial(buildkit.build_stream, client, network_mode=network_mode)
         argv[2:2] = ["--network", network_mode]
+    elif not platform_check:
+        # The classic builder checks every stage against the requested platform, a stage meant
+        # to run on the build machine too: `COPY --from=` such a stage fails with "image …
+        # does not match the specified platform" (Docker 20.10). Without a platform it takes
+        # each FROM as it is: the target's base is single-architecture, and the result's
+        # architecture is checked below.
+        options = {}
+        argv[2:4] = []
+    for name, value in sorted(args.items()):
+        argv[-1:-1] = ["--build-arg", f"{name}={value}"]
     log.command(argv)
     tail: list[str] = []
     image_id = ""
@@ -107,7 +134,8 @@ def build_target(
             path=str(context),
             dockerfile="Dockerfile",
             tag=target.image_tag,
-            platform=platform,
+            **options,
+            buildargs=args,
             labels=labels,
             decode=True,
             rm=True,

@@ -300,6 +300,7 @@ def build_image(
     nocache: bool = False,
     network_mode: str = DEFAULT_BUILD_NETWORK,
     pull: bool = False,
+    buildargs: dict[str, str] | None = None,
 ) -> Generator[str, None, str]:
     """Build ``context`` with BuildKit; yields log lines, returns the image id (``sha256:…``).
 
@@ -319,6 +320,8 @@ def build_image(
         "rm": True,
         "forcerm": True,
     }
+    if buildargs:
+        params["buildargs"] = json.dumps(buildargs)
     image_id = ""
     progress = PlainProgress()
     # Compressed on purpose: BuildKit decides whether the body is a tar or a bare Dockerfile by
@@ -384,6 +387,7 @@ def build_stream(
     decode: bool = True,
     rm: bool = True,
     forcerm: bool = True,
+    buildargs: dict[str, str] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """``build_image`` in the shapes ``client.api.build(..., decode=True)`` yields.
 
@@ -403,6 +407,7 @@ def build_stream(
         nocache=nocache,
         pull=pull,
         network_mode=network_mode,
+        buildargs=buildargs,
     )
     try:
         while True:

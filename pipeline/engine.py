@@ -39,6 +39,12 @@ def host_arch() -> str:
     return HOST_ARCH.get(platform.machine(), platform.machine())
 
 
+def engine_arch(client: Any) -> str:
+    """The engine's own architecture (Lambda's name): where a build stage runs natively."""
+    machine = str(client.info().get("Architecture", ""))
+    return HOST_ARCH.get(machine, machine)
+
+
 def require_emulation(arch: Arch) -> None:
     """Fail early, with the fix, when a foreign-architecture build cannot run its RUN steps."""
     if arch.name == host_arch():

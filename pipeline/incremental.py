@@ -86,9 +86,16 @@ class InputsRecord(CellInputs):
 
 
 def input_parts(
-    target: Target, context: Path, base_image_id: str, lock: Lock, settings: Settings
+    target: Target,
+    context: Path,
+    base_image_id: str,
+    lock: Lock,
+    settings: Settings,
+    build_base_image_id: str | None = None,
 ) -> dict[str, Any]:
-    """Everything a cell's image is made from, as plain JSON-able values."""
+    """Everything a cell's image is made from, as plain JSON-able values.
+    ``build_base_image_id``: the base a build stage ran on natively (the build machine's
+    architecture), when the Dockerfile has such a stage."""
     rt, arch = target.runtime, target.arch.name
     pip = [asdict(f) for f in lock.pip.get(rt.id, {}).get(arch, [])]
     # Downloaded and built inputs reach the context as files (hashed with it); their lock
@@ -103,7 +110,7 @@ def input_parts(
         for i in rt.all_inputs()
         if i.build is not None
     }
-    return {
+    parts = {
         "context": context_digest(context),
         "base_image_id": base_image_id,
         "lock": {
@@ -116,12 +123,20 @@ def input_parts(
         "platform": f"linux/{target.arch.docker}",
         "pipeline": __version__,
     }
+    if build_base_image_id is not None:
+        parts["build_base_image_id"] = build_base_image_id
+    return parts
 
 
 def cell_inputs(
-    target: Target, context: Path, base_image_id: str, lock: Lock, settings: Settings
+    target: Target,
+    context: Path,
+    base_image_id: str,
+    lock: Lock,
+    settings: Settings,
+    build_base_image_id: str | None = None,
 ) -> CellInputs:
-    parts = input_parts(target, context, base_image_id, lock, settings)
+    parts = input_parts(target, context, base_image_id, lock, settings, build_base_image_id)
     return CellInputs(
         runtime=target.runtime.id, arch=target.arch.name, digest=sha256_json(parts), parts=parts
     )

@@ -12,6 +12,7 @@ its snapshot); ``no_cache`` also reruns every build step (fresh packages) and im
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from collections.abc import Sequence
@@ -22,9 +23,9 @@ from typing import Any, Literal
 from . import log
 from .base import BaseRecord, ensure_base, lock_base_digest
 from .branch import BranchResult, push_branch
-from .build import BuildRecord, build_target, image_labels
+from .build import BuildRecord, build_target, global_args, image_labels
 from .conformance import Report, print_report, run_checks
-from .engine import connect, require_emulation
+from .engine import connect, engine_arch, require_emulation
 from .errors import ConformanceError, PublishError, SnapshotError
 from .incremental import (
     INPUT_LABEL,
@@ -125,14 +126,34 @@ def prepare_base(run: Run, target: Target) -> BaseRecord:
         return record
 
 
+# Dockerfile ARGs naming the OS base for the build machine's architecture and that machine's
+# platform: a build stage FROM them runs natively there and cross-compiles (templates/nodejs:
+# the client's native addon). BuildKit's own BUILDPLATFORM is not used: the classic builder does
+# not set it, and a Dockerfile that declares it for the classic builder gets it empty on BuildKit.
+BUILD_BASE_ARG = "BUILD_BASE"
+BUILD_PLATFORM_ARG = "BUILD_PLATFORM"
+
+
+def build_host(run: Run, target: Target) -> Target | None:
+    """The target's OS on the engine's own architecture, when its Dockerfile has a stage that
+    runs there (a global ``ARG BUILD_BASE``); None otherwise."""
+    dockerfile = (run.cell(target).context / "Dockerfile").read_text(encoding="utf-8")
+    if BUILD_BASE_ARG not in global_args(dockerfile):
+        return None
+    return dataclasses.replace(target, arch=ARCHES[engine_arch(run.client)])
+
+
 def prepare_cell(run: Run, target: Target) -> CellInputs:
-    """Render, fetch inputs and make the base; return the digest of what the image is made of.
+    """Render, fetch inputs and make the base (and the build machine's base for a stage that
+    runs there); return the digest of what the image is made of.
     Inputs come first: an unlocked input fails before anything is pulled or built."""
     require_emulation(target.arch)
     context = render_cell(run, target)
     fetch_cell_inputs(run, target, context)
     base = prepare_base(run, target)
-    return cell_inputs(target, context, base.image_id, run.lock, run.settings)
+    host = build_host(run, target)
+    build_base = None if host is None else prepare_base(run, host).image_id
+    return cell_inputs(target, context, base.image_id, run.lock, run.settings, build_base)
 
 
 def build_image(run: Run, target: Target, inputs: CellInputs, *, no_cache: bool) -> BuildRecord:
@@ -140,6 +161,11 @@ def build_image(run: Run, target: Target, inputs: CellInputs, *, no_cache: bool)
     warming = warm_layer_cache(
         run.client, target.base_image, run.work.layer_cache, run.settings.epoch
     )
+    host = build_host(run, target)
+    build_args = {}
+    if host is not None:
+        platform = f"linux/{host.arch.docker}"
+        build_args = {BUILD_BASE_ARG: host.base_image, BUILD_PLATFORM_ARG: platform}
     with log.step(f"build {target.key}"):
         record = build_target(
             target,
@@ -151,6 +177,8 @@ def build_image(run: Run, target: Target, inputs: CellInputs, *, no_cache: bool)
             no_cache=no_cache,
             builder=run.settings.builder,
             network_mode=run.settings.build_network,
+            build_args=build_args,
+            platform_check=host is None,
         )
         record.write(cell)
         log.info(

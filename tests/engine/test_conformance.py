@@ -45,7 +45,7 @@ def _targets() -> list[tuple[str, str]]:
 
     matrix = load_matrix(Path(__file__).resolve().parents[2] / "runtimes.yaml")
     # The rows that build here; Amazon Linux rows need their locked inputs and registry.
-    buildable = [rt for rt in matrix.runtimes if rt.os.id == "debian12"]
+    buildable = [rt for rt in matrix.runtimes if rt.os.id in ("debian12", "debian13")]
     return [(t.runtime.id, t.arch.name) for t in matrix.targets(buildable)]
 
 

@@ -1,5 +1,8 @@
-"""Every debian12 row of runtimes.yaml builds on both architectures and its image starts its
-language runtime (images are built once per session by the ``built`` fixture)."""
+"""Every Debian row of runtimes.yaml (debian12, debian13) builds on both architectures and its
+image starts its language runtime; the Node.js rows carry the AWS SDK and answer through their
+cross-compiled native client; a Python 3.13 and a Node.js 20 handler see their event, their
+architecture and Lambda's context (images are built once per session by the ``built``
+fixture)."""
 
 from __future__ import annotations
 
@@ -16,8 +19,12 @@ REPO = Path(__file__).resolve().parents[2]
 BuiltImages = Callable[[str], dict[str, Target]]
 
 MATRIX = load_matrix(REPO / "runtimes.yaml")
+DEBIAN_OSES = ("debian12", "debian13")
 DEBIAN_TARGETS = [
-    (rt.id, arch) for rt in MATRIX.runtimes if rt.os.id == "debian12" for arch in rt.architectures
+    (rt.id, arch) for rt in MATRIX.runtimes if rt.os.id in DEBIAN_OSES for arch in rt.architectures
+]
+NODE_TARGETS = [
+    (rt, arch) for rt, arch in DEBIAN_TARGETS if MATRIX.runtime(rt).family.id == "nodejs"
 ]
 # What each family's image must be able to start, and what its output starts with.
 RUNTIME_CHECKS: dict[str, tuple[list[str], str]] = {
@@ -43,16 +50,18 @@ def run(engine: Any, image: str, argv: list[str]) -> str:
     return output.decode().strip()
 
 
-def test_every_debian12_family_has_a_check() -> None:
+def test_every_debian_family_has_a_check() -> None:
     families = {MATRIX.runtime(rt).family.id for rt, _ in DEBIAN_TARGETS}
     assert families <= set(RUNTIME_CHECKS)
-    assert {"python", "nodejs", "provided"} <= families
+    for os_id in DEBIAN_OSES:
+        rows = {MATRIX.runtime(rt).family.id for rt, _ in DEBIAN_TARGETS if rt.endswith(os_id)}
+        assert {"python", "nodejs", "provided"} <= rows, os_id
 
 
 @pytest.mark.engine
 @pytest.mark.slow
 @pytest.mark.parametrize(("runtime_id", "arch"), DEBIAN_TARGETS)
-def test_debian12_row_builds_and_starts_its_runtime(
+def test_debian_row_builds_and_starts_its_runtime(
     runtime_id: str, arch: str, built: BuiltImages, engine: Any
 ) -> None:
     target = built(runtime_id)[arch]
@@ -65,32 +74,40 @@ def test_debian12_row_builds_and_starts_its_runtime(
 
 @pytest.mark.engine
 @pytest.mark.slow
-@pytest.mark.parametrize("arch", ["x86_64", "arm64"])
+@pytest.mark.parametrize(("runtime_id", "arch"), NODE_TARGETS)
 def test_node_runtime_interface_client_loads_its_native_addon(
-    arch: str, built: BuiltImages, engine: Any
+    runtime_id: str, arch: str, built: BuiltImages, engine: Any
 ) -> None:
-    target = built("nodejs18.x.debian12")[arch]
-    script = (
-        "const m = require('/var/runtime/node_modules/aws-lambda-ric/dist/rapid-client.node');"
-        "console.log(typeof m.next)"
-    )
+    """The addon, cross-compiled on the build machine for arm64, is an ELF file of the target's
+    architecture that the image's own node loads."""
+    target = built(runtime_id)[arch]
+    addon = "/var/runtime/node_modules/aws-lambda-ric/dist/rapid-client.node"
+    script = f"const m = require('{addon}'); console.log(typeof m.next)"
     assert run(engine, target.image_tag, ["node", "-e", script]) == "function"
+    # e_machine of the ELF header: 0xb7 aarch64, 0x3e x86-64
+    machine = run(engine, target.image_tag, ["od", "-An", "-tx2", "-j18", "-N2", addon])
+    assert machine == {"arm64": "00b7", "x86_64": "003e"}[arch]
 
 
 @pytest.mark.engine
 @pytest.mark.slow
-@pytest.mark.parametrize("arch", ["x86_64", "arm64"])
+@pytest.mark.parametrize(("runtime_id", "arch"), NODE_TARGETS)
 def test_node_image_answers_an_invocation_through_the_runtime_api(
-    arch: str, built: BuiltImages, tmp_path: Path
+    runtime_id: str, arch: str, built: BuiltImages, tmp_path: Path
 ) -> None:
     """aws-lambda-ric (its native transport, as on Lambda) serves a handler through the
-    project's Runtime API emulator."""
+    project's Runtime API emulator; the handler requires the SDK v3 clients without bundling
+    them, as on AWS's Node.js 18+ images (the version is the row's `sdk`)."""
     import subprocess
     import sys
 
-    target = built("nodejs18.x.debian12")[arch]
+    target = built(runtime_id)[arch]
     (tmp_path / "app.js").write_text(
-        "exports.handler = async (event) => ({ doubled: event.n * 2, node: process.version });\n"
+        "const { DynamoDBClient } = require('@aws-sdk/client-dynamodb');\n"
+        "const { S3Client } = require('@aws-sdk/client-s3');\n"
+        "const sdk = require('@aws-sdk/client-s3/package.json').version;\n"
+        "exports.handler = async (event) => ({ doubled: event.n * 2, node: process.version,\n"
+        "  clients: [typeof DynamoDBClient, typeof S3Client], sdk });\n"
     )
     tmp_path.chmod(0o755)
     (tmp_path / "app.js").chmod(0o644)
@@ -102,4 +119,60 @@ def test_node_image_answers_an_invocation_through_the_runtime_api(
     assert proc.returncode == 0, proc.stderr[-2000:]
     answer = json.loads(proc.stdout)
     assert answer["doubled"] == 42
-    assert answer["node"].startswith("v18.")
+    assert answer["node"].startswith(f"v{target.runtime.version}.")
+    assert answer["clients"] == ["function", "function"]
+    assert answer["sdk"] == target.runtime.sdk
+
+
+# A handler per language that returns what Lambda gave it: the event, the machine it runs on,
+# and the context's request id and remaining time.
+HANDLERS = {
+    "python": (
+        "probe.py",
+        "import platform\n\n\n"
+        "def handler(event, context):\n"
+        "    return {'event': event, 'machine': platform.machine(),\n"
+        "            'request_id': context.aws_request_id,\n"
+        "            'remaining_ms': context.get_remaining_time_in_millis()}\n",
+    ),
+    "nodejs": (
+        "probe.js",
+        "const os = require('os');\n"
+        "exports.handler = async (event, context) => ({\n"
+        "  event, machine: os.machine(), request_id: context.awsRequestId,\n"
+        "  remaining_ms: context.getRemainingTimeInMillis() });\n",
+    ),
+}
+INVOKED = [
+    (rt, arch)
+    for rt in ("python3.13.debian13", "nodejs20.x.debian13")
+    for arch in MATRIX.runtime(rt).architectures
+]
+
+
+@pytest.mark.engine
+@pytest.mark.slow
+@pytest.mark.parametrize(("runtime_id", "arch"), INVOKED)
+def test_debian13_handler_gets_its_event_architecture_and_context(
+    runtime_id: str, arch: str, built: BuiltImages, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    target = built(runtime_id)[arch]
+    filename, source = HANDLERS[target.runtime.family.id]
+    (tmp_path / filename).write_text(source)
+    tmp_path.chmod(0o755)
+    (tmp_path / filename).chmod(0o644)
+    event = {"order": 7, "items": ["a", "b"]}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "invoke", target.image_tag, "--handler", "probe.handler",
+         "--code", str(tmp_path), "--event", json.dumps(event), "--timeout", "60"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    answer = json.loads(proc.stdout)
+    assert answer["event"] == event
+    assert answer["machine"] == target.arch.uname
+    assert len(answer["request_id"]) == 36  # a UUID, as Lambda's
+    assert 0 < answer["remaining_ms"] <= 60_000

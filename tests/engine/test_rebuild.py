@@ -23,7 +23,13 @@ from pipeline.workdir import Cell, WorkDir
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 EPOCH = Settings.from_environ().epoch
-RUNTIMES = ["provided.debian12", "python3.11.debian12"]
+RUNTIMES = [
+    "provided.debian12",
+    "python3.11.debian12",
+    "provided.debian13",
+    "python3.13.debian13",
+    "nodejs20.x.debian13",
+]
 
 Rebuilt = Callable[[str], dict[str, Any]]
 
@@ -80,6 +86,9 @@ def test_rebuild_produces_an_image_per_architecture(
     for arch, img in images.items():
         inspected = engine.images.get(img["image_id"]).attrs
         assert inspected["Architecture"] == ARCHES[arch].docker
+        assert img["conformance"]["ok"] is True
+        assert "invocation" in img["conformance"]["checks"]
+        assert img["layers"] and img["snapshot_bytes"] > 0
         assert (
             img["image"]
             == f"{os.environ.get('LAMBDA_IMAGES_NAMESPACE') or 'lambda-images'}/{runtime_id}:{arch}"

@@ -160,3 +160,31 @@ def test_hadolint_config_justifies_every_ignored_rule() -> None:
                     break
                 above.append(previous)
             assert any(rule in comment for comment in above), f"{rule} is ignored without a why"
+
+
+def test_debian_node_addon_stage_runs_on_the_build_machine(matrix: Matrix) -> None:
+    """On Debian the Node.js client's native addon is compiled in a stage on the build
+    machine's architecture (cross-compiling for arm64); Amazon Linux rows keep the native stage."""
+    from pipeline.build import global_args
+
+    for runtime_id in ("nodejs18.x.debian12", "nodejs20.x.debian13"):
+        for target in matrix.targets([matrix.runtime(runtime_id)]):
+            text = render_target(target).dockerfile
+            assert global_args(text) == ["BUILD_PLATFORM", "BUILD_BASE"]
+            assert f"ARG BUILD_PLATFORM=linux/{target.arch.docker}\n" in text
+            assert f"ARG BUILD_BASE={target.base_image}\n" in text
+            assert "FROM --platform=${BUILD_PLATFORM} ${BUILD_BASE} AS ric-build\n" in text
+            assert f"crossbuild-essential-{target.arch.debian}" in text
+            assert f'gyp_arch="--arch={"x64" if target.arch.name == "x86_64" else "arm64"}"' in text
+    for target in matrix.targets([matrix.runtime("nodejs20.x")]):
+        text = render_target(target).dockerfile
+        assert global_args(text) == []
+        assert f"FROM {target.base_image} AS ric-build\n" in text
+
+
+def test_global_args_are_the_args_before_the_first_from() -> None:
+    from pipeline.build import global_args
+
+    text = "# c\nARG A\narg B=x y\nFROM scratch AS s\nARG C\nFROM s\n"
+    assert global_args(text) == ["A", "B"]
+    assert global_args("FROM scratch\nARG A\n") == []
