@@ -3,6 +3,11 @@
 Checksums are only ever computed here from the artifact itself (``lambda-images lock``); an
 input the lock does not cover is *unlocked*, and building a target that needs it fails with a
 message that says so. The file sits next to runtimes.yaml.
+
+``archives`` records the state of each Debian base's apt archives as ``lock`` last saw it (the
+sha256 of each InRelease and the digest of its package indices, apt.py): a refresh of the lock
+shows in its diff when the archives moved. It is a record, not a pin — Debian keeps no old state
+reachable here, so a build always uses the archives as they are, and says when they moved.
 """
 
 from __future__ import annotations
@@ -113,6 +118,8 @@ class Lock:
     bases: dict[str, dict[str, str | None]] = field(default_factory=dict)
     inputs: dict[str, dict[str, str | None]] = field(default_factory=dict)
     npm: dict[str, list[LockedPackage]] = field(default_factory=dict)
+    # os id → arch → {"state": digest, "archives": {sources line: {"inrelease", "packages"}}}
+    archives: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     @classmethod
     def for_matrix(cls, matrix_path: Path) -> Lock:
@@ -154,7 +161,13 @@ class Lock:
             lock.npm[runtime_id] = [
                 LockedPackage(path=p["path"], url=p["url"], sha256=p["sha256"]) for p in packages
             ]
+        lock.archives = raw.get("archives", {})
         return lock
+
+    def archive_state(self, os_id: str, arch: str) -> str | None:
+        """The digest of an OS's archive state for one arch as ``lock`` last recorded it."""
+        state = self.archives.get(os_id, {}).get(arch, {}).get("state")
+        return state if isinstance(state, str) else None
 
     def save(self) -> None:
         data = {
@@ -172,6 +185,7 @@ class Lock:
                 rt: [{"path": p.path, "url": p.url, "sha256": p.sha256} for p in packages]
                 for rt, packages in sorted(self.npm.items())
             },
+            "archives": {k: dict(sorted(v.items())) for k, v in sorted(self.archives.items())},
         }
         tmp = self.path.with_suffix(".json.part")
         tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8", newline="\n")
