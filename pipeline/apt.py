@@ -207,7 +207,9 @@ def newest_versions(
         paths = sorted({n.removesuffix(".xz").removesuffix(".gz") for n in listed} & wanted)
         for path in paths:
             text = _fetch_index(archive, path, listed, cache)
-            for paragraph in deb822.Packages.iter_paragraphs(text.decode("utf-8", "replace")):
+            for paragraph in deb822.Packages.iter_paragraphs(
+                text.decode("utf-8", "replace"), use_apt_pkg=False
+            ):
                 name, version = paragraph.get("Package"), paragraph.get("Version")
                 if not name or not version:
                     continue
@@ -245,7 +247,7 @@ def upgrades(installed: dict[str, str], newest: dict[str, Available]) -> list[Up
 def installed_from_status(status: str) -> dict[str, str]:
     """Package name → version of every installed package in a dpkg status file."""
     installed = {}
-    for paragraph in deb822.Deb822.iter_paragraphs(status):
+    for paragraph in deb822.Deb822.iter_paragraphs(status, use_apt_pkg=False):
         state = paragraph.get("Status", "").split()
         if state[-1:] == ["installed"] and paragraph.get("Package") and paragraph.get("Version"):
             installed[paragraph["Package"]] = paragraph["Version"]
