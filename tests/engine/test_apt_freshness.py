@@ -195,7 +195,8 @@ def test_a_newer_package_in_an_archive_is_reported_and_picked_up_by_the_next_bui
     assert behind.returncode == OUTDATED_EXIT, behind.stderr
     assert f"  {PROBE}\t1.0 → 1.1\t(./)" in behind.stdout.splitlines()
     assert behind.stdout.startswith("provided.debian12/x86_64\toutdated: 1 package(s)")
-    assert behind.stderr.strip().splitlines()[-1].endswith(
+    last = behind.stderr.strip().splitlines()[-1]
+    assert last.endswith(
         "newer packages in the archives for provided.debian12/x86_64; rebuild them"
     )
     as_json = cli(*outdated, "--json", env=env)

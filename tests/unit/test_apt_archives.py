@@ -118,9 +118,9 @@ def test_the_state_changes_with_the_packages_not_with_a_new_signature(
 
 def test_an_unreachable_archive_is_a_base_image_error(served: tuple[Path, str]) -> None:
     _, uri = served
-    with pytest.raises(BaseImageError, match="neither .*/nothing/InRelease nor Release exists"):
+    with pytest.raises(BaseImageError, match=r"neither .*/nothing/InRelease nor Release exists"):
         apt.read_state(flat(uri, "nothing/"), "amd64")
-    with pytest.raises(BaseImageError, match="cannot read http://127.0.0.1:9/"):
+    with pytest.raises(BaseImageError, match=r"cannot read http://127\.0\.0\.1:9/"):
         apt.read_state(flat("http://127.0.0.1:9", "x/"), "amd64")
 
 
