@@ -100,12 +100,18 @@ class ArchiveState:
         return sha256_json([self.line, list(self.indices)])
 
 
-def _index_names(archive: AptArchive, debian_arch: str) -> set[str]:
+def _index_names(archive: AptArchive, debian_arch: str, release: deb822.Release) -> set[str]:
+    """The Packages indices apt reads from an archive for an architecture: binary-<arch>, and
+    binary-all only where the Release file says the arch's index leaves arch:all out."""
     if _flat(archive):
         return {"Packages"}
+    arches = [debian_arch]
+    offered = str(release.get("Architectures", "")).split()
+    if "all" in offered and release.get("No-Support-for-Architecture-all") != "Packages":
+        arches.append("all")
     names = set()
     for component in archive.components:
-        for arch in (debian_arch, "all"):
+        for arch in arches:
             names.add(f"{component}/binary-{arch}/Packages")
             # The security archive calls its components updates/main but lists main/…
             names.add(f"{component.rsplit('/', 1)[-1]}/binary-{arch}/Packages")
@@ -122,7 +128,7 @@ def read_state(archive: AptArchive, debian_arch: str) -> ArchiveState:
     if body is None:
         raise BaseImageError(f"{what}: neither {base}/InRelease nor Release exists")
     release = deb822.Release(body)
-    wanted = _index_names(archive, debian_arch)
+    wanted = _index_names(archive, debian_arch, release)
     found: dict[str, str] = {}
     for entry in release.get("SHA256", []):
         name = str(entry["name"])
@@ -151,18 +157,22 @@ def states_digest(states: Sequence[ArchiveState]) -> str:
 # --- the versions an archive offers --------------------------------------------------------
 
 
-def _release_entries(archive: AptArchive) -> dict[str, str]:
+def _release(archive: AptArchive) -> deb822.Release:
     base = _base_url(archive)
     what = f"archive {sources_line(archive)!r}"
     body = _get(f"{base}/InRelease", what) or _get(f"{base}/Release", what)
     if body is None:
         raise BaseImageError(f"{what}: neither {base}/InRelease nor Release exists")
-    return {str(e["name"]): str(e["sha256"]) for e in deb822.Release(body).get("SHA256", [])}
+    return deb822.Release(body)
 
 
-def _fetch_index(archive: AptArchive, path: str, listed: dict[str, str], cache: Path) -> bytes:
+def _fetch_index(
+    archive: AptArchive, path: str, listed: dict[str, str], cache: Path, *, by_hash: bool
+) -> bytes:
     """An index's uncompressed bytes, downloaded compressed and checked against the Release
-    file's sha256; kept in ``cache`` under that sha256."""
+    file's sha256; kept in ``cache`` under that sha256. Where the archive serves indices by
+    hash (Debian's do), that is how they are fetched: a mirror updated between reading the
+    Release file and the index still serves the index that Release file names."""
     what = f"archive {sources_line(archive)!r}"
     for suffix, decompress in (*_COMPRESSIONS, ("", lambda b: b)):
         expected = listed.get(path + suffix)
@@ -172,6 +182,8 @@ def _fetch_index(archive: AptArchive, path: str, listed: dict[str, str], cache: 
         if cached.is_file():
             return bytes(decompress(cached.read_bytes()))
         url = f"{_base_url(archive)}/{path}{suffix}"
+        if by_hash:
+            url = f"{_base_url(archive)}/{path.rpartition('/')[0]}/by-hash/SHA256/{expected}"
         log.command(["GET", url])
         body = _get(url, what)
         if body is None:
@@ -202,11 +214,13 @@ def newest_versions(
     """Package name → its newest version in any of the archives, for one architecture."""
     newest: dict[str, Available] = {}
     for archive in archive_list:
-        listed = _release_entries(archive)
-        wanted = _index_names(archive, debian_arch)
+        release = _release(archive)
+        listed = {str(e["name"]): str(e["sha256"]) for e in release.get("SHA256", [])}
+        by_hash = str(release.get("Acquire-By-Hash", "")).lower() == "yes"
+        wanted = _index_names(archive, debian_arch, release)
         paths = sorted({n.removesuffix(".xz").removesuffix(".gz") for n in listed} & wanted)
         for path in paths:
-            text = _fetch_index(archive, path, listed, cache)
+            text = _fetch_index(archive, path, listed, cache, by_hash=by_hash)
             for paragraph in deb822.Packages.iter_paragraphs(
                 text.decode("utf-8", "replace"), use_apt_pkg=False
             ):
