@@ -182,3 +182,43 @@ def test_the_lock_records_archive_states_and_refuses_a_malformed_one(tmp_path: P
         ConfigurationError, match=r"archives\.debian12\.x86_64\.state: 'sha256:oops'"
     ):
         Lock.load(path)
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ("Architectures: amd64 arm64\n", ["main/binary-amd64/Packages"]),
+        (
+            "Architectures: all amd64\n",
+            ["main/binary-all/Packages", "main/binary-amd64/Packages"],
+        ),
+        (
+            "Architectures: all amd64\nNo-Support-for-Architecture-all: Packages\n",
+            ["main/binary-amd64/Packages"],
+        ),
+    ],
+)
+def test_the_state_covers_the_indices_apt_reads(
+    served: tuple[Path, str], fields: str, expected: list[str]
+) -> None:
+    root, uri = served
+    dists = root / "debian" / "dists" / "stable"
+    dists.mkdir(parents=True)
+    listed = [
+        f" {hashlib.sha256(name.encode()).hexdigest()} 1 {name}"
+        for name in (
+            "main/binary-all/Packages",
+            "main/binary-amd64/Packages",
+            "main/binary-amd64/Packages.xz",
+            "main/binary-arm64/Packages",
+            "contrib/binary-amd64/Packages",
+        )
+    ]
+    (dists / "Release").write_text(fields + "SHA256:\n" + "\n".join(listed) + "\n")
+    archive = AptArchive(uri=f"{uri}/debian", suite="stable")
+    state = apt.read_state(archive, "amd64")
+    assert [path for path, _ in state.indices] == expected
+    assert (
+        dict(state.indices)["main/binary-amd64/Packages"]
+        == hashlib.sha256(b"main/binary-amd64/Packages").hexdigest()
+    )
