@@ -24,7 +24,7 @@ from .branch import BranchResult, push_branch
 from .build import BuildRecord, build_target, image_labels
 from .conformance import Report, print_report, probe_dir, run_checks
 from .engine import connect, require_emulation
-from .errors import ConformanceError, PublishError, SnapshotError
+from .errors import BaseImageError, ConformanceError, PublishError, SnapshotError
 from .incremental import (
     INPUT_LABEL,
     CellInputs,
@@ -581,10 +581,15 @@ def lock_inputs(run: Run, runtimes: Sequence[Runtime]) -> LockSummary:
             unlocked += [f"{rt.id}: {name}" for name in names]
             if isinstance(rt.os.base, RootfsBase):
                 for arch in rt.architectures:
-                    if arch not in lockfile.archives.get(rt.os.id, {}):
-                        lockfile.archives.setdefault(rt.os.id, {})[arch] = _archive_record(
-                            rt.os.base, ARCHES[arch]
-                        )
+                    if arch in lockfile.archives.get(rt.os.id, {}):
+                        continue
+                    try:
+                        record = _archive_record(rt.os.base, ARCHES[arch])
+                    except BaseImageError as exc:
+                        log.warning(f"{exc}; its state is not recorded")
+                        unlocked.append(f"{rt.os.id}: archive state for {arch}")
+                        continue
+                    lockfile.archives.setdefault(rt.os.id, {})[arch] = record
             if isinstance(rt.os.base, ImageBase):
                 for arch in rt.architectures:
                     digests = lockfile.bases.setdefault(rt.os.id, {})
