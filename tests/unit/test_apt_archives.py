@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from functools import partial
@@ -222,3 +225,23 @@ def test_the_state_covers_the_indices_apt_reads(
         dict(state.indices)["main/binary-amd64/Packages"]
         == hashlib.sha256(b"main/binary-amd64/Packages").hexdigest()
     )
+
+
+def test_lock_records_no_state_for_an_unreachable_archive_and_says_so(tmp_path: Path) -> None:
+    text = (REPO / "runtimes.yaml").read_text()
+    text = text.replace("mirror: http://deb.debian.org/debian\n", "mirror: http://127.0.0.1:9\n", 1)
+    text = text.replace(
+        "suite: bookworm\n", "suite: bookworm\n        security_mirror: http://127.0.0.1:9\n", 1
+    )
+    (tmp_path / "runtimes.yaml").write_text(text)
+    shutil.copy(REPO / "runtimes.lock.json", tmp_path / "runtimes.lock.json")
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "--matrix", str(tmp_path / "runtimes.yaml"),
+         "--work", str(tmp_path / "work"), "lock", "provided.debian12"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "unlocked: debian12: archive state for x86_64" in result.stderr
+    assert "unlocked: debian12: archive state for arm64" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "debian12" not in Lock.load(tmp_path / "runtimes.lock.json").archives
