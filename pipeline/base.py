@@ -1,9 +1,12 @@
 """Base: the operating-system image every runtime of an OS is built FROM.
 
-Debian bases are built here with mmdebstrap, reproducibly (SOURCE_DATE_EPOCH), cached by their
-inputs, and loaded into the engine as a one-layer image archive whose config names the target
-architecture. (Docker 20.10's classic builder labels ``FROM scratch`` and ``docker import`` images
-with the host architecture; ``docker load`` keeps what the config says.)
+Debian bases are built here with mmdebstrap from the suite, its -updates and its -security archive
+(apt.py), reproducibly (SOURCE_DATE_EPOCH), cached by their inputs *and the archives' current
+state*, and loaded into the engine as a one-layer image archive whose config names the target
+architecture and carries that state as a label — so an archive update gives a new base image id,
+and every image built on it (and its build cache) moves with it; a base built from an older
+state is never reused. (Docker 20.10's classic builder labels ``FROM scratch`` and ``docker
+import`` images with the host architecture; ``docker load`` keeps what the config says.)
 
 Amazon Linux bases are pulled by the digest pinned in the lock file.
 """
@@ -24,7 +27,7 @@ from typing import Any
 
 import docker.errors
 
-from . import log
+from . import apt, log
 from .digests import sha256_file
 from .epoch import iso8601
 from .errors import BaseImageError, EngineError
@@ -52,6 +55,8 @@ TRANSIENT_FILES = (
     "var/log/dpkg.log",
 )
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# The base image label holding the digest of the archives' state the root was made from.
+APT_STATE_LABEL = "lambda-base-images.apt-state"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,6 +66,7 @@ class BaseRecord:
     architecture: str  # docker architecture in the image config
     source: str  # how it was obtained: the mmdebstrap command or the pinned reference
     cached: bool  # True when nothing had to be built or pulled
+    apt_state: str = ""  # Debian: digest of the archives' state (apt.states_digest)
 
 
 def mmdebstrap_command(base: RootfsBase, debian_arch: str, output: Path) -> list[str]:
@@ -76,36 +82,67 @@ def mmdebstrap_command(base: RootfsBase, debian_arch: str, output: Path) -> list
     argv += [f"--dpkgopt={opt}" for opt in DPKG_EXCLUDES]
     transient = " ".join(f'"$1"/{path}' for path in TRANSIENT_FILES)
     argv.append(f"--customize-hook=rm -rf {transient}")
-    argv += ["--", base.suite, str(output), base.mirror]  # operands, never options
+    # Full sources lines: mmdebstrap installs from all of them (apt takes the newest version)
+    # and writes them to the root's /etc/apt/sources.list, which later RUN steps use.
+    # After "--": operands, never options.
+    argv += ["--", base.suite, str(output), *(apt.sources_line(a) for a in apt.archives(base))]
     return argv
 
 
-def _rootfs_key(base: RootfsBase, debian_arch: str, epoch: int) -> str:
+def _rootfs_key(base: RootfsBase, debian_arch: str, epoch: int, apt_state: str) -> str:
     inputs = {
         "base": asdict(base),
         "arch": debian_arch,
         "epoch": epoch,
         "excludes": DPKG_EXCLUDES,
         "transient": TRANSIENT_FILES,
+        "apt_state": apt_state,
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
 
+# How often the archives may move while mmdebstrap runs before giving up (they move a few times
+# a day, so a second try practically always finds them still).
+STATE_ATTEMPTS = 2
+
+
 def build_rootfs(target: Target, base: RootfsBase, cache: Path, epoch: int) -> tuple[Path, bool]:
-    """The rootfs tarball of a Debian base, built once per set of inputs."""
+    """The rootfs tarball of a Debian base, built once per set of inputs and archive state.
+
+    The archives' state is read before and after mmdebstrap: a root made while an archive moved
+    is thrown away and made again, so the state recorded beside it is the one it came from."""
     arch = target.arch.debian
-    folder = cache / "base" / f"{target.runtime.os.id}-{arch}-{_rootfs_key(base, arch, epoch)}"
-    rootfs = folder / "rootfs.tar"
-    if rootfs.is_file():
-        return folder, True
-    # One mmdebstrap per cache entry: a second process waits for the first and then finds it.
-    with flocked(folder.parent / f".{folder.name}.lock", f"the {folder.name} base cache"):
+    for _ in range(STATE_ATTEMPTS):
+        states = apt.read_states(base, arch)
+        state = apt.states_digest(states)
+        key = _rootfs_key(base, arch, epoch, state)
+        folder = cache / "base" / f"{target.runtime.os.id}-{arch}-{key}"
+        rootfs = folder / "rootfs.tar"
         if rootfs.is_file():
             return folder, True
-        return _make_rootfs(target, base, folder, epoch), False
+        # One mmdebstrap per cache entry: a second process waits for the first and finds it.
+        with flocked(folder.parent / f".{folder.name}.lock", f"the {folder.name} base cache"):
+            if rootfs.is_file():
+                return folder, True
+            if _make_rootfs(target, base, folder, epoch, states):
+                return folder, False
+        log.info(f"{target.runtime.os.id}/{arch}: an archive moved meanwhile; once more")
+    msg = (
+        f"{target.runtime.os.id}/{arch}: the Debian archives kept changing while the base was "
+        "made; try again in a few minutes"
+    )
+    raise BaseImageError(msg)
 
 
-def _make_rootfs(target: Target, base: RootfsBase, folder: Path, epoch: int) -> Path:
+def _make_rootfs(
+    target: Target,
+    base: RootfsBase,
+    folder: Path,
+    epoch: int,
+    states: list[apt.ArchiveState],
+) -> bool:
+    """Make the root into ``folder``; False (and nothing kept) when an archive moved while
+    mmdebstrap ran, since the root might then mix two states."""
     arch = target.arch.debian
     rootfs = folder / "rootfs.tar"
     if shutil.which("mmdebstrap") is None:
@@ -126,7 +163,10 @@ def _make_rootfs(target: Target, base: RootfsBase, folder: Path, epoch: int) -> 
             what = f"{target.runtime.os.id}/{arch} (exit {proc.returncode})"
             msg = f"mmdebstrap failed for {what}: {tail}"
             raise BaseImageError(msg)
+        if apt.states_digest(apt.read_states(base, arch)) != apt.states_digest(states):
+            return False
         (staging / "command.json").write_text(json.dumps(argv) + "\n")
+        (staging / "archives.json").write_text(json.dumps(_states_record(states), indent=2))
         try:
             staging.rename(folder)  # atomic: a concurrent run may have won the race
         except OSError:
@@ -135,7 +175,26 @@ def _make_rootfs(target: Target, base: RootfsBase, folder: Path, epoch: int) -> 
     finally:
         if staging.exists():
             shutil.rmtree(staging)
-    return folder
+    return True
+
+
+def _states_record(states: list[apt.ArchiveState]) -> dict[str, Any]:
+    return {
+        "digest": apt.states_digest(states),
+        "archives": [
+            {"line": s.line, "release_sha256": s.release_sha256, "indices": dict(s.indices)}
+            for s in states
+        ],
+    }
+
+
+def rootfs_apt_state(folder: Path) -> str:
+    """The archive-state digest a cached root was made from ("" for a root made before the
+    state was recorded: such a folder is never found, its key had no state)."""
+    path = folder / "archives.json"
+    if not path.is_file():
+        return ""
+    return str(json.loads(path.read_text()).get("digest", ""))
 
 
 def image_archive(folder: Path, target: Target, name: str, epoch: int) -> tuple[Path, str]:
@@ -149,7 +208,11 @@ def image_archive(folder: Path, target: Target, name: str, epoch: int) -> tuple[
         "architecture": target.arch.docker,
         "os": "linux",
         "created": created,
-        "config": {"Env": [DEFAULT_PATH], "Cmd": ["bash"]},
+        "config": {
+            "Env": [DEFAULT_PATH],
+            "Cmd": ["bash"],
+            "Labels": {APT_STATE_LABEL: rootfs_apt_state(folder)},
+        },
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{"created": created, "created_by": " ".join(command)}],
     }
@@ -207,6 +270,7 @@ def ensure_base(target: Target, client: Any, lock: Lock, *, cache: Path, epoch: 
     folder, rootfs_cached = build_rootfs(target, base, cache, epoch)
     archive, image_id = image_archive(folder, target, name, epoch)
     source = " ".join(json.loads((folder / "command.json").read_text()))
+    apt_state = rootfs_apt_state(folder)
     present = _present(client, name)
     if present is not None and present.id == image_id:
         return BaseRecord(
@@ -215,6 +279,7 @@ def ensure_base(target: Target, client: Any, lock: Lock, *, cache: Path, epoch: 
             architecture=target.arch.docker,
             source=source,
             cached=rootfs_cached,
+            apt_state=apt_state,
         )
     log.info(f"loading {name} into the engine")
     with archive.open("rb") as f:
@@ -229,7 +294,12 @@ def ensure_base(target: Target, client: Any, lock: Lock, *, cache: Path, epoch: 
         msg = f"{name} loaded as {loaded.attrs.get('Architecture')}, not {target.arch.docker}"
         raise BaseImageError(msg)
     return BaseRecord(
-        name=name, image_id=loaded.id, architecture=target.arch.docker, source=source, cached=False
+        name=name,
+        image_id=loaded.id,
+        architecture=target.arch.docker,
+        source=source,
+        cached=False,
+        apt_state=apt_state,
     )
 
 

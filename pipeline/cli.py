@@ -23,7 +23,14 @@ from rich.table import Table
 
 from . import __version__, log
 from . import orchestrate as do
-from .errors import ConformanceError, InvocationError, LambdaImagesError, StaleError, UsageError
+from .errors import (
+    ConformanceError,
+    InvocationError,
+    LambdaImagesError,
+    OutdatedError,
+    StaleError,
+    UsageError,
+)
 from .matrix import ARCHES, Runtime
 from .settings import Settings
 
@@ -595,6 +602,33 @@ def test(
         do.show_reports(reports)
     if failed:
         raise ConformanceError(f"conformance checks failed for {', '.join(failed)}")
+
+
+@cli.command()
+@click.argument("runtimes", nargs=-1)
+@arch_option
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON on stdout.")
+@deprecated_option
+@click.pass_obj
+def outdated(
+    settings: Settings,
+    runtimes: tuple[str, ...],
+    arches: tuple[str, ...],
+    as_json: bool,
+    include_deprecated: bool,
+) -> None:
+    """Installed packages of built Debian images with a newer version in their OS archives
+    (suite, -updates, -security); fails when any has one."""
+    run, selected = _selected(settings, runtimes, include_deprecated)
+    report = do.outdated_images(run, selected, arches)
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        for line in report.lines():
+            click.echo(line)
+    if report.outdated:
+        names = ", ".join(f"{i.runtime}/{i.arch}" for i in report.outdated)
+        raise OutdatedError(f"newer packages in the archives for {names}; rebuild them")
 
 
 @cli.command()

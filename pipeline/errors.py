@@ -93,3 +93,9 @@ class ConformanceError(LambdaImagesError):
     def __init__(self, message: str, report: Any = None) -> None:
         super().__init__(message)
         self.report = report  # the conformance Report, for --json output
+
+
+class OutdatedError(LambdaImagesError):
+    """A built image holds a package for which its OS archives have a newer version."""
+
+    return_code = 14

@@ -3,6 +3,11 @@
 Checksums are only ever computed here from the artifact itself (``lambda-images lock``); an
 input the lock does not cover is *unlocked*, and building a target that needs it fails with a
 message that says so. The file sits next to runtimes.yaml.
+
+``archives`` records the state of each Debian base's apt archives as ``lock`` last saw it (the
+sha256 of each InRelease and the digest of its package indices, apt.py): a refresh of the lock
+shows in its diff when the archives moved. It is a record, not a pin — Debian keeps no old state
+reachable here, so a build always uses the archives as they are, and says when they moved.
 """
 
 from __future__ import annotations
@@ -124,6 +129,8 @@ class Lock:
     inputs: dict[str, dict[str, str | None]] = field(default_factory=dict)
     npm: dict[str, list[LockedPackage]] = field(default_factory=dict)
     go: dict[str, LockedModule] = field(default_factory=dict)  # built input name → module
+    # os id → arch → {"state": digest, "archives": {sources line: {"inrelease", "packages"}}}
+    archives: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     @classmethod
     def for_matrix(cls, matrix_path: Path) -> Lock:
@@ -169,7 +176,13 @@ class Lock:
             lock.go[name] = LockedModule(
                 module=entry["module"], version=entry["version"], sum=entry["sum"]
             )
+        lock.archives = raw.get("archives", {})
         return lock
+
+    def archive_state(self, os_id: str, arch: str) -> str | None:
+        """The digest of an OS's archive state for one arch as ``lock`` last recorded it."""
+        state = self.archives.get(os_id, {}).get(arch, {}).get("state")
+        return state if isinstance(state, str) else None
 
     def save(self) -> None:
         data = {
@@ -191,6 +204,7 @@ class Lock:
                 name: {"module": m.module, "version": m.version, "sum": m.sum}
                 for name, m in sorted(self.go.items())
             },
+            "archives": {k: dict(sorted(v.items())) for k, v in sorted(self.archives.items())},
         }
         tmp = self.path.with_suffix(".json.part")
         tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8", newline="\n")

@@ -51,14 +51,31 @@ ARCHES: Final[dict[str, Arch]] = {
 }
 
 
+DEBIAN_SECURITY: Final = "http://deb.debian.org/debian-security"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AptArchive:
+    """One apt repository a Debian base (and its images' apt) installs from."""
+
+    uri: str
+    suite: str  # a suite name, or a path ending in "/" for a flat repository
+    components: tuple[str, ...] = ("main",)
+    trusted: bool = False  # [trusted=yes]: an unsigned repository (tests, private mirrors)
+
+
 @dataclass(frozen=True, kw_only=True)
 class RootfsBase:
-    """An OS base the pipeline builds itself from distribution packages (mmdebstrap)."""
+    """An OS base the pipeline builds itself from distribution packages (mmdebstrap): from the
+    suite, its -updates and its -security archive, plus any extra archives."""
 
     suite: str
     mirror: str
+    security_mirror: str = DEBIAN_SECURITY
+    components: tuple[str, ...] = ("main",)
     variant: str = "minbase"
     include: tuple[str, ...] = ()
+    extra_archives: tuple[AptArchive, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -534,8 +551,21 @@ def _build(doc: _Located, templates_dir: Path) -> Matrix:
             base = RootfsBase(
                 suite=r["suite"],
                 mirror=r["mirror"],
+                security_mirror=r.get("security_mirror", DEBIAN_SECURITY),
+                components=tuple(r.get("components", ("main",))),
                 variant=r.get("variant", "minbase"),
                 include=tuple(r.get("include", ())),
+                extra_archives=tuple(
+                    AptArchive(
+                        uri=a["uri"],
+                        suite=a["suite"],
+                        components=tuple(
+                            a.get("components", () if a["suite"].endswith("/") else ("main",))
+                        ),
+                        trusted=a.get("trusted", False),
+                    )
+                    for a in r.get("extra_archives", ())
+                ),
             )
         else:
             base = ImageBase(reference=base_raw["image"]["reference"])

@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from . import log
+from . import apt, log
 from .base import BaseRecord, ensure_base, lock_base_digest
 from .branch import BranchResult, push_branch
 from .build import BuildRecord, build_target, global_args, image_labels
 from .conformance import Report, print_report, run_checks
 from .engine import connect, engine_arch, require_emulation
-from .errors import ConformanceError, PublishError, SnapshotError
+from .errors import BaseImageError, ConformanceError, PublishError, SnapshotError
 from .incremental import (
     INPUT_LABEL,
     CellInputs,
@@ -46,9 +46,10 @@ from .inputs import (
     require_locked,
 )
 from .lock import Lock
-from .matrix import ARCHES, ImageBase, Matrix, Runtime, Target, load_matrix
+from .matrix import ARCHES, Arch, ImageBase, Matrix, RootfsBase, Runtime, Target, load_matrix
 from .oci.credentials import resolve_credentials
 from .oci.registry import RegistryRef
+from .outdated import OutdatedReport, check_targets
 from .probes import prepare_probe
 from .publish import PublishReport, publish
 from .render import render_target, write_context
@@ -123,6 +124,12 @@ def prepare_base(run: Run, target: Target) -> BaseRecord:
             target, run.client, run.lock, cache=run.settings.cache, epoch=run.settings.epoch
         )
         log.info(f"    {record.name} {record.image_id[:19]} ({record.architecture})")
+        locked = run.lock.archive_state(target.runtime.os.id, target.arch.name)
+        if record.apt_state and locked and locked != record.apt_state:
+            log.info(
+                f"    its apt archives moved since {run.lock.path.name} recorded them; "
+                "built from their current state (`lambda-images lock` records it)"
+            )
         return record
 
 
@@ -545,6 +552,14 @@ def render_contexts(
     return paths
 
 
+def outdated_images(
+    run: Run, runtimes: Sequence[Runtime], arches: Sequence[str] = ()
+) -> OutdatedReport:
+    """Which installed packages of the built Debian images have a newer version now."""
+    targets = run.matrix.targets(runtimes, arches)
+    return check_targets(run.client, targets, run.settings.cache / "apt")
+
+
 def publish_runtimes(
     run: Run,
     ids: Sequence[str],
@@ -586,9 +601,12 @@ class LockSummary:
 
 
 def lock_inputs(run: Run, runtimes: Sequence[Runtime]) -> LockSummary:
-    """Pin every downloadable input of ``runtimes`` by sha256 in the lock file (network).
-    Inputs that cannot be downloaded from here stay unlocked (null), and are named."""
+    """Pin every downloadable input of ``runtimes`` by sha256 in the lock file (network), and
+    record the current state of their Debian archives. Inputs that cannot be downloaded from
+    here stay unlocked (null), and are named."""
     lockfile = run.lock
+    for os_id in {rt.os.id for rt in runtimes}:
+        lockfile.archives.pop(os_id, None)  # read afresh, once per OS and arch
     unlocked: list[str] = []
     tried: set[str] = set()
     for rt in runtimes:
@@ -599,6 +617,17 @@ def lock_inputs(run: Run, runtimes: Sequence[Runtime]) -> LockSummary:
                 lockfile.npm[rt.id] = lock_npm(rt, run.inputs_cache)
             names = lock_url_inputs(rt, lockfile, run.inputs_cache, tried)
             unlocked += [f"{rt.id}: {name}" for name in names]
+            if isinstance(rt.os.base, RootfsBase):
+                for arch in rt.architectures:
+                    if arch in lockfile.archives.get(rt.os.id, {}):
+                        continue
+                    try:
+                        record = _archive_record(rt.os.base, ARCHES[arch])
+                    except BaseImageError as exc:
+                        log.warning(f"{exc}; its state is not recorded")
+                        unlocked.append(f"{rt.os.id}: archive state for {arch}")
+                        continue
+                    lockfile.archives.setdefault(rt.os.id, {})[arch] = record
             if isinstance(rt.os.base, ImageBase):
                 for arch in rt.architectures:
                     digests = lockfile.bases.setdefault(rt.os.id, {})
@@ -608,3 +637,11 @@ def lock_inputs(run: Run, runtimes: Sequence[Runtime]) -> LockSummary:
                         unlocked.append(f"{rt.os.id}: base image for {arch}")
     lockfile.save()
     return LockSummary(path=lockfile.path, unlocked=sorted(set(unlocked)))
+
+
+def _archive_record(base: RootfsBase, arch: Arch) -> dict[str, Any]:
+    states = apt.read_states(base, arch.debian)
+    return {
+        "state": apt.states_digest(states),
+        "archives": {s.line: {"inrelease": s.release_sha256, "packages": s.digest} for s in states},
+    }

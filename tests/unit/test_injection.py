@@ -241,11 +241,20 @@ def test_a_hostile_package_never_becomes_an_option(
             assert argv(matrix) == [*benign_argv[:-1], value], value
 
 
-@pytest.mark.parametrize("key", ["suite", "mirror", "include"])
+# After "--": the suite, the output, and the sources lines of the suite, -updates and -security.
+MMDEBSTRAP_OPERANDS = 5
+
+
+@pytest.mark.parametrize("key", ["suite", "mirror", "security_mirror", "include"])
 def test_a_hostile_rootfs_value_never_becomes_an_mmdebstrap_option(
     key: str, tmp_path: Path
 ) -> None:
-    benign = {"suite": "benign", "mirror": "http://example.com/debian", "include": "benign-pkg"}
+    benign = {
+        "suite": "benign",
+        "mirror": "http://example.com/debian",
+        "security_mirror": "http://example.com/debian-security",
+        "include": "benign-pkg",
+    }
 
     def setter(doc: dict[str, Any], value: str) -> None:
         rootfs = doc["operating_systems"]["debian12"]["base"]["rootfs"]
@@ -258,13 +267,13 @@ def test_a_hostile_rootfs_value_never_becomes_an_mmdebstrap_option(
 
     benign_argv = argv(load(with_value(Field("", "", "", setter, ""), benign[key]), tmp_path))
     assert any(benign[key] in arg for arg in benign_argv)
-    assert benign_argv[-4] == "--"  # suite, output and mirror are operands
+    assert benign_argv[-MMDEBSTRAP_OPERANDS - 1] == "--"  # suite, output, sources: operands
     for value in HOSTILE:
         matrix = refused(with_value(Field("", "", "", setter, ""), value), tmp_path)
         if matrix is not None:
             hostile_argv = argv(matrix)
             assert len(hostile_argv) == len(benign_argv), value
-            assert hostile_argv.index("--") == len(hostile_argv) - 4, value
+            assert hostile_argv.index("--") == len(hostile_argv) - MMDEBSTRAP_OPERANDS - 1, value
             if key == "include":  # the one value inside an option: it must stay one element
                 assert f"--include={value}" in hostile_argv, value
 
