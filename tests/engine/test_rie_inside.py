@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.conformance import PROBE_HANDLER, probe_dir
+from pipeline.probes import PROBE_HANDLER, probe_dir
 from pipeline.emulator import INVOKE_PATH
 from pipeline.matrix import Target
 
