@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.probes import PROBE_HANDLER, probe_dir
 from pipeline.emulator import INVOKE_PATH
 from pipeline.matrix import Target
+from pipeline.probes import PROBE_HANDLER, probe_dir
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
