@@ -125,6 +125,13 @@ def _registry(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     return value
 
 
+def _mirrors(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[str, ...]:
+    """``--mirror``: each checked as ``--registry`` is."""
+    return tuple(_registry(ctx, param, value) or value for value in values)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(__version__, prog_name="lambda-images")
 @click.option(
@@ -427,6 +434,14 @@ def branch(
     callback=_written_file,
     help="JSON summary.",
 )
+@click.option(
+    "--mirror",
+    "mirrors",
+    multiple=True,
+    metavar="REGISTRY/NAMESPACE",
+    callback=_mirrors,
+    help="Also push the same digests and tags here (repeatable); a failing mirror is reported.",
+)
 @click.pass_obj
 def publish_command(
     settings: Settings,
@@ -434,11 +449,13 @@ def publish_command(
     registry: str,
     git_remote: str | None,
     report: Path | None,
+    mirrors: tuple[str, ...],
 ) -> None:
     """Push snapshots from the work directory to a registry (and branches); all-or-nothing
     per runtime."""
     run, selected = _selected(settings, runtimes)
-    do.publish_runtimes(run, [rt.id for rt in selected], registry, git_remote, report).show()
+    ids = [rt.id for rt in selected]
+    do.publish_runtimes(run, ids, registry, git_remote, report, mirrors).show()
 
 
 @cli.command()

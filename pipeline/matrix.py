@@ -28,6 +28,8 @@ from .errors import ConfigurationError, UsageError
 DEFAULT_MATRIX: Final = Path("runtimes.yaml")
 TEMPLATES_DIR: Final = Path(__file__).resolve().parent.parent / "templates"
 DEPRECATION_WARNING_DAYS: Final = 90
+# Tags publishing writes itself: a runtime's ``tag`` may not take them.
+RESERVED_TAGS: Final = ("latest", "latest-x86_64", "latest-arm64")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -173,6 +175,7 @@ class Family:
     name: str
     template: str
     sdk: str | None = None  # the title of the SDK column in the runtime tables
+    latest: str | None = None  # the runtime id the family's ``latest`` tags name (declared)
     environment: tuple[tuple[str, str], ...] = ()  # extra ENV of every image of the family
     destinations: tuple[tuple[str, str], ...] = ()  # input role → where its files go
 
@@ -253,6 +256,10 @@ class Matrix:
 
     def __post_init__(self) -> None:
         self._by_id.update({rt.id: rt for rt in self.runtimes})
+
+    def latest(self, family: Family) -> Runtime | None:
+        """The runtime the family's ``latest`` tags name, as runtimes.yaml declares it."""
+        return self._by_id[family.latest] if family.latest else None
 
     def runtime(self, runtime_id: str) -> Runtime:
         try:
@@ -593,6 +600,7 @@ def _build(doc: _Located, templates_dir: Path) -> Matrix:
             name=raw["name"],
             template=raw["template"],
             sdk=raw.get("sdk"),
+            latest=raw.get("latest"),
             environment=tuple(raw.get("environment", {}).items()),
             destinations=tuple(sorted(raw.get("destinations", {}).items())),
         )
@@ -612,6 +620,7 @@ def _build(doc: _Located, templates_dir: Path) -> Matrix:
 
     runtimes: list[Runtime] = []
     seen: dict[str, int] = {}
+    tags: dict[tuple[str, str], tuple[str, int]] = {}  # (family, tag) → runtime id, line
     for i, raw in enumerate(data["runtimes"]):
         where: Path_ = ("runtimes", i)
         rt_id = raw["id"]
@@ -660,6 +669,19 @@ def _build(doc: _Located, templates_dir: Path) -> Matrix:
                         f"input {emulator!r} has no url for {arch}, which {rt_id} needs",
                     )
             roles.append(("emulator", (inputs[emulator],)))
+        tag = raw.get("tag", str(raw["version"]))
+        tag_at: Path_ = (*where, "tag") if "tag" in raw else (*where, "version")
+        if tag in RESERVED_TAGS:
+            msg = f"tag {tag!r} is written by publishing itself; expected another tag"
+            raise doc.fail(tag_at, msg)
+        if (raw["family"], tag) in tags:
+            other, line = tags[(raw["family"], tag)]
+            raise doc.fail(
+                tag_at,
+                f"{rt_id} would be published as {raw['family']}:{tag}, which {other} (line "
+                f"{line}) already is; expected a tag of its own (set `tag:`)",
+            )
+        tags[(raw["family"], tag)] = (rt_id, doc.line(where))
         install = raw.get("install", {})
         deprecation = raw.get("deprecation")
         runtimes.append(
@@ -668,7 +690,7 @@ def _build(doc: _Located, templates_dir: Path) -> Matrix:
                 name=raw["name"],
                 family=families[raw["family"]],
                 version=str(raw["version"]),
-                tag=raw.get("tag", str(raw["version"])),
+                tag=tag,
                 os=system,
                 architectures=tuple(raw["architectures"]),
                 sdk=raw.get("sdk"),
@@ -682,6 +704,13 @@ def _build(doc: _Located, templates_dir: Path) -> Matrix:
                 inputs=tuple(roles),
             )
         )
+    for fam_id, family in families.items():
+        if family.latest is None:
+            continue
+        own = {r.id: r for r in runtimes if r.family.id == fam_id}
+        if family.latest not in own:
+            where = ("families", fam_id, "latest")
+            raise _unknown_ref(doc, where, family.latest, own, f"runtime of {fam_id}")
     return Matrix(
         path=doc.file,
         operating_systems=systems,

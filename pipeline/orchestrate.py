@@ -566,10 +566,13 @@ def publish_runtimes(
     registry: str,
     git_remote: str | None,
     report: Path | None = None,
+    mirrors: Sequence[str] = (),
 ) -> PublishReport:
-    """Publish runtimes from the work folder; raises PublishError naming those that failed
-    (after every runtime was tried and the report written)."""
+    """Publish runtimes from the work folder, then copy them to each mirror; raises
+    PublishError naming those that failed on the primary registry (after every runtime was
+    tried and the report written). A mirror that is behind is only reported."""
     ref = RegistryRef.parse(registry)
+    copies = [RegistryRef.parse(m) for m in mirrors]
     summary = publish(
         run.matrix,
         ids,
@@ -579,11 +582,14 @@ def publish_runtimes(
         credentials=resolve_credentials(ref.host, run.settings),
         git_remote=git_remote,
         report_path=report,
+        mirrors=[(m, resolve_credentials(m.host, run.settings)) for m in copies],
     )
     failed = [r.runtime for r in summary.runtimes if r.status == "failed"]
     if failed:
         summary.show()
         raise PublishError(f"not published: {', '.join(failed)} (reasons above and in --report)")
+    for mirror, behind in summary.mirrors_behind.items():
+        log.warning(f"mirror {mirror} is behind on {', '.join(behind)} (see --report)")
     return summary
 
 

@@ -12,9 +12,18 @@ no ``test.json`` whose ``ok`` is not true):
 2. the per-architecture manifests and the index, by digest (nothing visible moves yet);
 3. the runtime's git branch (one orphan commit, ``--force-with-lease`` against the head read
    when this runtime's publish began), so a concurrent publisher stops us before any tag moves;
-4. the tags: ``<tag>-<arch>``, ``<tag>.<YYYY.MM.DD.HH>-<arch>``, ``<tag>`` and
-   ``<tag>.<YYYY.MM.DD.HH>`` (the index), and ``latest`` for the family's newest supported
-   runtime. A tag already at the right digest is not rewritten.
+4. the tags: the dated ones first (``<tag>.<YYYY.MM.DD.HH>-<arch>``, ``<tag>.<YYYY.MM.DD.HH>``),
+   then ``<tag>-<arch>``, ``<tag>``, and ``latest-<arch>``, ``latest`` when runtimes.yaml
+   declares the runtime its family's latest. A tag already at the right digest is not rewritten.
+
+The date of the dated tags is the release time (``Settings.release``, set once per run), not
+SOURCE_DATE_EPOCH, which stays the fixed time of file contents. A dated tag is immutable: one
+that already names another digest refuses the runtime before anything moves. A runtime whose
+``<tag>`` and ``<tag>-<arch>`` already name this content is no new release: it keeps the dated
+tags of the release that first published it, and mints none.
+
+When every runtime is on the primary, the same blobs, manifests and tags go to each mirror; a
+mirror that fails is reported as behind and blocks neither the primary nor the other mirrors.
 
 A failing runtime is reported and the next one goes on. Nothing here talks to the engine.
 """
@@ -88,11 +97,22 @@ class ArchImage:
 
 
 @dataclass(kw_only=True)
+class MirrorReport:
+    """One runtime on one mirror: ``published``, ``unchanged`` or ``behind`` (with a reason)."""
+
+    status: str = "behind"
+    reason: str | None = None
+    tags_moved: list[str] = field(default_factory=list)
+    blobs_uploaded: int = 0
+
+
+@dataclass(kw_only=True)
 class RuntimeReport:
     runtime: str
     repository: str
     status: str = "failed"  # published | unchanged | failed
     reason: str | None = None
+    release: str | None = None  # YYYY.MM.DD.HH of the release the tags name
     index: str | None = None
     manifests: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
@@ -102,26 +122,41 @@ class RuntimeReport:
     blobs_mounted: int = 0
     bytes_mounted: int = 0  # bytes a cross-repository mount saved uploading
     branch: dict[str, Any] | None = None
+    mirrors: dict[str, MirrorReport] = field(default_factory=dict)
 
 
 @dataclass(kw_only=True)
 class PublishReport:
     registry: str
     git_remote: str | None
+    mirrors: list[str] = field(default_factory=list)
     runtimes: list[RuntimeReport] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
+        """Every runtime published or unchanged on the primary registry (mirrors aside)."""
         return all(r.status != "failed" for r in self.runtimes)
+
+    @property
+    def mirrors_behind(self) -> dict[str, dict[str, str | None]]:
+        """Mirror → {runtime: reason} for each runtime a mirror lacks."""
+        behind: dict[str, dict[str, str | None]] = {}
+        for r in self.runtimes:
+            for mirror, m in r.mirrors.items():
+                if m.status == "behind":
+                    behind.setdefault(mirror, {})[r.runtime] = m.reason
+        return behind
 
     def as_json(self) -> dict[str, Any]:
         return {
             "registry": self.registry,
             "git_remote": self.git_remote,
+            "mirrors": self.mirrors,
             "ok": self.ok,
             "published": [r.runtime for r in self.runtimes if r.status == "published"],
             "unchanged": [r.runtime for r in self.runtimes if r.status == "unchanged"],
             "failed": {r.runtime: r.reason for r in self.runtimes if r.status == "failed"},
+            "mirrors_behind": self.mirrors_behind,
             "bytes_uploaded": sum(r.bytes_uploaded for r in self.runtimes),
             "bytes_mounted": sum(r.bytes_mounted for r in self.runtimes),
             "runtimes": [dataclasses.asdict(r) for r in self.runtimes],
@@ -131,51 +166,53 @@ class PublishReport:
         write_json(path, self.as_json())
 
     def show(self) -> None:
-        """One line per runtime on stdout: runtime, status, index digest or reason."""
+        """One line per runtime on stdout: runtime, status, index digest or reason; then one
+        line per runtime a mirror is behind on."""
         for r in self.runtimes:
             print(f"{r.runtime}\t{r.status}\t{r.index or r.reason}", flush=True)
+        for mirror, runtimes in self.mirrors_behind.items():
+            for runtime, reason in runtimes.items():
+                print(f"{runtime}\tbehind on mirror {mirror}\t{reason}", flush=True)
 
 
 # --- pure: tags, documents ---------------------------------------------------------------------
 
 
-def dated_stamp(epoch: int) -> str:
-    """``YYYY.MM.DD.HH`` of SOURCE_DATE_EPOCH: a rerun with the same inputs mints no new tag."""
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y.%m.%d.%H")
+def dated_stamp(release: int) -> str:
+    """``YYYY.MM.DD.HH`` (UTC) of a release time, as AWS dates its tags."""
+    return dt.datetime.fromtimestamp(release, dt.UTC).strftime("%Y.%m.%d.%H")
 
 
-def version_key(runtime: Runtime) -> tuple[tuple[int, int | str], ...]:
-    """Natural order of versions: 3.9 < 3.10 < 3.12; digits compare as numbers."""
-    parts = re.findall(r"\d+|[^\d.]+", runtime.version)
-    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts)
-
-
-def latest_runtimes(matrix: Matrix, today: dt.date) -> dict[str, str]:
-    """Family id → the runtime ``latest`` belongs to: the highest version not deprecated
-    (ties go to the later entry of runtimes.yaml). Chosen from the whole matrix, so publishing
-    only an older runtime never moves ``latest`` backwards."""
-    best: dict[str, tuple[Any, int, Runtime]] = {}
-    for position, rt in enumerate(matrix.runtimes):
-        if rt.state(today) == "deprecated":
-            continue
-        key = (version_key(rt), position, rt)
-        if rt.family.id not in best or key[:2] > best[rt.family.id][:2]:
-            best[rt.family.id] = key
-    return {family: entry[2].id for family, entry in best.items()}
-
-
-def runtime_tags(runtime: Runtime, epoch: int, *, latest: bool) -> dict[str, str | None]:
-    """Tag → arch it names (None: the index), in the order they are written."""
-    stamp = dated_stamp(epoch)
-    tags: dict[str, str | None] = {}
-    for arch in runtime.architectures:
-        tags[f"{runtime.tag}-{arch}"] = arch
-        tags[f"{runtime.tag}.{stamp}-{arch}"] = arch
-    tags[runtime.tag] = None
+def dated_tags(runtime: Runtime, stamp: str) -> dict[str, str | None]:
+    """The release's own tags, tag → arch (None: the index): never moved once written."""
+    tags: dict[str, str | None] = {f"{runtime.tag}.{stamp}-{a}": a for a in runtime.architectures}
     tags[f"{runtime.tag}.{stamp}"] = None
+    return tags
+
+
+def moving_tags(runtime: Runtime, *, latest: bool) -> dict[str, str | None]:
+    """The tags each release moves: ``<tag>-<arch>``, ``<tag>``, and the ``latest`` ones."""
+    tags: dict[str, str | None] = {f"{runtime.tag}-{a}": a for a in runtime.architectures}
+    tags[runtime.tag] = None
     if latest:
+        tags.update({f"latest-{a}": a for a in runtime.architectures})
         tags["latest"] = None
     return tags
+
+
+def runtime_tags(runtime: Runtime, release: int, *, latest: bool) -> dict[str, str | None]:
+    """Tag → arch it names (None: the index), in the order they are written: dated first, so
+    that a release whose moving tags are in place always has its dated tags too."""
+    return {
+        **dated_tags(runtime, dated_stamp(release)),
+        **moving_tags(runtime, latest=latest),
+    }
+
+
+def release_stamps(runtime: Runtime, tags: Sequence[str]) -> list[str]:
+    """The stamps of the runtime's dated index tags among ``tags``, newest first."""
+    pattern = re.compile(re.escape(runtime.tag) + r"\.(\d{4}\.\d{2}\.\d{2}\.\d{2})")
+    return sorted({m[1] for t in tags if (m := pattern.fullmatch(t))}, reverse=True)
 
 
 def canonical(obj: Any) -> bytes:
@@ -351,9 +388,80 @@ class Options:
     ref: RegistryRef
     work: WorkDir
     git_remote: str | None = None
-    epoch: int = 0
+    epoch: int = 0  # SOURCE_DATE_EPOCH: image `created`, branch commit dates
+    release: int = 0  # the release time: dated tags
     labels: dict[str, str] = field(default_factory=dict)
     today: dt.date
+
+
+@dataclass(frozen=True, kw_only=True)
+class Mirror:
+    """Another registry that gets the same digests and tags as the primary."""
+
+    ref: RegistryRef
+    client: Registry
+
+
+def check_dated(
+    runtime: Runtime, where: str, wanted: dict[str, Document], current: dict[str, str | None]
+) -> None:
+    """Refuse (PublishError) when a dated tag we would write already names another digest."""
+    for tag, doc in wanted.items():
+        if tag.startswith(f"{runtime.tag}.") and current[tag] not in (None, doc.digest):
+            msg = (
+                f"{where}:{tag} already names {current[tag]}, not this release's {doc.digest}: "
+                "a dated tag is never moved, so nothing of this runtime was published; publish "
+                "it under a later release time (LAMBDA_IMAGES_RELEASE_TIME, in another hour)"
+            )
+            raise PublishError(msg)
+
+
+def earlier_release(runtime: Runtime, registry: Registry, repo: str, index: Document) -> str | None:
+    """The stamp of the newest dated index tag that already names ``index``, if any."""
+    for stamp in release_stamps(runtime, registry.list_tags(repo)):
+        if registry.manifest_digest(repo, f"{runtime.tag}.{stamp}") == index.digest:
+            return stamp
+    return None
+
+
+def push_images(
+    registry: Registry,
+    repo: str,
+    images: Sequence[ArchImage],
+    index: Document,
+) -> None:
+    """Blobs (HEAD first), then the manifests and the index by digest: nothing visible moves."""
+    for image in images:
+        for blob in image.layers:
+            registry.push_blob(repo, blob.digest, blob.path)
+        registry.push_bytes(repo, image.config)
+    for doc in [*(image.manifest for image in images), index]:
+        if registry.manifest_digest(repo, doc.digest) != doc.digest:
+            registry.put_manifest(repo, doc.digest, doc.body, doc.media_type)
+
+
+def move_tags(
+    registry: Registry,
+    repo: str,
+    wanted: dict[str, Document],
+    current: dict[str, str | None],
+    moved: list[str],
+) -> None:
+    """Write each tag not already at its digest, recording it in ``moved`` as it goes."""
+    for tag, doc in wanted.items():
+        if current[tag] != doc.digest:
+            registry.put_manifest(repo, tag, doc.body, doc.media_type)
+            moved.append(tag)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Release:
+    """What a runtime's publish put on the primary registry, for its mirrors."""
+
+    runtime: Runtime
+    images: list[ArchImage]
+    index: Document
+    tags: dict[str, Document]
 
 
 def publish_runtime(
@@ -363,13 +471,14 @@ def publish_runtime(
     opts: Options,
     latest: bool,
     report: RuntimeReport,
-) -> None:
+) -> Release:
     """Publish one runtime, recording progress in ``report`` as it goes (so that a failure
-    midway still shows what moved); the caller marks it failed when this raises."""
+    midway still shows what moved); the caller marks it failed when this raises. Returns what
+    the primary registry now has, for the mirrors."""
     repo = opts.ref.repository(runtime.family.id)
     before = dataclasses.replace(registry.stats)
     try:
-        _publish_runtime(matrix, runtime, registry, opts, latest, report, repo)
+        release = _publish_runtime(matrix, runtime, registry, opts, latest, report, repo)
     finally:
         after = registry.stats
         report.blobs_uploaded = after.blobs_uploaded - before.blobs_uploaded
@@ -380,6 +489,7 @@ def publish_runtime(
     pushed = report.branch is not None and report.branch["pushed"]
     changed = report.blobs_uploaded or report.blobs_mounted or written or pushed
     report.status = "published" if changed else "unchanged"
+    return release
 
 
 def _publish_runtime(
@@ -390,30 +500,37 @@ def _publish_runtime(
     latest: bool,
     report: RuntimeReport,
     repo: str,
-) -> None:
+) -> Release:
     # The branch head this publish saw first is the lease of its push.
     lease = remote_head(opts.git_remote, runtime.id) if opts.git_remote else None
     snaps = [with_labels(s, opts.labels) for s in read_cells(runtime, opts.work)]
     with log.step(f"prepare {runtime.id} ({', '.join(s.arch for s in snaps)})"):
         images, index = prepare_images(opts.work, snaps, opts.epoch)
     by_arch = {image.arch: image for image in images}
-    wanted = {
-        tag: (index if arch is None else by_arch[arch].manifest)
-        for tag, arch in runtime_tags(runtime, opts.epoch, latest=latest).items()
-    }
+
+    def documents(tags: dict[str, str | None]) -> dict[str, Document]:
+        return {tag: index if a is None else by_arch[a].manifest for tag, a in tags.items()}
+
+    moving = documents(moving_tags(runtime, latest=latest))
+    current = {tag: registry.manifest_digest(repo, tag) for tag in moving}
+    own = [tag for tag in moving if tag == runtime.tag or tag.startswith(f"{runtime.tag}-")]
+    # Content the runtime's own tags already name is no new release: it keeps its dated tags.
+    stamp = None
+    if all(current[tag] == moving[tag].digest for tag in own):
+        stamp = earlier_release(runtime, registry, repo, index)
+    stamp = stamp or dated_stamp(opts.release)
+    wanted = {**documents(dated_tags(runtime, stamp)), **moving}
+    current.update(
+        {tag: registry.manifest_digest(repo, tag) for tag in wanted if tag not in current}
+    )
+    check_dated(runtime, f"{opts.ref.host}/{repo}", wanted, current)
+    report.release = stamp
     report.index = index.digest
     report.manifests = {image.arch: image.manifest.digest for image in images}
     report.tags = {tag: doc.digest for tag, doc in wanted.items()}
-    current = {tag: registry.manifest_digest(repo, tag) for tag in wanted}
     if any(current[tag] != doc.digest for tag, doc in wanted.items()):
         with log.step(f"upload {runtime.id} → {opts.ref.host}/{repo}"):
-            for image in images:
-                for blob in image.layers:
-                    registry.push_blob(repo, blob.digest, blob.path)
-                registry.push_bytes(repo, image.config)
-            for doc in [*(image.manifest for image in images), index]:
-                if registry.manifest_digest(repo, doc.digest) != doc.digest:
-                    registry.put_manifest(repo, doc.digest, doc.body, doc.media_type)
+            push_images(registry, repo, images, index)
     branch: BranchResult | None = None
     if opts.git_remote:
         with log.step(f"branch {runtime.id}"):
@@ -426,10 +543,47 @@ def _publish_runtime(
             "previous": branch.previous,
             "pushed": branch.pushed,
         }
-    for tag, doc in wanted.items():
-        if current[tag] != doc.digest:
-            registry.put_manifest(repo, tag, doc.body, doc.media_type)
-            report.tags_moved.append(tag)
+    move_tags(registry, repo, wanted, current, report.tags_moved)
+    return Release(runtime=runtime, images=images, index=index, tags=wanted)
+
+
+def mirror_runtime(mirror: Mirror, release: Release) -> MirrorReport:
+    """The primary's digests and tags on one mirror; a failure makes it ``behind``, no more."""
+    runtime, images, index, wanted = release.runtime, release.images, release.index, release.tags
+    repo = mirror.ref.repository(runtime.family.id)
+    where = f"{mirror.ref.host}/{repo}"
+    result = MirrorReport()
+    before = dataclasses.replace(mirror.client.stats)
+    try:
+        current = {tag: mirror.client.manifest_digest(repo, tag) for tag in wanted}
+        check_dated(runtime, where, wanted, current)
+        if any(current[tag] != doc.digest for tag, doc in wanted.items()):
+            with log.step(f"mirror {runtime.id} → {where}"):
+                push_images(mirror.client, repo, images, index)
+                move_tags(mirror.client, repo, wanted, current, result.tags_moved)
+    except Exception as exc:  # a mirror never stops the primary or the other mirrors
+        result.reason = failure_reason(exc)
+        log.warning(f"{runtime.id}: mirror {mirror.ref} is behind: {result.reason}")
+        return result
+    finally:
+        result.blobs_uploaded = mirror.client.stats.blobs_uploaded - before.blobs_uploaded
+    result.status = "published" if result.tags_moved else "unchanged"
+    return result
+
+
+def mirror_releases(mirror: Mirror, releases: Sequence[tuple[RuntimeReport, Release]]) -> None:
+    """Each release the primary has, on one mirror; an unreachable mirror is tried once."""
+    try:
+        if releases:
+            mirror.client.ping()
+    except Exception as exc:  # a mirror never stops the primary or the other mirrors
+        reason = failure_reason(exc)
+        log.warning(f"mirror {mirror.ref} is behind: {reason}")
+        for report, _ in releases:
+            report.mirrors[str(mirror.ref)] = MirrorReport(reason=reason)
+        return
+    for report, release in releases:
+        report.mirrors[str(mirror.ref)] = mirror_runtime(mirror, release)
 
 
 def failure_reason(exc: Exception) -> str:
@@ -452,9 +606,11 @@ def publish(
     git_remote: str | None = None,
     retry: RetryPolicy | None = None,
     report_path: Path | None = None,
+    mirrors: Sequence[tuple[str | RegistryRef, Credentials | None]] = (),
 ) -> PublishReport:
     """Publish each runtime on its own; failures are collected, never raised midway. The
-    report is written even when publishing stops early, with what was done until then."""
+    report is written even when publishing stops early, with what was done until then.
+    ``mirrors`` (registry, credentials) get the same digests and tags after the primary."""
     ref = registry if isinstance(registry, RegistryRef) else RegistryRef.parse(registry)
     if git_remote is not None:
         check_remote(git_remote)
@@ -466,21 +622,35 @@ def publish(
         work=work,
         git_remote=git_remote,
         epoch=settings.epoch,
+        release=settings.release,
         labels=settings.labels,
         today=settings.today,
     )
     client = Registry(ref.host, scheme=ref.scheme, credentials=credentials, retry=retry)
-    latest = latest_runtimes(matrix, opts.today)
-    report = PublishReport(registry=str(ref), git_remote=git_remote)
+    copies = []
+    for where, creds in mirrors:
+        mref = where if isinstance(where, RegistryRef) else RegistryRef.parse(where)
+        copies.append(
+            Mirror(
+                ref=mref,
+                client=Registry(mref.host, scheme=mref.scheme, credentials=creds, retry=retry),
+            )
+        )
+    report = PublishReport(
+        registry=str(ref), git_remote=git_remote, mirrors=[str(m.ref) for m in copies]
+    )
+    releases: list[tuple[RuntimeReport, Release]] = []
     try:
         for runtime in runtimes:
-            is_latest = latest.get(runtime.family.id) == runtime.id
+            latest = matrix.latest(runtime.family)
+            is_latest = latest is not None and latest.id == runtime.id
             result = RuntimeReport(
                 runtime=runtime.id, repository=f"{ref.host}/{ref.repository(runtime.family.id)}"
             )
             report.runtimes.append(result)
             try:
-                publish_runtime(matrix, runtime, client, opts, is_latest, result)
+                release = publish_runtime(matrix, runtime, client, opts, is_latest, result)
+                releases.append((result, release))
             except Exception as exc:  # one runtime's failure never stops the others
                 result.status, result.reason = "failed", failure_reason(exc)
                 if settings.debug:
@@ -489,8 +659,13 @@ def publish(
                 if result.tags_moved:
                     log.error(f"{runtime.id}: tags already moved: {', '.join(result.tags_moved)}")
             log.info(f"{runtime.id}: {result.status}")
+        # Mirrors after every runtime is on the primary, so that none of them delays it.
+        for mirror in copies:
+            mirror_releases(mirror, releases)
     finally:
         client.session.close()
+        for mirror in copies:
+            mirror.client.session.close()
         if report_path is not None:
             try:
                 report.write(report_path)

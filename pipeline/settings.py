@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,19 @@ def parse_epoch(raw: str) -> int:
         return DEFAULT_SOURCE_DATE_EPOCH
     if not re.fullmatch(r"[0-9]{1,11}", raw):
         msg = f"SOURCE_DATE_EPOCH={raw!r}: expected a non-negative integer (seconds since 1970)"
+        raise ConfigurationError(msg)
+    return int(raw)
+
+
+def parse_release_time(raw: str) -> int:
+    """LAMBDA_IMAGES_RELEASE_TIME as seconds; unset means now (when the command started)."""
+    if not raw:
+        return int(time.time())
+    if not raw.isdigit():
+        msg = (
+            f"LAMBDA_IMAGES_RELEASE_TIME={raw!r}: expected a non-negative integer "
+            "(seconds since 1970, e.g. `date +%s`)"
+        )
         raise ConfigurationError(msg)
     return int(raw)
 
@@ -70,7 +84,9 @@ class Settings:
     today: dt.date = field(default_factory=dt.date.today)  # --today
     cache: Path = Path.home() / ".cache" / "lambda-images"  # LAMBDA_IMAGES_CACHE, XDG_CACHE_HOME
     namespace: str = DEFAULT_NAMESPACE  # LAMBDA_IMAGES_NAMESPACE: local image names
-    epoch: int = DEFAULT_SOURCE_DATE_EPOCH  # SOURCE_DATE_EPOCH
+    epoch: int = DEFAULT_SOURCE_DATE_EPOCH  # SOURCE_DATE_EPOCH: file times, image `created`
+    # LAMBDA_IMAGES_RELEASE_TIME: the release's identity (dated tags), once per run; now if unset
+    release: int = field(default_factory=lambda: int(time.time()))
     source: str = ""  # LAMBDA_IMAGES_SOURCE: org.opencontainers.image.source
     revision: str = ""  # LAMBDA_IMAGES_REVISION: org.opencontainers.image.revision
     docker_host: str = ""  # DOCKER_HOST (the docker SDK reads it too)
@@ -103,6 +119,7 @@ class Settings:
             )
             or DEFAULT_NAMESPACE,
             epoch=parse_epoch(_value(env, "SOURCE_DATE_EPOCH")),
+            release=parse_release_time(_value(env, "LAMBDA_IMAGES_RELEASE_TIME")),
             source=_checked(
                 "LAMBDA_IMAGES_SOURCE",
                 _value(env, "LAMBDA_IMAGES_SOURCE"),

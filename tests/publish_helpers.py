@@ -137,10 +137,11 @@ def publish_at(
     work: Path,
     labels: dict[str, str] | None = None,
     epoch: int | None = None,
+    release: int | None = None,
     **options: Any,
 ) -> PublishReport:
     """``publish`` from the work folder ``work``, with settings from the environment and the
-    source/revision labels given."""
+    source/revision labels given; ``release`` fakes the clock that dates the release."""
     settings = Settings.from_environ()
     labels = labels or {}
     settings = dataclasses.replace(
@@ -148,5 +149,6 @@ def publish_at(
         source=labels.get("org.opencontainers.image.source", settings.source),
         revision=labels.get("org.opencontainers.image.revision", settings.revision),
         epoch=settings.epoch if epoch is None else epoch,
+        release=settings.release if release is None else release,
     )
     return publish(matrix, runtime_ids, settings=settings, work=WorkDir(work), **options)

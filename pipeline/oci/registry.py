@@ -93,6 +93,11 @@ class Registry(Transport):
         # layer shared by two families is mounted into the second, not uploaded again.
         self._blob_repos: dict[str, set[str]] = {}
 
+    def ping(self) -> None:
+        """GET /v2/: the registry answers (with or without asking for credentials), or a
+        RegistryError says it is unreachable after every retry."""
+        self._request("GET", "/v2/", repo=None, what="GET /v2/", ok=(200, 401))
+
     # --- blobs -----------------------------------------------------------------------------------
 
     def blob_exists(self, repo: str, digest: str) -> bool:
@@ -228,6 +233,19 @@ class Registry(Transport):
             headers={"Accept": MANIFEST_ACCEPT},
         )
         return response.content, response.headers.get("Content-Type", "")
+
+    def list_tags(self, repo: str) -> list[str]:
+        """Every tag of ``repo`` (none when the repository does not exist yet), following the
+        ``Link`` header of paginated answers."""
+        tags: list[str] = []
+        path: str | None = f"/v2/{repo}/tags/list"
+        while path:
+            response = self._request("GET", path, repo=repo, what="GET tag list", ok=(200, 404))
+            if response.status_code == 404:
+                return tags
+            tags += response.json().get("tags") or []
+            path = response.links.get("next", {}).get("url")
+        return tags
 
     def put_manifest(self, repo: str, reference: str, body: bytes, media_type: str) -> str:
         """PUT a manifest under a tag or its digest; check the registry stored these bytes."""

@@ -61,6 +61,25 @@ def _line_of(text: str, needle: str) -> int:
             f"runtimes[{INDEX}].architectures[1]: 'arm65' is not allowed; "
             "expected one of: x86_64, arm64",
         ),
+        (
+            "two runtimes of one family under one tag",
+            in_python_row("    tag: 3.11-debian12\n", '    tag: "3.12"  # taken\n'),
+            "# taken",
+            f"runtimes[{INDEX}].tag: python3.11.debian12 would be published as python:3.12, "
+            "which python3.12 (line ",
+        ),
+        (
+            "a tag publishing writes itself",
+            in_python_row("    tag: 3.11-debian12\n", "    tag: latest-arm64\n"),
+            "tag: latest-arm64",
+            f"runtimes[{INDEX}].tag: tag 'latest-arm64' is written by publishing itself",
+        ),
+        (
+            "latest names a runtime of another family",
+            lambda text: text.replace("    latest: python3.14\n", "    latest: nodejs24.x\n"),
+            "latest: nodejs24.x",
+            "families.python.latest: unknown runtime of python 'nodejs24.x'",
+        ),
     ],
 )
 def test_malformed_matrix_gets_one_line_naming_file_line_field(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import datetime as dt
 import gzip
 import hashlib
@@ -27,7 +26,6 @@ from pipeline.oci.registry import RegistryRef
 from pipeline.publish import (
     dated_stamp,
     gzip_layer,
-    latest_runtimes,
     prepare_images,
     read_cells,
     runtime_tags,
@@ -36,37 +34,60 @@ from pipeline.settings import Settings
 from pipeline.workdir import WorkDir
 
 
-def test_dated_tag_comes_from_source_date_epoch() -> None:
+def test_dated_tag_is_the_release_hour_in_utc() -> None:
     assert dated_stamp(1723208400) == "2024.08.09.13"
+    assert dated_stamp(1723208400 + 3599) == "2024.08.09.13"
+    assert dated_stamp(1723208400 + 3600) == "2024.08.09.14"
 
 
-def test_tags_follow_aws_naming(matrix: Matrix) -> None:
+def test_tags_follow_aws_naming_dated_ones_first(matrix: Matrix) -> None:
     rt = matrix.runtime("python3.11.debian12")
     tags = runtime_tags(rt, 1723208400, latest=True)
-    assert tags == {
-        "3.11-debian12-x86_64": "x86_64",
-        "3.11-debian12.2024.08.09.13-x86_64": "x86_64",
-        "3.11-debian12-arm64": "arm64",
-        "3.11-debian12.2024.08.09.13-arm64": "arm64",
-        "3.11-debian12": None,
-        "3.11-debian12.2024.08.09.13": None,
-        "latest": None,
+    assert list(tags.items()) == [
+        ("3.11-debian12.2024.08.09.13-x86_64", "x86_64"),
+        ("3.11-debian12.2024.08.09.13-arm64", "arm64"),
+        ("3.11-debian12.2024.08.09.13", None),
+        ("3.11-debian12-x86_64", "x86_64"),
+        ("3.11-debian12-arm64", "arm64"),
+        ("3.11-debian12", None),
+        ("latest-x86_64", "x86_64"),
+        ("latest-arm64", "arm64"),
+        ("latest", None),
+    ]
+    assert not {"latest", "latest-x86_64"} & set(runtime_tags(rt, 0, latest=False))
+
+
+def test_aws_tag_names(matrix: Matrix) -> None:
+    tags = {rt.id: rt.tag for rt in matrix.runtimes}
+    assert tags["provided"] == "alami"
+    assert tags["provided.al2"] == "al2"
+    assert tags["dotnetcore3.1"] == "core3.1"
+    assert tags["dotnetcore2.1"] == "core2.1"
+    assert tags["go1.x"] == "1"
+    assert tags["java8.al2"] == "8.al2"
+    assert tags["nodejs24.x"] == "24"
+    amazon_linux_one = matrix.runtime("provided")
+    assert list(runtime_tags(amazon_linux_one, 1723208400, latest=False)) == [
+        "alami.2024.08.09.13-x86_64",
+        "alami.2024.08.09.13",
+        "alami-x86_64",
+        "alami",
+    ]
+
+
+def test_latest_is_what_the_matrix_declares_per_family(matrix: Matrix) -> None:
+    declared = {fam: matrix.latest(f) for fam, f in matrix.families.items()}
+    assert {fam: rt.id if rt else None for fam, rt in declared.items()} == {
+        "nodejs": "nodejs24.x",
+        "python": "python3.14",
+        "ruby": "ruby3.4",
+        "java": "java25",
+        "go": "go1.x",
+        "dotnet": "dotnet10",
+        "provided": "provided.al2023",
     }
-    assert "latest" not in runtime_tags(rt, 0, latest=False)
-
-
-def test_latest_is_the_newest_supported_version_of_each_family(matrix: Matrix) -> None:
-    py = matrix.runtime("python3.11.debian12")
-    newer = dataclasses.replace(py, id="python3.12.debian12", version="3.12", tag="3.12")
-    older = dataclasses.replace(py, id="python3.9.debian12", version="3.9", tag="3.9")
-    gone = dataclasses.replace(
-        py, id="python3.13.debian12", version="3.13", deprecation=dt.date(2020, 1, 1)
-    )
-    mine = tuple(rt for rt in matrix.runtimes if rt.id in ("provided.debian12", py.id))
-    bigger = dataclasses.replace(matrix, runtimes=(*mine, older, newer, gone))
-    latest = latest_runtimes(bigger, dt.date(2026, 1, 1))
-    # 3.12 beats 3.11 and 3.9 (numerically, not as text); deprecated 3.13 never gets it.
-    assert latest == {"provided": "provided.debian12", "python": "python3.12.debian12"}
+    # Declared, not inferred: the text order that once gave provided.debian12 plays no part.
+    assert all(rt is not None and rt.family.id == fam for fam, rt in declared.items())
 
 
 def test_gzip_layers_are_reproducible_and_keep_the_diff_id(tmp_path: Path) -> None:
