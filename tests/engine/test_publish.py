@@ -33,6 +33,9 @@ from pipeline.publish import PublishReport
 PROVIDED = "provided.debian12"
 PYTHON = "python3.11.debian12"
 BOTH = ("x86_64", "arm64")
+# Release times an hour apart: a second release in the same hour would reuse its dated tags.
+RELEASE_A = 1796029200
+RELEASE_B = RELEASE_A + 3600
 
 
 @pytest.fixture
@@ -94,7 +97,7 @@ def test_registry_stopped_mid_publish_leaves_the_previous_release(
     make_runtime(tmp_path / "a", PROVIDED, "A", BOTH)
     release_a = publish_at(
         matrix, [PROVIDED], work=tmp_path / "a", registry=target, credentials=creds,
-        retry=FAST_RETRY,
+        retry=FAST_RETRY, release=RELEASE_A,
     )  # fmt: skip
     assert release_a.ok
 
@@ -108,7 +111,7 @@ def test_registry_stopped_mid_publish_leaves_the_previous_release(
     try:
         broken = publish_at(
             matrix, [PROVIDED], work=tmp_path / "b", registry=target, credentials=creds,
-            retry=RetryPolicy(attempts=3, initial=0.02, cap=0.1, timeout=10),
+            retry=RetryPolicy(attempts=3, initial=0.02, cap=0.1, timeout=10), release=RELEASE_B,
         )  # fmt: skip
     finally:
         registry_server.start()
@@ -126,7 +129,7 @@ def test_registry_stopped_mid_publish_leaves_the_previous_release(
 
     again = publish_at(
         matrix, [PROVIDED], work=tmp_path / "b", registry=target, credentials=creds,
-        retry=FAST_RETRY,
+        retry=FAST_RETRY, release=RELEASE_B,
     )  # fmt: skip
     assert again.ok and again.runtimes[0].status == "published"
     assert tags_now(registry_server, again, "stopped") == expected(again, "stopped")
@@ -143,7 +146,7 @@ def test_a_failed_arm64_cell_moves_no_tag_of_its_runtime(
         make_runtime(work, rt, "A", BOTH)
     first = publish_at(
         matrix, [PROVIDED, PYTHON], work=work, registry=target, credentials=creds,
-        git_remote=git_remote, retry=FAST_RETRY,
+        git_remote=git_remote, retry=FAST_RETRY, release=RELEASE_A,
     )  # fmt: skip
     assert first.ok
     provided_head = git_head(git_remote, PROVIDED)
@@ -154,7 +157,7 @@ def test_a_failed_arm64_cell_moves_no_tag_of_its_runtime(
     report_file = tmp_path / "report.json"
     second = publish_at(
         matrix, [PROVIDED, PYTHON], work=work, registry=target, credentials=creds,
-        git_remote=git_remote, retry=FAST_RETRY, report_path=report_file,
+        git_remote=git_remote, retry=FAST_RETRY, report_path=report_file, release=RELEASE_B,
     )  # fmt: skip
     assert not second.ok
     summary = json.loads(report_file.read_text())
@@ -240,7 +243,7 @@ def test_push_to_a_moved_branch_fails_and_changes_nothing(
     make_runtime(tmp_path / "a", PROVIDED, "A", BOTH)
     first = publish_at(
         matrix, [PROVIDED], work=tmp_path / "a", registry=target, credentials=creds,
-        git_remote=git_remote, retry=FAST_RETRY,
+        git_remote=git_remote, retry=FAST_RETRY, release=RELEASE_A,
     )  # fmt: skip
     assert first.ok
     foreign: list[str] = []
@@ -254,7 +257,7 @@ def test_push_to_a_moved_branch_fails_and_changes_nothing(
     make_runtime(tmp_path / "b", PROVIDED, "B", BOTH)
     second = publish_at(
         matrix, [PROVIDED], work=tmp_path / "b", registry=target, credentials=creds,
-        git_remote=git_remote, retry=FAST_RETRY,
+        git_remote=git_remote, retry=FAST_RETRY, release=RELEASE_B,
     )  # fmt: skip
     assert foreign
     reason = second.runtimes[0].reason or ""
