@@ -76,8 +76,10 @@ def _line_of(text: str, needle: str) -> int:
         ),
         (
             "latest names a runtime of another family",
-            lambda text: text.replace("    latest: python3.14\n", "    latest: nodejs24.x\n"),
-            "latest: nodejs24.x",
+            lambda text: text.replace(
+                "    latest: python3.14\n", "    latest: nodejs24.x  # wrong family\n"
+            ),
+            "# wrong family",
             "families.python.latest: unknown runtime of python 'nodejs24.x'",
         ),
     ],
