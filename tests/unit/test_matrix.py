@@ -69,6 +69,37 @@ def test_list_json_has_every_seed_runtime_as_the_seed_describes_it() -> None:
         assert runtime_id in rows
 
 
+# Every runtime AWS has published an image for beyond the seed, with AWS's deprecation date.
+SINCE_SEED = {
+    "nodejs24.x": ("al2023", "2028-04-30"),
+    "nodejs16.x": ("al2", "2024-06-12"),
+    "python3.14": ("al2023", "2029-06-30"),
+    "java25": ("al2023", "2029-06-30"),
+    "ruby3.4": ("al2023", "2028-03-31"),
+    "dotnet10": ("al2023", "2028-11-14"),
+    "dotnet9": ("al2023", "2026-11-10"),
+    "dotnet7": ("al2", "2024-05-14"),
+    "dotnet6": ("al2", "2024-12-20"),
+    "dotnet5.0": ("al2", "2022-05-10"),
+}
+
+
+def test_list_includes_every_runtime_aws_published_an_image_for() -> None:
+    result = cli("--today", TODAY.isoformat(), "list", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {r["id"]: r for r in json.loads(result.stdout)}
+    assert {rid: (rows[rid]["os"], rows[rid]["deprecation"]) for rid in SINCE_SEED} == SINCE_SEED
+    # Debian rows follow their upstreams: Node.js 18's end of life, Debian 12's LTS.
+    assert rows["nodejs18.x.debian12"]["deprecation"] == "2025-04-30"
+    assert rows["nodejs18.x.debian12"]["state"] == "deprecated"
+    assert rows["python3.11.debian12"]["deprecation"] == "2028-06-30"
+    assert rows["provided.debian12"]["deprecation"] == "2028-06-30"
+    # Rendered for both architectures where AWS publishes both.
+    for rid in SINCE_SEED:
+        for arch in rows[rid]["architectures"]:
+            assert (REPO / "dockerfiles" / rid / arch / "Dockerfile").is_file()
+
+
 def test_runtimes_since_the_seed_use_amazon_linux_2023_where_aws_does(matrix: Matrix) -> None:
     for runtime_id in ["python3.12", "python3.13", "nodejs20.x", "nodejs22.x", "java21",
                        "ruby3.3", "dotnet8", "provided.al2023"]:  # fmt: skip
