@@ -96,3 +96,28 @@ def test_the_linters_do_catch_a_bad_workflow(tmp_path: Path) -> None:
         text=True,
     )
     assert audit.returncode != 0 and "template-injection" in audit.stdout
+
+
+def test_publish_comes_from_the_default_branch_to_the_registry_the_repository_names() -> None:
+    jobs = _jobs()
+    publish = jobs["publish"]
+    condition = str(publish["if"])
+    assert "github.ref == format('refs/heads/{0}', github.event.repository.default_branch)" in (
+        condition
+    )
+    env = next(s["env"] for s in publish["steps"] if s.get("name") == "Publish")  # type: ignore[attr-defined]
+    assert env["REGISTRY"] == "${{ vars.LAMBDA_IMAGES_REGISTRY }}"
+    assert env["MIRRORS"] == "${{ vars.LAMBDA_IMAGES_MIRRORS }}"
+    # One release time per run, taken once and handed to the publish job.
+    assert env["LAMBDA_IMAGES_RELEASE_TIME"] == "${{ needs.matrix.outputs.release }}"
+    assert "matrix" in publish["needs"]  # type: ignore[operator]
+    text = (WORKFLOWS / "images.yml").read_text("utf-8")
+    assert "public.ecr.aws/lambda" not in text  # AWS's own alias: a fork cannot push there
+
+
+def test_every_action_is_pinned_by_a_full_commit_sha() -> None:
+    import re
+
+    for path in _workflow_files():
+        for ref in re.findall(r"uses:\s*(\S+)", path.read_text("utf-8")):
+            assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", ref), ref
