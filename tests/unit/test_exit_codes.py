@@ -71,3 +71,20 @@ def test_the_cli_exits_with_the_documented_code(
 def test_a_click_usage_error_is_a_usage_error(tmp_path: Path) -> None:
     result = _cli("build", "--no-such-option", cwd=tmp_path)
     assert result.returncode == documented()["UsageError"]
+
+
+def test_a_malformed_release_time_is_one_line_and_exit_11(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*CLI, *MATRIX, "list"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "LAMBDA_IMAGES_RELEASE_TIME": "2026-11-30T09"},
+    )
+    assert result.returncode == documented()["ConfigurationError"], result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: LAMBDA_IMAGES_RELEASE_TIME='2026-11-30T09': expected a non-negative integer "
+        "(seconds since 1970, e.g. `date +%s`)"
+    ]
