@@ -152,7 +152,7 @@ def _mirrors(
     "--today",
     type=click.DateTime(formats=["%Y-%m-%d"]),
     default=None,
-    help="Decide deprecation and `latest` as of this date (YYYY-MM-DD). [default: today]",
+    help="Decide deprecation as of this date (YYYY-MM-DD). [default: today]",
 )
 @click.pass_context
 def cli(
