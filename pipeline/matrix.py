@@ -2,7 +2,8 @@
 
 YAML is parsed once, here, into frozen dataclasses. Validation has two passes: a JSON Schema
 (``runtimes.schema.json``) for shape and types, then the rules that relate entries to each other
-(duplicate ids, references to operating systems and families, architectures an OS supports,
+(duplicate ids, one tag per runtime of a family, the declared `latest` of each family,
+references to operating systems and families, architectures an OS supports,
 templates that exist). Every error names the file, the line and the field path, and says what
 was expected.
 """
