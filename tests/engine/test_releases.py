@@ -92,7 +92,7 @@ def test_a_refused_release_is_one_line_and_exit_8_from_the_cli(
     registry_server: Any, matrix: Matrix, tmp_path: Path
 ) -> None:
     creds = credentials(registry_server)
-    target = f"{registry_server.host}/cli"
+    target = f"{registry_server.host}/hourly"
     make_runtime(tmp_path / "a", PROVIDED, "A", BOTH)
     first = publish_at(
         matrix, [PROVIDED], work=tmp_path / "a", registry=target, credentials=creds,
@@ -118,7 +118,7 @@ def test_a_refused_release_is_one_line_and_exit_8_from_the_cli(
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith(f"{PROVIDED}\t"))
     assert line.startswith(f"{PROVIDED}\tfailed\t{target}/provided:debian12.2026.11.30.09-x86_64")
     # Release A is still what every tag names.
-    assert all_tags(registry_server, "cli/provided") == release_of(first, PROVIDED).tags
+    assert all_tags(registry_server, "hourly/provided") == release_of(first, PROVIDED).tags
 
 
 def test_unchanged_content_is_no_new_release(
@@ -207,7 +207,7 @@ def test_mirror_gets_the_same_digests_and_a_mirror_that_is_down_is_reported_behi
     registry_server: Any, mirror: RegistryServer, matrix: Matrix, tmp_path: Path
 ) -> None:
     creds, mirror_creds = credentials(registry_server), credentials(mirror)
-    target, copy = f"{registry_server.host}/main", f"{mirror.host}/copy"
+    target, copy = f"{registry_server.host}/primary", f"{mirror.host}/copy"
     make_runtime(tmp_path / "a", PROVIDED, "A", BOTH)
     make_runtime(tmp_path / "a", "python3.11.debian12", "A", BOTH)
     runtimes = [PROVIDED, "python3.11.debian12"]
@@ -220,7 +220,7 @@ def test_mirror_gets_the_same_digests_and_a_mirror_that_is_down_is_reported_behi
     assert down.ok  # the primary is published although the mirror is down
     assert [r.status for r in down.runtimes] == ["published", "published"]
     for rt in down.runtimes:
-        repo = "main/" + rt.repository.rsplit("/", 1)[1]
+        repo = "primary/" + rt.repository.rsplit("/", 1)[1]
         assert {t: registry_server.tag_digest(repo, t) for t in rt.tags} == rt.tags
     summary = json.loads(report_file.read_text())
     assert summary["mirrors"] == [copy]
@@ -240,7 +240,7 @@ def test_mirror_gets_the_same_digests_and_a_mirror_that_is_down_is_reported_behi
         assert rt.release == "2026.11.30.09"  # the release that published it, on both
         assert rt.mirrors[copy].status == "published"
         name = rt.repository.rsplit("/", 1)[1]
-        primary = {t: registry_server.tag_digest(f"main/{name}", t) for t in rt.tags}
+        primary = {t: registry_server.tag_digest(f"primary/{name}", t) for t in rt.tags}
         copied = {t: mirror.tag_digest(f"copy/{name}", t) for t in rt.tags}
         assert copied == primary == rt.tags
         assert len(rt.tags) == 6  # dated and moving tags, per arch and index
@@ -254,5 +254,5 @@ def test_mirror_gets_the_same_digests_and_a_mirror_that_is_down_is_reported_behi
             timeout=30,
         ).content
     )["layers"][0]["digest"]
-    blob = registry_server.get(f"/v2/main/provided/blobs/{layer}").content
+    blob = registry_server.get(f"/v2/primary/provided/blobs/{layer}").content
     assert blob == mirror.get(f"/v2/copy/provided/blobs/{layer}").content
