@@ -44,6 +44,10 @@ def _trimmed() -> dict[str, Any]:
         for names in r.get("inputs", {}).values():
             used.update([names] if isinstance(names, str) else names)
     doc["inputs"] = {k: v for k, v in doc["inputs"].items() if k in used}
+    kept = {r["id"] for r in doc["runtimes"]}
+    for family in doc["families"].values():  # a declared latest must be a runtime still there
+        if family.get("latest") not in kept:
+            family.pop("latest", None)
     return doc
 
 
