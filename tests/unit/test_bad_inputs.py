@@ -82,7 +82,11 @@ class Case:
 
 RENDER = ("render",)
 CONTEXT = ("render", "--contexts", "python3.11.debian12", "--arch", "x86_64")
-PY_ROW = "    sdk: boto3-1.35.99 botocore-1.35.99\n    deprecation: 2027-06-30\n"
+PY_ROW = (
+    "    sdk: boto3-1.35.99 botocore-1.35.99\n"
+    "    deprecation: 2028-06-30         # Debian 12's python3 (3.11), "
+    "supported until its LTS ends\n"
+)
 INPUTS_JSON = "out/provided.debian12/x86_64/inputs.json"
 CELLS = b'{"include": [{"runtime": "provided.debian12", "arch": "x86_64"}]}'
 GOOD_RECORD = {
@@ -507,8 +511,15 @@ CASES: list[Case] = [
         lock=set_in("npm", "nodejs18.x.debian12", 0, "path", value="../../../../../escaped_npm"),
     ),
     Case(
-        id="lock-npm-sha256-null",
-        argv=("render", "--contexts", "nodejs18.x.debian12", "--arch", "x86_64"),
+        id="lock-npm-sha256-null",  # Node.js 18 is past its end of life: named on purpose
+        argv=(
+            "render",
+            "--contexts",
+            "nodejs18.x.debian12",
+            "--arch",
+            "x86_64",
+            "--include-deprecated",
+        ),
         code=3,
         says="npm.nodejs18.x.debian12[0]) is unlocked in runtimes.lock.json: its sha256 is null",
         lock=set_in("npm", "nodejs18.x.debian12", 0, "sha256", value=None),
