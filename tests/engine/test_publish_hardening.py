@@ -28,7 +28,6 @@ from servers import FaultProxy, RegistryServer
 from pipeline.matrix import Matrix
 from pipeline.oci.credentials import ecr_public_credentials
 from pipeline.publish import runtime_tags
-from pipeline.settings import Settings
 from pipeline.workdir import WorkDir
 
 PROVIDED = "provided.debian12"
@@ -37,6 +36,7 @@ BOTH = ("x86_64", "arm64")
 CLI = str(Path(sys.executable).with_name("lambda-images"))
 REPO = Path(__file__).resolve().parents[2]
 GUARD = 120.0  # seconds to wait for a process to reach a point; a hang fails the test
+RELEASE = 1796029200  # the release time every publish here is dated by (2026-11-30 09:00 UTC)
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +63,7 @@ def cli_env(
         "LAMBDA_IMAGES_REGISTRY_USER": server.username,
         "LAMBDA_IMAGES_REGISTRY_PASSWORD": server.password if password is None else password,
         "DOCKER_CONFIG": str(tmp_path / "docker-config"),
+        "LAMBDA_IMAGES_RELEASE_TIME": str(RELEASE),
         **extra,
     }
 
@@ -72,8 +73,7 @@ def registry_tags(server: Any, repo: str, tags: list[str]) -> dict[str, str | No
 
 
 def wanted_tags(matrix: Matrix, runtime_id: str) -> list[str]:
-    epoch = Settings.from_environ().epoch
-    return list(runtime_tags(matrix.runtime(runtime_id), epoch, latest=False))
+    return list(runtime_tags(matrix.runtime(runtime_id), RELEASE, latest=False))
 
 
 # --- 5: the shared OS layer is uploaded once ------------------------------------------------------
@@ -87,7 +87,7 @@ def test_the_shared_os_layer_is_uploaded_once_and_mounted_into_the_other_family(
     make_runtime(tmp_path, PYTHON, "A", BOTH)
     report = publish_at(
         matrix, [PROVIDED, PYTHON], work=tmp_path, registry=f"{logged_registry.host}/mount",
-        credentials=credentials(logged_registry), retry=FAST_RETRY,
+        credentials=credentials(logged_registry), retry=FAST_RETRY, release=RELEASE,
     )  # fmt: skip
     assert report.ok, report.as_json()["failed"]
     logged = logged_registry.requests_logged()
@@ -116,7 +116,7 @@ def test_the_shared_os_layer_is_uploaded_once_and_mounted_into_the_other_family(
     # Publishing again sends nothing.
     again = publish_at(
         matrix, [PROVIDED, PYTHON], work=tmp_path, registry=f"{logged_registry.host}/mount",
-        credentials=credentials(logged_registry), retry=FAST_RETRY,
+        credentials=credentials(logged_registry), retry=FAST_RETRY, release=RELEASE,
     )  # fmt: skip
     assert [r.status for r in again.runtimes] == ["unchanged", "unchanged"]
     after = logged_registry.requests_logged()[len(logged) :]
@@ -140,7 +140,8 @@ def test_a_runtime_that_crashes_does_not_stop_the_next_one(
     report_file = tmp_path / "report.json"
     report = publish_at(
         matrix, [PROVIDED, PYTHON], work=work, registry=f"{registry_server.host}/isolated",
-        credentials=credentials(registry_server), retry=FAST_RETRY, report_path=report_file,
+        credentials=credentials(registry_server), retry=FAST_RETRY, release=RELEASE,
+        report_path=report_file,
     )  # fmt: skip
     assert [r.status for r in report.runtimes] == ["failed", "published"]
     assert report.runtimes[0].reason == (
@@ -162,7 +163,8 @@ def test_tags_moved_before_a_failure_are_in_the_report(
     report_file = tmp_path / "report.json"
     report = publish_at(
         matrix, [PROVIDED], work=tmp_path, registry=f"{proxy.host}/partial",
-        credentials=credentials(registry_server), retry=FAST_RETRY, report_path=report_file,
+        credentials=credentials(registry_server), retry=FAST_RETRY, release=RELEASE,
+        report_path=report_file,
     )  # fmt: skip
     result = report.runtimes[0]
     assert result.status == "failed" and "HTTP 400" in (result.reason or "")
@@ -275,12 +277,13 @@ def test_planted_secrets_reach_no_output_report_record_or_process_list(
                 creds = ecr_public_credentials(client)
             ecr_ok = publish_at(
                 matrix, [PROVIDED], work=work, registry=f"{registry_server.host}/secret-ecr",
-                credentials=creds, retry=FAST_RETRY, git_remote=git_remote,
+                credentials=creds, retry=FAST_RETRY, release=RELEASE, git_remote=git_remote,
                 report_path=tmp_path / "ecr-ok.json",
             )  # fmt: skip
             ecr_failed = publish_at(
                 matrix, [PROVIDED, PYTHON], work=work, registry=f"{refusing.host}/secret-ecr2",
-                credentials=creds, retry=FAST_RETRY, report_path=tmp_path / "ecr-failed.json",
+                credentials=creds, retry=FAST_RETRY, release=RELEASE,
+                report_path=tmp_path / "ecr-failed.json",
             )  # fmt: skip
     finally:
         refusing.close()
