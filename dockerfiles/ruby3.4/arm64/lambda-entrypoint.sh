@@ -1,6 +1,6 @@
 #!/bin/sh
-# Entrypoint of every lambda-base-images image: the handler is the one argument (the image's
-# CMD, or the function's ImageConfig.Command on Lambda).
+# Entrypoint of every lambda-base-images image, with the semantics of AWS's base images: the
+# handler is the one argument (the image's CMD, or the function's ImageConfig.Command on Lambda).
 if [ $# -ne 1 ]; then
   echo "lambda-entrypoint.sh: expected exactly one argument, the handler (for example app.handler)" 1>&2
   exit 142
@@ -19,11 +19,16 @@ if [ -z "${RUNTIME_ENTRYPOINT:-}" ]; then
   exit 127
 fi
 
+# On Lambda (or under another Runtime API, such as `lambda-images invoke`), the service's
+# Runtime API is in AWS_LAMBDA_RUNTIME_API: run the bootstrap itself.
 if [ -n "${AWS_LAMBDA_RUNTIME_API:-}" ]; then
   exec "$RUNTIME_ENTRYPOINT"
 fi
-if [ -x /usr/local/bin/aws-lambda-rie ]; then
-  exec /usr/local/bin/aws-lambda-rie "$RUNTIME_ENTRYPOINT"
+# Anywhere else (`docker run -p 9000:8080 IMAGE app.handler`): AWS's runtime interface emulator
+# serves the invoke endpoint on port 8080 and runs the bootstrap with the handler behind it.
+RIE=/usr/local/bin/aws-lambda-rie
+if [ ! -x "$RIE" ]; then
+  echo "lambda-entrypoint.sh: AWS_LAMBDA_RUNTIME_API is not set and $RIE is missing; run this image on Lambda, or locally with 'lambda-images invoke IMAGE'" 1>&2
+  exit 127
 fi
-echo "lambda-entrypoint.sh: AWS_LAMBDA_RUNTIME_API is not set; run this image on Lambda, or locally with 'lambda-images invoke IMAGE'" 1>&2
-exit 1
+exec "$RIE" "$RUNTIME_ENTRYPOINT" "$_HANDLER"
