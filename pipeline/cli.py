@@ -219,7 +219,7 @@ def list_command(settings: Settings, as_json: bool) -> None:
             r["deprecation"] or "",
             f"[{styles[r['state']]}]{r['state']}[/]",
         )
-    Console(highlight=False).print(table)
+    Console(highlight=False, emoji=False).print(table)
 
 
 @cli.command()

@@ -20,7 +20,8 @@ def _console() -> Console:
     probe = Console(stderr=True)
     # Without a terminal rich assumes 80 columns; CI logs are wider than that.
     width = None if probe.is_terminal else max(probe.width, 160)
-    return Console(stderr=True, highlight=False, soft_wrap=True, width=width)
+    # emoji=False: a message naming `file:100:` must not print as `file💯`.
+    return Console(stderr=True, highlight=False, emoji=False, soft_wrap=True, width=width)
 
 
 console = _console()
