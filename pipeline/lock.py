@@ -13,15 +13,15 @@ reachable here, so a build always uses the archives as they are, and says when t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any
 
 import jsonschema
 
 from .errors import ConfigurationError, InputError
+from .schema_errors import dotted, explain
 
 LOCK_VERSION = 1
 
@@ -47,68 +47,15 @@ class LockedPackage:
     sha256: str | None  # None: unlocked (never downloaded)
 
 
-_JSON_TYPES: Final = {
-    dict: "object",
-    list: "array",
-    str: "string",
-    bool: "boolean",
-    int: "number",
-    float: "number",
-    type(None): "null",
-}
-
-
 def _schema() -> jsonschema.Draft202012Validator:
     text = resources.files("pipeline").joinpath("lock.schema.json").read_text("utf-8")
     return jsonschema.Draft202012Validator(json.loads(text))
 
 
-def _field(parts: Iterable[str | int]) -> str:
-    out = ""
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def _schema_message(path: Path, error: jsonschema.ValidationError) -> ConfigurationError:
     """One line naming the file, the field and what was expected there."""
-    if error.validator in ("oneOf", "anyOf") and error.context:
-        # The alternative that is not merely the other type says what is wrong.
-        relevant = [e for e in error.context if e.validator != "type"]
-        if relevant:
-            error = max(relevant, key=lambda e: len(e.absolute_path))
-    where = list(error.absolute_path)
-    schema = error.schema if isinstance(error.schema, dict) else {}
-    value: Any = error.instance
-    if error.validator == "pattern":
-        nullable = bool(where) and (where[0] in ("inputs", "bases") or where[-1] == "sha256")
-        unlocked = " (or null when unlocked)" if nullable and where[0] != "pip" else ""
-        what = f"{_short(value)} is not {schema.get('description', 'valid')}{unlocked}"
-    elif error.validator == "required" and isinstance(value, dict):
-        missing = [k for k in cast(list[str], error.validator_value) if k not in value]
-        what = f"missing required field {missing[0]!r}"
-    elif error.validator == "additionalProperties" and isinstance(value, dict):
-        extra = [k for k in value if k not in schema.get("properties", {})]
-        where.append(extra[0] if extra else "?")
-        allowed = ", ".join(schema.get("properties", {}))
-        what = f"unknown key; expected one of: {allowed}"
-    elif error.validator == "type":
-        what = f"expected {error.validator_value}, got {_JSON_TYPES.get(type(value), '?')}"
-    elif error.validator == "oneOf":
-        what = f"expected a string or null, got {_JSON_TYPES.get(type(value), '?')}"
-    elif error.validator == "const":
-        what = f"{_short(value)} is not supported; expected {error.validator_value!r}"
-    elif error.validator == "enum":
-        options = ", ".join(map(str, cast(list[Any], error.validator_value)))
-        what = f"{_short(value)} is not allowed; expected one of: {options}"
-    else:  # propertyNames and anything else: jsonschema's own sentence, kept to one line
-        what = error.message.splitlines()[0][:200]
-    return ConfigurationError(f"{path}: {_field(where)}: {what}")
+    where, what = explain(error, null_hint=" (or null when unlocked)")
+    return ConfigurationError(f"{path}: {dotted(where)}: {what}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -19,12 +19,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import jsonschema
 import yaml
 
 from .errors import ConfigurationError, UsageError
+from .schema_errors import dotted, explain
 
 DEFAULT_MATRIX: Final = Path("runtimes.yaml")
 TEMPLATES_DIR: Final = Path(__file__).resolve().parent.parent / "templates"
@@ -407,12 +408,12 @@ class _Located:
                 key = loader.construct_object(key_node)
                 if not isinstance(key, str):
                     line = key_node.start_mark.line + 1
-                    msg = f"{self.file}:{line}: {_dotted(where) or '(top)'}: keys must be strings"
+                    msg = f"{self.file}:{line}: {dotted(where)}: keys must be strings"
                     raise ConfigurationError(msg)
                 self._printable(key, key_node, (*where, key))
                 if key in out:
                     line = key_node.start_mark.line + 1
-                    msg = f"{self.file}:{line}: {_dotted((*where, key))}: key appears twice"
+                    msg = f"{self.file}:{line}: {dotted((*where, key))}: key appears twice"
                     raise ConfigurationError(msg)
                 out[key] = self._convert(loader, value_node, (*where, key))
             return out
@@ -443,17 +444,7 @@ class _Located:
         return self.lines.get(where, 1)
 
     def fail(self, where: Path_, message: str) -> ConfigurationError:
-        field_name = _dotted(where) or "(top level)"
-        return ConfigurationError(f"{self.file}:{self.line(where)}: {field_name}: {message}")
-
-
-def _dotted(where: Path_) -> str:
-    out = ""
-    for part in where:
-        if isinstance(part, str) and _CONTROL.search(part):
-            part = part.encode("unicode_escape").decode()  # a key is shown, never obeyed
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
+        return ConfigurationError(f"{self.file}:{self.line(where)}: {dotted(where)}: {message}")
 
 
 def _schema() -> dict[str, Any]:
@@ -463,57 +454,8 @@ def _schema() -> dict[str, Any]:
 
 
 def _schema_message(error: jsonschema.ValidationError, doc: _Located) -> ConfigurationError:
-    where: Path_ = tuple(error.absolute_path)
-    if "propertyNames" in error.absolute_schema_path and isinstance(error.instance, str):
-        where = (*where, error.instance)  # a key is wrong: point at its own line
-    expected_value: Any = error.validator_value
-    schema: dict[str, Any] = dict(error.schema) if isinstance(error.schema, dict) else {}
-    if error.validator in ("oneOf", "anyOf"):
-        # The alternative whose type matched says what is wrong; none matching is its own case.
-        relevant = [e for e in error.context or () if e.validator != "type"]
-        required = [e for e in relevant if e.validator == "required"]
-        if required and len(required) == len(relevant):
-            names = " or ".join(repr(cast(Any, e.validator_value)[0]) for e in required)
-            return doc.fail(where, f"missing a required field: expected {names}")
-        if relevant:
-            return _schema_message(max(relevant, key=lambda e: len(e.absolute_path)), doc)
-        if not error.context:  # every alternative matched
-            present = error.instance if isinstance(error.instance, dict) else {}
-            keys = [k for alt in expected_value for k in alt.get("required", ()) if k in present]
-            both = " and ".join(repr(k) for k in keys) or "several alternatives"
-            return doc.fail(where, f"has {both}; expected exactly one of them")
-        return doc.fail(where, f"{error.instance!r} has the wrong type")
-    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = list(schema.get("properties", {}))
-        extra = [k for k in error.instance if k not in allowed]
-        key = extra[0] if extra else "?"
-        msg = f"unknown key {key!r}"
-        if allowed:
-            msg += f"; expected one of: {', '.join(allowed)}"
-            close = difflib.get_close_matches(key, allowed, n=1)
-            if close:
-                msg += f" (did you mean {close[0]!r}?)"
-        return doc.fail((*where, key), msg)
-    if error.validator == "required" and isinstance(error.instance, dict):
-        missing = [k for k in expected_value if k not in error.instance]
-        return doc.fail(where, f"missing required field {missing[0]!r}")
-    if error.validator == "format" and expected_value == "date":
-        return doc.fail(where, f"{error.instance!r} is not a date; expected YYYY-MM-DD")
-    if error.validator == "enum":
-        options = ", ".join(map(str, expected_value))
-        return doc.fail(where, f"{error.instance!r} is not allowed; expected one of: {options}")
-    if error.validator == "type":
-        expected = expected_value
-        expected = " or ".join(expected) if isinstance(expected, list) else expected
-        got = type(error.instance).__name__
-        return doc.fail(where, f"expected {expected}, got {got} {error.instance!r}")
-    if error.validator == "pattern":
-        described = schema.get("description")
-        expected = described or f"of the form {expected_value}"
-        return doc.fail(where, f"{error.instance!r} is not valid; expected {expected}")
-    if error.validator == "uniqueItems":
-        return doc.fail(where, f"{error.instance!r} lists an item twice")
-    return doc.fail(where, error.message)
+    where, what = explain(error)
+    return doc.fail(where, what)
 
 
 def load_matrix(

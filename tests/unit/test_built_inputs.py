@@ -83,7 +83,7 @@ def test_a_malformed_go_sum_in_the_lock_names_the_field(tmp_path: Path) -> None:
     path = tmp_path / "runtimes.lock.json"
     entry = {"module": RIE_MODULE, "version": "v1.2.3", "sum": "sha256:abc"}
     path.write_text(json.dumps({"version": 1, "go": {"rie": entry}}))
-    with pytest.raises(ConfigurationError, match=r"go\.rie\.sum.*is not a go\.sum hash"):
+    with pytest.raises(ConfigurationError, match=r"go\.rie\.sum.*expected a go\.sum hash"):
         Lock.load(path)
 
 

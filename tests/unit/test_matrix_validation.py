@@ -74,5 +74,6 @@ def test_lock_with_a_malformed_checksum_is_refused(tmp_path: Path) -> None:
 
     path = tmp_path / "runtimes.lock.json"
     path.write_text('{"version": 1, "inputs": {"rie": {"x86_64": "abc"}}}')
-    with pytest.raises(ConfigurationError, match=r"inputs\.rie\.x86_64: 'abc' is not 64"):
+    expected = r"inputs\.rie\.x86_64: 'abc' is not valid; expected 64"
+    with pytest.raises(ConfigurationError, match=expected):
         Lock.load(path)
