@@ -36,6 +36,7 @@ OCI_MANIFEST: Final = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX: Final = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG: Final = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_GZIP: Final = "application/vnd.oci.image.layer.v1.tar+gzip"
+OCI_EMPTY: Final = "application/vnd.oci.empty.v1+json"
 DOCKER_MANIFEST: Final = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST: Final = "application/vnd.docker.distribution.manifest.list.v2+json"
 MANIFEST_ACCEPT: Final = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
@@ -233,6 +234,37 @@ class Registry(Transport):
             headers={"Accept": MANIFEST_ACCEPT},
         )
         return response.content, response.headers.get("Content-Type", "")
+
+    def get_blob(self, repo: str, digest: str) -> bytes:
+        """A small blob (an SBOM), checked against its digest."""
+        response = self._request(
+            "GET", f"/v2/{repo}/blobs/{digest}", repo=repo, what=f"GET blob {digest[:19]}",
+            ok=(200,),
+        )  # fmt: skip
+        if sha256_bytes(response.content) != digest:
+            raise RegistryError(f"registry {self.host}: blob {digest} in {repo} has other bytes")
+        return response.content
+
+    def referrers(self, repo: str, digest: str) -> list[dict[str, Any]] | None:
+        """The referrers API's list for ``digest`` (OCI distribution 1.1), or None when the
+        registry does not answer it (then the referrers tag scheme applies)."""
+        response = self._request(
+            "GET",
+            f"/v2/{repo}/referrers/{digest}",
+            repo=repo,
+            what=f"GET referrers {digest[:19]}",
+            ok=(200, 400, 404, 405),
+            headers={"Accept": OCI_INDEX},
+        )
+        if response.status_code != 200:
+            return None
+        if not response.headers.get("Content-Type", "").startswith(OCI_INDEX):
+            return None
+        try:
+            listed = response.json().get("manifests")
+        except ValueError:
+            return None
+        return [m for m in listed or [] if isinstance(m, dict)]
 
     def list_tags(self, repo: str) -> list[str]:
         """Every tag of ``repo`` (none when the repository does not exist yet), following the

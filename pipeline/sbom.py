@@ -1,0 +1,632 @@
+"""SBOM: what a snapshot's layers hold, as CycloneDX 1.6 JSON, and what changed between two.
+
+Made on the host from the cell's ``layers/*.tar.xz`` — the bytes that are published — without
+the engine. The layers are read as the image sees them: a later layer's files replace earlier
+ones, and its whiteouts (``.wh.NAME``, ``.wh..wh..opq``) hide what lies below, so nothing
+deleted or overwritten above is reported from below.
+
+Components, each with name, version, purl and licence where the image states one:
+
+- OS packages from ``var/lib/dpkg/status`` (``pkg:deb/debian/NAME@VERSION?arch=…&distro=…``);
+  the licence is that of the ``Files: *`` paragraph of ``usr/share/doc/NAME/copyright`` when
+  that file is machine-readable (DEP-5), else none;
+- Python distributions from ``*.dist-info/METADATA`` (``pkg:pypi``): License-Expression, else
+  a one-line License, else the licence classifiers;
+- npm packages from ``node_modules/[@scope/]NAME/package.json`` (``pkg:npm``);
+- Java artifacts from ``META-INF/maven/GROUP/ARTIFACT/pom.properties`` inside ``*.jar`` files
+  (``pkg:maven``);
+- Go executables (the RIE, Go bootstraps) from the build information Go writes into each
+  binary (``pkg:golang``), main module and dependencies.
+
+The document is byte-reproducible: the serial number is derived from the layers' diff IDs, the
+timestamp is SOURCE_DATE_EPOCH, and components are sorted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.parser
+import io
+import json
+import logging
+import lzma
+import posixpath
+import re
+import tarfile
+import uuid
+import warnings
+import zipfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from cyclonedx.contrib.license.factories import LicenseFactory
+from cyclonedx.model import Property
+from cyclonedx.model.bom import Bom, BomMetaData
+from cyclonedx.model.component import Component, ComponentType
+from cyclonedx.model.license import DisjunctiveLicense
+from cyclonedx.output.json import JsonV1Dot6
+from debian.copyright import Copyright, NotMachineReadableError
+from debian.deb822 import Deb822
+from packageurl import PackageURL
+
+from .errors import PublishError
+
+MEDIA_TYPE: Final = "application/vnd.cyclonedx+json"
+FILE_NAME: Final = "sbom.cdx.json"
+# The namespace of the serial numbers (a UUID of our own; uuid5 of the layers' diff IDs).
+_SERIAL_NS: Final = uuid.UUID("6f1c6b0e-8a43-5a53-9a3e-2f7c1e4b9d10")
+_GO_MAGIC: Final = b"\xff Go buildinf:"
+_ELF: Final = b"\x7fELF"
+_MAX_FILE: Final = 256 << 20  # larger files are not read into memory for inspection
+
+# python-debian logs a warning for each old-style Format URL it accepts: not our reader's news.
+logging.getLogger("debian.copyright").setLevel(logging.ERROR)
+
+_DIST_INFO = re.compile(r"(?:^|/)([^/]+)\.dist-info/METADATA$")
+_NPM = re.compile(r"(?:^|/)node_modules/((?:@[^/]+/)?[^/@][^/]*)/package\.json$")
+_POM = re.compile(r"META-INF/maven/([^/]+)/([^/]+)/pom\.properties$")
+
+
+@dataclass(frozen=True, order=True, kw_only=True)
+class Package:
+    """One component as found in the image (pure data; made into CycloneDX by ``document``)."""
+
+    ecosystem: str  # deb | pypi | npm | maven | golang
+    name: str
+    version: str
+    namespace: str | None = None
+    qualifiers: tuple[tuple[str, str], ...] = ()
+    licenses: tuple[str, ...] = ()
+    path: str = ""  # where it was found (first path, sorted)
+    kind: str = "library"  # library | application
+
+    @property
+    def purl(self) -> str:
+        return PackageURL(
+            type=self.ecosystem,
+            namespace=self.namespace,
+            name=self.name,
+            version=self.version,
+            qualifiers=dict(self.qualifiers) or None,
+        ).to_string()
+
+    @property
+    def key(self) -> str:
+        """What identifies the package across versions (the changelog's unit)."""
+        ns = f"{self.namespace}/" if self.namespace else ""
+        return f"{self.ecosystem}:{ns}{self.name}"
+
+
+# --- the image's files, layers applied ------------------------------------------------------
+
+
+@dataclass
+class _Entry:
+    layer: int
+    kind: str  # file | dir | link | other
+    mode: int
+    size: int
+    target: str = ""
+
+
+def _norm(name: str) -> str:
+    while name.startswith(("./", "/")):
+        name = name[1:] if name.startswith("/") else name[2:]
+    name = posixpath.normpath(name) if name else ""
+    return "" if name == "." else name
+
+
+class ImageFiles:
+    """The file system the layers make, as paths → entries, and the bytes of wanted files."""
+
+    def __init__(self, layers: Sequence[Path], wanted: Any) -> None:
+        """``wanted(path, entry, data)`` says whether to keep a regular file's content; with
+        ``data`` None it is asked first whether to read the file at all."""
+        self.entries: dict[str, _Entry] = {}
+        self.content: dict[str, bytes] = {}
+        for index, path in enumerate(layers):
+            self._apply(index, path, wanted)
+
+    def _remove_under(self, prefix: str, *, keep_self: bool) -> None:
+        """Forget ``prefix`` (unless ``keep_self``) and everything below it."""
+        old = self.entries.get(prefix)
+        if old is not None and old.kind != "dir":
+            if not keep_self:
+                del self.entries[prefix]
+                self.content.pop(prefix, None)
+            return
+        # A whole tree: rare (whiteouts, a directory replaced), so a scan is fine.
+        below = prefix + "/" if prefix else ""
+        gone = [p for p in self.entries if p.startswith(below) or p == prefix]
+        for p in gone:
+            if keep_self and p == prefix:
+                continue
+            del self.entries[p]
+            self.content.pop(p, None)
+
+    def _apply(self, index: int, path: Path, wanted: Any) -> None:
+        try:
+            with lzma.open(path) as raw, tarfile.open(fileobj=raw, mode="r|") as tar:
+                for info in tar:
+                    name = _norm(info.name)
+                    base = posixpath.basename(name)
+                    parent = posixpath.dirname(name)
+                    if base == ".wh..wh..opq":
+                        self._remove_under(parent, keep_self=True)
+                        continue
+                    if base.startswith(".wh."):
+                        self._remove_under(posixpath.join(parent, base[4:]), keep_self=False)
+                        continue
+                    if info.isdir():
+                        old = self.entries.get(name)
+                        if old is not None and old.kind != "dir":
+                            self._remove_under(name, keep_self=False)
+                        self.entries[name] = _Entry(index, "dir", info.mode, 0)
+                        continue
+                    # A file replaces whatever was there, a directory's tree included.
+                    self._remove_under(name, keep_self=False)
+                    if info.issym():
+                        self.entries[name] = _Entry(index, "link", info.mode, 0, info.linkname)
+                    elif info.isfile():
+                        entry = _Entry(index, "file", info.mode, info.size)
+                        self.entries[name] = entry
+                        if info.size <= _MAX_FILE and wanted(name, entry, None):
+                            f = tar.extractfile(info)
+                            data = f.read() if f is not None else b""
+                            if wanted(name, entry, data):
+                                self.content[name] = data
+                    elif info.islnk():
+                        target = _norm(info.linkname)
+                        self.entries[name] = _Entry(index, "file", info.mode, 0)
+                        if target in self.content:
+                            self.content[name] = self.content[target]
+                    else:
+                        self.entries[name] = _Entry(index, "other", info.mode, 0)
+        except (lzma.LZMAError, tarfile.TarError, EOFError) as exc:
+            raise PublishError(f"{path}: not a readable layer tarball ({exc})") from None
+
+    def read(self, path: str) -> bytes | None:
+        """The content of ``path``, following symbolic links among its directories."""
+        resolved = self.resolve(path)
+        return None if resolved is None else self.content.get(resolved)
+
+    def resolve(self, path: str, depth: int = 0) -> str | None:
+        if depth > 16:
+            return None
+        parts = path.split("/")
+        for i in range(1, len(parts) + 1):
+            here = "/".join(parts[:i])
+            entry = self.entries.get(here)
+            if entry is None:
+                return None
+            if entry.kind == "link":
+                target = entry.target
+                joined = (
+                    target.lstrip("/")
+                    if target.startswith("/")
+                    else posixpath.join(posixpath.dirname(here), target)
+                )
+                rest = "/".join([_norm(joined), *parts[i:]])
+                return self.resolve(_norm(rest), depth + 1)
+        return path
+
+
+def _wanted(path: str, entry: _Entry, data: bytes | None) -> bool:
+    if path == "var/lib/dpkg/status" or path in ("etc/os-release", "usr/lib/os-release"):
+        return True
+    if path.startswith("usr/share/doc/") and path.endswith("/copyright"):
+        return True
+    if _DIST_INFO.search(path) or _NPM.search(path) or path.endswith(".jar"):
+        return True
+    if data is None:  # an executable may be a Go program: read it to see
+        return bool(entry.mode & 0o111) and entry.size > 0
+    return data.startswith(_ELF) and _GO_MAGIC in data
+
+
+# --- readers, one per ecosystem (pure: bytes in, packages out) --------------------------------
+
+
+def os_release(files: ImageFiles) -> dict[str, str]:
+    text = files.read("etc/os-release") or files.read("usr/lib/os-release") or b""
+    values = {}
+    for line in text.decode("utf-8", "replace").splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.strip()] = value.strip().strip('"')
+    return values
+
+
+def dep5_license(text: bytes) -> str | None:
+    """The licence of ``Files: *`` in a machine-readable copyright file; None otherwise."""
+    try:
+        parsed = Copyright(io.StringIO(text.decode("utf-8", "replace")), strict=False)
+    except NotMachineReadableError:
+        return None
+    except Exception:  # python-debian raises several kinds on broken files: no licence then
+        return None
+    for paragraph in parsed.all_files_paragraphs():
+        licence = paragraph.license
+        if "*" in paragraph.files and licence is not None:
+            synopsis = str(getattr(licence, "synopsis", "")).strip()
+            return synopsis or None
+    return None
+
+
+def dpkg_packages(files: ImageFiles, distro: str) -> list[Package]:
+    status = files.read("var/lib/dpkg/status")
+    if status is None:
+        return []
+    found = []
+    for para in Deb822.iter_paragraphs(status.decode("utf-8", "replace")):
+        name, version = para.get("Package"), para.get("Version")
+        if not name or not version or not para.get("Status", "").endswith(" installed"):
+            continue
+        copyright_text = files.read(f"usr/share/doc/{name}/copyright")
+        licence = dep5_license(copyright_text) if copyright_text else None
+        qualifiers = [("arch", para.get("Architecture", ""))]
+        if distro:
+            qualifiers.append(("distro", distro))
+        found.append(
+            Package(
+                ecosystem="deb",
+                namespace="debian",
+                name=name,
+                version=version,
+                qualifiers=tuple(q for q in qualifiers if q[1]),
+                licenses=(licence,) if licence else (),
+                path="var/lib/dpkg/status",
+            )
+        )
+    return found
+
+
+def pypi_name(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def python_package(path: str, text: bytes) -> Package | None:
+    meta = email.parser.BytesHeaderParser().parsebytes(text)
+    name, version = meta.get("Name"), meta.get("Version")
+    if not name or not version:
+        return None
+    licences: tuple[str, ...] = ()
+    expression = (meta.get("License-Expression") or "").strip()
+    plain = (meta.get("License") or "").strip()
+    if expression:
+        licences = (expression,)
+    elif plain and "\n" not in plain and len(plain) <= 100 and plain.upper() != "UNKNOWN":
+        licences = (plain,)
+    else:
+        classifiers = [
+            c.split("::")[-1].strip()
+            for c in meta.get_all("Classifier") or []
+            if c.startswith("License ::") and c.count("::") >= 2
+        ]
+        licences = tuple(sorted(set(classifiers)))
+    return Package(
+        ecosystem="pypi", name=pypi_name(name), version=version, licenses=licences, path=path
+    )
+
+
+def npm_package(path: str, text: bytes) -> Package | None:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    name, version = data.get("name"), data.get("version")
+    if not isinstance(name, str) or not isinstance(version, str) or not name or not version:
+        return None
+    licence = data.get("license")
+    if isinstance(licence, dict):
+        licence = licence.get("type")
+    namespace, _, short = name.rpartition("/")
+    return Package(
+        ecosystem="npm",
+        namespace=namespace or None,
+        name=short,
+        version=version,
+        licenses=(licence,) if isinstance(licence, str) and licence else (),
+        path=path,
+    )
+
+
+def _properties(text: bytes) -> dict[str, str]:
+    values = {}
+    for line in text.decode("latin-1").splitlines():
+        line = line.strip()
+        if not line or line[0] in "#!":
+            continue
+        key, _, value = (
+            line.replace(":", "=", 1).partition("=") if "=" not in line else (line.partition("="))
+        )
+        values[key.strip()] = value.strip()
+    return values
+
+
+def jar_packages(path: str, data: bytes) -> list[Package]:
+    found = []
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as jar:
+            for member in jar.namelist():
+                if not _POM.fullmatch(member):
+                    continue
+                props = _properties(jar.read(member))
+                group, artifact, version = (
+                    props.get("groupId"),
+                    props.get("artifactId"),
+                    props.get("version"),
+                )
+                if group and artifact and version:
+                    found.append(
+                        Package(
+                            ecosystem="maven",
+                            namespace=group,
+                            name=artifact,
+                            version=version,
+                            path=path,
+                        )
+                    )
+    except (zipfile.BadZipFile, OSError, RuntimeError, ValueError):
+        return []
+    return found
+
+
+def _uvarint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while pos < len(data):
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+    raise ValueError("truncated varint")
+
+
+def go_build_info(data: bytes) -> tuple[str, str] | None:
+    """(Go version, module info text) of a Go ≥ 1.18 executable, or None."""
+    if not data.startswith(_ELF):
+        return None
+    at = data.find(_GO_MAGIC)
+    while at != -1:
+        # 16-byte magic+pointer size+flags header, padded to 32; flag 2: strings inline.
+        if at % 16 == 0 and len(data) >= at + 32 and data[at + 15] & 0x2:
+            try:
+                size, pos = _uvarint(data, at + 32)
+                version = data[pos : pos + size].decode("utf-8", "replace")
+                size, pos = _uvarint(data, pos + size)
+                modinfo = data[pos : pos + size].decode("utf-8", "replace")
+            except ValueError:
+                return None
+            # The module text sits between two 16-byte sentinels.
+            if len(modinfo) >= 33 and modinfo[-17] == "\n":
+                modinfo = modinfo[16:-16]
+            return version, modinfo
+        at = data.find(_GO_MAGIC, at + 1)
+    return None
+
+
+def go_packages(path: str, data: bytes) -> list[Package]:
+    info = go_build_info(data)
+    if info is None:
+        return []
+    go_version, modinfo = info
+    found = []
+    for line in modinfo.splitlines():
+        fields = line.split("\t")
+        if fields[0] in ("mod", "dep") and len(fields) >= 3:
+            module, version = fields[1], fields[2]
+            namespace, _, name = module.rpartition("/")
+            found.append(
+                Package(
+                    ecosystem="golang",
+                    namespace=namespace or None,
+                    name=name,
+                    version=version,
+                    path=path,
+                    kind="application" if fields[0] == "mod" else "library",
+                )
+            )
+    if go_version.startswith("go"):
+        found.append(Package(ecosystem="golang", name="stdlib", version=go_version, path=path))
+    return found
+
+
+# --- the whole image --------------------------------------------------------------------------
+
+
+def distro_of(release: dict[str, str]) -> str:
+    os_id, version = release.get("ID", ""), release.get("VERSION_ID", "")
+    return f"{os_id}-{version}" if os_id and version else os_id
+
+
+def image_packages(layers: Sequence[Path]) -> tuple[dict[str, str], list[Package]]:
+    """os-release values and every package the layers (in image order) hold, sorted."""
+    files = ImageFiles(layers, _wanted)
+    release = os_release(files)
+    found = dpkg_packages(files, distro_of(release))
+    for path in sorted(files.content):
+        data = files.content[path]
+        package: Package | None = None
+        if _DIST_INFO.search(path):
+            package = python_package(path, data)
+        elif _NPM.search(path):
+            package = npm_package(path, data)
+        elif path.endswith(".jar"):
+            found += jar_packages(path, data)
+        elif data.startswith(_ELF):
+            found += go_packages(path, data)
+        if package is not None:
+            found.append(package)
+    # One component per purl: the first path (in sorted order) names where it is.
+    unique: dict[str, Package] = {}
+    for package in sorted(found, key=lambda p: (p.purl, p.path)):
+        unique.setdefault(package.purl, package)
+    return release, sorted(unique.values(), key=lambda p: p.purl)
+
+
+def serial_number(runtime: str, arch: str, diff_ids: Iterable[str]) -> uuid.UUID:
+    return uuid.uuid5(_SERIAL_NS, "\n".join([runtime, arch, *diff_ids]))
+
+
+_LICENSES = LicenseFactory()
+
+
+def _component(package: Package) -> Component:
+    licences: list[Any] = []
+    for text in package.licenses:
+        try:
+            licences.append(_LICENSES.make_from_string(text))
+        except Exception:  # anything the factory cannot classify is kept as a named licence
+            licences.append(DisjunctiveLicense(name=text))
+    return Component(
+        type=ComponentType.APPLICATION if package.kind == "application" else ComponentType.LIBRARY,
+        name=package.name,
+        group=None if package.ecosystem == "deb" else package.namespace,
+        version=package.version,
+        purl=PackageURL.from_string(package.purl),
+        bom_ref=package.purl,
+        licenses=licences,
+        properties=[Property(name="lambda-images:path", value=package.path)],
+    )
+
+
+def document(
+    *,
+    runtime: str,
+    arch: str,
+    diff_ids: Sequence[str],
+    epoch: int,
+    release: dict[str, str],
+    packages: Sequence[Package],
+) -> bytes:
+    """The CycloneDX 1.6 JSON document (bytes, ending in a newline)."""
+    image = Component(
+        type=ComponentType.CONTAINER,
+        name=runtime,
+        bom_ref=f"image:{runtime}/{arch}",
+        properties=[
+            Property(name="lambda-images:arch", value=arch),
+            *(Property(name="lambda-images:diff-id", value=d) for d in diff_ids),
+        ],
+    )
+    bom = Bom(
+        serial_number=serial_number(runtime, arch, diff_ids),
+        metadata=BomMetaData(timestamp=dt.datetime.fromtimestamp(epoch, dt.UTC), component=image),
+    )
+    if release.get("ID"):
+        bom.components.add(
+            Component(
+                type=ComponentType.OPERATING_SYSTEM,
+                name=release["ID"],
+                version=release.get("VERSION_ID"),
+                bom_ref=f"os:{distro_of(release)}",
+                description=release.get("PRETTY_NAME"),
+            )
+        )
+    for package in packages:
+        bom.components.add(_component(package))
+    with warnings.catch_warnings():
+        # The library warns that the image component lists no dependencies: it has none here.
+        warnings.simplefilter("ignore", UserWarning)
+        text = JsonV1Dot6(bom).output_as_string()
+    # Re-serialized with sorted keys: the library's key order is not part of its contract.
+    return (json.dumps(json.loads(text), indent=1, sort_keys=True) + "\n").encode()
+
+
+def make_sbom(
+    runtime: str, arch: str, layers: Sequence[Path], diff_ids: Sequence[str], epoch: int
+) -> bytes:
+    release, packages = image_packages(layers)
+    return document(
+        runtime=runtime,
+        arch=arch,
+        diff_ids=diff_ids,
+        epoch=epoch,
+        release=release,
+        packages=packages,
+    )
+
+
+# --- reading one back, and the changelog ------------------------------------------------------
+
+
+def versions(sbom: dict[str, Any]) -> dict[str, list[str]]:
+    """Package key (ecosystem:namespace/name) → sorted versions, from a CycloneDX document."""
+    found: dict[str, set[str]] = {}
+    for component in sbom.get("components") or []:
+        purl = component.get("purl")
+        if not isinstance(purl, str):
+            continue
+        try:
+            parsed = PackageURL.from_string(purl)
+        except ValueError:
+            continue
+        ns = f"{parsed.namespace}/" if parsed.namespace else ""
+        found.setdefault(f"{parsed.type}:{ns}{parsed.name}", set()).add(parsed.version or "")
+    return {key: sorted(v) for key, v in sorted(found.items())}
+
+
+@dataclass(kw_only=True)
+class Changes:
+    """What moved between two SBOMs of one image: package key → versions."""
+
+    previous: str | None  # the release compared with; None: first release
+    added: dict[str, str] = field(default_factory=dict)
+    removed: dict[str, str] = field(default_factory=dict)
+    upgraded: dict[str, tuple[str, str]] = field(default_factory=dict)  # key → (old, new)
+    note: str | None = None  # why there is nothing to compare with, when so
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.removed or self.upgraded)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "previous": self.previous,
+            "note": self.note,
+            "added": self.added,
+            "removed": self.removed,
+            "upgraded": {k: {"from": old, "to": new} for k, (old, new) in self.upgraded.items()},
+        }
+
+    def lines(self) -> list[str]:
+        """Human lines: ``+ key version``, ``- key version``, ``~ key old → new``."""
+        if self.note:
+            return [self.note]
+        if self.empty:
+            return [f"no package changed since {self.previous}"]
+        out = [f"~ {k} {old} → {new}" for k, (old, new) in self.upgraded.items()]
+        out += [f"+ {k} {v}" for k, v in self.added.items()]
+        out += [f"- {k} {v}" for k, v in self.removed.items()]
+        return out
+
+
+def diff(old: dict[str, Any] | None, new: dict[str, Any], previous: str | None) -> Changes:
+    """The changes from ``old`` to ``new`` (None: first release)."""
+    if old is None:
+        return Changes(previous=None, note="first release")
+    before, after = versions(old), versions(new)
+    changes = Changes(previous=previous)
+    for key in sorted(set(before) | set(after)):
+        was, now = before.get(key), after.get(key)
+        if was == now:
+            continue
+        if was is None:
+            changes.added[key] = ", ".join(now or [])
+        elif now is None:
+            changes.removed[key] = ", ".join(was)
+        else:
+            changes.upgraded[key] = (", ".join(was), ", ".join(now))
+    return changes
+
+
+def packages_of(sbom: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(purl, version) of each component with a purl."""
+    for component in sbom.get("components") or []:
+        if isinstance(component.get("purl"), str):
+            yield component["purl"], str(component.get("version") or "")
