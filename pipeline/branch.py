@@ -60,11 +60,13 @@ def push_branch(
     *,
     epoch: int,
     expected: str | _ReadNow | None = READ_NOW,
+    changes: str = "",
 ) -> BranchResult:
     """Commit ``content`` as the only commit of branch ``runtime_id`` and force-push it.
 
     ``expected`` is the commit the caller last saw on the remote (None: no branch); by default
-    it is read now. The push is refused if the branch has moved since.
+    it is read now. The push is refused if the branch has moved since. ``changes`` becomes the
+    body of the commit message (publish: what changed since the previous release).
     """
     if runtime_id in RESERVED_BRANCHES:
         raise BranchError(f"refusing to push {runtime_id!r}: that branch is not a runtime's")
@@ -87,8 +89,11 @@ def push_branch(
         shutil.copytree(content, repo, dirs_exist_ok=True, copy_function=os.link)
         (repo / ".gitattributes").write_text(GITATTRIBUTES, encoding="utf-8")
         git(["add", "--all"], repo, env, quiet=True)
+        message = f"Update source for {runtime_id} image"
+        if changes.strip():
+            message += "\n\n" + changes.strip() + "\n"
         git(
-            ["commit", "--quiet", "-m", f"Update source for {runtime_id} image"],
+            ["commit", "--quiet", "-m", message],
             repo,
             env,
             quiet=True,

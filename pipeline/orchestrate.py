@@ -454,7 +454,7 @@ def rebuild(
         summary.cells.append(run_cell(run, target, force=force, no_cache=no_cache, snapshot=True))
     built = [t.arch.name for t in targets]
     with run.work.runtime_locked(runtime.id), log.step(f"branch content {runtime.id}"):
-        summary.branch_dir = assemble_branch(runtime, run.work, built)
+        summary.branch_dir = assemble_branch(runtime, run.work, built, epoch=run.settings.epoch)
     if registry:
         summary.publish = publish_runtimes(run, [runtime.id], registry, git_remote)
     elif git_remote:
@@ -477,7 +477,7 @@ def push_runtime_branch(
     for arch in built:  # before anything is locked or written
         ArchSnapshot.require(run.work.cell(runtime.id, arch))
     with run.work.runtime_locked(runtime.id), log.step(f"push branch {runtime.id}"):
-        content = assemble_branch(runtime, run.work, built)
+        content = assemble_branch(runtime, run.work, built, epoch=run.settings.epoch)
         return push_branch(run.matrix, runtime.id, content, git_remote, epoch=run.settings.epoch)
 
 
@@ -501,7 +501,11 @@ def snapshot_runtimes(
             with run.cell(target).locked():
                 snapshot_cell(run, target)
         with run.work.runtime_locked(rt.id):
-            folders.append(assemble_branch(rt, run.work, [t.arch.name for t in targets]))
+            folders.append(
+                assemble_branch(
+                    rt, run.work, [t.arch.name for t in targets], epoch=run.settings.epoch
+                )
+            )
     return folders
 
 

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from . import log
+from . import log, sbom
 from .branch import BranchResult, push_branch, remote_head
 from .conformance import Report
 from .digests import CHUNK, HashingWriter, sha256_bytes
@@ -52,6 +52,7 @@ from .epoch import iso8601
 from .errors import LambdaImagesError, PublishError, UsageError
 from .git import check_remote
 from .matrix import ARCHES, Matrix, Runtime
+from .oci import referrers
 from .oci.registry import (
     OCI_CONFIG,
     OCI_INDEX,
@@ -63,7 +64,7 @@ from .oci.registry import (
     RetryPolicy,
 )
 from .settings import Settings
-from .snapshot import ArchSnapshot, assemble_branch
+from .snapshot import ArchSnapshot, assemble_branch, cell_sbom
 from .workdir import TEST, WorkDir, read_json, write_json
 
 GZIP_LEVEL: Final = 6
@@ -123,6 +124,9 @@ class RuntimeReport:
     bytes_mounted: int = 0  # bytes a cross-repository mount saved uploading
     branch: dict[str, Any] | None = None
     mirrors: dict[str, MirrorReport] = field(default_factory=dict)
+    sboms: dict[str, str] = field(default_factory=dict)  # arch → digest of its SBOM artifact
+    # arch → what changed since the previous release (see sbom.Changes.as_json)
+    changes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(kw_only=True)
@@ -454,6 +458,91 @@ def move_tags(
             moved.append(tag)
 
 
+def sbom_artifacts(
+    images: Sequence[ArchImage], sboms: dict[str, bytes], created: str
+) -> list[referrers.Artifact]:
+    """Each image's SBOM as an OCI artifact attached to its manifest."""
+    return [
+        referrers.artifact(
+            blob=sboms[image.arch],
+            artifact_type=sbom.MEDIA_TYPE,
+            subject_body=image.manifest.body,
+            subject_media_type=image.manifest.media_type,
+            title=sbom.FILE_NAME,
+            annotations={"org.opencontainers.image.created": created},
+        )
+        for image in images
+    ]
+
+
+def previous_sbom(registry: Registry, repo: str, manifest: str) -> dict[str, Any] | None:
+    """The SBOM attached to ``manifest`` (found as ``oras discover`` finds it), or None."""
+    for digest in referrers.discover(registry, repo, manifest, sbom.MEDIA_TYPE):
+        blob = referrers.fetch_blob(registry, repo, digest)
+        if blob is not None:
+            try:
+                parsed = json.loads(blob)
+            except ValueError:
+                continue
+            if isinstance(parsed, dict):
+                return parsed
+    return None
+
+
+def release_changes(
+    runtime: Runtime, registry: Registry, repo: str, stamp: str, sboms: dict[str, bytes]
+) -> dict[str, sbom.Changes]:
+    """Per arch, what changed since the newest release dated before ``stamp``: its
+    ``<tag>.<stamp>-<arch>`` manifest's SBOM against the new one. Dated tags never move and
+    their SBOMs never change, so a republish of a release computes the same changes."""
+    older = [s for s in release_stamps(runtime, registry.list_tags(repo)) if s < stamp]
+    previous = older[0] if older else None
+    changes = {}
+    for arch, document in sboms.items():
+        new = json.loads(document)
+        if previous is None:
+            changes[arch] = sbom.diff(None, new, None)
+            continue
+        manifest = registry.manifest_digest(repo, f"{runtime.tag}.{previous}-{arch}")
+        if manifest is None:
+            changes[arch] = sbom.Changes(previous=previous, note=f"first release for {arch}")
+            continue
+        old = previous_sbom(registry, repo, manifest)
+        if old is None:
+            note = f"release {previous} has no SBOM attached; what changed is not known"
+            changes[arch] = sbom.Changes(previous=previous, note=note)
+            continue
+        changes[arch] = sbom.diff(old, new, previous)
+    return changes
+
+
+def changelog(stamp: str, changes: dict[str, sbom.Changes]) -> list[str]:
+    """The release's changes as plain lines: the commit message body and the README's."""
+    previous = next((c.previous for c in changes.values() if c.previous), None)
+    if all(c.previous is None for c in changes.values()):
+        head = f"Release {stamp}: first release."
+    else:
+        head = f"Release {stamp}, changes since {previous}:"
+    lines = [head]
+    for arch, change in changes.items():
+        lines += ["", f"{arch}:", *(f"  {line}" for line in change.lines())]
+    return lines
+
+
+def history_markdown(stamp: str, changes: dict[str, sbom.Changes]) -> list[str]:
+    """The README's change history section: this release against the one before it."""
+    lines = changelog(stamp, changes)
+    out = [f"### {lines[0]}"]
+    for line in lines[1:]:
+        if not line:
+            out.append("")
+        elif line.startswith("  "):
+            out.append(f"- `{line.strip()}`")
+        else:
+            out.append(line)
+    return out
+
+
 @dataclass(frozen=True, kw_only=True)
 class Release:
     """What a runtime's publish put on the primary registry, for its mirrors."""
@@ -462,6 +551,7 @@ class Release:
     images: list[ArchImage]
     index: Document
     tags: dict[str, Document]
+    sboms: list[referrers.Artifact] = field(default_factory=list)
 
 
 def publish_runtime(
@@ -506,6 +596,8 @@ def _publish_runtime(
     snaps = [with_labels(s, opts.labels) for s in read_cells(runtime, opts.work)]
     with log.step(f"prepare {runtime.id} ({', '.join(s.arch for s in snaps)})"):
         images, index = prepare_images(opts.work, snaps, opts.epoch)
+        sboms = {snap.arch: cell_sbom(opts.work, snap, opts.epoch) for snap in snaps}
+    artifacts = sbom_artifacts(images, sboms, iso8601(opts.epoch))
     by_arch = {image.arch: image for image in images}
 
     def documents(tags: dict[str, str | None]) -> dict[str, Document]:
@@ -528,15 +620,32 @@ def _publish_runtime(
     report.index = index.digest
     report.manifests = {image.arch: image.manifest.digest for image in images}
     report.tags = {tag: doc.digest for tag, doc in wanted.items()}
+    changes = release_changes(runtime, registry, repo, stamp, sboms)
+    report.changes = {arch: change.as_json() for arch, change in changes.items()}
     if any(current[tag] != doc.digest for tag, doc in wanted.items()):
         with log.step(f"upload {runtime.id} → {opts.ref.host}/{repo}"):
             push_images(registry, repo, images, index)
+    for item in artifacts:  # attached before any tag moves: a tagged image has its SBOM
+        referrers.attach(registry, repo, item)
+    report.sboms = {image.arch: item.digest for image, item in zip(images, artifacts, strict=True)}
     branch: BranchResult | None = None
     if opts.git_remote:
         with log.step(f"branch {runtime.id}"):
-            content = assemble_branch(runtime, opts.work, snapshots=snaps)
+            content = assemble_branch(
+                runtime,
+                opts.work,
+                snapshots=snaps,
+                sboms=sboms,
+                history=history_markdown(stamp, changes),
+            )
             branch = push_branch(
-                matrix, runtime.id, content, opts.git_remote, epoch=opts.epoch, expected=lease
+                matrix,
+                runtime.id,
+                content,
+                opts.git_remote,
+                epoch=opts.epoch,
+                expected=lease,
+                changes="\n".join(changelog(stamp, changes)),
             )
         report.branch = {
             "commit": branch.commit,
@@ -544,7 +653,7 @@ def _publish_runtime(
             "pushed": branch.pushed,
         }
     move_tags(registry, repo, wanted, current, report.tags_moved)
-    return Release(runtime=runtime, images=images, index=index, tags=wanted)
+    return Release(runtime=runtime, images=images, index=index, tags=wanted, sboms=artifacts)
 
 
 def mirror_runtime(mirror: Mirror, release: Release) -> MirrorReport:
@@ -560,6 +669,8 @@ def mirror_runtime(mirror: Mirror, release: Release) -> MirrorReport:
         if any(current[tag] != doc.digest for tag, doc in wanted.items()):
             with log.step(f"mirror {runtime.id} → {where}"):
                 push_images(mirror.client, repo, images, index)
+                for item in release.sboms:
+                    referrers.attach(mirror.client, repo, item)
                 move_tags(mirror.client, repo, wanted, current, result.tags_moved)
     except Exception as exc:  # a mirror never stops the primary or the other mirrors
         result.reason = failure_reason(exc)

@@ -52,6 +52,7 @@ from debian.deb822 import Deb822
 from packageurl import PackageURL
 
 from .errors import PublishError
+from .workdir import write_atomic
 
 MEDIA_TYPE: Final = "application/vnd.cyclonedx+json"
 FILE_NAME: Final = "sbom.cdx.json"
@@ -550,6 +551,31 @@ def make_sbom(
         release=release,
         packages=packages,
     )
+
+
+def cell_sbom(
+    path: Path,
+    *,
+    runtime: str,
+    arch: str,
+    layers: Sequence[Path],
+    diff_ids: Sequence[str],
+    epoch: int,
+) -> bytes:
+    """The SBOM of a cell's snapshot, kept at ``path``: made again only when the one there is
+    not of these layers and this epoch (its serial number and timestamp say which)."""
+    serial = f"urn:uuid:{serial_number(runtime, arch, diff_ids)}"
+    stamp = dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat()
+    try:
+        kept = path.read_bytes()
+        parsed = json.loads(kept)
+        if parsed.get("serialNumber") == serial and parsed["metadata"]["timestamp"] == stamp:
+            return kept
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    made = make_sbom(runtime, arch, layers, diff_ids, epoch)
+    write_atomic(path, made)
+    return made
 
 
 # --- reading one back, and the changelog ------------------------------------------------------

@@ -8,8 +8,10 @@ checks it) and the ``snapshot.json`` record (layer order, diff IDs, config); see
     README.md
     x86_64/Dockerfile.<runtime>    the same, paths relative to x86_64/
     x86_64/<sha256>.tar.xz
+    x86_64/sbom.cdx.json           what the x86_64 image holds (CycloneDX 1.6, see sbom.py)
     arm64/Dockerfile.<runtime>
     arm64/<sha256>.tar.xz
+    arm64/sbom.cdx.json
 
 Layers keep the image's own order, whiteouts included, so a later layer's deletions and overwrites
 survive the round trip where ``ADD`` honours whiteouts: the classic builder does (Docker 20.10 and
@@ -30,7 +32,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,7 +40,7 @@ from typing import IO, Any, Final
 
 import docker.errors
 
-from . import log
+from . import log, sbom
 from .digests import CHUNK, sha256_file
 from .errors import SnapshotError
 from .matrix import ARCHES, Arch, Runtime, Target
@@ -293,7 +295,33 @@ def snapshot_dockerfile(snap: ArchSnapshot, prefix: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def branch_readme(runtime: Runtime, arches: Sequence[str]) -> str:
+def cell_sbom(work: WorkDir, snap: ArchSnapshot, epoch: int) -> bytes:
+    """The SBOM of a snapshot, from its layer tarballs (kept in the cell once made)."""
+    cell = work.cell(snap.runtime, snap.arch)
+    return sbom.cell_sbom(
+        cell.sbom,
+        runtime=snap.runtime,
+        arch=snap.arch,
+        layers=[cell.layers / layer.file for layer in snap.layers],
+        diff_ids=[layer.diff_id for layer in snap.layers],
+        epoch=epoch,
+    )
+
+
+def sbom_path(arches: Sequence[str], arch: str) -> str:
+    """Where an architecture's SBOM sits in the branch."""
+    return sbom.FILE_NAME if list(arches) == ["x86_64"] else f"{arch}/{sbom.FILE_NAME}"
+
+
+def branch_readme(
+    runtime: Runtime,
+    arches: Sequence[str],
+    *,
+    sboms: bool = False,
+    history: Sequence[str] = (),
+) -> str:
+    """The branch README; ``sboms`` names the SBOM files, ``history`` is the change history
+    section's lines (markdown) when publishing has one."""
     rt = runtime.id
     lines = [
         f"# {runtime.name} ({rt}) — Lambda base image snapshot",
@@ -324,6 +352,20 @@ def branch_readme(runtime: Runtime, arches: Sequence[str]) -> str:
             "architecture; its files are still arm64 and run under qemu or on an arm64 host.",
             "",
         ]
+    if sboms:
+        lines += [
+            "## Software bill of materials",
+            "",
+            "What each image holds (OS packages, language packages, the runtime interface",
+            "client, Go programs), with versions, licences and package URLs, as CycloneDX 1.6",
+            "JSON made from these very layers; the same document is attached to the image in",
+            "the registry (OCI referrers, artifact type `application/vnd.cyclonedx+json`):",
+            "",
+        ]
+        lines += [f"- {arch}: `{sbom_path(arches, arch)}`" for arch in arches]
+        lines.append("")
+    if history:
+        lines += ["## Change history", "", *history, ""]
     return "\n".join(lines)
 
 
@@ -427,11 +469,21 @@ def snapshot_image(
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def branch_files(runtime: Runtime, snapshots: Iterable[ArchSnapshot]) -> dict[str, str]:
-    """Text files of a branch (path → content); tarballs are linked in by assemble_branch."""
+def branch_files(
+    runtime: Runtime,
+    snapshots: Iterable[ArchSnapshot],
+    *,
+    sboms: Mapping[str, bytes] | None = None,
+    history: Sequence[str] = (),
+) -> dict[str, str]:
+    """Text files of a branch (path → content); tarballs are linked in by assemble_branch.
+    ``sboms`` (arch → document) go beside each architecture's layers."""
     snaps = {s.arch: s for s in snapshots}
     arches = [a for a in runtime.architectures if a in snaps]
-    files = {"README.md": branch_readme(runtime, arches)}
+    files = {"README.md": branch_readme(runtime, arches, sboms=bool(sboms), history=history)}
+    for arch, document in (sboms or {}).items():
+        if arch in snaps:
+            files[sbom_path(arches, arch)] = document.decode("utf-8")
     dockerfile = f"Dockerfile.{runtime.id}"
     if arches == ["x86_64"]:
         # Single-architecture runtimes keep one Dockerfile and the tarballs at the root.
@@ -450,18 +502,26 @@ def assemble_branch(
     arches: Sequence[str] | None = None,
     *,
     snapshots: Sequence[ArchSnapshot] | None = None,
+    epoch: int | None = None,
+    sboms: Mapping[str, bytes] | None = None,
+    history: Sequence[str] = (),
 ) -> Path:
     """Lay out the runtime's branch folder from the per-arch snapshots; return its path.
 
     ``snapshots`` replaces the records read from the work directory (publish passes them with
-    the labels it adds, so that the branch and the registry describe the same image).
+    the labels it adds, so that the branch and the registry describe the same image). Each
+    architecture's SBOM goes beside its layers: ``sboms`` when given, else made from the
+    layers with ``epoch`` as its timestamp (none without either); ``history`` is the README's
+    change history.
     """
     wanted = list(arches or runtime.architectures)
     if snapshots is not None:
         snaps = list(snapshots)
     else:
         snaps = [ArchSnapshot.require(work.cell(runtime.id, arch)) for arch in wanted]
-    files = branch_files(runtime, snaps)
+    if sboms is None and epoch is not None:
+        sboms = {snap.arch: cell_sbom(work, snap, epoch) for snap in snaps}
+    files = branch_files(runtime, snaps, sboms=sboms, history=history)
     dest = work.branch(runtime.id)
     staging = Path(tempfile.mkdtemp(prefix=".branch-", dir=work.runtime_folder(runtime.id)))
     try:

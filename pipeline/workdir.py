@@ -10,6 +10,7 @@ Layout (``<work>`` is ``--work``, ``out`` by default)::
         test.json                      the conformance report                  (conformance)
         snapshot.json                  the layers and config of the snapshot   (snapshot)
         layers/<sha256>.tar.xz         the snapshot's layer tarballs
+        sbom.cdx.json                  the snapshot's SBOM (made from the layers, on demand)
     <work>/<runtime>/branch/           the runtime's branch content
     <work>/.layer-cache/               compressed layers by diff ID, shared by every cell
     <work>/registry-blobs/             gzipped registry blobs by diff ID, shared by publishes
@@ -147,6 +148,10 @@ class Cell:
     @property
     def layers(self) -> Path:
         return self.folder / "layers"
+
+    @property
+    def sbom(self) -> Path:
+        return self.folder / "sbom.cdx.json"
 
     @property
     def build_log(self) -> Path:
