@@ -29,11 +29,13 @@ TEN = NINE + 3600
 
 
 def all_tags(server: Any, repo: str) -> dict[str, str | None]:
-    """Every tag of ``repo`` and the digest it names, read straight from the registry."""
+    """Every tag of ``repo`` and the digest it names, read straight from the registry; the
+    referrers tags (``sha256-…``, where the SBOMs are listed) are not release tags and left out."""
     response = server.get(f"/v2/{repo}/tags/list")
     if response.status_code == 404:
         return {}
-    return {tag: server.tag_digest(repo, tag) for tag in response.json()["tags"] or []}
+    tags = [t for t in response.json()["tags"] or [] if not t.startswith("sha256-")]
+    return {tag: server.tag_digest(repo, tag) for tag in tags}
 
 
 def release_of(report: PublishReport, runtime: str) -> Any:
