@@ -201,7 +201,9 @@ class ImageFiles:
             here = "/".join(parts[:i])
             entry = self.entries.get(here)
             if entry is None:
-                return None
+                if i == len(parts):
+                    return None
+                continue  # a tarball need not list every parent folder
             if entry.kind == "link":
                 target = entry.target
                 joined = (
@@ -535,8 +537,12 @@ def document(
         # The library warns that the image component lists no dependencies: it has none here.
         warnings.simplefilter("ignore", UserWarning)
         text = JsonV1Dot6(bom).output_as_string()
-    # Re-serialized with sorted keys: the library's key order is not part of its contract.
-    return (json.dumps(json.loads(text), indent=1, sort_keys=True) + "\n").encode()
+    # Re-serialized with sorted keys and components in bom-ref order (the purl): the library's
+    # own orders are not part of its contract.
+    parsed = json.loads(text)
+    parsed["components"] = sorted(parsed.get("components") or [], key=lambda c: c["bom-ref"])
+    parsed.pop("dependencies", None)  # one entry per component, none with any edge: noise
+    return (json.dumps(parsed, indent=1, sort_keys=True) + "\n").encode()
 
 
 def make_sbom(
