@@ -12,7 +12,11 @@ no ``test.json`` whose ``ok`` is not true):
 2. the per-architecture manifests and the index, by digest (nothing visible moves yet);
 3. the runtime's git branch (one orphan commit, ``--force-with-lease`` against the head read
    when this runtime's publish began), so a concurrent publisher stops us before any tag moves;
-4. the tags: the dated ones first (``<tag>.<YYYY.MM.DD.HH>-<arch>``, ``<tag>.<YYYY.MM.DD.HH>``),
+   it carries each architecture's SBOM and, in its README and commit message, what changed
+   since the previous release (the SBOM attached to that release's ``<tag>.<stamp>-<arch>``
+   manifest, compared with the new one);
+4. each architecture's SBOM, attached to its manifest (see oci/referrers.py);
+5. the tags: the dated ones first (``<tag>.<YYYY.MM.DD.HH>-<arch>``, ``<tag>.<YYYY.MM.DD.HH>``),
    then ``<tag>-<arch>``, ``<tag>``, and ``latest-<arch>``, ``latest`` when runtimes.yaml
    declares the runtime its family's latest. A tag already at the right digest is not rewritten.
 
@@ -625,9 +629,6 @@ def _publish_runtime(
     if any(current[tag] != doc.digest for tag, doc in wanted.items()):
         with log.step(f"upload {runtime.id} → {opts.ref.host}/{repo}"):
             push_images(registry, repo, images, index)
-    for item in artifacts:  # attached before any tag moves: a tagged image has its SBOM
-        referrers.attach(registry, repo, item)
-    report.sboms = {image.arch: item.digest for image, item in zip(images, artifacts, strict=True)}
     branch: BranchResult | None = None
     if opts.git_remote:
         with log.step(f"branch {runtime.id}"):
@@ -652,6 +653,9 @@ def _publish_runtime(
             "previous": branch.previous,
             "pushed": branch.pushed,
         }
+    for item in artifacts:  # attached before any tag moves: a tagged image has its SBOM
+        referrers.attach(registry, repo, item)
+    report.sboms = {image.arch: item.digest for image, item in zip(images, artifacts, strict=True)}
     move_tags(registry, repo, wanted, current, report.tags_moved)
     return Release(runtime=runtime, images=images, index=index, tags=wanted, sboms=artifacts)
 
