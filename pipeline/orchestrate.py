@@ -53,6 +53,7 @@ from .outdated import OutdatedReport, check_targets
 from .probes import prepare_probe
 from .publish import PublishReport, publish
 from .render import render_target, write_context
+from .sbom import go_pins
 from .settings import Settings
 from .snapshot import ArchSnapshot, assemble_branch, snapshot_target, warm_layer_cache
 from .workdir import BUILD, Cell, UnreadableRecord, WorkDir
@@ -454,7 +455,9 @@ def rebuild(
         summary.cells.append(run_cell(run, target, force=force, no_cache=no_cache, snapshot=True))
     built = [t.arch.name for t in targets]
     with run.work.runtime_locked(runtime.id), log.step(f"branch content {runtime.id}"):
-        summary.branch_dir = assemble_branch(runtime, run.work, built, epoch=run.settings.epoch)
+        summary.branch_dir = assemble_branch(
+            runtime, run.work, built, epoch=run.settings.epoch, pins=go_pins(run.lock)
+        )
     if registry:
         summary.publish = publish_runtimes(run, [runtime.id], registry, git_remote)
     elif git_remote:
@@ -477,7 +480,9 @@ def push_runtime_branch(
     for arch in built:  # before anything is locked or written
         ArchSnapshot.require(run.work.cell(runtime.id, arch))
     with run.work.runtime_locked(runtime.id), log.step(f"push branch {runtime.id}"):
-        content = assemble_branch(runtime, run.work, built, epoch=run.settings.epoch)
+        content = assemble_branch(
+            runtime, run.work, built, epoch=run.settings.epoch, pins=go_pins(run.lock)
+        )
         return push_branch(run.matrix, runtime.id, content, git_remote, epoch=run.settings.epoch)
 
 
@@ -503,7 +508,11 @@ def snapshot_runtimes(
         with run.work.runtime_locked(rt.id):
             folders.append(
                 assemble_branch(
-                    rt, run.work, [t.arch.name for t in targets], epoch=run.settings.epoch
+                    rt,
+                    run.work,
+                    [t.arch.name for t in targets],
+                    epoch=run.settings.epoch,
+                    pins=go_pins(run.lock),
                 )
             )
     return folders

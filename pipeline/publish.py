@@ -55,6 +55,7 @@ from .digests import CHUNK, HashingWriter, sha256_bytes
 from .epoch import iso8601
 from .errors import LambdaImagesError, PublishError, UsageError
 from .git import check_remote
+from .lock import Lock
 from .matrix import ARCHES, Matrix, Runtime
 from .oci import referrers
 from .oci.registry import (
@@ -600,7 +601,8 @@ def _publish_runtime(
     snaps = [with_labels(s, opts.labels) for s in read_cells(runtime, opts.work)]
     with log.step(f"prepare {runtime.id} ({', '.join(s.arch for s in snaps)})"):
         images, index = prepare_images(opts.work, snaps, opts.epoch)
-        sboms = {snap.arch: cell_sbom(opts.work, snap, opts.epoch) for snap in snaps}
+        pins = sbom.go_pins(Lock.for_matrix(matrix.path))
+        sboms = {snap.arch: cell_sbom(opts.work, snap, opts.epoch, pins) for snap in snaps}
     artifacts = sbom_artifacts(images, sboms, iso8601(opts.epoch))
     by_arch = {image.arch: image for image in images}
 

@@ -18,14 +18,16 @@ Components, each with name, version, purl and licence where the image states one
 - Go executables (the RIE, Go bootstraps) from the build information Go writes into each
   binary (``pkg:golang``), main module and dependencies.
 
-The document is byte-reproducible: the serial number is derived from the layers' diff IDs, the
-timestamp is SOURCE_DATE_EPOCH, and components are sorted.
+The document is byte-reproducible: the serial number is derived from the layers' diff IDs (and
+the lock file's pinned Go builds, which name the RIE's version), the timestamp is
+SOURCE_DATE_EPOCH, and components are sorted.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import email.parser
+import hashlib
 import io
 import json
 import logging
@@ -36,7 +38,7 @@ import tarfile
 import uuid
 import warnings
 import zipfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -52,6 +54,7 @@ from debian.deb822 import Deb822
 from packageurl import PackageURL
 
 from .errors import PublishError
+from .lock import Lock
 from .workdir import write_atomic
 
 MEDIA_TYPE: Final = "application/vnd.cyclonedx+json"
@@ -82,6 +85,7 @@ class Package:
     licenses: tuple[str, ...] = ()
     path: str = ""  # where it was found (first path, sorted)
     kind: str = "library"  # library | application
+    version_from: str = ""  # where the version was read when not from the file itself
 
     @property
     def purl(self) -> str:
@@ -413,16 +417,38 @@ def go_build_info(data: bytes) -> tuple[str, str] | None:
     return None
 
 
-def go_packages(path: str, data: bytes) -> list[Package]:
+GoPins = Mapping[str, tuple[str, str]]  # sha256 of a binary → (module, version) it was built from
+
+
+def go_pins(lock: Lock) -> dict[str, tuple[str, str]]:
+    """The Go programs the pipeline builds (the RIE): each pinned binary's sha256 → the module
+    and version runtimes.lock.json says it was built from."""
+    pins = {}
+    for name, module in lock.go.items():
+        for digest in lock.inputs.get(name, {}).values():
+            if digest:
+                pins[digest] = (module.module, module.version)
+    return pins
+
+
+def go_packages(path: str, data: bytes, pins: GoPins | None = None) -> list[Package]:
+    """The modules of a Go program. A program built inside its own module's tree (as the
+    pipeline builds the RIE, with -buildvcs=false) records its main module as ``(devel)``;
+    when its bytes are a build the lock file pins, the pinned version is used, and said."""
     info = go_build_info(data)
     if info is None:
         return []
     go_version, modinfo = info
+    pinned = (pins or {}).get(hashlib.sha256(data).hexdigest())
     found = []
     for line in modinfo.splitlines():
         fields = line.split("\t")
         if fields[0] in ("mod", "dep") and len(fields) >= 3:
             module, version = fields[1], fields[2]
+            version_from = ""
+            if fields[0] == "mod" and version == "(devel)" and pinned and pinned[0] == module:
+                version = pinned[1]
+                version_from = "runtimes.lock.json: the pinned build of this module version"
             namespace, _, name = module.rpartition("/")
             found.append(
                 Package(
@@ -432,6 +458,7 @@ def go_packages(path: str, data: bytes) -> list[Package]:
                     version=version,
                     path=path,
                     kind="application" if fields[0] == "mod" else "library",
+                    version_from=version_from,
                 )
             )
     if go_version.startswith("go"):
@@ -447,7 +474,9 @@ def distro_of(release: dict[str, str]) -> str:
     return f"{os_id}-{version}" if os_id and version else os_id
 
 
-def image_packages(layers: Sequence[Path]) -> tuple[dict[str, str], list[Package]]:
+def image_packages(
+    layers: Sequence[Path], pins: GoPins | None = None
+) -> tuple[dict[str, str], list[Package]]:
     """os-release values and every package the layers (in image order) hold, sorted."""
     files = ImageFiles(layers, _wanted)
     release = os_release(files)
@@ -462,7 +491,7 @@ def image_packages(layers: Sequence[Path]) -> tuple[dict[str, str], list[Package
         elif path.endswith(".jar"):
             found += jar_packages(path, data)
         elif data.startswith(_ELF):
-            found += go_packages(path, data)
+            found += go_packages(path, data, pins)
         if package is not None:
             found.append(package)
     # One component per purl: the first path (in sorted order) names where it is.
@@ -472,8 +501,15 @@ def image_packages(layers: Sequence[Path]) -> tuple[dict[str, str], list[Package
     return release, sorted(unique.values(), key=lambda p: p.purl)
 
 
-def serial_number(runtime: str, arch: str, diff_ids: Iterable[str]) -> uuid.UUID:
-    return uuid.uuid5(_SERIAL_NS, "\n".join([runtime, arch, *diff_ids]))
+def serial_number(
+    runtime: str, arch: str, diff_ids: Iterable[str], pins: GoPins | None = None
+) -> uuid.UUID:
+    """A UUID derived from what the document is made from: the layers, and the pinned Go
+    builds that may name versions in it."""
+    pinned = [
+        f"{sha} {module} {version}" for sha, (module, version) in sorted((pins or {}).items())
+    ]
+    return uuid.uuid5(_SERIAL_NS, "\n".join([runtime, arch, *diff_ids, *pinned]))
 
 
 _LICENSES = LicenseFactory()
@@ -494,7 +530,14 @@ def _component(package: Package) -> Component:
         purl=PackageURL.from_string(package.purl),
         bom_ref=package.purl,
         licenses=licences,
-        properties=[Property(name="lambda-images:path", value=package.path)],
+        properties=[
+            Property(name="lambda-images:path", value=package.path),
+            *(
+                [Property(name="lambda-images:version-from", value=package.version_from)]
+                if package.version_from
+                else []
+            ),
+        ],
     )
 
 
@@ -506,6 +549,7 @@ def document(
     epoch: int,
     release: dict[str, str],
     packages: Sequence[Package],
+    pins: GoPins | None = None,
 ) -> bytes:
     """The CycloneDX 1.6 JSON document (bytes, ending in a newline)."""
     image = Component(
@@ -518,7 +562,7 @@ def document(
         ],
     )
     bom = Bom(
-        serial_number=serial_number(runtime, arch, diff_ids),
+        serial_number=serial_number(runtime, arch, diff_ids, pins),
         metadata=BomMetaData(timestamp=dt.datetime.fromtimestamp(epoch, dt.UTC), component=image),
     )
     if release.get("ID"):
@@ -546,9 +590,14 @@ def document(
 
 
 def make_sbom(
-    runtime: str, arch: str, layers: Sequence[Path], diff_ids: Sequence[str], epoch: int
+    runtime: str,
+    arch: str,
+    layers: Sequence[Path],
+    diff_ids: Sequence[str],
+    epoch: int,
+    pins: GoPins | None = None,
 ) -> bytes:
-    release, packages = image_packages(layers)
+    release, packages = image_packages(layers, pins)
     return document(
         runtime=runtime,
         arch=arch,
@@ -556,6 +605,7 @@ def make_sbom(
         epoch=epoch,
         release=release,
         packages=packages,
+        pins=pins,
     )
 
 
@@ -567,10 +617,11 @@ def cell_sbom(
     layers: Sequence[Path],
     diff_ids: Sequence[str],
     epoch: int,
+    pins: GoPins | None = None,
 ) -> bytes:
     """The SBOM of a cell's snapshot, kept at ``path``: made again only when the one there is
     not of these layers and this epoch (its serial number and timestamp say which)."""
-    serial = f"urn:uuid:{serial_number(runtime, arch, diff_ids)}"
+    serial = f"urn:uuid:{serial_number(runtime, arch, diff_ids, pins)}"
     stamp = dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat()
     try:
         kept = path.read_bytes()
@@ -579,7 +630,7 @@ def cell_sbom(
             return kept
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    made = make_sbom(runtime, arch, layers, diff_ids, epoch)
+    made = make_sbom(runtime, arch, layers, diff_ids, epoch, pins)
     write_atomic(path, made)
     return made
 

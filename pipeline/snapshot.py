@@ -295,8 +295,11 @@ def snapshot_dockerfile(snap: ArchSnapshot, prefix: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def cell_sbom(work: WorkDir, snap: ArchSnapshot, epoch: int) -> bytes:
-    """The SBOM of a snapshot, from its layer tarballs (kept in the cell once made)."""
+def cell_sbom(
+    work: WorkDir, snap: ArchSnapshot, epoch: int, pins: sbom.GoPins | None = None
+) -> bytes:
+    """The SBOM of a snapshot, from its layer tarballs (kept in the cell once made); ``pins``
+    name the version of Go programs the lock file pins (see sbom.go_packages)."""
     cell = work.cell(snap.runtime, snap.arch)
     return sbom.cell_sbom(
         cell.sbom,
@@ -305,6 +308,7 @@ def cell_sbom(work: WorkDir, snap: ArchSnapshot, epoch: int) -> bytes:
         layers=[cell.layers / layer.file for layer in snap.layers],
         diff_ids=[layer.diff_id for layer in snap.layers],
         epoch=epoch,
+        pins=pins,
     )
 
 
@@ -503,6 +507,7 @@ def assemble_branch(
     *,
     snapshots: Sequence[ArchSnapshot] | None = None,
     epoch: int | None = None,
+    pins: sbom.GoPins | None = None,
     sboms: Mapping[str, bytes] | None = None,
     history: Sequence[str] = (),
 ) -> Path:
@@ -520,7 +525,7 @@ def assemble_branch(
     else:
         snaps = [ArchSnapshot.require(work.cell(runtime.id, arch)) for arch in wanted]
     if sboms is None and epoch is not None:
-        sboms = {snap.arch: cell_sbom(work, snap, epoch) for snap in snaps}
+        sboms = {snap.arch: cell_sbom(work, snap, epoch, pins) for snap in snaps}
     files = branch_files(runtime, snaps, sboms=sboms, history=history)
     dest = work.branch(runtime.id)
     staging = Path(tempfile.mkdtemp(prefix=".branch-", dir=work.runtime_folder(runtime.id)))

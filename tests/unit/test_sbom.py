@@ -4,6 +4,7 @@ between two of them."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import lzma
@@ -59,6 +60,9 @@ License: GPL-2+
 NOT_DEP5 = b"This is the Debian package of tzdata.\nIt is in the public domain.\n"
 
 OS_RELEASE = b'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"\n'
+
+
+ANY_LOCK = "runtimes.lock.json: the pinned build of this module version"
 
 
 def metadata(name: str, version: str, *headers: str) -> bytes:
@@ -261,6 +265,18 @@ def test_a_go_program_names_its_module_and_dependencies(tmp_path: Path) -> None:
     found = components(make_sbom("rt", "x86_64", [image], ["a"], 0))
     assert found["pkg:golang/example.com/hello@%28devel%29"]["type"] == "application"
     assert f"pkg:golang/stdlib@{go_version}" in found
+    # Built in its own module's tree, a program says "(devel)"; when the lock file pins these
+    # very bytes as a build of a module version, that version is used, and the SBOM says so.
+    sha = hashlib.sha256(binary.read_bytes()).hexdigest()
+    pinned = components(
+        make_sbom("rt", "x86_64", [image], ["a"], 0, {sha: ("example.com/hello", "v1.2.3")})
+    )
+    hello = pinned["pkg:golang/example.com/hello@v1.2.3"]
+    assert {"name": "lambda-images:version-from", "value": ANY_LOCK} in hello["properties"]
+    other = components(
+        make_sbom("rt", "x86_64", [image], ["a"], 0, {"0" * 64: ("example.com/hello", "v9")})
+    )
+    assert "pkg:golang/example.com/hello@%28devel%29" in other
 
 
 def test_the_changelog_names_added_removed_and_upgraded() -> None:
