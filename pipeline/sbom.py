@@ -53,7 +53,7 @@ from debian.copyright import Copyright, NotMachineReadableError
 from debian.deb822 import Deb822
 from packageurl import PackageURL
 
-from .errors import PublishError
+from .errors import SnapshotError
 from .lock import Lock
 from .workdir import write_atomic
 
@@ -190,7 +190,8 @@ class ImageFiles:
                     else:
                         self.entries[name] = _Entry(index, "other", info.mode, 0)
         except (lzma.LZMAError, tarfile.TarError, EOFError) as exc:
-            raise PublishError(f"{path}: not a readable layer tarball ({exc})") from None
+            msg = f"{path}: not a readable layer tarball ({exc}); run the snapshot stage again"
+            raise SnapshotError(msg) from None
 
     def read(self, path: str) -> bytes | None:
         """The content of ``path``, following symbolic links among its directories."""
@@ -342,14 +343,13 @@ def npm_package(path: str, text: bytes) -> Package | None:
 
 
 def _properties(text: bytes) -> dict[str, str]:
+    """A Java ``.properties`` file as Maven writes ``pom.properties``: ``key=value`` lines."""
     values = {}
     for line in text.decode("latin-1").splitlines():
         line = line.strip()
         if not line or line[0] in "#!":
             continue
-        key, _, value = (
-            line.replace(":", "=", 1).partition("=") if "=" not in line else (line.partition("="))
-        )
+        key, _, value = line.partition("=") if "=" in line else line.partition(":")
         values[key.strip()] = value.strip()
     return values
 

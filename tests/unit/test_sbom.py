@@ -307,9 +307,9 @@ def test_the_changelog_names_added_removed_and_upgraded() -> None:
 
 
 def test_a_broken_layer_is_one_clear_error(tmp_path: Path) -> None:
-    from pipeline.errors import PublishError
+    from pipeline.errors import SnapshotError
 
     bad = tmp_path / "bad.tar.xz"
     bad.write_bytes(b"not xz at all")
-    with pytest.raises(PublishError, match=r"bad\.tar\.xz: not a readable layer tarball"):
+    with pytest.raises(SnapshotError, match=r"bad\.tar\.xz: not a readable layer tarball"):
         make_sbom("rt", "x86_64", [bad], ["a"], 0)
