@@ -537,7 +537,7 @@ def changelog(stamp: str, changes: dict[str, sbom.Changes]) -> list[str]:
 def history_markdown(stamp: str, changes: dict[str, sbom.Changes]) -> list[str]:
     """The README's change history section: this release against the one before it."""
     lines = changelog(stamp, changes)
-    out = [f"### {lines[0]}"]
+    out = [f"### {lines[0].rstrip(':')}"]
     for line in lines[1:]:
         if not line:
             out.append("")
