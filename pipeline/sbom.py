@@ -38,7 +38,7 @@ import tarfile
 import uuid
 import warnings
 import zipfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -706,10 +706,3 @@ def diff(old: dict[str, Any] | None, new: dict[str, Any], previous: str | None) 
         else:
             changes.upgraded[key] = (", ".join(was), ", ".join(now))
     return changes
-
-
-def packages_of(sbom: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    """(purl, version) of each component with a purl."""
-    for component in sbom.get("components") or []:
-        if isinstance(component.get("purl"), str):
-            yield component["purl"], str(component.get("version") or "")
