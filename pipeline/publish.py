@@ -678,6 +678,9 @@ def mirror_runtime(mirror: Mirror, release: Release) -> MirrorReport:
                 for item in release.sboms:
                     referrers.attach(mirror.client, repo, item)
                 move_tags(mirror.client, repo, wanted, current, result.tags_moved)
+        else:  # the images are there: their SBOMs too (a mirror filled before SBOMs existed)
+            for item in release.sboms:
+                referrers.attach(mirror.client, repo, item)
     except Exception as exc:  # a mirror never stops the primary or the other mirrors
         result.reason = failure_reason(exc)
         log.warning(f"{runtime.id}: mirror {mirror.ref} is behind: {result.reason}")

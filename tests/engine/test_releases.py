@@ -246,6 +246,12 @@ def test_mirror_gets_the_same_digests_and_a_mirror_that_is_down_is_reported_behi
         copied = {t: mirror.tag_digest(f"copy/{name}", t) for t in rt.tags}
         assert copied == primary == rt.tags
         assert len(rt.tags) == 6  # dated and moving tags, per arch and index
+        # Each image's SBOM is listed for it on the mirror as on the primary (referrers tag).
+        for manifest in rt.manifests.values():
+            referrers_tag = manifest.replace(":", "-")
+            listed = registry_server.tag_digest(f"primary/{name}", referrers_tag)
+            assert listed is not None
+            assert mirror.tag_digest(f"copy/{name}", referrers_tag) == listed
         assert rt.index and rt.index in copied.values()
     # The mirror's blobs are byte for byte the primary's.
     layer = json.loads(
