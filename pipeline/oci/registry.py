@@ -1,11 +1,13 @@
 """Registry: the parts of the OCI distribution protocol that publishing needs.
 
-HEAD a blob and upload it only when missing; HEAD, GET and PUT manifests by digest or tag. The
+HEAD a blob and upload it only when missing; GET a blob into a file (checked against its
+digest); HEAD, GET and PUT manifests by digest or tag. The
 HTTP side (retries, authentication, failures) is transport.py; credentials are credentials.py.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,10 +16,18 @@ from typing import Any, Final
 from urllib.parse import urlencode, urljoin
 
 from .. import log
-from ..digests import sha256_bytes
+from ..digests import CHUNK, sha256_bytes
 from ..errors import RegistryError, UsageError
 from .credentials import Credentials
-from .transport import RetryPolicy, TransferStats, Transport, default_scheme, origin
+from .transport import (
+    _CONNECTION_ERRORS,
+    RetryPolicy,
+    TransferStats,
+    Transport,
+    _Transient,
+    default_scheme,
+    origin,
+)
 
 
 def without_userinfo(text: str) -> str:
@@ -125,6 +135,43 @@ class Registry(Transport):
         digest = sha256_bytes(data)
         self._upload(repo, digest, len(data), lambda: data)
         return digest
+
+    def fetch_blob(self, repo: str, digest: str, dest: Path) -> None:
+        """Download a blob into ``dest``, streamed; a body whose sha256 is not ``digest`` is
+        refused and nothing is left at ``dest``. A dropped download is retried from the start."""
+        what = f"GET blob {digest[:19]}"
+        if repo not in self._auth:
+            self._authenticate(repo)
+        url = f"{self.base}/v2/{repo}/blobs/{digest}"
+        part = dest.with_name(f".{dest.name}.part")
+
+        def attempt() -> None:
+            response = self._send("GET", url, repo=repo, stream=True)
+            with response:
+                self._expired(response, repo)
+                if response.status_code != 200:
+                    raise self._refused(response, what, repo)
+                hasher = hashlib.sha256()
+                try:
+                    with part.open("wb") as out:
+                        for chunk in response.iter_content(CHUNK):
+                            hasher.update(chunk)
+                            out.write(chunk)
+                except _CONNECTION_ERRORS as exc:
+                    raise _Transient(f"{type(exc).__name__} while reading {what}") from None
+            if f"sha256:{hasher.hexdigest()}" != digest:
+                part.unlink(missing_ok=True)
+                msg = (
+                    f"registry {self.host}: blob {digest} of {repo} arrived with sha256 "
+                    f"{hasher.hexdigest()}; refused"
+                )
+                raise RegistryError(msg)
+            part.replace(dest)
+
+        try:
+            self._retrying(what, attempt)
+        finally:
+            part.unlink(missing_ok=True)
 
     def _seen(self, repo: str, digest: str) -> None:
         self._blob_repos.setdefault(digest, set()).add(repo)

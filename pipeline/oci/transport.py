@@ -204,6 +204,7 @@ class Transport:
         repo: str | None,
         headers: Mapping[str, str] | None = None,
         body: Callable[[], Any] | None = None,
+        stream: bool = False,
     ) -> requests.Response:
         """One attempt; raises _Transient for what a retry may cure.
 
@@ -224,6 +225,7 @@ class Transport:
                 timeout=self.retry.timeout,
                 # requests drops Authorization on a redirect to another host by itself.
                 allow_redirects=method in ("GET",),
+                stream=stream,
             )
         except requests.exceptions.SSLError:
             msg = (
@@ -252,19 +254,24 @@ class Transport:
         ok: tuple[int, ...],
         headers: Mapping[str, str] | None = None,
         body: Callable[[], Any] | None = None,
+        stream: bool = False,
     ) -> requests.Response:
-        """Send with retries; authenticate on a 401 once; fail fast on other 4xx."""
+        """Send with retries; authenticate on a 401 once; fail fast on other 4xx. With
+        ``stream`` the body is left unread, for the caller to read (and close)."""
         if repo is not None and repo not in self._auth:
             self._authenticate(repo)
         url = urljoin(self.base, path_or_url)
 
         def attempt() -> requests.Response:
-            response = self._send(method, url, repo=repo, headers=headers, body=body)
+            response = self._send(method, url, repo=repo, headers=headers, body=body, stream=stream)
             if response.status_code == 401 and repo is not None and self.credentials:
                 # An expired bearer token: fetch a new one and try again, once.
+                response.close()
                 self._auth.pop(repo, None)
                 self._authenticate(repo)
-                response = self._send(method, url, repo=repo, headers=headers, body=body)
+                response = self._send(
+                    method, url, repo=repo, headers=headers, body=body, stream=stream
+                )
             if response.status_code not in ok:
                 raise self._refused(response, what, repo)
             return response
