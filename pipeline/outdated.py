@@ -1,7 +1,10 @@
-"""Outdated: which installed packages of built Debian images have a newer version in their archives.
+"""Outdated: which installed packages of Debian images have a newer version in their archives.
 
-For each Debian cell whose image is in the engine, the dpkg database is read out of the image
-(``/var/lib/dpkg/status``, without running it) and every installed package is compared, the way
+The images are either the ones built into the engine (the dpkg database is read out of a
+created, never started, container) or the ones published to a registry: there the per-arch
+tag's manifest is read and its layers are searched from the top down; the top-most layer that
+holds ``var/lib/dpkg/status`` is the one the image sees (a whiteout of it hides the lower ones).
+Every installed package is then compared, the way
 Debian compares versions, with the newest version its OS's archives offer now (the suite,
 ``-updates``, ``-security`` and any extra archives; apt.py). A package with a newer version
 means the image should be rebuilt: the next build picks the new version up by itself, since the
@@ -13,7 +16,9 @@ Amazon Linux cells are not checked: their repository metadata is not reachable h
 from __future__ import annotations
 
 import io
+import json
 import tarfile
+import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,11 +27,15 @@ from typing import Any, Literal
 import docker.errors
 
 from . import apt, log
-from .errors import EngineError
+from .errors import EngineError, RegistryError
 from .matrix import RootfsBase, Target
+from .oci.registry import DOCKER_LIST, OCI_INDEX, Registry, RegistryRef
 
-State = Literal["outdated", "current", "not built", "not checked"]
+State = Literal["outdated", "current", "not built", "not published", "not checked"]
 DPKG_STATUS = "/var/lib/dpkg/status"
+_STATUS_MEMBER = DPKG_STATUS.lstrip("/")
+_STATUS_WHITEOUT = "var/lib/dpkg/.wh.status"
+_OPAQUE_WHITEOUTS = ("var/.wh..wh..opq", "var/lib/.wh..wh..opq", "var/lib/dpkg/.wh..wh..opq")
 
 
 @dataclass(kw_only=True)
@@ -37,12 +46,14 @@ class ImageReport:
     state: State
     upgrades: list[apt.Upgrade] = field(default_factory=list)
     note: str = ""
+    digest: str = ""  # of the published manifest that was read (published images only)
 
     def as_json(self) -> dict[str, Any]:
         return {
             "runtime": self.runtime,
             "arch": self.arch,
             "image": self.image,
+            "digest": self.digest or None,
             "state": self.state,
             "upgrades": [asdict(u) for u in self.upgrades],
             "note": self.note,
@@ -92,12 +103,46 @@ def read_dpkg_status(client: Any, image: str) -> str:
         return extracted.read().decode("utf-8", "replace") if extracted else ""
 
 
+class _Newest:
+    """The newest versions each OS's archives offer, read once per OS and architecture."""
+
+    def __init__(self, cache: Path) -> None:
+        self.cache = cache
+        self.known: dict[tuple[str, str], dict[str, apt.Available]] = {}
+
+    def __call__(self, target: Target, base: RootfsBase) -> dict[str, apt.Available]:
+        key = (target.runtime.os.id, target.arch.debian)
+        if key not in self.known:
+            with log.step(f"archives of {target.runtime.os.id}/{target.arch.name}"):
+                self.known[key] = apt.newest_versions(
+                    apt.archives(base), target.arch.debian, self.cache
+                )
+        return self.known[key]
+
+
+def _compare(entry: ImageReport, status: str, newest: dict[str, apt.Available]) -> None:
+    installed = apt.installed_from_status(status)
+    if not installed:
+        entry.state = "not checked"
+        entry.note = f"{entry.image} has no dpkg database"
+        return
+    entry.upgrades = apt.upgrades(installed, newest)
+    entry.state = "outdated" if entry.upgrades else "current"
+
+
+def _not_debian(entry: ImageReport, target: Target) -> bool:
+    if isinstance(target.runtime.os.base, RootfsBase):
+        return False
+    entry.state = "not checked"
+    entry.note = f"{target.runtime.os.name}: its repository metadata is not read here"
+    return True
+
+
 def check_targets(client: Any, targets: Sequence[Target], cache: Path) -> OutdatedReport:
     """Compare each target's built image with the newest versions in its OS's archives."""
     report = OutdatedReport()
-    newest: dict[tuple[str, str], dict[str, apt.Available]] = {}
+    newest = _Newest(cache)
     for target in targets:
-        base = target.runtime.os.base
         entry = ImageReport(
             runtime=target.runtime.id,
             arch=target.arch.name,
@@ -105,9 +150,9 @@ def check_targets(client: Any, targets: Sequence[Target], cache: Path) -> Outdat
             state="current",
         )
         report.images.append(entry)
+        base = target.runtime.os.base
         if not isinstance(base, RootfsBase):
-            entry.state = "not checked"
-            entry.note = f"{target.runtime.os.name}: its repository metadata is not read here"
+            _not_debian(entry, target)
             continue
         try:
             client.images.get(target.image_tag)
@@ -115,15 +160,98 @@ def check_targets(client: Any, targets: Sequence[Target], cache: Path) -> Outdat
             entry.state = "not built"
             entry.note = f"no image {target.image_tag} in the engine"
             continue
-        key = (target.runtime.os.id, target.arch.debian)
-        if key not in newest:
-            with log.step(f"archives of {target.runtime.os.id}/{target.arch.name}"):
-                newest[key] = apt.newest_versions(apt.archives(base), target.arch.debian, cache)
-        installed = apt.installed_from_status(read_dpkg_status(client, target.image_tag))
-        if not installed:
-            entry.state = "not checked"
-            entry.note = f"{target.image_tag} has no dpkg database"
+        _compare(entry, read_dpkg_status(client, target.image_tag), newest(target, base))
+    return report
+
+
+# --- published images ----------------------------------------------------------------------
+
+
+def published_tag(target: Target) -> str:
+    """The single-architecture tag a runtime's image is published under: ``<tag>-<arch>``."""
+    return f"{target.runtime.tag}-{target.arch.name}"
+
+
+def _arch_manifest(
+    registry: Registry, repo: str, tag: str, target: Target
+) -> tuple[str, dict[str, Any]]:
+    """The digest and body of the manifest ``tag`` names for the target's architecture (an
+    index is followed to that architecture's manifest)."""
+    body, media_type = registry.get_manifest(repo, tag)
+    manifest = json.loads(body)
+    digest = registry.manifest_digest(repo, tag) or ""
+    kind = manifest.get("mediaType") or media_type
+    if kind in (OCI_INDEX, DOCKER_LIST):
+        wanted = target.arch.docker
+        for entry in manifest.get("manifests", []):
+            if entry.get("platform", {}).get("architecture") == wanted:
+                digest = str(entry["digest"])
+                body, _ = registry.get_manifest(repo, digest)
+                return digest, dict(json.loads(body))
+        msg = f"registry {registry.host}: {repo}:{tag} has no {wanted} manifest"
+        raise RegistryError(msg)
+    return digest, dict(manifest)
+
+
+def _status_in_layer(path: Path) -> str | None:
+    """The dpkg status file a layer holds: its text, "" when the layer deletes it (a whiteout),
+    None when the layer leaves it alone."""
+    try:
+        with tarfile.open(path, mode="r|*") as tar:
+            for member in tar:
+                name = member.name.removeprefix("./").rstrip("/")
+                if name == _STATUS_WHITEOUT or name in _OPAQUE_WHITEOUTS:
+                    return ""
+                if name == _STATUS_MEMBER and member.isfile():
+                    extracted = tar.extractfile(member)
+                    data = extracted.read() if extracted is not None else b""
+                    return data.decode("utf-8", "replace")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise RegistryError(
+            f"a layer of the published image cannot be read as a tar ({exc})"
+        ) from None
+    return None
+
+
+def read_published_status(registry: Registry, repo: str, manifest: dict[str, Any]) -> str:
+    """The dpkg status of a published image: from the top-most layer that holds it."""
+    layers = [str(layer["digest"]) for layer in manifest.get("layers", [])]
+    with tempfile.TemporaryDirectory(prefix="lambda-outdated-") as tmp:
+        for digest in reversed(layers):
+            path = Path(tmp, digest.replace(":", "-"))
+            registry.fetch_blob(repo, digest, path)
+            status = _status_in_layer(path)
+            path.unlink()
+            if status is not None:
+                return status
+    return ""
+
+
+def check_published(
+    registry: Registry, ref: RegistryRef, targets: Sequence[Target], cache: Path
+) -> OutdatedReport:
+    """Compare each target's published image (``<tag>-<arch>`` in ``ref``) with the newest
+    versions in its OS's archives."""
+    report = OutdatedReport()
+    newest = _Newest(cache)
+    for target in targets:
+        repo = ref.repository(target.runtime.family.id)
+        tag = published_tag(target)
+        entry = ImageReport(
+            runtime=target.runtime.id, arch=target.arch.name, image=f"{ref.host}/{repo}:{tag}",
+            state="current",
+        )  # fmt: skip
+        report.images.append(entry)
+        base = target.runtime.os.base
+        if not isinstance(base, RootfsBase):
+            _not_debian(entry, target)
             continue
-        entry.upgrades = apt.upgrades(installed, newest[key])
-        entry.state = "outdated" if entry.upgrades else "current"
+        if registry.manifest_digest(repo, tag) is None:
+            entry.state = "not published"
+            entry.note = f"no tag {tag} in {ref.host}/{repo}"
+            continue
+        with log.step(f"dpkg status of {entry.image}"):
+            entry.digest, manifest = _arch_manifest(registry, repo, tag, target)
+            status = read_published_status(registry, repo, manifest)
+        _compare(entry, status, newest(target, base))
     return report
