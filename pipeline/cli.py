@@ -28,6 +28,7 @@ from .errors import (
     InvocationError,
     LambdaImagesError,
     OutdatedError,
+    PublishError,
     StaleError,
     UsageError,
 )
@@ -625,6 +626,12 @@ def test(
 @click.argument("runtimes", nargs=-1)
 @arch_option
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON on stdout.")
+@click.option(
+    "--registry",
+    callback=_registry,
+    help="Check the images published to REGISTRY/NAMESPACE (their <tag>-<arch> tags) instead "
+    "of the ones in the engine.",
+)
 @deprecated_option
 @click.pass_obj
 def outdated(
@@ -632,12 +639,14 @@ def outdated(
     runtimes: tuple[str, ...],
     arches: tuple[str, ...],
     as_json: bool,
+    registry: str | None,
     include_deprecated: bool,
 ) -> None:
-    """Installed packages of built Debian images with a newer version in their OS archives
-    (suite, -updates, -security); fails when any has one."""
+    """Installed packages of Debian images with a newer version in their OS archives (suite,
+    -updates, -security): the built images, or with --registry the published ones; fails when
+    any has one."""
     run, selected = _selected(settings, runtimes, include_deprecated)
-    report = do.outdated_images(run, selected, arches)
+    report = do.outdated_images(run, selected, arches, registry)
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2))
     else:
@@ -646,6 +655,58 @@ def outdated(
     if report.outdated:
         names = ", ".join(f"{i.runtime}/{i.arch}" for i in report.outdated)
         raise OutdatedError(f"newer packages in the archives for {names}; rebuild them")
+
+
+@cli.command()
+@click.argument("runtimes", nargs=-1)
+@click.option(
+    "--registry",
+    required=True,
+    callback=_registry,
+    help="REGISTRY/NAMESPACE whose published images are checked, and where rebuilt ones go.",
+)
+@click.option(
+    "--git-remote", callback=_remote, help="Also force-push each rebuilt runtime's branch."
+)
+@click.option(
+    "--report",
+    type=click.Path(path_type=Path, dir_okay=False),
+    callback=_written_file,
+    help="JSON summary: what was behind, what was rebuilt, what publishing did.",
+)
+@click.option(
+    "--mirror",
+    "mirrors",
+    multiple=True,
+    metavar="REGISTRY/NAMESPACE",
+    callback=_mirrors,
+    help="Also push the rebuilt runtimes here (repeatable), as publish --mirror does.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@click.pass_obj
+def refresh(
+    settings: Settings,
+    runtimes: tuple[str, ...],
+    registry: str,
+    git_remote: str | None,
+    report: Path | None,
+    mirrors: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """What a schedule runs: `outdated --registry` on the published images, then rebuild and
+    publish exactly the runtimes with a package behind; the others are not touched."""
+    run, selected = _selected(settings, runtimes)
+    summary = do.refresh(run, selected, registry, git_remote, report, mirrors)
+    if as_json:
+        click.echo(json.dumps(summary.as_json(), indent=2))
+    else:
+        for line in summary.lines():
+            click.echo(line)
+        if summary.publish is not None:
+            summary.publish.show()
+    if summary.failed:
+        names = ", ".join(summary.failed)
+        raise PublishError(f"not refreshed: {names} (reasons above and in --report)")
 
 
 @cli.command()

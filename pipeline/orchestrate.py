@@ -1,8 +1,9 @@
 """The orchestrator: which stages run, in which order, for every command that runs more than one.
 
-``build``, ``rebuild``, ``lock``, ``base``, ``snapshot``, ``branch`` and ``publish`` all come
-here; cli.py only parses options, calls one of these functions and prints what it returns. A
-cell (runtime and architecture) goes through the stages under its lock::
+``build``, ``rebuild``, ``lock``, ``base``, ``snapshot``, ``branch``, ``publish``, ``outdated``
+and ``refresh`` all come here; cli.py only parses options, calls one of these functions and
+prints what it returns. A cell (runtime and architecture) goes through the stages under its
+lock::
 
     prepare (render → fetch inputs → base → input digest) → build → test → snapshot
 
@@ -26,7 +27,13 @@ from .branch import BranchResult, push_branch
 from .build import BuildRecord, build_target, global_args, image_labels
 from .conformance import Report, print_report, run_checks
 from .engine import connect, engine_arch, require_emulation
-from .errors import BaseImageError, ConformanceError, PublishError, SnapshotError
+from .errors import (
+    BaseImageError,
+    ConformanceError,
+    LambdaImagesError,
+    PublishError,
+    SnapshotError,
+)
 from .incremental import (
     INPUT_LABEL,
     CellInputs,
@@ -48,15 +55,15 @@ from .inputs import (
 from .lock import Lock
 from .matrix import ARCHES, Arch, ImageBase, Matrix, RootfsBase, Runtime, Target, load_matrix
 from .oci.credentials import resolve_credentials
-from .oci.registry import RegistryRef
-from .outdated import OutdatedReport, check_targets
+from .oci.registry import Registry, RegistryRef
+from .outdated import ImageReport, OutdatedReport, check_published, check_targets
 from .probes import prepare_probe
-from .publish import PublishReport, publish
+from .publish import PublishReport, failure_reason, publish
 from .render import render_target, write_context
 from .sbom import go_pins
 from .settings import Settings
 from .snapshot import ArchSnapshot, assemble_branch, snapshot_target, warm_layer_cache
-from .workdir import BUILD, Cell, UnreadableRecord, WorkDir
+from .workdir import BUILD, Cell, UnreadableRecord, WorkDir, write_json
 
 CellState = Literal["built", "skipped", "unchanged"]
 
@@ -566,11 +573,123 @@ def render_contexts(
 
 
 def outdated_images(
-    run: Run, runtimes: Sequence[Runtime], arches: Sequence[str] = ()
+    run: Run,
+    runtimes: Sequence[Runtime],
+    arches: Sequence[str] = (),
+    registry: str | None = None,
 ) -> OutdatedReport:
-    """Which installed packages of the built Debian images have a newer version now."""
+    """Which installed packages of the Debian images have a newer version now: the images
+    built into the engine, or with ``registry`` (REGISTRY/NAMESPACE) the published ones."""
     targets = run.matrix.targets(runtimes, arches)
-    return check_targets(run.client, targets, run.settings.cache / "apt")
+    cache = run.settings.cache / "apt"
+    if registry is None:
+        return check_targets(run.client, targets, cache)
+    ref = RegistryRef.parse(registry)
+    client = Registry(
+        ref.host, scheme=ref.scheme, credentials=resolve_credentials(ref.host, run.settings)
+    )
+    try:
+        return check_published(client, ref, targets, cache)
+    finally:
+        client.session.close()
+
+
+@dataclass(kw_only=True)
+class RefreshReport:
+    """A scheduled refresh: what the published images lacked, which runtimes were rebuilt for
+    it (and why), which could not be, and what publishing them did."""
+
+    registry: str
+    checked: OutdatedReport
+    rebuilt: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # runtime → why it was not refreshed
+    publish: PublishReport | None = None
+
+    def behind(self, runtime: str) -> list[ImageReport]:
+        return [i for i in self.checked.outdated if i.runtime == runtime]
+
+    @property
+    def affected(self) -> list[str]:
+        """The runtimes with a published image behind its archives, in matrix order."""
+        return list(dict.fromkeys(i.runtime for i in self.checked.outdated))
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "registry": self.registry,
+            "ok": not self.failed and (self.publish is None or self.publish.ok),
+            "rebuilt": {
+                rt: {i.arch: [dataclasses.asdict(u) for u in i.upgrades] for i in self.behind(rt)}
+                for rt in self.rebuilt
+            },
+            "failed": self.failed,
+            "checked": self.checked.as_json(),
+            "publish": None if self.publish is None else self.publish.as_json(),
+        }
+
+    def lines(self) -> list[str]:
+        """Per affected runtime: rebuilt or failed, then its packages that were behind."""
+        out = []
+        for rt in self.affected:
+            state = "rebuilt" if rt in self.rebuilt else f"not refreshed: {self.failed.get(rt)}"
+            out.append(f"{rt}\t{state}")
+            for image in self.behind(rt):
+                out += [
+                    f"  {image.arch}\t{u.package}\t{u.installed} → {u.available}\t({u.suite})"
+                    for u in image.upgrades
+                ]
+        if not out:
+            out.append("every published image is current: nothing to rebuild")
+        return out
+
+
+def refresh(
+    run: Run,
+    runtimes: Sequence[Runtime],
+    registry: str,
+    git_remote: str | None,
+    report_path: Path | None = None,
+    mirrors: Sequence[str] = (),
+) -> RefreshReport:
+    """What a schedule runs: check the published images of ``runtimes`` against their OS
+    archives, rebuild exactly the runtimes with a package behind (every architecture, since a
+    runtime is published whole; the archives' new state is a new base, so the rebuild picks
+    the new versions up) and publish those; the others are not touched. A runtime whose
+    rebuild or publish fails is not published, and the others go on; the report
+    (``report_path``) is written even then, and names it in ``failed``."""
+    report = RefreshReport(
+        registry=str(RegistryRef.parse(registry)),
+        checked=outdated_images(run, runtimes, registry=registry),
+    )
+    try:
+        for runtime_id in report.affected:
+            runtime = run.matrix.runtime(runtime_id)
+            why = ", ".join(
+                f"{u.package} {u.installed} → {u.available}"
+                for image in report.behind(runtime_id)
+                for u in image.upgrades
+            )
+            log.info(f"{runtime_id}: rebuilding for {why}")
+            try:
+                targets = run.matrix.targets([runtime])
+                for target in targets:
+                    require_locked(target, run.lock)
+                for target in targets:
+                    run_cell(run, target, snapshot=True)
+            except LambdaImagesError as exc:
+                report.failed[runtime_id] = failure_reason(exc)
+                log.error(f"{runtime_id}: not rebuilt: {report.failed[runtime_id]}")
+                continue
+            report.rebuilt.append(runtime_id)
+        if report.rebuilt:
+            report.publish = publish_to(run, report.rebuilt, registry, git_remote, None, mirrors)
+            for r in report.publish.runtimes:
+                if r.status == "failed":
+                    report.failed[r.runtime] = f"not published: {r.reason}"
+                    report.rebuilt.remove(r.runtime)
+    finally:
+        if report_path is not None:
+            write_json(report_path, report.as_json())
+    return report
 
 
 def publish_runtimes(
@@ -584,6 +703,24 @@ def publish_runtimes(
     """Publish runtimes from the work folder, then copy them to each mirror; raises
     PublishError naming those that failed on the primary registry (after every runtime was
     tried and the report written). A mirror that is behind is only reported."""
+    summary = publish_to(run, ids, registry, git_remote, report, mirrors)
+    failed = [r.runtime for r in summary.runtimes if r.status == "failed"]
+    if failed:
+        summary.show()
+        raise PublishError(f"not published: {', '.join(failed)} (reasons above and in --report)")
+    return summary
+
+
+def publish_to(
+    run: Run,
+    ids: Sequence[str],
+    registry: str,
+    git_remote: str | None,
+    report: Path | None = None,
+    mirrors: Sequence[str] = (),
+) -> PublishReport:
+    """publish_runtimes without the raise: the report says which runtimes failed; mirrors
+    that are behind are logged."""
     ref = RegistryRef.parse(registry)
     copies = [RegistryRef.parse(m) for m in mirrors]
     summary = publish(
@@ -597,10 +734,6 @@ def publish_runtimes(
         report_path=report,
         mirrors=[(m, resolve_credentials(m.host, run.settings)) for m in copies],
     )
-    failed = [r.runtime for r in summary.runtimes if r.status == "failed"]
-    if failed:
-        summary.show()
-        raise PublishError(f"not published: {', '.join(failed)} (reasons above and in --report)")
     for mirror, behind in summary.mirrors_behind.items():
         log.warning(f"mirror {mirror} is behind on {', '.join(behind)} (see --report)")
     return summary
