@@ -120,3 +120,17 @@ def registry_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def local_archive(engine: Any, tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """An empty local apt repository (tests/apt_repo.py) and the URL it is served at."""
+    from apt_repo import serve_archive
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    try:
+        with serve_archive(engine, repo) as uri:
+            yield repo, uri
+    except RuntimeError as exc:
+        pytest.fail(str(exc))

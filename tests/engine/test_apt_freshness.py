@@ -13,41 +13,26 @@ import json
 import os
 import secrets
 import shutil
-import subprocess
-import sys
-import threading
-from collections.abc import Callable, Iterator
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from apt_repo import (
+    OUTDATED_EXIT,
+    PROBE,
+    REPO,
+    cli,
+    dpkg_query,
+    make_deb,
+    publish_repo,
+    with_probe_archive,
+)
 
 from pipeline import apt
 from pipeline.matrix import AptArchive, Target
 
-REPO = Path(__file__).resolve().parents[2]
 BuiltImages = Callable[[str], dict[str, Target]]
-PROBE = "lambda-fresh-probe"
-OUTDATED_EXIT = 14
-
-
-def dpkg_query(engine: Any, image: str) -> dict[str, str]:
-    """Installed packages as dpkg-query inside the image lists them."""
-    output: bytes = engine.containers.run(
-        image,
-        entrypoint=["dpkg-query"],
-        command=["-W", "-f=${db:Status-Abbrev} ${Package} ${Version}\n"],
-        remove=True,
-        network_disabled=True,
-    )
-    installed = {}
-    for line in output.decode().splitlines():
-        status, name, version = line.split()
-        if status == "ii":
-            installed[name] = version
-    return installed
 
 
 def cat(engine: Any, image: str, path: str) -> str:
@@ -91,78 +76,14 @@ def test_a_fresh_debian_image_has_no_package_with_a_newer_version_in_its_archive
 # --- a local archive that publishes a newer version ---------------------------------------
 
 
-def make_deb(pool: Path, version: str, work: Path) -> None:
-    root = work / f"{PROBE}-{version}"
-    (root / "DEBIAN").mkdir(parents=True)
-    (root / "DEBIAN" / "control").write_text(
-        f"Package: {PROBE}\nVersion: {version}\nArchitecture: all\n"
-        "Maintainer: lambda-base-images tests <tests@example.invalid>\n"
-        "Description: a package whose newer version a test publishes\n"
-    )
-    (root / "usr" / "share" / PROBE).mkdir(parents=True)
-    (root / "usr" / "share" / PROBE / "version").write_text(version + "\n")
-    deb = pool / f"{PROBE}_{version}_all.deb"
-    subprocess.run(
-        ["dpkg-deb", "--root-owner-group", "--build", str(root), str(deb)],
-        check=True,
-        capture_output=True,
-    )
-
-
-def publish_repo(repo: Path) -> None:
-    """Packages and Release of a flat repository (apt-ftparchive, as a small archive does)."""
-    packages = subprocess.run(
-        ["apt-ftparchive", "packages", "."], cwd=repo, check=True, capture_output=True
-    )
-    (repo / "Packages").write_bytes(packages.stdout)
-    release = subprocess.run(
-        ["apt-ftparchive", "release", "."], cwd=repo, check=True, capture_output=True
-    )
-    (repo / "Release").write_bytes(release.stdout)
-
-
-@pytest.fixture
-def local_archive(engine: Any, tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    if shutil.which("apt-ftparchive") is None:
-        pytest.fail("apt-ftparchive is missing (apt-get install apt-utils; scripts/setup does)")
-    gateway = engine.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    handler = partial(SimpleHTTPRequestHandler, directory=str(repo))
-    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
-    httpd = ThreadingHTTPServer((gateway, 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield repo, f"http://{gateway}:{httpd.server_address[1]}/"
-    httpd.shutdown()
-    httpd.server_close()
-
-
-def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
-
-
 @pytest.mark.engine
 @pytest.mark.slow
 def test_a_newer_package_in_an_archive_is_reported_and_picked_up_by_the_next_build(
     local_archive: tuple[Path, str], engine: Any, tmp_path: Path, cleanup_images: list[str]
 ) -> None:
     repo, uri = local_archive
-    text = (REPO / "runtimes.yaml").read_text()
-    text = text.replace(
-        "include: [ca-certificates]",
-        f"include: [ca-certificates, {PROBE}]\n        extra_archives:\n"
-        f"          - {{uri: '{uri}', suite: ./, trusted: true}}",
-        1,  # debian12's
-    )
     matrix = tmp_path / "runtimes.yaml"
-    matrix.write_text(text)
+    matrix.write_text(with_probe_archive((REPO / "runtimes.yaml").read_text(), uri))
     shutil.copy(REPO / "runtimes.lock.json", tmp_path / "runtimes.lock.json")
     namespace = f"aptfresh{secrets.token_hex(4)}"
     image = f"{namespace}/provided.debian12:x86_64"
