@@ -66,11 +66,34 @@ def _jobs() -> dict[str, dict[str, object]]:
     return jobs
 
 
-def test_only_the_publish_job_can_mint_an_oidc_token() -> None:
+def test_only_the_jobs_that_push_to_the_registry_can_mint_an_oidc_token() -> None:
     writers = [
         name for name, job in _jobs().items() if "id-token" in (job.get("permissions") or {})
     ]
-    assert writers == ["publish"]
+    assert sorted(writers) == ["publish", "refresh"]
+
+
+def test_the_scheduled_refresh_publishes_from_the_default_branch_only() -> None:
+    refresh = _jobs()["refresh"]
+    condition = str(refresh["if"])
+    assert "github.ref == format('refs/heads/{0}', github.event.repository.default_branch)" in (
+        condition
+    )
+    assert refresh["environment"] == "publish"
+    # The publish job's concurrency group: the two never push at the same time.
+    assert refresh["concurrency"] == _jobs()["publish"]["concurrency"]
+    step = next(s for s in refresh["steps"] if s.get("name") == "Refresh")  # type: ignore[attr-defined]
+    assert step["env"]["REGISTRY"] == "${{ vars.LAMBDA_IMAGES_REGISTRY }}"
+    assert "lambda-images --work work refresh --registry" in step["run"]
+
+
+def test_new_pins_are_proposed_as_a_pull_request_never_pushed_to_the_default_branch() -> None:
+    lock = _jobs()["lock"]
+    script = "\n".join(str(s.get("run", "")) for s in lock["steps"])  # type: ignore[attr-defined]
+    assert "lambda-images lock" in script
+    assert "git push --force origin HEAD:refs/heads/lock-refresh" in script
+    assert "gh pr create" in script
+    assert "id-token" not in (lock.get("permissions") or {})
 
 
 def test_cells_run_on_native_runners_for_their_architecture() -> None:
