@@ -34,8 +34,22 @@ from .oci.registry import DOCKER_LIST, OCI_INDEX, Registry, RegistryRef
 State = Literal["outdated", "current", "not built", "not published", "not checked"]
 DPKG_STATUS = "/var/lib/dpkg/status"
 _STATUS_MEMBER = DPKG_STATUS.lstrip("/")
-_STATUS_WHITEOUT = "var/lib/dpkg/.wh.status"
-_OPAQUE_WHITEOUTS = ("var/.wh..wh..opq", "var/lib/.wh..wh..opq", "var/lib/dpkg/.wh..wh..opq")
+
+
+def _hiding_names(path: str) -> frozenset[str]:
+    """The layer entries that hide ``path`` of lower layers: a whiteout of it or of a folder
+    above it (``.wh.<name>``), or an opaque marker in a folder above it (``.wh..wh..opq``)."""
+    parts = path.split("/")
+    names = set()
+    for i in range(len(parts)):
+        parent = "/".join(parts[:i])
+        prefix = f"{parent}/" if parent else ""
+        names.add(f"{prefix}.wh.{parts[i]}")
+        names.add(f"{prefix}.wh..wh..opq")
+    return frozenset(names)
+
+
+_STATUS_HIDDEN_BY = _hiding_names(_STATUS_MEMBER)
 
 
 @dataclass(kw_only=True)
@@ -194,23 +208,22 @@ def _arch_manifest(
 
 
 def _status_in_layer(path: Path) -> str | None:
-    """The dpkg status file a layer holds: its text, "" when the layer deletes it (a whiteout),
-    None when the layer leaves it alone."""
+    """The dpkg status file a layer holds: its text, "" when the layer hides the lower layers'
+    one (a whiteout) without holding one of its own, None when the layer leaves it alone."""
+    hidden = False
     try:
         with tarfile.open(path, mode="r|*") as tar:
             for member in tar:
                 name = member.name.removeprefix("./").rstrip("/")
-                if name == _STATUS_WHITEOUT or name in _OPAQUE_WHITEOUTS:
-                    return ""
+                hidden = hidden or name in _STATUS_HIDDEN_BY
                 if name == _STATUS_MEMBER and member.isfile():
                     extracted = tar.extractfile(member)
                     data = extracted.read() if extracted is not None else b""
                     return data.decode("utf-8", "replace")
     except (tarfile.TarError, OSError, EOFError) as exc:
-        raise RegistryError(
-            f"a layer of the published image cannot be read as a tar ({exc})"
-        ) from None
-    return None
+        msg = f"a layer of the published image cannot be read as a tar ({exc})"
+        raise RegistryError(msg) from None
+    return "" if hidden else None
 
 
 def read_published_status(registry: Registry, repo: str, manifest: dict[str, Any]) -> str:
