@@ -631,6 +631,38 @@ CASES: list[Case] = [
         says="--registry ",
     ),
     Case(
+        id="outdated-registry-credentials",
+        argv=("outdated", "--registry", "tester:hunter2-planted@{registry}/lambda"),
+        code=2,
+        says="--registry: credentials do not belong in the registry name",
+        secret="hunter2-planted",
+    ),
+    Case(
+        id="refresh-without-registry",
+        argv=("refresh", "provided.debian12"),
+        code=2,
+        says="Missing option '--registry'",
+    ),
+    Case(
+        id="refresh-remote-credentials",
+        argv=(
+            "refresh",
+            "--registry",
+            "{registry}/lambda",
+            "--git-remote",
+            "https://x:hunter2-planted@example.invalid/r.git",
+        ),
+        code=2,
+        secret="hunter2-planted",
+        says="credentials",
+    ),
+    Case(
+        id="refresh-report-a-folder",
+        argv=("refresh", "--registry", "{registry}/lambda", "--report", "."),
+        code=2,
+        says="'--report': File '.' is a directory",
+    ),
+    Case(
         id="report-under-a-file",
         argv=("publish", "--registry", "{registry}/lambda", "--report", "runtimes.yaml/r.json"),
         code=2,
