@@ -58,7 +58,7 @@ from .oci.credentials import resolve_credentials
 from .oci.registry import Registry, RegistryRef
 from .outdated import ImageReport, OutdatedReport, check_published, check_targets
 from .probes import prepare_probe
-from .publish import PublishReport, failure_reason, publish
+from .publish import PublishReport, check_report_path, failure_reason, publish
 from .render import render_target, write_context
 from .sbom import go_pins
 from .settings import Settings
@@ -656,6 +656,8 @@ def refresh(
     the new versions up) and publish those; the others are not touched. A runtime whose
     rebuild or publish fails is not published, and the others go on; the report
     (``report_path``) is written even then, and names it in ``failed``."""
+    if report_path is not None:
+        check_report_path(report_path)  # before anything is built
     report = RefreshReport(
         registry=str(RegistryRef.parse(registry)),
         checked=outdated_images(run, runtimes, registry=registry),
