@@ -4,9 +4,9 @@ package and both versions and fails; `lambda-images refresh` (what the schedule 
 and republishes exactly that runtime, and a second published runtime is left as it was.
 
 Two runtimes are published to a real registry (docker-registry) and a bare git remote:
-provided.debian12, whose base installs a probe package from a local apt repository
-(tests/apt_repo.py), and provided.debian13, which does not. Both are trimmed to x86_64 here: an
-arm64 root file system and build under qemu would add minutes and nothing the check depends on.
+provided.debian12 on both architectures (arm64 under qemu), whose base installs a probe package
+from a local apt repository (tests/apt_repo.py), and provided.debian13, which does not; the
+latter is trimmed to x86_64, since it is only there to stay untouched.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ from publish_helpers import git_head
 RELEASE = 1767225600  # 2026-01-01 00:00 UTC: the first release's hour (a faked clock)
 CHANGED = "provided.debian12"
 OTHER = "provided.debian13"
+ARCHES = ("x86_64", "arm64")
+UPGRADE = {"package": PROBE, "installed": "1.0", "available": "1.1", "suite": "./"}
 
 
 def x86_64_only(text: str, runtime_id: str) -> str:
@@ -83,13 +85,15 @@ def test_refresh_rebuilds_and_republishes_only_the_runtime_whose_published_image
     repo_dir, uri = local_archive
     text = with_probe_archive((REPO / "runtimes.yaml").read_text(), uri)
     matrix = tmp_path / "runtimes.yaml"
-    matrix.write_text(x86_64_only(x86_64_only(text, CHANGED), OTHER))
+    matrix.write_text(x86_64_only(text, OTHER))
     shutil.copy(REPO / "runtimes.lock.json", tmp_path / "runtimes.lock.json")
     namespace = f"refresh{secrets.token_hex(4)}"
     cleanup_images += [
         f"{namespace}/{CHANGED}:x86_64",
+        f"{namespace}/{CHANGED}:arm64",
         f"{namespace}/{OTHER}:x86_64",
         f"{namespace}/base-debian12:x86_64",
+        f"{namespace}/base-debian12:arm64",
         f"{namespace}/base-debian13:x86_64",
     ]
     registry = f"{registry_server.host}/{namespace}"
@@ -113,18 +117,20 @@ def test_refresh_rebuilds_and_republishes_only_the_runtime_whose_published_image
     # The first release: both runtimes built with the probe at 1.0, published.
     make_deb(repo_dir, "1.0", tmp_path)
     publish_repo(repo_dir)
-    run("build", *both, "--arch", "x86_64")
+    run("build", *both)
     run("snapshot", *both)
     run("publish", *both, "--registry", registry, "--git-remote", git_remote)
     repo = f"{namespace}/provided"
-    assert probe_version(published_status(registry_server, repo, "debian12-x86_64")) == "1.0"
+    for arch in ARCHES:
+        assert probe_version(published_status(registry_server, repo, f"debian12-{arch}")) == "1.0"
     assert run("outdated", *both, "--registry", registry).splitlines() == [
         f"{CHANGED}/x86_64\tcurrent",
+        f"{CHANGED}/arm64\tcurrent",
         f"{OTHER}/x86_64\tcurrent",
     ]
     other_tags = {t: registry_server.tag_digest(repo, t) for t in ("debian13", "debian13-x86_64")}
     other_branch = git_head(git_remote, OTHER)
-    changed_before = registry_server.tag_digest(repo, "debian12-x86_64")
+    changed_before = {a: registry_server.tag_digest(repo, f"debian12-{a}") for a in ARCHES}
 
     # The archive publishes 1.1: the published image is behind, and outdated says so.
     make_deb(repo_dir, "1.1", tmp_path)
@@ -133,16 +139,17 @@ def test_refresh_rebuilds_and_republishes_only_the_runtime_whose_published_image
     assert behind.splitlines() == [
         f"{CHANGED}/x86_64\toutdated: 1 package(s) with a newer version",
         f"  {PROBE}\t1.0 → 1.1\t(./)",
+        f"{CHANGED}/arm64\toutdated: 1 package(s) with a newer version",
+        f"  {PROBE}\t1.0 → 1.1\t(./)",
         f"{OTHER}/x86_64\tcurrent",
     ]
-    (changed, other) = json.loads(
+    *changed, other = json.loads(
         run("outdated", *both, "--registry", registry, "--json", code=OUTDATED_EXIT)
     )
-    assert changed["image"] == f"{registry}/provided:debian12-x86_64"
-    assert changed["digest"] == changed_before
-    assert changed["upgrades"] == [
-        {"package": PROBE, "installed": "1.0", "available": "1.1", "suite": "./"}
-    ]
+    for arch, image in zip(ARCHES, changed, strict=True):
+        assert image["image"] == f"{registry}/provided:debian12-{arch}"
+        assert image["digest"] == changed_before[arch]
+        assert image["upgrades"] == [UPGRADE]
     assert other["state"] == "current"
 
     # The scheduled run, an hour later: only the runtime that was behind is rebuilt.
@@ -150,27 +157,29 @@ def test_refresh_rebuilds_and_republishes_only_the_runtime_whose_published_image
     later = str(RELEASE + 3600)
     refresh = ["refresh", *both, "--registry", registry, "--git-remote", git_remote]
     out = run(*refresh, "--report", str(report), LAMBDA_IMAGES_RELEASE_TIME=later)
-    assert out.splitlines()[:2] == [f"{CHANGED}\trebuilt", f"  x86_64\t{PROBE}\t1.0 → 1.1\t(./)"]
+    assert out.splitlines()[:3] == [
+        f"{CHANGED}\trebuilt",
+        f"  x86_64\t{PROBE}\t1.0 → 1.1\t(./)",
+        f"  arm64\t{PROBE}\t1.0 → 1.1\t(./)",
+    ]
     summary = json.loads(report.read_text())
     assert summary["ok"] is True
-    assert summary["rebuilt"] == {
-        CHANGED: {
-            "x86_64": [{"package": PROBE, "installed": "1.0", "available": "1.1", "suite": "./"}]
-        }
-    }
+    assert summary["rebuilt"] == {CHANGED: {"x86_64": [UPGRADE], "arm64": [UPGRADE]}}
     assert summary["publish"]["published"] == [CHANGED]
     assert [r["runtime"] for r in summary["publish"]["runtimes"]] == [CHANGED]
     assert summary["publish"]["runtimes"][0]["release"] == "2026.01.01.01"
 
-    # The new image holds 1.1, in the engine and as published; the other did not move.
-    assert dpkg_query(engine, f"{namespace}/{CHANGED}:x86_64")[PROBE] == "1.1"
-    assert probe_version(published_status(registry_server, repo, "debian12-x86_64")) == "1.1"
-    assert registry_server.tag_digest(repo, "debian12-x86_64") != changed_before
-    assert registry_server.tag_digest(repo, "debian12.2026.01.01.01-x86_64") is not None
+    # The new images hold 1.1, in the engine and as published; the other did not move.
+    for arch in ARCHES:
+        assert dpkg_query(engine, f"{namespace}/{CHANGED}:{arch}")[PROBE] == "1.1"
+        assert probe_version(published_status(registry_server, repo, f"debian12-{arch}")) == "1.1"
+        assert registry_server.tag_digest(repo, f"debian12-{arch}") != changed_before[arch]
+        assert registry_server.tag_digest(repo, f"debian12.2026.01.01.01-{arch}") is not None
     assert {t: registry_server.tag_digest(repo, t) for t in other_tags} == other_tags
     assert git_head(git_remote, OTHER) == other_branch
     assert run("outdated", *both, "--registry", registry).splitlines() == [
         f"{CHANGED}/x86_64\tcurrent",
+        f"{CHANGED}/arm64\tcurrent",
         f"{OTHER}/x86_64\tcurrent",
     ]
 
