@@ -84,7 +84,7 @@ def test_the_scheduled_refresh_publishes_from_the_default_branch_only() -> None:
     assert refresh["concurrency"] == _jobs()["publish"]["concurrency"]
     step = next(s for s in refresh["steps"] if s.get("name") == "Refresh")  # type: ignore[attr-defined]
     assert step["env"]["REGISTRY"] == "${{ vars.LAMBDA_IMAGES_REGISTRY }}"
-    assert "lambda-images --work work refresh --registry" in step["run"]
+    assert 'lambda-images --work work refresh "${runtimes[@]}" --registry' in step["run"]
 
 
 def test_new_pins_are_proposed_as_a_pull_request_never_pushed_to_the_default_branch() -> None:
