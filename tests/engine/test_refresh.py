@@ -18,6 +18,7 @@ import os
 import re
 import secrets
 import shutil
+import subprocess
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -182,6 +183,23 @@ def test_refresh_rebuilds_and_republishes_only_the_runtime_whose_published_image
         f"{CHANGED}/arm64\tcurrent",
         f"{OTHER}/x86_64\tcurrent",
     ]
+
+    # What moved is written where users read it: the report, and the branch's commit message.
+    upgraded = {f"deb:debian/{PROBE}": {"from": "1.0", "to": "1.1"}}
+    for arch in ARCHES:
+        changes = summary["publish"]["runtimes"][0]["changes"][arch]
+        assert changes["upgraded"] == upgraded
+        assert changes["added"] == changes["removed"] == {}
+    clone = tmp_path / "clone"
+    subprocess.run(
+        ["git", "clone", "--quiet", "-b", CHANGED, git_remote, str(clone)],
+        check=True, env={**os.environ, "GIT_LFS_SKIP_SMUDGE": "1"},
+    )  # fmt: skip
+    message = subprocess.run(
+        ["git", "-C", str(clone), "log", "-1", "--format=%B"],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    assert message.count(f"~ deb:debian/{PROBE} 1.0 → 1.1") == len(ARCHES), message
 
     # Nothing behind: the next scheduled run rebuilds and publishes nothing.
     again = run(*refresh, LAMBDA_IMAGES_RELEASE_TIME=str(RELEASE + 7200))
