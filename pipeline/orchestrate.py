@@ -307,6 +307,17 @@ class CellResult:
         return f"{self.target.image_tag}\t{image_id}\t{self.target.arch.docker}\t{self.state}"
 
 
+def locked_targets(
+    run: Run, runtimes: Sequence[Runtime], arches: Sequence[str] = ()
+) -> list[Target]:
+    """The cells of ``runtimes`` on ``arches``, each checked to have its inputs locked before
+    any cell is written: an unlocked input stops the command before it builds anything."""
+    targets = run.matrix.targets(runtimes, arches)
+    for target in targets:
+        require_locked(target, run.lock)
+    return targets
+
+
 def run_cell(
     run: Run,
     target: Target,
@@ -369,9 +380,7 @@ def build(
     """Build and test every cell; with ``out``, also snapshot each and copy its records and
     layers to ``out`` (what a CI cell hands on to the publish job)."""
     summary = BuildSummary()
-    targets = run.matrix.targets(runtimes, arches)
-    for target in targets:
-        require_locked(target, run.lock)  # before any cell is written
+    targets = locked_targets(run, runtimes, arches)
     for target in targets:
         result = run_cell(
             run, target, force=force, no_cache=no_cache, snapshot=out is not None,
@@ -455,9 +464,7 @@ def rebuild(
     started = time.monotonic()
     runtime = run.matrix.runtime(runtime_id)
     summary = RebuildSummary(runtime=runtime.id)
-    targets = run.matrix.targets([runtime], arches)
-    for target in targets:
-        require_locked(target, run.lock)  # before any cell is written
+    targets = locked_targets(run, [runtime], arches)
     for target in targets:
         summary.cells.append(run_cell(run, target, force=force, no_cache=no_cache, snapshot=True))
     built = [t.arch.name for t in targets]
@@ -561,9 +568,7 @@ def render_contexts(
 ) -> list[Path]:
     """Build contexts with their inputs, as a build would see them; their Dockerfiles."""
     paths = []
-    targets = run.matrix.targets(runtimes, arches)
-    for target in targets:
-        require_locked(target, run.lock)  # before any cell is written
+    targets = locked_targets(run, runtimes, arches)
     for target in targets:
         with run.cell(target).locked():
             context = render_cell(run, target)
@@ -633,10 +638,7 @@ class RefreshReport:
             state = "rebuilt" if rt in self.rebuilt else f"not refreshed: {self.failed.get(rt)}"
             out.append(f"{rt}\t{state}")
             for image in self.behind(rt):
-                out += [
-                    f"  {image.arch}\t{u.package}\t{u.installed} → {u.available}\t({u.suite})"
-                    for u in image.upgrades
-                ]
+                out += [f"  {image.arch}\t{u.line()}" for u in image.upgrades]
         if not out:
             out.append("every published image is current: nothing to rebuild")
         return out
@@ -672,10 +674,7 @@ def refresh(
             )
             log.info(f"{runtime_id}: rebuilding for {why}")
             try:
-                targets = run.matrix.targets([runtime])
-                for target in targets:
-                    require_locked(target, run.lock)
-                for target in targets:
+                for target in locked_targets(run, [runtime]):
                     run_cell(run, target, snapshot=True)
             except LambdaImagesError as exc:
                 report.failed[runtime_id] = failure_reason(exc)
