@@ -240,6 +240,10 @@ class Upgrade:
     available: str
     suite: str
 
+    def line(self, sep: str = "\t") -> str:
+        """``package installed → available (suite)``, the fields ``sep``-separated."""
+        return sep.join((self.package, f"{self.installed} → {self.available}", f"({self.suite})"))
+
 
 def upgrades(installed: dict[str, str], newest: dict[str, Available]) -> list[Upgrade]:
     """Installed packages (name → version) for which an archive has a newer version."""

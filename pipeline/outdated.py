@@ -30,6 +30,7 @@ from . import apt, log
 from .errors import EngineError, RegistryError
 from .matrix import RootfsBase, Target
 from .oci.registry import DOCKER_LIST, OCI_INDEX, Registry, RegistryRef
+from .publish import arch_tag
 
 State = Literal["outdated", "current", "not built", "not published", "not checked"]
 DPKG_STATUS = "/var/lib/dpkg/status"
@@ -92,9 +93,7 @@ class OutdatedReport:
             count = f": {len(image.upgrades)} package(s) with a newer version"
             detail = count if image.upgrades else (f": {image.note}" if image.note else "")
             out.append(f"{image.runtime}/{image.arch}\t{image.state}{detail}")
-            out += [
-                f"  {u.package}\t{u.installed} → {u.available}\t({u.suite})" for u in image.upgrades
-            ]
+            out += [f"  {u.line()}" for u in image.upgrades]
         return out
 
 
@@ -183,7 +182,7 @@ def check_targets(client: Any, targets: Sequence[Target], cache: Path) -> Outdat
 
 def published_tag(target: Target) -> str:
     """The single-architecture tag a runtime's image is published under: ``<tag>-<arch>``."""
-    return f"{target.runtime.tag}-{target.arch.name}"
+    return arch_tag(target.runtime, target.arch.name)
 
 
 def _arch_manifest(

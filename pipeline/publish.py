@@ -199,9 +199,14 @@ def dated_tags(runtime: Runtime, stamp: str) -> dict[str, str | None]:
     return tags
 
 
+def arch_tag(runtime: Runtime, arch: str) -> str:
+    """The tag of a runtime's single-architecture image: ``<tag>-<arch>``."""
+    return f"{runtime.tag}-{arch}"
+
+
 def moving_tags(runtime: Runtime, *, latest: bool) -> dict[str, str | None]:
     """The tags each release moves: ``<tag>-<arch>``, ``<tag>``, and the ``latest`` ones."""
-    tags: dict[str, str | None] = {f"{runtime.tag}-{a}": a for a in runtime.architectures}
+    tags: dict[str, str | None] = {arch_tag(runtime, a): a for a in runtime.architectures}
     tags[runtime.tag] = None
     if latest:
         tags.update({f"latest-{a}": a for a in runtime.architectures})
@@ -483,7 +488,7 @@ def sbom_artifacts(
 def previous_sbom(registry: Registry, repo: str, manifest: str) -> dict[str, Any] | None:
     """The SBOM attached to ``manifest`` (found as ``oras discover`` finds it), or None."""
     for digest in referrers.discover(registry, repo, manifest, sbom.MEDIA_TYPE):
-        blob = referrers.fetch_blob(registry, repo, digest)
+        blob = referrers.artifact_content(registry, repo, digest)
         if blob is not None:
             try:
                 parsed = json.loads(blob)

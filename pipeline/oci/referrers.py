@@ -150,7 +150,7 @@ def discover(registry: Registry, repo: str, subject: str, artifact_type: str) ->
     )
 
 
-def fetch_blob(registry: Registry, repo: str, manifest_digest: str) -> bytes | None:
+def artifact_content(registry: Registry, repo: str, manifest_digest: str) -> bytes | None:
     """The one layer of the artifact manifest ``manifest_digest`` (None if it has none)."""
     body, _ = registry.get_manifest(repo, manifest_digest)
     try:
