@@ -133,6 +133,24 @@ def _mirrors(
     return tuple(_registry(ctx, param, value) or value for value in values)
 
 
+def report_option(help: str) -> Callable[[F], F]:
+    """``--report FILE``: a JSON summary, its folder checked before any work."""
+    return click.option(
+        "--report",
+        type=click.Path(path_type=Path, dir_okay=False),
+        callback=_written_file,
+        help=help,
+    )
+
+
+def mirror_option(help: str) -> Callable[[F], F]:
+    """``--mirror REGISTRY/NAMESPACE``, repeatable, each checked as ``--registry`` is."""
+    return click.option(
+        "--mirror", "mirrors", multiple=True, metavar="REGISTRY/NAMESPACE", callback=_mirrors,
+        help=help,
+    )  # fmt: skip
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(__version__, prog_name="lambda-images")
 @click.option(
@@ -429,19 +447,9 @@ def branch(
     help="REGISTRY/NAMESPACE, e.g. public.ecr.aws/lambda.",
 )
 @click.option("--git-remote", callback=_remote, help="Also force-push each runtime's branch here.")
-@click.option(
-    "--report",
-    type=click.Path(path_type=Path, dir_okay=False),
-    callback=_written_file,
-    help="JSON summary.",
-)
-@click.option(
-    "--mirror",
-    "mirrors",
-    multiple=True,
-    metavar="REGISTRY/NAMESPACE",
-    callback=_mirrors,
-    help="Also push the same digests and tags here (repeatable); a failing mirror is reported.",
+@report_option("JSON summary.")
+@mirror_option(
+    "Also push the same digests and tags here (repeatable); a failing mirror is reported."
 )
 @click.pass_obj
 def publish_command(
@@ -668,20 +676,8 @@ def outdated(
 @click.option(
     "--git-remote", callback=_remote, help="Also force-push each rebuilt runtime's branch."
 )
-@click.option(
-    "--report",
-    type=click.Path(path_type=Path, dir_okay=False),
-    callback=_written_file,
-    help="JSON summary: what was behind, what was rebuilt, what publishing did.",
-)
-@click.option(
-    "--mirror",
-    "mirrors",
-    multiple=True,
-    metavar="REGISTRY/NAMESPACE",
-    callback=_mirrors,
-    help="Also push the rebuilt runtimes here (repeatable), as publish --mirror does.",
-)
+@report_option("JSON summary: what was behind, what was rebuilt, what publishing did.")
+@mirror_option("Also push the rebuilt runtimes here (repeatable), as publish --mirror does.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.pass_obj
 def refresh(
