@@ -36,7 +36,8 @@ LFS_CLONE = [
 ]
 
 
-def _layer_tar(files: dict[str, bytes]) -> bytes:
+def layer_tar(files: dict[str, bytes]) -> bytes:
+    """An uncompressed layer tarball holding ``files`` (path → bytes), fixed mtime and mode."""
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name in sorted(files):
@@ -62,7 +63,7 @@ def make_snapshot(
     ]
     layers = []
     for i, files in enumerate(contents):
-        raw = _layer_tar(files)
+        raw = layer_tar(files)
         tar = folder / f"layer{i}.tar"
         tar.write_bytes(raw)
         sha, compressed, _ = compress_xz(tar, layers_dir)
@@ -152,3 +153,21 @@ def publish_at(
         release=settings.release if release is None else release,
     )
     return publish(matrix, runtime_ids, settings=settings, work=WorkDir(work), **options)
+
+
+def bare_remote(folder: Path) -> str:
+    """A new bare git repository in ``folder``/remote.git, as a file:// URL."""
+    subprocess.run(["git", "init", "-q", "--bare", str(folder / "remote.git")], check=True)
+    return f"file://{folder / 'remote.git'}"
+
+
+def snapshot_built(built: Any, engine: Any, matrix: Any, work: Path, runtime_id: str) -> None:
+    """Snapshot every architecture of ``runtime_id`` (built once per session by ``built``)
+    into ``work``, as the snapshot stage does before a publish."""
+    from conftest import make_run
+
+    from pipeline.orchestrate import snapshot_cell
+
+    run = make_run(matrix, work, engine)
+    for target in built(runtime_id).values():
+        snapshot_cell(run, target)

@@ -16,7 +16,14 @@ from typing import Any
 
 import pytest
 from image_tree import file_tree
-from publish_helpers import LFS_CLONE, credentials, git_head, publish_at
+from publish_helpers import (
+    LFS_CLONE,
+    bare_remote,
+    credentials,
+    git_head,
+    publish_at,
+    snapshot_built,
+)
 from servers import FaultProxy
 
 from pipeline.matrix import Matrix
@@ -60,16 +67,9 @@ def published(
     registry_server: Any,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Published]:
-    from conftest import make_run
-
-    from pipeline.orchestrate import snapshot_cell
-
-    run = make_run(matrix, work, engine)
-    for target in built(RT).values():
-        snapshot_cell(run, target)
+    snapshot_built(built, engine, matrix, work, RT)
     scratch = tmp_path_factory.mktemp("published")
-    remote = f"file://{scratch / 'remote.git'}"
-    subprocess.run(["git", "init", "-q", "--bare", str(scratch / "remote.git")], check=True)
+    remote = bare_remote(scratch)
     proxy = FaultProxy(registry_server.host)  # no faults: it counts what reaches the registry
     report = publish_at(
         matrix, [RT], work=work, registry=f"{proxy.host}/{NAMESPACE}",

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 import os
 import shutil
 import subprocess
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import REPO
-from publish_helpers import credentials, publish_at
+from publish_helpers import bare_remote, credentials, layer_tar, publish_at, snapshot_built
 
 from pipeline.matrix import Matrix
 from pipeline.publish import PublishReport
@@ -69,16 +67,9 @@ def published(
     registry_server: Any,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Published]:
-    from conftest import make_run
-
-    from pipeline.orchestrate import snapshot_cell
-
-    run = make_run(matrix, work, engine)
-    for target in built(RT).values():
-        snapshot_cell(run, target)
+    snapshot_built(built, engine, matrix, work, RT)
     scratch = tmp_path_factory.mktemp("sbom")
-    subprocess.run(["git", "init", "-q", "--bare", str(scratch / "remote.git")], check=True)
-    remote = f"file://{scratch / 'remote.git'}"
+    remote = bare_remote(scratch)
     first = publish_at(
         matrix, [RT], work=work, registry=f"{registry_server.host}/{NAMESPACE}",
         credentials=credentials(registry_server), git_remote=remote, release=NINE,
@@ -223,16 +214,6 @@ def test_each_manifest_has_its_sbom_with_os_packages_and_the_ric(published: Publ
 
 
 # --- a second release, after a change ---------------------------------------------------------
-
-
-def layer_tar(files: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name in sorted(files):
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime, info.mode = len(files[name]), 1704067200, 0o644
-            tar.addfile(info, io.BytesIO(files[name]))
-    return out.getvalue()
 
 
 def changed_copy(work: Path, dest: Path, ric: str, newer_ric: str) -> tuple[str, str, str]:
