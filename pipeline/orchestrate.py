@@ -99,6 +99,11 @@ class Run:
     def inputs_cache(self) -> Path:
         return self.settings.cache / "inputs"
 
+    @property
+    def layer_cache(self) -> Path:
+        """Compressed layers by diff ID, for every work directory (snapshot.compress_layer)."""
+        return self.settings.cache / "layers"
+
     def select(self, ids: Sequence[str], *, include_deprecated: bool = False) -> list[Runtime]:
         return self.matrix.select(
             ids, include_deprecated=include_deprecated, today=self.settings.today
@@ -173,9 +178,7 @@ def prepare_cell(run: Run, target: Target) -> CellInputs:
 
 def build_image(run: Run, target: Target, inputs: CellInputs, *, no_cache: bool) -> BuildRecord:
     cell = run.cell(target)
-    warming = warm_layer_cache(
-        run.client, target.base_image, run.work.layer_cache, run.settings.epoch
-    )
+    warming = warm_layer_cache(run.client, target.base_image, run.layer_cache, run.settings.epoch)
     host = build_host(run, target)
     build_args = {}
     if host is not None:
@@ -242,7 +245,7 @@ def snapshot_cell(run: Run, target: Target, *, force: bool = False) -> ArchSnaps
         log.info(f"{target.key}: snapshot of {record.image_id[:19]} is current, skipped")
         return snap
     with log.step(f"snapshot {target.key}"):
-        snap = snapshot_target(target, run.client, run.work, run.settings.epoch)
+        snap = snapshot_target(target, run.client, run.work, run.settings.epoch, run.layer_cache)
         packed = sum(layer.compressed_size for layer in snap.layers)
         log.info(f"    {len(snap.layers)} layers, {log.human_size(packed)} as .tar.xz")
         return snap

@@ -175,8 +175,9 @@ def compress_layer(
 ) -> tuple[str, int]:
     """``compress_xz`` through a cache keyed by the tar's own digest (and the xz options).
 
-    Compression is deterministic, so a layer several images share (the OS base) is compressed
-    once per work directory and linked into every snapshot that has it.
+    Compression is deterministic, so a layer several images share (the OS base), or an image
+    snapshotted again in another work directory, is compressed once per machine (the cache is
+    the user's, beside the Debian bases) and linked into every snapshot that has it.
     """
     if cache is None:
         sha, size, _ = compress_xz(normalized, folder)
@@ -392,8 +393,11 @@ def export_image(client: Any, image: str, folder: Path) -> tuple[dict[str, Any],
     return saved.config, saved.layers
 
 
-def snapshot_target(target: Target, client: Any, work: WorkDir, epoch: int) -> ArchSnapshot:
-    """Snapshot a target's built image into its cell."""
+def snapshot_target(
+    target: Target, client: Any, work: WorkDir, epoch: int, layer_cache: Path | None
+) -> ArchSnapshot:
+    """Snapshot a target's built image into its cell, reusing compressed layers from
+    ``layer_cache`` (see compress_layer)."""
     return snapshot_image(
         client,
         target.image_tag,
@@ -401,7 +405,7 @@ def snapshot_target(target: Target, client: Any, work: WorkDir, epoch: int) -> A
         arch=target.arch,
         cell=work.cell(target.runtime.id, target.arch.name),
         epoch=epoch,
-        layer_cache=work.layer_cache,
+        layer_cache=layer_cache,
     )
 
 

@@ -12,7 +12,6 @@ Layout (``<work>`` is ``--work``, ``out`` by default)::
         layers/<sha256>.tar.xz         the snapshot's layer tarballs
         sbom.cdx.json                  the snapshot's SBOM (made from the layers, on demand)
     <work>/<runtime>/branch/           the runtime's branch content
-    <work>/.layer-cache/               compressed layers by diff ID, shared by every cell
     <work>/registry-blobs/             gzipped registry blobs by diff ID, shared by publishes
 
 Records are JSON, written atomically (a temporary file in the same folder, fsync, rename), so a
@@ -200,10 +199,6 @@ class WorkDir:
 
     def runtime_locked(self, runtime: str) -> contextlib.AbstractContextManager[None]:
         return flocked(self.root / runtime / LOCK_FILE, f"runtime {runtime}")
-
-    @property
-    def layer_cache(self) -> Path:
-        return self.root / ".layer-cache"
 
     @property
     def registry_blobs(self) -> Path:

@@ -56,6 +56,10 @@ def test_second_rebuild_of_an_unchanged_runtime_skips_build_and_push(
     run = make_run(matrix, work, engine)
     first = rebuild(run, "provided.debian12", git_remote=git_remote)
     assert first.branch is not None and first.branch.pushed
+    # (layer files are links into the shared layer cache, so a redone snapshot would show in
+    # its record, rewritten, rather than in the layers)
+    snapshots = {p: p.stat().st_mtime_ns for p in work.rglob("snapshot.json")}
+    assert len(snapshots) == 2
     layers = {p.name: p.stat().st_mtime_ns for p in work.rglob("layers/*.tar.xz")}
 
     second = rebuild(run, "provided.debian12", git_remote=git_remote)
@@ -67,6 +71,7 @@ def test_second_rebuild_of_an_unchanged_runtime_skips_build_and_push(
     assert not second.branch.pushed
     assert second.branch.commit == first.branch.commit
     # the snapshot was not redone either: the very same layer files
+    assert {p: p.stat().st_mtime_ns for p in work.rglob("snapshot.json")} == snapshots
     assert {p.name: p.stat().st_mtime_ns for p in work.rglob("layers/*.tar.xz")} == layers
     for image in (c.build.image for c in second.cells if c.build):
         assert engine.images.get(image).labels[INPUT_LABEL].startswith("sha256:")

@@ -6,6 +6,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from pipeline.orchestrate import Run
+from pipeline.settings import Settings
 from pipeline.snapshot import compress_layer, compress_xz
 
 
@@ -37,3 +39,19 @@ def test_without_a_cache_nothing_is_kept(tmp_path: Path) -> None:
     out.mkdir()
     sha, _ = compress_layer(tar, diff_id, out, None)
     assert [p.name for p in out.iterdir()] == [f"{sha}.tar.xz"]
+
+
+def test_every_work_directory_uses_the_one_layer_cache_beside_the_bases(tmp_path: Path) -> None:
+    """A runtime snapshotted again from another work directory (a second checkout, another
+    test, `--work` elsewhere) finds its layers compressed already."""
+    cache = tmp_path / "user-cache"
+    runs = [
+        Run.open(
+            Settings.from_environ(
+                {"LAMBDA_IMAGES_CACHE": str(cache), "LAMBDA_IMAGES_WORK": str(tmp_path / name)}
+            )
+        )
+        for name in ("one", "two")
+    ]
+    assert runs[0].work.root != runs[1].work.root
+    assert runs[0].layer_cache == runs[1].layer_cache == cache / "layers"
