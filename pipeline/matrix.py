@@ -189,7 +189,7 @@ class Install:
     apt: tuple[str, ...] = ()
     rpm: tuple[str, ...] = ()
     pip: tuple[str, ...] = ()
-    npm: tuple[str, ...] = ()
+    npm: tuple[str, ...] = ()  # install.npm, then the packages of its install.npm_sets
 
     def os_packages(self, manager: str) -> tuple[str, ...]:
         return self.apt if manager == "apt" else self.rpm
@@ -561,6 +561,8 @@ def _build(doc: _Located, templates_dir: Path) -> Matrix:
     if emulator is not None and emulator not in inputs:
         raise _unknown_ref(doc, ("emulator",), emulator, inputs, "input")
 
+    npm_sets: dict[str, list[str]] = data.get("npm_sets", {})
+
     runtimes: list[Runtime] = []
     seen: dict[str, int] = {}
     tags: dict[tuple[str, str], tuple[str, int]] = {}  # (family, tag) → runtime id, line
@@ -626,6 +628,14 @@ def _build(doc: _Located, templates_dir: Path) -> Matrix:
             )
         tags[(raw["family"], tag)] = (rt_id, doc.line(where))
         install = raw.get("install", {})
+        npm = list(install.get("npm", ()))
+        for k, set_name in enumerate(install.get("npm_sets", ())):
+            if set_name not in npm_sets:
+                at = (*where, "install", "npm_sets", k)
+                raise _unknown_ref(doc, at, set_name, npm_sets, "npm set")
+            # A package named in install.npm keeps that spec over the set's.
+            named = {_npm_name(spec) for spec in npm}
+            npm += [spec for spec in npm_sets[set_name] if _npm_name(spec) not in named]
         deprecation = raw.get("deprecation")
         runtimes.append(
             Runtime(
@@ -642,7 +652,7 @@ def _build(doc: _Located, templates_dir: Path) -> Matrix:
                     apt=tuple(install.get("apt", ())),
                     rpm=tuple(install.get("rpm", ())),
                     pip=tuple(install.get("pip", ())),
-                    npm=tuple(install.get("npm", ())),
+                    npm=tuple(npm),
                 ),
                 inputs=tuple(roles),
             )
@@ -697,6 +707,12 @@ def _input(name: str, raw: dict[str, Any]) -> Input:
             compile=tuple(unpack["compile"]) if "compile" in unpack else None,
         ),
     )
+
+
+def _npm_name(spec: str) -> str:
+    """The package name of an npm spec: ``@scope/name@1.2.3`` → ``@scope/name``."""
+    name, at, _ = spec[1:].partition("@")
+    return spec[0] + name if at else spec
 
 
 def _unknown_ref(

@@ -75,6 +75,15 @@ def _line_of(text: str, needle: str) -> int:
             f"runtimes[{INDEX}].tag: tag 'latest-arm64' is written by publishing itself",
         ),
         (
+            "a runtime takes an npm set that is not declared",
+            lambda text: text.replace(
+                "      npm_sets: [aws-sdk-js-v3]\n", "      npm_sets: [aws-sdk-js-v4]  # typo\n", 1
+            ),
+            "# typo",
+            "runtimes[0].install.npm_sets[0]: unknown npm set 'aws-sdk-js-v4'; expected one of: "
+            "aws-sdk-js-v3 (did you mean 'aws-sdk-js-v3'?)",
+        ),
+        (
             "latest names a runtime of another family",
             lambda text: text.replace(
                 "    latest: python3.14\n", "    latest: nodejs24.x  # wrong family\n"
