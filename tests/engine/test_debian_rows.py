@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from pipeline.lock import Lock
 from pipeline.matrix import Target, load_matrix
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,24 +97,38 @@ def test_node_image_answers_an_invocation_through_the_runtime_api(
     runtime_id: str, arch: str, built: BuiltImages, tmp_path: Path
 ) -> None:
     """aws-lambda-ric (its native transport, as on Lambda) serves a handler through the
-    project's Runtime API emulator; the handler requires the SDK v3 clients without bundling
-    them, as on AWS's Node.js 18+ images (the version is the row's `sdk`)."""
+    project's Runtime API emulator; the handler requires every SDK v3 client of the row (the
+    npm set aws-sdk-js-v3) without bundling them, as on AWS's Node.js 18+ images, each at the
+    version runtimes.lock.json pins."""
     import subprocess
     import sys
 
     target = built(runtime_id)[arch]
+    clients = [spec for spec in target.runtime.install.npm if spec.startswith("@aws-sdk/client-")]
     (tmp_path / "app.js").write_text(
         "const { DynamoDBClient } = require('@aws-sdk/client-dynamodb');\n"
         "const { S3Client } = require('@aws-sdk/client-s3');\n"
         "const sdk = require('@aws-sdk/client-s3/package.json').version;\n"
-        "exports.handler = async (event) => ({ doubled: event.n * 2, node: process.version,\n"
-        "  clients: [typeof DynamoDBClient, typeof S3Client], sdk });\n"
+        "exports.handler = async (event) => {\n"
+        "  const failed = [];\n"
+        "  let classes = 0;\n"
+        "  for (const name of event.clients) {\n"
+        "    try {\n"
+        "      const m = require(name);\n"
+        "      if (Object.keys(m).some((k) => k.endsWith('Client') && typeof m[k] == 'function'))\n"
+        "        classes += 1;\n"
+        "    } catch (e) { failed.push(`${name}: ${e.message}`); }\n"
+        "  }\n"
+        "  return { doubled: event.n * 2, node: process.version,\n"
+        "    clients: [typeof DynamoDBClient, typeof S3Client], sdk, failed, classes };\n"
+        "};\n"
     )
     tmp_path.chmod(0o755)
     (tmp_path / "app.js").chmod(0o644)
+    event = json.dumps({"n": 21, "clients": clients})
     proc = subprocess.run(
         [sys.executable, "-m", "pipeline", "invoke", target.image_tag, "--handler", "app.handler",
-         "--code", str(tmp_path), "--event", '{"n": 21}', "--timeout", "120"],
+         "--code", str(tmp_path), "--event", event, "--timeout", "300"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -121,7 +136,13 @@ def test_node_image_answers_an_invocation_through_the_runtime_api(
     assert answer["doubled"] == 42
     assert answer["node"].startswith(f"v{target.runtime.version}.")
     assert answer["clients"] == ["function", "function"]
-    assert answer["sdk"] == target.runtime.sdk
+    assert answer["failed"] == []
+    assert answer["classes"] == len(clients) > 250
+    s3 = next(
+        p for p in Lock.load(REPO / "runtimes.lock.json").npm_packages(runtime_id)
+        if p.path == "node_modules/@aws-sdk/client-s3"
+    )  # fmt: skip
+    assert s3.url.endswith(f"/client-s3-{answer['sdk']}.tgz")
 
 
 # A handler per language that returns what Lambda gave it: the event, the machine it runs on,

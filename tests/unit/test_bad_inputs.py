@@ -249,15 +249,21 @@ CASES: list[Case] = [
     ),
     matrix_case(
         "npm-option",
-        '      npm: [aws-lambda-ric@3.3.0, "@aws-sdk/client-s3@3.716.0", '
-        '"@aws-sdk/client-dynamodb@3.716.0"]\n',
+        "      npm: [aws-lambda-ric@3.3.0]\n",
         "      npm: [--registry=http://127.0.0.1:1/]\n",
         "].install.npm[0]: '--registry=http://127.0.0.1:1/' is not valid; expected an npm package",
     ),
     matrix_case(
+        "npm-set-option",
+        '"@aws-sdk/client-accessanalyzer", ',
+        '"--registry=http://127.0.0.1:1/", ',
+        "npm_sets.aws-sdk-js-v3[0]: '--registry=http://127.0.0.1:1/' is not valid; "
+        "expected an npm package",
+        at="--registry=",
+    ),
+    matrix_case(
         "npm-shell",
-        '      npm: [aws-lambda-ric@3.3.0, "@aws-sdk/client-s3@3.716.0", '
-        '"@aws-sdk/client-dynamodb@3.716.0"]\n',
+        "      npm: [aws-lambda-ric@3.3.0]\n",
         '      npm: ["aws-lambda-ric@3.3.0 && touch /pwned"]\n',
         "].install.npm[0]: 'aws-lambda-ric@3.3.0 && touch /pwned' is not valid",
     ),

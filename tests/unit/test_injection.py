@@ -238,11 +238,13 @@ def test_a_hostile_package_never_becomes_an_option(
 
     setter = list_item(runtime_id, manager)
     benign_argv = argv(load(with_value(Field("", "", "", setter, ""), benign), tmp_path))
-    assert benign_argv[-2:] == ["--", benign]
+    operands = benign_argv.index("--") + 1  # npm's: the row's package, then its npm sets'
+    assert benign_argv[operands] == benign
     for value in HOSTILE:
         matrix = refused(with_value(Field("", "", "", setter, ""), value), tmp_path)
         if matrix is not None:  # accepted: one operand, after "--"
-            assert argv(matrix) == [*benign_argv[:-1], value], value
+            expected = [*benign_argv[:operands], value, *benign_argv[operands + 1 :]]
+            assert argv(matrix) == expected, value
 
 
 # After "--": the suite, the output, and the sources lines of the suite, -updates and -security.
