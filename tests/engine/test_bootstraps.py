@@ -307,6 +307,41 @@ def test_node_requires_from_layers(
     assert result == {"mylib": "any Node.js version", "versioned": "node18 only"}
 
 
+ESM_APP = """
+import { S3Client } from '@aws-sdk/client-s3';
+import { where } from 'mylib';
+
+export const handler = async () => {
+  let missing = null;
+  try {
+    await import('not-installed-anywhere');
+  } catch (error) {
+    missing = error.code;
+  }
+  return { s3: typeof S3Client, mylib: where, missing };
+};
+"""
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+@pytest.mark.parametrize("runtime_id", [NODE, "nodejs20.x.debian13"])
+def test_an_es_module_handler_imports_the_sdk_and_layers_through_node_path(
+    runtime_id: str, arch: str, built: BuiltImages, tmp_path: Path
+) -> None:
+    """`import` (not only `require`) finds packages in NODE_PATH, as on AWS's Node.js 18+
+    runtimes: the SDK in /var/runtime/node_modules and a layer's /opt/nodejs/node_modules; a
+    package that is nowhere still fails as Node.js says."""
+    image = built(runtime_id)[arch].image_tag
+    code = tree(tmp_path / "code", {"app.mjs": ESM_APP})
+    layer = tree(
+        tmp_path / "layer", {"nodejs/node_modules/mylib/index.js": "exports.where = 'a layer';\n"}
+    )
+    result = answer(
+        invoke(image, "--handler", "app.handler", "--code", str(code), "--layer", str(layer))
+    )
+    assert result == {"s3": "function", "mylib": "a layer", "missing": "ERR_MODULE_NOT_FOUND"}
+
+
 # --- Node.js flags --------------------------------------------------------------------------------
 
 
@@ -325,6 +360,8 @@ def test_node_starts_with_awss_flags_and_a_heap_sized_from_memory(
         "81920",
         "--max-semi-space-size=25",
         "--max-old-space-size=461",
+        "--import",
+        "file:///var/runtime/esm-register.mjs",
     ]
     assert result["gc"] == "function"
     assert result["max_header_size"] == 81920
