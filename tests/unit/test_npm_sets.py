@@ -11,7 +11,7 @@ from pathlib import Path
 
 from conftest import REPO
 
-from pipeline.inputs import RUNTIME_MODULES, fetch_npm
+from pipeline.inputs import fetch_npm
 from pipeline.lock import Lock, LockedPackage
 from pipeline.matrix import load_matrix
 
@@ -61,8 +61,8 @@ def _npm_tarball(files: dict[str, str]) -> bytes:
 def test_the_image_gets_the_sdks_commonjs_build_and_not_what_only_bundlers_read(
     tmp_path: Path,
 ) -> None:
-    """dist-types and dist-es leave a package whose `main` is in dist-cjs and that has no
-    `exports` map; a package with an `exports` map, and build stages, keep every file."""
+    """dist-types and dist-es are never unpacked for a package whose `main` is in dist-cjs and
+    that has no `exports` map, nor node-gyp's test fixtures; other packages keep every file."""
     packages = {
         "node_modules/@aws-sdk/client-fake": {
             "package.json": json.dumps({
@@ -85,6 +85,11 @@ def test_the_image_gets_the_sdks_commonjs_build_and_not_what_only_bundlers_read(
             "lib/index.js": "module.exports = 2;\n",
             "dist-types/notes.d.ts": "export {};\n",
         },
+        "node_modules/node-gyp": {
+            "package.json": json.dumps({"name": "node-gyp", "main": "./lib/node-gyp.js"}),
+            "lib/node-gyp.js": "module.exports = {};\n",
+            "test/fixtures/server.key": "-----BEGIN PRIVATE KEY-----\n",
+        },
     }  # fmt: skip
     cache = tmp_path / "cache"
     cache.mkdir()
@@ -104,7 +109,7 @@ def test_the_image_gets_the_sdks_commonjs_build_and_not_what_only_bundlers_read(
 
     fetch_npm(target, lock, context, cache)
 
-    image = context / RUNTIME_MODULES
+    image = context / "node_modules"  # the image's tree, and the addon's build stage's
     client = image / "@aws-sdk/client-fake"
     assert sorted(p.name for p in client.iterdir()) == ["dist-cjs", "package.json"]
     assert sorted(p.name for p in (image / "@smithy/mapped").iterdir()) == [
@@ -113,5 +118,5 @@ def test_the_image_gets_the_sdks_commonjs_build_and_not_what_only_bundlers_read(
         "package.json",
     ]
     assert (image / "plain/dist-types/notes.d.ts").is_file()
-    # The build stages see every file of every package.
-    assert (context / "node_modules/@aws-sdk/client-fake/dist-types/index.d.ts").is_file()
+    assert sorted(p.name for p in (image / "node-gyp").iterdir()) == ["lib", "package.json"]
+    assert [p.name for p in context.iterdir()] == ["node_modules"]
