@@ -5,6 +5,7 @@ classic builder's RUN containers reach. The ``local_archive`` fixture (conftest.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import subprocess
@@ -68,7 +69,7 @@ def serve_archive(engine: Any, repo: Path) -> Iterator[str]:
     """Serve ``repo`` over http on the Docker bridge's gateway; yield its URL."""
     if shutil.which("apt-ftparchive") is None:
         raise RuntimeError("apt-ftparchive is missing (apt-get install apt-utils; scripts/setup)")
-    gateway = engine.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+    gateway = bridge_gateway(engine)
     handler = partial(SimpleHTTPRequestHandler, directory=str(repo))
     handler.log_message = lambda *args: None  # type: ignore[attr-defined]
     httpd = ThreadingHTTPServer((gateway, 0), handler)
@@ -78,6 +79,16 @@ def serve_archive(engine: Any, repo: Path) -> Iterator[str]:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def bridge_gateway(engine: Any) -> str:
+    """The host's address on the engine's default bridge. An engine that chose the bridge's
+    subnet itself may list only the subnet (no "Gateway"); its gateway is then the subnet's
+    first address, the one the engine gives its bridge device."""
+    config = engine.networks.get("bridge").attrs["IPAM"]["Config"][0]
+    if config.get("Gateway"):
+        return str(config["Gateway"])
+    return str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
 
 
 def dpkg_query(engine: Any, image: str) -> dict[str, str]:
