@@ -396,14 +396,27 @@ NPM_TEST_FIXTURES = {"node-gyp": ("test",)}
 BUILD_ONLY_OUTPUTS = ("dist-types", "dist-es")
 
 
-def _left_out(manifest: dict[str, Any], fixtures: Sequence[str]) -> tuple[str, ...]:
+def _left_out(manifest: dict[str, Any], fixtures: Sequence[str]) -> frozenset[str]:
     """A package's top folders that are not unpacked: its test fixtures, and its declarations
     and bundler-only build when Node can never load them (``main`` is in ``dist-cjs/`` and no
     ``exports`` map could name them)."""
     main = str(manifest.get("main", "")).removeprefix("./")
     if "exports" in manifest or not main.startswith("dist-cjs/"):
-        return tuple(fixtures)
-    return (*fixtures, *BUILD_ONLY_OUTPUTS)
+        return frozenset(fixtures)
+    return frozenset((*fixtures, *BUILD_ONLY_OUTPUTS))
+
+
+def _manifest(tar: tarfile.TarFile, members: list[tarfile.TarInfo]) -> dict[str, Any]:
+    """The package's own package.json (``package/package.json``); {} when absent or unreadable."""
+    for member in members:
+        if PurePosixPath(member.name).parts[1:] == ("package.json",):
+            source = tar.extractfile(member)
+            try:
+                loaded = json.loads(source.read()) if source else {}
+            except ValueError:
+                return {}
+            return loaded if isinstance(loaded, dict) else {}
+    return {}
 
 
 def _unpack_package(tarball: Path, dest: Path, *, fixtures: Sequence[str] = ()) -> None:
@@ -412,17 +425,7 @@ def _unpack_package(tarball: Path, dest: Path, *, fixtures: Sequence[str] = ()) 
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(tarball, "r:gz") as tar:
         members = [m for m in tar.getmembers() if m.isfile()]
-        manifest: dict[str, Any] = {}
-        for member in members:
-            if PurePosixPath(member.name).parts[1:] == ("package.json",):
-                source = tar.extractfile(member)
-                try:
-                    loaded = json.loads(source.read()) if source else {}
-                except ValueError:
-                    loaded = {}
-                manifest = loaded if isinstance(loaded, dict) else {}
-                break
-        left_out = set(_left_out(manifest, fixtures))
+        left_out = _left_out(_manifest(tar, members), fixtures)
         for member in members:
             parts = PurePosixPath(member.name).parts[1:]
             if not parts or ".." in parts or parts[0] in left_out:
