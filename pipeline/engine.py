@@ -16,12 +16,13 @@ from .matrix import Arch
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 # How `platform.machine()` names the host's architecture → Lambda's name for it.
 HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"  # where the engine is when DOCKER_HOST is unset
 
 
 def connect(docker_host: str = "", timeout: int = 600) -> Any:
     """A docker.DockerClient that answered a ping, or an EngineError saying how to get one.
     ``docker_host`` is Settings.docker_host (DOCKER_HOST); empty means the default socket."""
-    where = docker_host or "unix:///var/run/docker.sock"
+    where = docker_host or DEFAULT_DOCKER_HOST
     try:
         client = docker.DockerClient(base_url=where, timeout=timeout)
         client.ping()

@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from . import apt, log
+from . import apt, ledger, log
 from .base import BaseRecord, ensure_base, lock_base_digest
 from .branch import BranchResult, push_branch
 from .build import BuildRecord, build_target, global_args, image_labels
+from .buildkit import engine_builder
 from .conformance import Report, print_report, run_checks
-from .engine import connect, engine_arch, require_emulation
+from .engine import DEFAULT_DOCKER_HOST, connect, engine_arch, require_emulation
 from .errors import (
     BaseImageError,
     ConformanceError,
@@ -203,10 +204,34 @@ def build_image(run: Run, target: Target, inputs: CellInputs, *, no_cache: bool)
             f"    {record.image} {record.image_id[:19]} {record.architecture} "
             f"{log.human_size(record.size)}"
         )
+        if run.settings.build_ledger is not None:
+            _enter_in_ledger(run, target, inputs, record)
     if warming is not None:
         with log.step(f"compress the base layers of {target.key}"):
             warming.join()
     return record
+
+
+def _enter_in_ledger(run: Run, target: Target, inputs: CellInputs, record: BuildRecord) -> None:
+    """One line in the build ledger (Settings.build_ledger) for the image just built."""
+    assert run.settings.build_ledger is not None
+    steps = ledger.count_run_steps(run.cell(target).build_log.read_text("utf-8").splitlines())
+    version = run.client.version().get("Version", "?")
+    entry = ledger.LedgerEntry(
+        runtime=target.runtime.id,
+        arch=target.arch.name,
+        engine=f"{run.settings.docker_host or DEFAULT_DOCKER_HOST} {version}",
+        builder=engine_builder(run.client, run.settings.builder),
+        image=record.image,
+        image_id=record.image_id,
+        input_digest=inputs.digest,
+        cold=steps.cold,
+        run_steps_ran=steps.ran,
+        run_steps_cached=steps.cached,
+        seconds=record.seconds,
+        by=run.settings.build_ledger_by or "lambda-images",
+    )
+    ledger.append(run.settings.build_ledger, entry)
 
 
 def test_cell(run: Run, target: Target, *, reuse: bool = False) -> Report:

@@ -97,6 +97,9 @@ class Settings:
         ""  # LAMBDA_IMAGES_BUILDER, else DOCKER_BUILDKIT: "buildkit", "classic", "" (auto)
     )
     build_network: str = "host"  # LAMBDA_IMAGES_BUILD_NETWORK: network mode of BuildKit RUN steps
+    # LAMBDA_IMAGES_BUILD_LEDGER: a file each image build appends a line to (pipeline/ledger.py)
+    build_ledger: Path | None = None
+    build_ledger_by: str = ""  # LAMBDA_IMAGES_BUILD_LEDGER_BY: who built, in those lines
     github_actions: bool = False  # GITHUB_ACTIONS=true
     debug: bool = False  # LAMBDA_IMAGES_DEBUG: tracebacks instead of one-line errors
 
@@ -146,6 +149,15 @@ class Settings:
                 "a Docker network name (letters, digits, '_', '.', '-')",
             )
             or cls.build_network,
+            build_ledger=Path(ledger)
+            if (ledger := _value(env, "LAMBDA_IMAGES_BUILD_LEDGER"))
+            else None,
+            build_ledger_by=_checked(
+                "LAMBDA_IMAGES_BUILD_LEDGER_BY",
+                _value(env, "LAMBDA_IMAGES_BUILD_LEDGER_BY"),
+                _LABEL_TEXT,
+                "one line of printable text, at most 500 characters",
+            ),
             github_actions=_value(env, "GITHUB_ACTIONS") == "true",
             debug=_value(env, "LAMBDA_IMAGES_DEBUG") not in ("", "0"),
         )
