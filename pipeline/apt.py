@@ -18,8 +18,8 @@ from __future__ import annotations
 import hashlib
 import lzma
 import zlib
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -89,6 +89,9 @@ class ArchiveState:
     archive: AptArchive
     release_sha256: str  # of the InRelease (or Release) file read
     indices: tuple[tuple[str, str], ...]  # (Packages index path, its sha256), sorted
+    # The InRelease (or Release) file itself: kept beside a base made from this state, it names
+    # every index of the state by hash, so the state's versions can be read back later.
+    release: bytes = field(default=b"", repr=False, compare=False)
 
     @property
     def line(self) -> str:
@@ -142,6 +145,7 @@ def read_state(archive: AptArchive, debian_arch: str) -> ArchiveState:
         archive=archive,
         release_sha256=hashlib.sha256(body).hexdigest(),
         indices=tuple(sorted(found.items())),
+        release=body,
     )
 
 
@@ -209,12 +213,18 @@ class Available:
 
 
 def newest_versions(
-    archive_list: Iterable[AptArchive], debian_arch: str, cache: Path
+    archive_list: Iterable[AptArchive],
+    debian_arch: str,
+    cache: Path,
+    releases: Mapping[str, bytes] | None = None,
 ) -> dict[str, Available]:
-    """Package name → its newest version in any of the archives, for one architecture."""
+    """Package name → its newest version in any of the archives, for one architecture: as the
+    archives are now, or, for an archive whose sources line ``releases`` maps to the Release
+    file it had then (recorded_releases), as it was then (its indices fetched by hash)."""
     newest: dict[str, Available] = {}
     for archive in archive_list:
-        release = _release(archive)
+        recorded = (releases or {}).get(sources_line(archive))
+        release = _release(archive) if recorded is None else deb822.Release(recorded)
         listed = {str(e["name"]): str(e["sha256"]) for e in release.get("SHA256", [])}
         by_hash = str(release.get("Acquire-By-Hash", "")).lower() == "yes"
         wanted = _index_names(archive, debian_arch, release)

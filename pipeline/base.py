@@ -97,6 +97,9 @@ def _rootfs_key(base: RootfsBase, debian_arch: str, epoch: int, apt_state: str) 
         "excludes": DPKG_EXCLUDES,
         "transient": TRANSIENT_FILES,
         "apt_state": apt_state,
+        # What the cache folder keeps beside the root: a folder made before the Release files
+        # were kept is not found, so every cached root can tell the versions it was made from.
+        "kept": ["archives.json", "releases"],
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -167,6 +170,9 @@ def _make_rootfs(
             return False
         (staging / "command.json").write_text(json.dumps(argv) + "\n")
         (staging / "archives.json").write_text(json.dumps(_states_record(states), indent=2))
+        (staging / "releases").mkdir()
+        for state in states:  # the state's Release files: its indices, by hash (apt.py)
+            (staging / "releases" / state.release_sha256).write_bytes(state.release)
         try:
             staging.rename(folder)  # atomic: a concurrent run may have won the race
         except OSError:
@@ -186,6 +192,27 @@ def _states_record(states: list[apt.ArchiveState]) -> dict[str, Any]:
             for s in states
         ],
     }
+
+
+def find_rootfs(cache: Path, os_id: str, debian_arch: str, apt_state: str) -> Path | None:
+    """The cached root of ``os_id``/``debian_arch`` made from the archives' state ``apt_state``
+    (the base image's APT_STATE_LABEL), if this machine's cache holds it."""
+    for record in sorted((cache / "base").glob(f"{os_id}-{debian_arch}-*/archives.json")):
+        if rootfs_apt_state(record.parent) == apt_state:
+            return record.parent
+    return None
+
+
+def recorded_releases(folder: Path) -> dict[str, bytes]:
+    """Sources line → the Release file its archive had when the root in ``folder`` was made
+    (for apt.newest_versions: the versions as they were then)."""
+    record = json.loads((folder / "archives.json").read_text())
+    releases = {}
+    for archive in record["archives"]:
+        path = folder / "releases" / archive["release_sha256"]
+        if path.is_file():
+            releases[archive["line"]] = path.read_bytes()
+    return releases
 
 
 def rootfs_apt_state(folder: Path) -> str:

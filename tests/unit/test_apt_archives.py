@@ -245,3 +245,34 @@ def test_lock_records_no_state_for_an_unreachable_archive_and_says_so(tmp_path: 
     assert "unlocked: debian12: archive state for arm64" in result.stderr
     assert "Traceback" not in result.stderr
     assert "debian12" not in Lock.load(tmp_path / "runtimes.lock.json").archives
+
+
+def write_dists(root: Path, version: str) -> None:
+    """A dists/ archive (suite ``stable``, component ``main``) offering ``probe`` at
+    ``version``, its index served by hash as Debian's are; older indices stay by hash."""
+    folder = root / "dists" / "stable"
+    index = f"Package: probe\nVersion: {version}\nArchitecture: amd64\n".encode()
+    digest = hashlib.sha256(index).hexdigest()
+    by_hash = folder / "main" / "binary-amd64" / "by-hash" / "SHA256"
+    by_hash.mkdir(parents=True, exist_ok=True)
+    (by_hash / digest).write_bytes(index)
+    (folder / "main" / "binary-amd64" / "Packages").write_bytes(index)
+    (folder / "Release").write_text(
+        "Suite: stable\nArchitectures: amd64\nComponents: main\nAcquire-By-Hash: yes\n"
+        f"SHA256:\n {digest} {len(index)} main/binary-amd64/Packages\n"
+    )
+
+
+def test_the_versions_of_a_recorded_state_are_read_back_after_the_archive_moved(
+    served: tuple[Path, str], tmp_path: Path
+) -> None:
+    root, uri = served
+    archive = AptArchive(uri=uri, suite="stable", components=("main",), trusted=True)
+    write_dists(root, "1.0")
+    then = apt.read_state(archive, "amd64")
+    write_dists(root, "1.1")  # the archive moves on; the old index stays reachable by hash
+    now = apt.newest_versions([archive], "amd64", tmp_path / "now")
+    assert now["probe"].version == "1.1"
+    recorded = {then.line: then.release}
+    before = apt.newest_versions([archive], "amd64", tmp_path / "then", releases=recorded)
+    assert before["probe"].version == "1.0"
