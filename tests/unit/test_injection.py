@@ -288,10 +288,16 @@ def test_a_hostile_rootfs_value_never_becomes_an_mmdebstrap_option(
 
 
 @pytest.mark.parametrize(
-    "variable", ["LAMBDA_IMAGES_NAMESPACE", "LAMBDA_IMAGES_SOURCE", "LAMBDA_IMAGES_REVISION"]
+    ("variable", "setting"),
+    [
+        ("LAMBDA_IMAGES_NAMESPACE", "namespace"),
+        ("LAMBDA_IMAGES_SOURCE", "source"),
+        ("LAMBDA_IMAGES_REVISION", "revision"),
+    ],
 )
-def test_a_hostile_environment_value_is_refused_at_start(variable: str) -> None:
-    assert Settings.from_environ({variable: "benign"})  # a plain value is fine
+def test_a_hostile_environment_value_is_refused_at_start(variable: str, setting: str) -> None:
+    # A plain value is taken as it is.
+    assert getattr(Settings.from_environ({variable: "benign"}), setting) == "benign"
     for value in HOSTILE:
         if value.strip() != value or not value:
             continue  # surrounding blanks are stripped and empty is unset, by design
@@ -307,9 +313,11 @@ def test_a_namespace_reaches_the_from_line_whole(tmp_path: Path) -> None:
     settings = Settings.from_environ({"LAMBDA_IMAGES_NAMESPACE": "benign-space"})
     matrix = dataclasses.replace(load(copy.deepcopy(DOC), tmp_path), namespace=settings.namespace)
     text = dockerfile(matrix, "provided.debian12", "x86_64")
-    assert "FROM benign-space/base-debian12:x86_64 AS" in text or (
-        "FROM benign-space/base-debian12:x86_64" in text
-    )
+    # Both stages of the template (the inputs stage and the image) start from the base.
+    assert [line for line in text.splitlines() if line.startswith("FROM ")] == [
+        "FROM benign-space/base-debian12:x86_64 AS inputs",
+        "FROM benign-space/base-debian12:x86_64",
+    ]
 
 
 def _snapshot(env: list[str], labels: dict[str, str]) -> ArchSnapshot:
