@@ -334,19 +334,35 @@ MAX_NODES: Final = 50_000  # the whole matrix of 2026 has about 1,000
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
-class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, counting the aliases it meets."""
+# libyaml (PyYAML's C parser) when this PyYAML has it: the matrix is read in every command and
+# in hundreds of tests, and the pure-Python parser takes ten times as long.
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
+
+def _count_aliases(root: yaml.Node) -> None:
+    """Raise _TooBig at the (MAX_ALIASES + 1)th alias of a composed document. An alias is a
+    second reference to a node (the composer shares the node, it does not copy it), so they
+    are counted over the graph, each node once, before anything is expanded."""
+    seen = {id(root)}
+    todo = [root]
     aliases = 0
-
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        if self.check_event(yaml.AliasEvent):
-            self.aliases += 1
-            if self.aliases > MAX_ALIASES:
-                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
-                msg = f"line {mark.line + 1}: more than {MAX_ALIASES} YAML aliases (*name)"
-                raise _TooBig(msg)
-        return super().compose_node(parent, index)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            continue
+        for child in children:
+            if id(child) not in seen:
+                seen.add(id(child))
+                todo.append(child)
+                continue
+            aliases += 1
+            if aliases > MAX_ALIASES:
+                line = node.start_mark.line + 1
+                raise _TooBig(f"line {line}: more than {MAX_ALIASES} YAML aliases (*name)")
 
 
 class _TooBig(Exception):
@@ -370,10 +386,12 @@ class _Located:
         self.file = path
         self.lines: dict[Path_, int] = {}
         self.nodes = 0
-        loader: _Loader | None = None
+        loader: yaml.SafeLoader | None = None
         try:
             loader = _Loader(text)
             node = loader.get_single_node()
+            if node is not None:
+                _count_aliases(node)
             self.data = self._convert(loader, node, ()) if node is not None else None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark

@@ -167,7 +167,7 @@ DOCKERFILE_FIELDS = [
 
 def load(doc: dict[str, Any], folder: Path) -> Matrix:
     path = folder / "runtimes.yaml"
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    path.write_text(yaml.dump(doc, Dumper=yaml.CSafeDumper, allow_unicode=True), encoding="utf-8")
     return load_matrix(path, templates_dir=TEMPLATES_DIR)
 
 
