@@ -1,7 +1,11 @@
-"""A local apt repository for tests that need an archive to publish a newer version of an
-installed package: a flat repository (dpkg-deb and apt-ftparchive, unsigned, ``trusted=yes``)
-served on the Docker bridge's gateway address, which both the host (mmdebstrap) and the
-classic builder's RUN containers reach. The ``local_archive`` fixture (conftest.py) serves it."""
+"""Apt archives of the tests' own, served on the Docker bridge's gateway address, which both the
+host (mmdebstrap, `outdated`) and the classic builder's RUN containers reach:
+
+* a local flat repository (dpkg-deb and apt-ftparchive, unsigned, ``trusted=yes``) where a test
+  publishes a newer version of a package (the ``local_archive`` fixture, conftest.py);
+* Debian's archives frozen as the test first saw them (``FrozenMirror``): a test that compares
+  images with their archives then reads only what it published itself, however Debian's
+  archives move while it runs."""
 
 from __future__ import annotations
 
@@ -9,22 +13,26 @@ import ipaddress
 import os
 import shutil
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+import requests
 
 REPO = Path(__file__).resolve().parent.parent
 PROBE = "lambda-fresh-probe"
 OUTDATED_EXIT = 14
+EPOCH = 1704067200  # the probe package's file times
+DEBIAN = "http://deb.debian.org"
 
 
 def make_deb(pool: Path, version: str, work: Path) -> None:
-    """An arch:all package ``PROBE`` at ``version`` in ``pool``."""
+    """An arch:all package ``PROBE`` at ``version`` in ``pool``, the same bytes every time (so
+    the same archive state, and the same cached base, on the next run of the test)."""
     root = work / f"{PROBE}-{version}"
     (root / "DEBIAN").mkdir(parents=True)
     (root / "DEBIAN" / "control").write_text(
@@ -35,10 +43,13 @@ def make_deb(pool: Path, version: str, work: Path) -> None:
     (root / "usr" / "share" / PROBE).mkdir(parents=True)
     (root / "usr" / "share" / PROBE / "version").write_text(version + "\n")
     deb = pool / f"{PROBE}_{version}_all.deb"
+    for path in [root, *root.rglob("*")]:
+        os.utime(path, (EPOCH, EPOCH), follow_symlinks=False)
     subprocess.run(
-        ["dpkg-deb", "--root-owner-group", "--build", str(root), str(deb)],
+        ["dpkg-deb", "--root-owner-group", "-Zxz", "--build", str(root), str(deb)],
         check=True,
         capture_output=True,
+        env={**os.environ, "SOURCE_DATE_EPOCH": str(EPOCH)},
     )
 
 
@@ -54,31 +65,109 @@ def publish_repo(repo: Path) -> None:
     (repo / "Release").write_bytes(release.stdout)
 
 
-def with_probe_archive(matrix_text: str, uri: str) -> str:
-    """runtimes.yaml with ``PROBE`` installed in Debian 12's base, from the archive at ``uri``."""
-    return matrix_text.replace(
+def probe_matrix(matrix_text: str, archive: str, debian: str, runtime: str) -> str:
+    """runtimes.yaml with Debian 12's archives read through ``debian`` (a FrozenMirror URL),
+    the local archive at ``archive`` added to them, and ``PROBE`` installed in ``runtime``."""
+    mirror = "        mirror: http://deb.debian.org/debian\n"
+    at = matrix_text.index(mirror)  # debian12's, the first operating system that has one
+    text = (
+        matrix_text[:at]
+        + f"        mirror: {debian}/debian\n        security_mirror: {debian}/debian-security\n"
+        + matrix_text[at + len(mirror) :]
+    )
+    text = text.replace(
         "include: [ca-certificates]",
-        f"include: [ca-certificates, {PROBE}]\n        extra_archives:\n"
-        f"          - {{uri: '{uri}', suite: ./, trusted: true}}",
+        "include: [ca-certificates]\n        extra_archives:\n"
+        f"          - {{uri: '{archive}', suite: ./, trusted: true}}",
         1,  # debian12's
     )
+    start = text.index(f"  - id: {runtime}\n")
+    at = text.index("      apt: [", start)
+    return text[:at] + f"      apt: [{PROBE}, " + text[at + len("      apt: [") :]
+
+
+def _server(host: str, port: int, handler: Any) -> ThreadingHTTPServer:
+    """An HTTP server on ``port``, or on any free port when that one is taken. A fixed port
+    keeps the archive's URL — part of a base's identity — the same from one run to the next,
+    so a warm machine finds the bases it made before."""
+    try:
+        return ThreadingHTTPServer((host, port), handler)
+    except OSError:
+        return ThreadingHTTPServer((host, 0), handler)
 
 
 @contextmanager
-def serve_archive(engine: Any, repo: Path) -> Iterator[str]:
+def _serving(httpd: ThreadingHTTPServer) -> Iterator[int]:
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield int(httpd.server_address[1])
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@contextmanager
+def serve_archive(engine: Any, repo: Path, port: int = 0) -> Iterator[str]:
     """Serve ``repo`` over http on the Docker bridge's gateway; yield its URL."""
     if shutil.which("apt-ftparchive") is None:
         raise RuntimeError("apt-ftparchive is missing (apt-get install apt-utils; scripts/setup)")
     gateway = bridge_gateway(engine)
     handler = partial(SimpleHTTPRequestHandler, directory=str(repo))
     handler.log_message = lambda *args: None  # type: ignore[attr-defined]
-    httpd = ThreadingHTTPServer((gateway, 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield f"http://{gateway}:{httpd.server_address[1]}/"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with _serving(_server(gateway, port, handler)) as bound:
+        yield f"http://{gateway}:{bound}/"
+
+
+class _FrozenHandler(BaseHTTPRequestHandler):
+    """GET and HEAD of ``/<path>`` answered with ``DEBIAN/<path>``; a suite's Release files
+    (InRelease, Release, Release.gpg) as first answered, every later time. Everything else apt
+    reads is named by its content (indices by hash, pool files by name and version), so with
+    the Release files frozen the whole archive stays as it was."""
+
+    frozen: dict[str, tuple[int, bytes]]
+    lock: threading.Lock
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_HEAD(self) -> None:
+        self._answer(body=False)
+
+    def do_GET(self) -> None:
+        self._answer(body=True)
+
+    def _answer(self, *, body: bool) -> None:
+        name = self.path.rsplit("/", 1)[-1]
+        if name in ("InRelease", "Release", "Release.gpg"):
+            with self.lock:
+                if self.path not in self.frozen:
+                    got = requests.get(DEBIAN + self.path, timeout=60)
+                    self.frozen[self.path] = (got.status_code, got.content)
+                status, data = self.frozen[self.path]
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if body:
+                self.wfile.write(data)
+            return
+        with requests.get(DEBIAN + self.path, timeout=120, stream=True) as got:
+            self.send_response(got.status_code)
+            length = got.headers.get("Content-Length")
+            if length is not None:
+                self.send_header("Content-Length", length)
+            self.end_headers()
+            if body:
+                for chunk in got.iter_content(1 << 20):
+                    self.wfile.write(chunk)
+
+
+@contextmanager
+def frozen_debian(engine: Any, port: int = 0) -> Iterator[str]:
+    """deb.debian.org frozen as first seen (``_FrozenHandler``), on the bridge's gateway; yields
+    its URL, under which ``debian`` and ``debian-security`` are Debian's own two archives."""
+    handler = type("Frozen", (_FrozenHandler,), {"frozen": {}, "lock": threading.Lock()})
+    with _serving(_server(bridge_gateway(engine), port, handler)) as bound:
+        yield f"http://{bridge_gateway(engine)}:{bound}"
 
 
 def bridge_gateway(engine: Any) -> str:
@@ -106,15 +195,3 @@ def dpkg_query(engine: Any, image: str) -> dict[str, str]:
         if status == "ii":
             installed[name] = version
     return installed
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``lambda-images ARGS`` as a user runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args],
-        env=env if env is not None else dict(os.environ),
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )

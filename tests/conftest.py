@@ -1,30 +1,216 @@
-"""Shared fixtures: the real Docker Engine, the runtime matrix, and images built once a session.
+"""Shared fixtures: the real Docker Engine, the runtime matrix, and the build phase that makes every
+image the selected engine tests read, once per run (tests/build_phase.py).
 
 Engine-backed tests are marked ``engine``. When no engine answers they are skipped, unless
-LAMBDA_IMAGES_REQUIRE_ENGINE=1 (set by .ci/run), which turns the skip into a failure.
+LAMBDA_IMAGES_REQUIRE_ENGINE=1 (set by .ci/run), which turns the skip into a failure and makes
+any skip at all fail the run (EXPECTED_SKIPS names the ones a lane may have).
+
+Markers (pyproject.toml lists them):
+
+* ``cells("python3.11.debian12", "provided.debian12/arm64", no_cache=False)``: the cells a test
+  reads from the build phase; a runtime alone means all its architectures. ``no_cache``: made
+  without the build cache (a test that proves the cold path reads its log).
+* ``buildkit``: needs an engine that builds with BuildKit. Deselected on a classic-builder engine,
+  unless LAMBDA_IMAGES_REQUIRE_BUILDKIT=1 (the second engine's lane), where it must run.
+* ``two_engines``: compares this run's snapshots with another engine's (the work folder named by
+  LAMBDA_IMAGES_COMPARE_WORK); deselected without it.
+
+``--rows RT,RT`` keeps only the engine tests whose cells are of those rows (a lane that checks a
+subset deselects the rest rather than skipping it).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
+import json
 import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from build_phase import BuildPhase, PhaseReport, Plan, cells_of, make_plan
 
+from pipeline import ledger
 from pipeline.errors import EngineError
 from pipeline.lock import Lock
 from pipeline.matrix import Matrix, Target, load_matrix
 
 REPO = Path(__file__).resolve().parent.parent
+PLAN = pytest.StashKey[Plan]()
+OWN_RUN = pytest.StashKey[Path]()  # a run folder this process made (and removes when passed)
+PASSED = pytest.StashKey[bool]()
+# Tests that may skip in CI (nodeid → why). Lanes deselect what their engine cannot run, so
+# nothing is expected to skip today; a skip that is not listed here fails the run.
+EXPECTED_SKIPS: dict[str, str] = {}
+# The first engine test runs the build phase (so --durations charges it to itself), the last
+# reads the ledger of every build the session made.
+FIRST = "tests/engine/test_build_phase.py::test_the_build_phase_makes_every_planned_cell"
+LAST = "tests/engine/test_build_phase.py::test_no_cell_is_built_cold_twice"
 
 
 def require_engine() -> bool:
     return os.environ.get("LAMBDA_IMAGES_REQUIRE_ENGINE", "") not in ("", "0")
+
+
+def require_buildkit() -> bool:
+    return os.environ.get("LAMBDA_IMAGES_REQUIRE_BUILDKIT", "") not in ("", "0")
+
+
+def _is_worker() -> bool:
+    return bool(os.environ.get("PYTEST_XDIST_WORKER"))
+
+
+# --- the run folder: the build phase's work folder, its git remote, the ledger -------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--rows",
+        default="",
+        help="comma-separated runtime ids: keep only the engine tests whose cells are of these",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Name the run folder once, in the process that starts the run (xdist workers inherit it):
+    LAMBDA_IMAGES_TEST_RUN if set (CI keeps it, to print and compare), else a temporary one that
+    a passing run removes."""
+    if _is_worker():
+        return
+    if not os.environ.get("LAMBDA_IMAGES_TEST_RUN"):
+        os.environ["LAMBDA_IMAGES_TEST_RUN"] = tempfile.mkdtemp(prefix="lambda-images-tests-")
+        config.stash[OWN_RUN] = Path(os.environ["LAMBDA_IMAGES_TEST_RUN"])
+    run = Path(os.environ["LAMBDA_IMAGES_TEST_RUN"])
+    os.environ.setdefault("LAMBDA_IMAGES_BUILD_LEDGER", str(run / "ledger.jsonl"))
+
+
+def run_folder() -> Path:
+    return Path(os.environ["LAMBDA_IMAGES_TEST_RUN"])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    own = config.stash.get(OWN_RUN, None)
+    if own is not None and config.stash.get(PASSED, False):
+        shutil.rmtree(own, ignore_errors=True)
+
+
+# --- selection: rows, engines, order ------------------------------------------------------------
+
+
+def _builder() -> str:
+    from pipeline import buildkit
+    from pipeline.engine import connect
+    from pipeline.settings import Settings
+
+    try:
+        client = connect(Settings.from_environ().docker_host, timeout=30)
+    except EngineError:
+        return ""
+    return buildkit.engine_builder(client, Settings.from_environ().builder)
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    rows = {r for r in config.getoption("--rows").split(",") if r}
+    keep, drop = [], []
+    builder: str | None = None
+    for item in items:
+        names, cold = cells_of(list(item.iter_markers("cells")))
+        runtimes = {name.partition("/")[0] for name in [*names, *cold]}
+        if rows and "engine" in item.keywords and not runtimes <= rows:
+            drop.append(item)
+            continue
+        if item.get_closest_marker("buildkit") and not require_buildkit():
+            builder = _builder() if builder is None else builder
+            if builder == "classic":
+                drop.append(item)
+                continue
+        if item.get_closest_marker("two_engines") and not os.environ.get(
+            "LAMBDA_IMAGES_COMPARE_WORK"
+        ):
+            drop.append(item)
+            continue
+        keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+    # Engine tests first (the build phase starts at once; unit tests fill the other worker),
+    # the phase's own test first among them and the ledger's last; one xdist group, so that
+    # one worker runs them in this order.
+    engine = [i for i in keep if "engine" in i.keywords]
+    rank = {FIRST: 0, LAST: 2}
+    engine.sort(key=lambda i: rank.get(i.nodeid, 1))
+    for item in engine:
+        item.add_marker(pytest.mark.xdist_group("engine"))
+    items[:] = engine + [i for i in keep if "engine" not in i.keywords]
+    wanted: list[str] = []
+    cold: list[str] = []
+    for item in engine:
+        names, no_cache = cells_of(list(item.iter_markers("cells")))
+        wanted += names
+        cold += no_cache
+    matrix = load_matrix(REPO / "runtimes.yaml")
+    config.stash[PLAN] = make_plan(matrix, wanted, cold)
+
+
+@pytest.fixture(autouse=True)
+def _ledger_by(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Builds a test makes itself are entered in the ledger under its name."""
+    monkeypatch.setenv("LAMBDA_IMAGES_BUILD_LEDGER_BY", request.node.nodeid)
+
+
+# --- skips that hide nothing --------------------------------------------------------------------
+
+
+_skipped: list[str] = []
+# When the unit and the engine tests ran (first start, last stop), for .ci/run's table of steps.
+_spans: dict[str, list[float]] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if _is_worker():
+        return
+    if report.skipped and report.nodeid not in EXPECTED_SKIPS:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _skipped.append(f"{report.nodeid}: {reason}")
+    kind = "engine" if report.nodeid.startswith("tests/engine/") else "unit"
+    span = _spans.setdefault(kind, [report.start, report.stop])
+    span[0], span[1] = min(span[0], report.start), max(span[1], report.stop)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _is_worker():
+        return
+    if require_engine() and _skipped:
+        print("\nUnexpected skips (LAMBDA_IMAGES_REQUIRE_ENGINE is set; see EXPECTED_SKIPS):")
+        for line in _skipped:
+            print(f"  {line}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    session.config.stash[PASSED] = session.exitstatus == 0
+    timings = {kind: round(stop - start, 1) for kind, (start, stop) in _spans.items()}
+    (run_folder() / "timings.json").write_text(json.dumps(timings) + "\n")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _is_worker():
+        return
+    path = Path(os.environ.get("LAMBDA_IMAGES_BUILD_LEDGER", "/nonexistent"))
+    entries = list(ledger.read(path))
+    if entries:
+        from ledger_report import ledger_table
+
+        terminalreporter.section("build ledger")
+        for line in ledger_table(entries):
+            terminalreporter.write_line(line)
+
+
+# --- the engine, the matrix, the build phase ----------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -47,12 +233,119 @@ def matrix() -> Matrix:
     return load_matrix(REPO / "runtimes.yaml", namespace=Settings.from_environ().namespace)
 
 
+class _Targets(dict[str, Target]):
+    """Targets by architecture; asking for one the build phase did not make says how to."""
+
+    def __init__(self, runtime_id: str) -> None:
+        super().__init__()
+        self.runtime_id = runtime_id
+
+    def __missing__(self, arch: str) -> Target:
+        pytest.fail(f"{self.runtime_id}/{arch} is not in the build phase: add it to a cells marker")
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """What the build phase made: its work folder, its git remote, its report."""
+
+    work: Path
+    remote: str
+    report: PhaseReport
+    matrix: Matrix
+
+    def targets(self, runtime_id: str) -> dict[str, Target]:
+        """The runtime's cells the phase made, by architecture; fails the test, with why, when
+        one failed, or when the test asks for one that no cells marker planned."""
+        out = _Targets(runtime_id)
+        for target in self.matrix.targets([self.matrix.runtime(runtime_id)]):
+            outcome = self.report.cells.get(target.key)
+            if outcome is None:
+                continue
+            if outcome.failure:
+                pytest.fail(f"the build phase could not make {target.key}: {outcome.failure}")
+            out[target.arch.name] = target
+        return out
+
+    def cell(self, runtime_id: str, arch: str) -> Any:
+        """The cell's folder in the phase's work folder (pipeline.workdir.Cell)."""
+        from pipeline.workdir import WorkDir
+
+        self.targets(runtime_id)[arch]  # made by the phase (or fails saying so)
+        return WorkDir(self.work).cell(runtime_id, arch)
+
+    def build_record(self, runtime_id: str, arch: str) -> Any:
+        from pipeline.build import BuildRecord
+
+        record = BuildRecord.read(self.cell(runtime_id, arch))
+        assert record is not None, f"{runtime_id}/{arch}: no build.json"
+        return record
+
+    def conformance(self, runtime_id: str, arch: str) -> Any:
+        """The cell's conformance report (test.json), as the phase's checks wrote it."""
+        from pipeline.conformance import Report
+
+        report = Report.read(self.cell(runtime_id, arch))
+        assert report is not None, f"{runtime_id}/{arch}: no test.json"
+        return report
+
+    def snapshot(self, runtime_id: str, arch: str) -> Any:
+        from pipeline.snapshot import ArchSnapshot
+
+        return ArchSnapshot.require(self.cell(runtime_id, arch))
+
+    def branch(self, runtime_id: str) -> str:
+        """The commit the phase pushed as the runtime's branch."""
+        if runtime_id in self.report.branch_failures:
+            pytest.fail(f"branch {runtime_id}: {self.report.branch_failures[runtime_id]}")
+        if runtime_id not in self.report.branches:
+            pytest.fail(f"the build phase pushed no branch of {runtime_id}: not all arches planned")
+        return self.report.branches[runtime_id]
+
+
 @pytest.fixture(scope="session")
-def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("work")
+def phase(engine: Any, matrix: Matrix, pytestconfig: pytest.Config) -> Phase:
+    """The build phase of this run, made by whichever process asks first (an xdist worker),
+    and read back by the others from its report."""
+    plan = pytestconfig.stash[PLAN]
+    folder = run_folder() / "phase"
+    work, remote = folder / "work", folder / "remote.git"
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        record = work / "phase.json"
+        planned = folder / "plan.json"
+        wanted = json.dumps([c.key for c in plan.cells] + sorted(c.key for c in plan.no_cache))
+        if record.is_file() and planned.is_file() and planned.read_text() == wanted:
+            report = PhaseReport.from_json(json.loads(record.read_text()))
+        else:
+            if not remote.exists():
+                subprocess.run(["git", "init", "--quiet", "--bare", str(remote)], check=True)
+            work.mkdir(exist_ok=True)
+            report = BuildPhase(
+                plan, matrix, work=work, remote=f"file://{remote}", env=dict(os.environ),
+                logs=folder / "logs",
+            ).run()  # fmt: skip
+            planned.write_text(wanted)
+    finally:
+        os.close(lock)
+    return Phase(work=work, remote=f"file://{remote}", report=report, matrix=matrix)
+
+
+@pytest.fixture(scope="session")
+def work(phase: Phase) -> Path:
+    """The build phase's work folder: every cell's records, layers and branch content."""
+    return phase.work
 
 
 BuiltImages = Callable[[str], dict[str, Target]]
+
+
+@pytest.fixture(scope="session")
+def built(phase: Phase) -> BuiltImages:
+    """``built(runtime_id)``: the runtime's images the build phase made (tagged as the pipeline
+    tags them), by architecture."""
+    return phase.targets
 
 
 def make_run(matrix: Matrix, work: Path, engine: Any = None) -> Any:
@@ -69,28 +362,6 @@ def make_run(matrix: Matrix, work: Path, engine: Any = None) -> Any:
         work=WorkDir(work),
         _client=engine,
     )
-
-
-@pytest.fixture(scope="session")
-def built(engine: Any, matrix: Matrix, work: Path) -> BuiltImages:
-    """``built(runtime_id)`` builds every architecture of a runtime once per session and
-    returns its targets by arch; images are tagged as the pipeline tags them."""
-    from pipeline import orchestrate
-
-    cache: dict[str, dict[str, Target]] = {}
-    run = make_run(matrix, work, engine)
-
-    def build(runtime_id: str) -> dict[str, Target]:
-        if runtime_id not in cache:
-            targets = matrix.targets([matrix.runtime(runtime_id)])
-            for target in targets:
-                with run.cell(target).locked():
-                    inputs = orchestrate.prepare_cell(run, target)
-                    orchestrate.build_cell(run, target, inputs)
-            cache[runtime_id] = {t.arch.name: t for t in targets}
-        return cache[runtime_id]
-
-    return build
 
 
 @pytest.fixture

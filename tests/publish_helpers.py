@@ -159,15 +159,3 @@ def bare_remote(folder: Path) -> str:
     """A new bare git repository in ``folder``/remote.git, as a file:// URL."""
     subprocess.run(["git", "init", "-q", "--bare", str(folder / "remote.git")], check=True)
     return f"file://{folder / 'remote.git'}"
-
-
-def snapshot_built(built: Any, engine: Any, matrix: Any, work: Path, runtime_id: str) -> None:
-    """Snapshot every architecture of ``runtime_id`` (built once per session by ``built``)
-    into ``work``, as the snapshot stage does before a publish."""
-    from conftest import make_run
-
-    from pipeline.orchestrate import snapshot_cell
-
-    run = make_run(matrix, work, engine)
-    for target in built(runtime_id).values():
-        snapshot_cell(run, target)

@@ -2,7 +2,7 @@
 execution environment's name, the exec wrapper, layer paths, task-root .pth files and Node.js's
 flags; and the emulator's --env, --env-file, --layer and --function-name reach the function.
 
-Every test invokes the debian12 images the session's ``built`` fixture builds, on both
+Every test invokes the debian12 images the build phase made, on both
 architectures, through `lambda-images invoke` as a user would."""
 
 from __future__ import annotations
@@ -12,26 +12,21 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import textwrap
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_runner import command
+from conftest import BuiltImages
 
-from pipeline.matrix import Target
-
-pytestmark = [pytest.mark.engine, pytest.mark.slow]
-
-BuiltImages = Callable[[str], dict[str, Target]]
-CLI = [str(Path(sys.executable).with_name("lambda-images"))]
 ARCHES = ["x86_64", "arm64"]
 PYTHON = "python3.11.debian12"
 NODE = "nodejs18.x.debian12"
 PROVIDED = "provided.debian12"
+pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.cells(PYTHON, NODE, PROVIDED)]
 
 PYTHON_APP = """
 import http.client, os, sys
@@ -111,7 +106,7 @@ def tree(root: Path, files: dict[str, str], executable: tuple[str, ...] = ()) ->
 
 def invoke(image: str, *args: str, event: Any = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*CLI, "invoke", image, "--timeout", "120", "--event", json.dumps(event or {}), *args],
+        command("invoke", image, "--timeout", "120", "--event", json.dumps(event or {}), *args),
         capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
 
@@ -377,10 +372,10 @@ def test_env_env_file_and_function_name_reach_the_function(
     env_file = tmp_path / "function.env"
     env_file.write_text("# the function's settings\nTABLE=orders\nSTAGE=from-file\n\nPASSED\n")
     result = subprocess.run(
-        [*CLI, "invoke", image, "--handler", "app.env", "--code", str(python_code),
+        command("invoke", image, "--handler", "app.env", "--code", str(python_code),
          "--env-file", str(env_file), "--env", "STAGE=from-the-command-line",
          "--env", "DSN=postgres://db/app?sslmode=require&x=1", "--function-name", "orders-api",
-         "--event", json.dumps({"variables": ["TABLE", "STAGE", "DSN", "PASSED"]})],
+         "--event", json.dumps({"variables": ["TABLE", "STAGE", "DSN", "PASSED"]})),
         capture_output=True, text=True, timeout=600, check=False,
         env={**os.environ, "PASSED": "from the shell"},
     )  # fmt: skip
@@ -400,8 +395,8 @@ def test_serve_takes_the_same_function_options(
 ) -> None:
     image = built(PYTHON)["x86_64"].image_tag
     server = subprocess.Popen(
-        [*CLI, "serve", image, "--handler", "app.env", "--code", str(python_code), "--port", "0",
-         "--env", "TABLE=orders", "--function-name", "served", "--layer", str(python_layers[0])],
+        command("serve", image, "--handler", "app.env", "--code", str(python_code), "--port", "0",
+         "--env", "TABLE=orders", "--function-name", "served", "--layer", str(python_layers[0])),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

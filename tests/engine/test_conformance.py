@@ -9,8 +9,6 @@ import io
 import json
 import os
 import re
-import subprocess
-import sys
 import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,51 +16,41 @@ from typing import Any
 
 import docker.errors
 import pytest
+from cli_runner import lambda_images
+from conftest import BuiltImages, Phase
 from fake_secrets import fake_access_key_id, fake_secret_key, private_key_pem
 
-from pipeline.conformance import (
-    Report,
-    run_checks,
-)
+from pipeline.conformance import Report, run_checks
 from pipeline.errors import ConformanceError, EngineError
-from pipeline.matrix import ARCHES, Matrix, Target
+from pipeline.matrix import ARCHES, Matrix, load_matrix
 from pipeline.probes import probe_dir
 from pipeline.workdir import WorkDir
 
-BuiltImages = Callable[[str], dict[str, Target]]
-CLI = [str(Path(sys.executable).with_name("lambda-images"))]
 NAMESPACE = os.environ.get("LAMBDA_IMAGES_NAMESPACE", "") or "lambda-images"
-SHARED_BASE = "lambda-images/base-debian12:{arch}"
+MATRIX = load_matrix(Path(__file__).resolve().parents[2] / "runtimes.yaml")
+# The rows that build here; Amazon Linux rows need their locked inputs and registry.
+DEBIAN_TARGETS = [
+    pytest.param(t.runtime.id, t.arch.name, marks=pytest.mark.cells(t.key), id=t.key)
+    for t in MATRIX.targets([rt for rt in MATRIX.runtimes if rt.os.id in ("debian12", "debian13")])
+]
 
 
-# --- fast ---------------------------------------------------------------------------------------
+# The deliberately broken images are made from these (the foreign-binary one from both arches).
+ON_THE_PHASE_IMAGES = pytest.mark.cells("provided.debian12", "python3.11.debian12/x86_64")
 
 
 # --- every pipeline-built image passes ---------------------------------------------------------
 
 
-def _targets() -> list[tuple[str, str]]:
-    from pipeline.matrix import load_matrix
-
-    matrix = load_matrix(Path(__file__).resolve().parents[2] / "runtimes.yaml")
-    # The rows that build here; Amazon Linux rows need their locked inputs and registry.
-    buildable = [rt for rt in matrix.runtimes if rt.os.id in ("debian12", "debian13")]
-    return [(t.runtime.id, t.arch.name) for t in matrix.targets(buildable)]
-
-
 @pytest.mark.engine
 @pytest.mark.slow
-@pytest.mark.parametrize(("runtime", "arch"), _targets())
-def test_every_image_from_runtimes_yaml_passes_every_check(
-    engine: Any, built: BuiltImages, matrix: Matrix, work: Path, runtime: str, arch: str
+@pytest.mark.parametrize(("runtime", "arch"), DEBIAN_TARGETS)
+def test_every_image_from_runtimes_yaml_passed_every_check(
+    phase: Phase, runtime: str, arch: str
 ) -> None:
-    from conftest import make_run
-
-    from pipeline.orchestrate import test_cell
-
-    target = built(runtime)[arch]
-    run = make_run(matrix, work, engine)
-    report = test_cell(run, target)
+    """The build phase's `lambda-images build` checked each image once and wrote test.json;
+    this reads that record (the checks themselves are not run again)."""
+    report = phase.conformance(runtime, arch)
     assert report.ok, report.summary()
     assert [c.name for c in report.checks] == [
         "invocation",
@@ -74,9 +62,7 @@ def test_every_image_from_runtimes_yaml_passes_every_check(
         "manifest",
         "no-credentials",
     ]
-    written = json.loads(run.cell(target).record("test.json").read_text())
-    assert written["ok"] is True
-    assert written["image"] == target.image_tag
+    assert report.image == phase.targets(runtime)[arch].image_tag
 
 
 # --- deliberately broken images ------------------------------------------------------------------
@@ -224,10 +210,7 @@ def broken(
 def checked(
     engine: Any, image: str, arch: str = "x86_64", runtime: str = "provided.debian12", **kw: Any
 ) -> Report:
-    from pipeline.matrix import load_matrix
-
-    matrix = load_matrix(Path(__file__).resolve().parents[2] / "runtimes.yaml")
-    return run_checks(engine, image, ARCHES[arch], probe_dir(matrix.runtime(runtime)), **kw)
+    return run_checks(engine, image, ARCHES[arch], probe_dir(MATRIX.runtime(runtime)), **kw)
 
 
 def failed(report: Report) -> dict[str, str]:
@@ -236,6 +219,7 @@ def failed(report: Report) -> dict[str, str]:
 
 @pytest.mark.engine
 @pytest.mark.slow
+@ON_THE_PHASE_IMAGES
 def test_entrypoint_that_is_a_symlink_is_rejected(engine: Any, broken: BrokenImages) -> None:
     report = checked(engine, broken("entrypoint-symlink"))
     assert failed(report) == {
@@ -246,6 +230,7 @@ def test_entrypoint_that_is_a_symlink_is_rejected(engine: Any, broken: BrokenIma
 
 @pytest.mark.engine
 @pytest.mark.slow
+@ON_THE_PHASE_IMAGES
 def test_relative_entrypoint_is_rejected(engine: Any, broken: BrokenImages) -> None:
     report = checked(engine, broken("entrypoint-relative"))
     assert "entrypoint" in failed(report)
@@ -257,6 +242,7 @@ def test_relative_entrypoint_is_rejected(engine: Any, broken: BrokenImages) -> N
 
 @pytest.mark.engine
 @pytest.mark.slow
+@ON_THE_PHASE_IMAGES
 def test_task_file_only_root_can_read_is_rejected(engine: Any, broken: BrokenImages) -> None:
     report = checked(engine, broken("unreadable-task-file"))
     assert list(failed(report)) == ["readable-files"]
@@ -265,6 +251,7 @@ def test_task_file_only_root_can_read_is_rejected(engine: Any, broken: BrokenIma
 
 @pytest.mark.engine
 @pytest.mark.slow
+@ON_THE_PHASE_IMAGES
 def test_runtime_writing_outside_tmp_is_rejected(engine: Any, broken: BrokenImages) -> None:
     report = checked(engine, broken("writes-outside-tmp"))
     assert list(failed(report)) == ["read-only-rootfs"]
@@ -275,6 +262,7 @@ def test_runtime_writing_outside_tmp_is_rejected(engine: Any, broken: BrokenImag
 
 @pytest.mark.engine
 @pytest.mark.slow
+@ON_THE_PHASE_IMAGES
 def test_baked_aws_keys_are_found_even_when_deleted_later(
     engine: Any, broken: BrokenImages, tmp_path: Path
 ) -> None:
@@ -297,6 +285,7 @@ def test_baked_aws_keys_are_found_even_when_deleted_later(
 
 @pytest.mark.engine
 @pytest.mark.slow
+@ON_THE_PHASE_IMAGES
 def test_baked_private_key_is_rejected(engine: Any, broken: BrokenImages) -> None:
     image = broken("private-key")
     report = checked(engine, image)
@@ -307,6 +296,7 @@ def test_baked_private_key_is_rejected(engine: Any, broken: BrokenImages) -> Non
 
 @pytest.mark.engine
 @pytest.mark.slow
+@ON_THE_PHASE_IMAGES
 def test_amd64_image_offered_as_arm64_is_rejected(engine: Any, built: BuiltImages) -> None:
     amd64 = built("provided.debian12")["x86_64"].image_tag
     report = checked(engine, amd64, arch="arm64")
@@ -315,6 +305,7 @@ def test_amd64_image_offered_as_arm64_is_rejected(engine: Any, built: BuiltImage
 
 @pytest.mark.engine
 @pytest.mark.slow
+@ON_THE_PHASE_IMAGES
 def test_arm64_image_carrying_amd64_binaries_is_rejected(engine: Any, broken: BrokenImages) -> None:
     report = checked(engine, broken("foreign-binary"), arch="arm64")
     assert list(failed(report)) == ["architecture"]
@@ -323,6 +314,7 @@ def test_arm64_image_carrying_amd64_binaries_is_rejected(engine: Any, broken: Br
 
 @pytest.mark.engine
 @pytest.mark.slow
+@ON_THE_PHASE_IMAGES
 def test_image_whose_config_names_no_platform_is_rejected(
     engine: Any, broken: BrokenImages
 ) -> None:
@@ -336,6 +328,7 @@ def test_image_whose_config_names_no_platform_is_rejected(
 
 @pytest.mark.engine
 @pytest.mark.slow
+@ON_THE_PHASE_IMAGES
 def test_image_over_the_size_limit_is_rejected(engine: Any, built: BuiltImages) -> None:
     # Building a real 10 GiB image costs minutes and 12 GB of disk: lower the limit instead.
     image = built("provided.debian12")["x86_64"].image_tag
@@ -346,6 +339,7 @@ def test_image_over_the_size_limit_is_rejected(engine: Any, built: BuiltImages) 
 
 @pytest.mark.engine
 @pytest.mark.slow
+@ON_THE_PHASE_IMAGES
 def test_image_whose_runtime_cannot_answer_fails_the_invocation(
     engine: Any, broken: BrokenImages
 ) -> None:
@@ -360,6 +354,7 @@ def test_image_whose_runtime_cannot_answer_fails_the_invocation(
 
 @pytest.mark.engine
 @pytest.mark.slow
+@ON_THE_PHASE_IMAGES
 def test_failing_image_stops_the_pipeline_and_the_cli_says_why(
     engine: Any,
     broken: BrokenImages,
@@ -388,9 +383,9 @@ def test_failing_image_stops_the_pipeline_and_the_cli_says_why(
         record = json.loads(run.cell(target).record("test.json").read_text())
         assert record["ok"] is False
 
-        result = subprocess.run(
-            [*CLI, "--work", str(work), "test", "provided.debian12", "--arch", "x86_64", "--json"],
-            capture_output=True, text=True, timeout=600, check=False,
+        result = lambda_images(
+            "--work", str(work), "test", "provided.debian12", "--arch", "x86_64", "--json",
+            timeout=600,
         )  # fmt: skip
         assert result.returncode == 10
         (report,) = json.loads(result.stdout)

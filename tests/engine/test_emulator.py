@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import textwrap
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_runner import command, lambda_images
+from conftest import BuiltImages
 
 from pipeline.emulator import (
     CONTAINER_LABEL,
@@ -21,11 +22,9 @@ from pipeline.emulator import (
     ExecutionEnvironment,
     FunctionConfig,
 )
-from pipeline.matrix import Target
+from pipeline.emulator.container import OWNER_LABEL, is_stale, owner
 
-BuiltImages = Callable[[str], dict[str, Target]]
-
-CLI = [str(Path(sys.executable).with_name("lambda-images"))]
+pytestmark = pytest.mark.cells("python3.11.debian12", "provided.debian12")
 
 PYTHON_APP = """
 import os, sys, time, uuid
@@ -103,7 +102,7 @@ def code_dir(root: Path, files: dict[str, str]) -> Path:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=600, check=False)
+    return lambda_images(*args, timeout=600)
 
 
 def emulator_containers(engine: Any) -> list[Any]:
@@ -112,10 +111,18 @@ def emulator_containers(engine: Any) -> list[Any]:
 
 @pytest.fixture
 def no_leaks(engine: Any) -> Iterator[None]:
-    """The test must leave no function container behind."""
+    """The test must leave no function container behind: none of this process's, and none whose
+    owner (a `lambda-images` process the test started) has exited. Containers of processes that
+    still run are another lane's, on the same engine, and not counted."""
     before = {c.id for c in emulator_containers(engine)}
     yield
-    leaked = [c.name for c in emulator_containers(engine) if c.id not in before]
+    me = owner()
+    leaked = [
+        c.name
+        for c in emulator_containers(engine)
+        if c.id not in before
+        and (c.labels.get(OWNER_LABEL) == me or is_stale(c.labels.get(OWNER_LABEL, "")))
+    ]
     assert not leaked, f"containers left behind: {leaked}"
 
 
@@ -302,8 +309,8 @@ def test_serve_answers_sequential_and_queued_concurrent_invocations(
 ) -> None:
     image = built("python3.11.debian12")["x86_64"].image_tag
     server = subprocess.Popen(
-        [*CLI, "serve", image, "--handler", "app.one_at_a_time", "--code", str(python_code),
-         "--port", "0"],
+        command("serve", image, "--handler", "app.one_at_a_time", "--code", str(python_code),
+         "--port", "0"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

@@ -7,7 +7,6 @@ import json
 import queue
 import signal
 import subprocess
-import sys
 import textwrap
 import threading
 from collections.abc import Callable, Iterator
@@ -15,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_runner import command
+from conftest import BuiltImages
 
 from pipeline.emulator import CONTAINER_LABEL
 from pipeline.emulator.container import OWNER_LABEL
-from pipeline.matrix import Target
 
-BuiltImages = Callable[[str], dict[str, Target]]
-CLI = str(Path(sys.executable).with_name("lambda-images"))
+pytestmark = pytest.mark.cells("provided.debian12/x86_64")
 GUARD = 300.0  # seconds to wait for a line or an exit at most: a hang fails the test
 
 HOLDING_BOOTSTRAP = r"""#!/bin/sh
@@ -73,8 +72,8 @@ def containers_of(engine: Any) -> Iterator[Callable[[subprocess.Popen[str]], lis
 
 def start_invoke(image: str, code: Path, event: dict[str, Any]) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [CLI, "invoke", image, "--handler", "x", "--code", str(code), "--timeout", "600",
-         "--event", json.dumps(event)],
+        command("invoke", image, "--handler", "x", "--code", str(code), "--timeout", "600",
+         "--event", json.dumps(event)),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 

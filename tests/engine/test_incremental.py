@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Phase
 
 from pipeline.incremental import INPUT_LABEL, published_digest
 from pipeline.matrix import Matrix, Target
@@ -45,50 +46,56 @@ def test_published_digest_comes_from_the_runtimes_branch(
 
 @pytest.mark.engine
 @pytest.mark.slow
-def test_second_rebuild_of_an_unchanged_runtime_skips_build_and_push(
-    engine: Any, matrix: Matrix, tmp_path: Path, git_remote: str
+@pytest.mark.cells("provided.debian12")
+def test_a_rebuild_of_an_unchanged_runtime_skips_build_snapshot_and_push(
+    engine: Any, matrix: Matrix, phase: Phase
 ) -> None:
+    """The build phase built, snapshotted and pushed provided.debian12; `rebuild` of it in the
+    same work folder finds nothing to do."""
     from conftest import make_run
 
     from pipeline.orchestrate import rebuild
 
-    work = tmp_path / "work"
-    run = make_run(matrix, work, engine)
-    first = rebuild(run, "provided.debian12", git_remote=git_remote)
-    assert first.branch is not None and first.branch.pushed
+    cells = [phase.cell("provided.debian12", arch) for arch in ("x86_64", "arm64")]
     # (layer files are links into the shared layer cache, so a redone snapshot would show in
     # its record, rewritten, rather than in the layers)
-    snapshots = {p: p.stat().st_mtime_ns for p in work.rglob("snapshot.json")}
-    assert len(snapshots) == 2
-    layers = {p.name: p.stat().st_mtime_ns for p in work.rglob("layers/*.tar.xz")}
-
-    second = rebuild(run, "provided.debian12", git_remote=git_remote)
-    assert [c.state for c in second.cells] == ["skipped", "skipped"]
-    assert [c.build.image_id for c in second.cells if c.build] == [
-        c.build.image_id for c in first.cells if c.build
+    snapshots = {c.record("snapshot.json"): c.record("snapshot.json").stat().st_mtime_ns
+                 for c in cells}  # fmt: skip
+    layers = {p: p.stat().st_mtime_ns for c in cells for p in c.layers.glob("*.tar.xz")}
+    run = make_run(matrix, phase.work, engine)
+    again = rebuild(run, "provided.debian12", git_remote=phase.remote)
+    assert [c.state for c in again.cells] == ["skipped", "skipped"]
+    assert [c.build.image_id for c in again.cells if c.build] == [
+        phase.build_record("provided.debian12", arch).image_id for arch in ("x86_64", "arm64")
     ]
-    assert second.branch is not None
-    assert not second.branch.pushed
-    assert second.branch.commit == first.branch.commit
+    assert again.branch is not None
+    assert not again.branch.pushed
+    assert again.branch.commit == phase.branch("provided.debian12")
     # the snapshot was not redone either: the very same layer files
-    assert {p: p.stat().st_mtime_ns for p in work.rglob("snapshot.json")} == snapshots
-    assert {p.name: p.stat().st_mtime_ns for p in work.rglob("layers/*.tar.xz")} == layers
-    for image in (c.build.image for c in second.cells if c.build):
-        assert engine.images.get(image).labels[INPUT_LABEL].startswith("sha256:")
+    assert {p: p.stat().st_mtime_ns for p in snapshots} == snapshots
+    assert {p: p.stat().st_mtime_ns for p in layers} == layers
+    for cell in again.cells:
+        assert cell.build is not None
+        assert engine.images.get(cell.build.image).labels[INPUT_LABEL] == cell.inputs.digest
 
 
 @pytest.mark.engine
 @pytest.mark.slow
+@pytest.mark.cells("provided.debian12/x86_64")
 def test_a_changed_input_rebuilds_the_cell(
-    engine: Any, matrix: Matrix, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    engine: Any, matrix: Matrix, phase: Phase, tmp_path: Path, cleanup_images: list[str]
 ) -> None:
+    """In a work folder and an image namespace of its own (the relabelled image must not take
+    the build phase's tag); its builds come from the build cache the phase filled."""
     from conftest import make_run
 
     from pipeline.orchestrate import build_cell, prepare_cell
 
-    target = _target(matrix)
+    own = dataclasses.replace(matrix, namespace="lambda-images-incremental")
+    target = _target(own)
+    cleanup_images += [target.image_tag, target.base_image]
     work = tmp_path / "work"
-    run = make_run(matrix, work, engine)
+    run = make_run(own, work, engine)
     build_cell(run, target, prepare_cell(run, target))
     _, skipped = build_cell(run, target, prepare_cell(run, target))
     assert skipped

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_runner import lambda_images
+from conftest import Phase
 from image_tree import config_of, file_tree, uname_in
 
 from pipeline.emulator import ExecutionEnvironment, FunctionConfig
@@ -23,11 +24,10 @@ from pipeline.matrix import ARCHES, Matrix
 from pipeline.probes import copy_readable, prepare_probe
 from pipeline.settings import Settings
 
-pytestmark = [pytest.mark.engine, pytest.mark.slow]
-
 JAVA = {"java17.debian12": 17, "java21.debian13": 21}
 GO = "go.debian12"
 ROWS = [*JAVA, GO]
+pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.cells(*ROWS)]
 ARCH_NAMES = ["x86_64", "arm64"]
 # What AWS's JVM gets on a 512 MB function (heap 85 %, metaspace 10 %, code cache 5 %).
 JVM_FLAGS_512 = [
@@ -41,47 +41,12 @@ JVM_FLAGS_512 = [
 ]
 ELF_MACHINE = {"x86_64": 62, "arm64": 183}
 
-Rebuilt = Callable[[str], dict[str, Any]]
 Probes = Callable[[str, str], Path]
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, check=False
-    )
-
-
-@pytest.fixture(scope="module")
-def remote(tmp_path_factory: pytest.TempPathFactory) -> str:
-    folder = tmp_path_factory.mktemp("java-go-remote") / "images.git"
-    subprocess.run(["git", "init", "--quiet", "--bare", str(folder)], check=True)
-    return f"file://{folder}"
-
-
-@pytest.fixture(scope="module")
-def rebuilt(
-    engine: Any, matrix: Matrix, tmp_path_factory: pytest.TempPathFactory, remote: str
-) -> Rebuilt:
-    """`lambda-images rebuild RUNTIME --git-remote …` once per runtime for this module."""
-    work = tmp_path_factory.mktemp("java-go-work")
-    done: dict[str, dict[str, Any]] = {}
-
-    def run(runtime_id: str) -> dict[str, Any]:
-        if runtime_id not in done:
-            proc = cli(
-                "--matrix", str(matrix.path), "--work", str(work),
-                "rebuild", runtime_id, "--git-remote", remote, "--json",
-            )  # fmt: skip
-            assert proc.returncode == 0, proc.stderr[-3000:]
-            done[runtime_id] = json.loads(proc.stdout)
-        return done[runtime_id]
-
-    return run
-
-
-def image_of(summary: dict[str, Any], arch: str) -> str:
-    """The rebuilt image's id (by id: other tests may retag the runtime's image)."""
-    return str(next(i["image_id"] for i in summary["images"] if i["arch"] == arch))
+def image_of(phase: Phase, runtime_id: str, arch: str) -> str:
+    """The phase's image of the cell, by id (other tests may retag the runtime's image)."""
+    return str(phase.build_record(runtime_id, arch).image_id)
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +73,7 @@ def probes(matrix: Matrix, tmp_path_factory: pytest.TempPathFactory) -> Probes:
 
 
 def invoke(image: str, handler: str, code: Path, event: dict[str, Any]) -> tuple[int, Any, str]:
-    proc = cli(
+    proc = lambda_images(
         "invoke", image, "--handler", handler, "--code", str(code),
         "--event", json.dumps(event), "--memory", "512", "--timeout", "120",
     )  # fmt: skip
@@ -119,43 +84,42 @@ def invoke(image: str, handler: str, code: Path, event: dict[str, Any]) -> tuple
 
 
 @pytest.mark.parametrize("runtime_id", ROWS)
-def test_rebuild_gives_both_architectures_passing_every_check(
-    rebuilt: Rebuilt, engine: Any, runtime_id: str
+def test_both_architectures_pass_every_check_and_are_snapshotted(
+    phase: Phase, engine: Any, runtime_id: str
 ) -> None:
-    summary = rebuilt(runtime_id)
-    images = {img["arch"]: img for img in summary["images"]}
-    assert set(images) == set(ARCH_NAMES)
-    for arch, img in images.items():
-        assert engine.images.get(img["image_id"]).attrs["Architecture"] == ARCHES[arch].docker
-        assert img["conformance"]["ok"] is True
-        assert img["conformance"]["checks"] == [
+    for arch in ARCH_NAMES:
+        image = image_of(phase, runtime_id, arch)
+        assert engine.images.get(image).attrs["Architecture"] == ARCHES[arch].docker
+        report = phase.conformance(runtime_id, arch)
+        assert report.ok, report.summary()
+        assert [c.name for c in report.checks] == [
             "invocation", "read-only-rootfs", "readable-files", "entrypoint", "size",
             "architecture", "manifest", "no-credentials",
         ]  # fmt: skip
-        assert img["layers"], "snapshotted"
-        assert uname_in(engine, img["image_id"]) == ARCHES[arch].uname
-    assert summary["branch"]["pushed"] is True
+        assert phase.snapshot(runtime_id, arch).layers
+        assert uname_in(engine, image) == ARCHES[arch].uname
+    assert len(phase.branch(runtime_id)) == 40
 
 
 @pytest.mark.parametrize("runtime_id", ROWS)
 def test_branch_clone_rebuilds_the_same_image(
-    rebuilt: Rebuilt,
+    phase: Phase,
     engine: Any,
-    remote: str,
     tmp_path: Path,
     cleanup_images: list[str],
     runtime_id: str,
 ) -> None:
-    summary = rebuilt(runtime_id)
     clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "--quiet", "-b", runtime_id, remote, str(clone)], check=True)
+    subprocess.run(
+        ["git", "clone", "--quiet", "-b", runtime_id, phase.remote, str(clone)], check=True
+    )
     for arch, folder in (("x86_64", clone), ("arm64", clone / "arm64")):
         tag = f"javago-test/{runtime_id}:{arch}-from-branch"
         cleanup_images.append(tag)
         engine.images.build(
             path=str(folder), dockerfile=f"Dockerfile.{runtime_id}", tag=tag, rm=True
         )
-        original = image_of(summary, arch)
+        original = image_of(phase, runtime_id, arch)
         assert config_of(engine, tag) == config_of(engine, original)
         assert file_tree(engine, tag) == file_tree(engine, original)
 
@@ -166,9 +130,9 @@ def test_branch_clone_rebuilds_the_same_image(
 @pytest.mark.parametrize("arch", ARCH_NAMES)
 @pytest.mark.parametrize("runtime_id", list(JAVA))
 def test_java_handler_answers_with_its_event_arch_and_context(
-    rebuilt: Rebuilt, probes: Probes, runtime_id: str, arch: str
+    phase: Phase, probes: Probes, runtime_id: str, arch: str
 ) -> None:
-    image = image_of(rebuilt(runtime_id), arch)
+    image = image_of(phase, runtime_id, arch)
     event = {"probe": "java", "n": [1, 2, 3], "arch": arch}
     code, answer, stderr = invoke(image, "example.Probe::describe", probes(runtime_id, arch), event)
     assert code == 0, stderr[-2000:]
@@ -196,9 +160,9 @@ def test_java_handler_answers_with_its_event_arch_and_context(
 @pytest.mark.parametrize("arch", ARCH_NAMES)
 @pytest.mark.parametrize("runtime_id", list(JAVA))
 def test_java_handler_that_throws_gets_lambdas_error_shape(
-    rebuilt: Rebuilt, probes: Probes, runtime_id: str, arch: str
+    phase: Phase, probes: Probes, runtime_id: str, arch: str
 ) -> None:
-    image = image_of(rebuilt(runtime_id), arch)
+    image = image_of(phase, runtime_id, arch)
     event = {"reason": f"asked on {arch}"}
     code, answer, _ = invoke(image, "example.Probe::fail", probes(runtime_id, arch), event)
     assert code == 9  # InvocationError
@@ -209,9 +173,9 @@ def test_java_handler_that_throws_gets_lambdas_error_shape(
 
 @pytest.mark.parametrize("arch", ARCH_NAMES)
 def test_go_bootstrap_answers_with_its_event_arch_and_context(
-    rebuilt: Rebuilt, probes: Probes, arch: str
+    phase: Phase, probes: Probes, arch: str
 ) -> None:
-    image = image_of(rebuilt(GO), arch)
+    image = image_of(phase, GO, arch)
     event = {"describe": True, "probe": "go", "arch": arch}
     code, answer, stderr = invoke(image, "bootstrap", probes(GO, arch), event)
     assert code == 0, stderr[-2000:]
@@ -224,10 +188,10 @@ def test_go_bootstrap_answers_with_its_event_arch_and_context(
 
 
 def test_go_handler_named_like_go1x_runs_that_executable(
-    rebuilt: Rebuilt, probes: Probes, tmp_path: Path
+    phase: Phase, probes: Probes, tmp_path: Path
 ) -> None:
     """AWS's go1.x ran the executable the handler names; the go image still does."""
-    image = image_of(rebuilt(GO), "x86_64")
+    image = image_of(phase, GO, "x86_64")
     code_dir = copy_readable(probes(GO, "x86_64"), tmp_path / "code")
     (code_dir / "bootstrap").rename(code_dir / "main")
     code, answer, stderr = invoke(image, "main", code_dir, {"describe": True})
@@ -261,9 +225,9 @@ def run_with_wrapper(
 @pytest.mark.parametrize("arch", ARCH_NAMES)
 @pytest.mark.parametrize("runtime_id", list(JAVA))
 def test_exec_wrapper_runs_first_with_the_runtime_command_line(
-    rebuilt: Rebuilt, probes: Probes, engine: Any, tmp_path: Path, runtime_id: str, arch: str
+    phase: Phase, probes: Probes, engine: Any, tmp_path: Path, runtime_id: str, arch: str
 ) -> None:
-    image = image_of(rebuilt(runtime_id), arch)
+    image = image_of(phase, runtime_id, arch)
     code = copy_readable(probes(runtime_id, arch), tmp_path / "code")
     (code / "wrapper").write_text(WRAPPER)
     (code / "wrapper").chmod(0o755)
@@ -283,7 +247,7 @@ def test_exec_wrapper_runs_first_with_the_runtime_command_line(
     [("missing", 127, "does not exist"), ("not-executable", 126, "is not an executable file")],
 )
 def test_broken_exec_wrapper_ends_init_with_its_exit_code(
-    rebuilt: Rebuilt,
+    phase: Phase,
     probes: Probes,
     engine: Any,
     tmp_path: Path,
@@ -292,7 +256,7 @@ def test_broken_exec_wrapper_ends_init_with_its_exit_code(
     words: str,
     arch: str,
 ) -> None:
-    image = image_of(rebuilt("java17.debian12"), arch)
+    image = image_of(phase, "java17.debian12", arch)
     code = copy_readable(probes("java17.debian12", arch), tmp_path / "code")
     if case == "not-executable":
         (code / "wrapper").write_text(WRAPPER)

@@ -9,23 +9,25 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_runner import command
+from conftest import Phase
 
-pytestmark = [pytest.mark.engine, pytest.mark.slow]
-
-CLI = [sys.executable, "-m", "pipeline"]
 REPO = Path(__file__).resolve().parents[2]
 RT = "provided.debian12"
+# Each test builds in a namespace of its own, from the build cache the phase filled for RT.
+pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.cells(f"{RT}/x86_64")]
 
 
 @pytest.fixture
-def namespace(engine: Any) -> Iterator[str]:
+def namespace(engine: Any, phase: Phase) -> Iterator[str]:
+    """An image namespace of the test's own; its builds reuse the build cache of the phase's
+    provided.debian12/x86_64 (so none of them is cold)."""
     name = f"lambda-images-orch-{uuid.uuid4().hex[:8]}"
     yield name
     for image in engine.images.list(name=f"{name}/*"):
@@ -35,7 +37,7 @@ def namespace(engine: Any) -> Iterator[str]:
 
 def _start(work: Path, namespace: str, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "LAMBDA_IMAGES_NAMESPACE": namespace}
-    argv = [*CLI, "--matrix", str(REPO / "runtimes.yaml"), "--work", str(work), *args]
+    argv = command("--matrix", str(REPO / "runtimes.yaml"), "--work", str(work), *args)
     return subprocess.Popen(
         argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -60,13 +62,13 @@ def test_build_and_rebuild_skip_an_unchanged_cell_and_both_obey_force(
     first, _ = _run(work, namespace, "rebuild", RT)
     assert _states("rebuild", first) == ["built"]
     image_id = first["images"][0]["image_id"]
-    for command in ("build", "rebuild"):
-        data, err = _run(work, namespace, command, RT)
-        assert _states(command, data) == ["skipped"], command
+    for verb in ("build", "rebuild"):
+        data, err = _run(work, namespace, verb, RT)
+        assert _states(verb, data) == ["skipped"], verb
         assert "inputs unchanged" in err and "build skipped" in err
-    for command in ("build", "rebuild"):
-        data, err = _run(work, namespace, command, RT, "--force")
-        assert _states(command, data) == ["built"], command
+    for verb in ("build", "rebuild"):
+        data, err = _run(work, namespace, verb, RT, "--force")
+        assert _states(verb, data) == ["built"], verb
         assert f"build {RT}/x86_64" in err
     # The same inputs, rebuilt: the same image (the classic builder's and BuildKit's caches).
     assert engine.images.get(f"{namespace}/{RT}:x86_64").id == image_id

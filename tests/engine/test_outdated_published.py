@@ -17,7 +17,8 @@ import tarfile
 from typing import Any
 
 import pytest
-from apt_repo import OUTDATED_EXIT, cli
+from apt_repo import OUTDATED_EXIT
+from cli_runner import lambda_images as cli
 from publish_helpers import credentials
 
 from pipeline.oci.registry import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, Registry

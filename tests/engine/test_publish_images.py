@@ -22,7 +22,6 @@ from publish_helpers import (
     credentials,
     git_head,
     publish_at,
-    snapshot_built,
 )
 from servers import FaultProxy
 
@@ -30,9 +29,8 @@ from pipeline.matrix import Matrix
 from pipeline.publish import PublishReport
 from pipeline.workdir import WorkDir
 
-pytestmark = [pytest.mark.engine, pytest.mark.slow]
-
 RT = "provided.debian12"
+pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.cells(RT)]
 NAMESPACE = "lambda"
 RELEASE = 1796029200  # 2026-11-30 09:00 UTC: the release time, faked
 # A later run_again takes the clock's time: the same content keeps this release's dated tags.
@@ -67,7 +65,7 @@ def published(
     registry_server: Any,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Published]:
-    snapshot_built(built, engine, matrix, work, RT)
+    built(RT)  # the build phase's images and snapshots, published from its work folder
     scratch = tmp_path_factory.mktemp("published")
     remote = bare_remote(scratch)
     proxy = FaultProxy(registry_server.host)  # no faults: it counts what reaches the registry

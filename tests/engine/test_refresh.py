@@ -1,12 +1,16 @@
-"""Security fixes reach published images by themselves: when an archive publishes a newer version
-of a package a published image holds, `lambda-images outdated --registry` names the runtime, the
-package and both versions and fails; `lambda-images refresh` (what the schedule runs) rebuilds
-and republishes exactly that runtime, and a second published runtime is left as it was.
+"""Security fixes reach images by themselves. When an archive publishes a newer version of a package
+an image holds: `lambda-images outdated` names the built image, the package and both versions and
+fails; `outdated --registry` says the same of the published one; `lambda-images refresh` (what the
+schedule runs) rebuilds and republishes exactly that runtime — the archive's new state is a new
+base, so no --no-cache is needed — and a second published runtime is left as it was; after that
+everything is current, and the next build of the runtime is skipped.
 
-Two runtimes are published to a real registry (docker-registry) and a bare git remote:
-provided.debian12 on both architectures (arm64 under qemu), whose base installs a probe package
-from a local apt repository (tests/apt_repo.py), and provided.debian13, which does not; the
-latter is trimmed to x86_64, since it is only there to stay untouched.
+The newer version comes from a local apt repository (tests/apt_repo.py) that the test publishes
+into; Debian's own archives are read through a mirror frozen as the test first saw them, so the
+test reads nothing but what it published itself, however Debian's archives move meanwhile.
+provided.debian12 (both architectures; arm64 under qemu) installs the probe package; go.debian12
+(x86_64 only) does not, and is only there to stay untouched. Archive URLs and the probe package
+are the same from run to run, so a warm machine finds the bases this test made before.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import secrets
 import shutil
 import subprocess
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,19 +33,25 @@ from apt_repo import (
     OUTDATED_EXIT,
     PROBE,
     REPO,
-    cli,
     dpkg_query,
+    frozen_debian,
     make_deb,
+    probe_matrix,
     publish_repo,
-    with_probe_archive,
+    serve_archive,
 )
+from cli_runner import lambda_images
 from publish_helpers import git_head
+
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 RELEASE = 1767225600  # 2026-01-01 00:00 UTC: the first release's hour (a faked clock)
 CHANGED = "provided.debian12"
-OTHER = "provided.debian13"
+OTHER = "go.debian12"
 ARCHES = ("x86_64", "arm64")
 UPGRADE = {"package": PROBE, "installed": "1.0", "available": "1.1", "suite": "./"}
+# Fixed ports (any free one when taken): the archives' URLs are part of the bases' identity.
+ARCHIVE_PORT, DEBIAN_PORT = 38561, 38562
 
 
 def x86_64_only(text: str, runtime_id: str) -> str:
@@ -73,18 +84,28 @@ def probe_version(status: str) -> str | None:
     return found[1] if found else None
 
 
-@pytest.mark.engine
-@pytest.mark.slow
-def test_refresh_rebuilds_and_republishes_only_the_runtime_whose_published_image_is_behind(
-    local_archive: tuple[Path, str],
+@pytest.fixture
+def archives(engine: Any, tmp_path: Path) -> Iterator[tuple[Path, str, str]]:
+    """(the local repository's folder, its URL, the frozen Debian mirror's URL)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    with (
+        serve_archive(engine, repo, ARCHIVE_PORT) as local,
+        frozen_debian(engine, DEBIAN_PORT) as debian,
+    ):
+        yield repo, local, debian
+
+
+def test_a_newer_package_is_reported_rebuilt_and_republished_for_that_runtime_alone(
+    archives: tuple[Path, str, str],
     engine: Any,
     registry_server: Any,
     git_remote: str,
     tmp_path: Path,
     cleanup_images: list[str],
 ) -> None:
-    repo_dir, uri = local_archive
-    text = with_probe_archive((REPO / "runtimes.yaml").read_text(), uri)
+    repo_dir, local, debian = archives
+    text = probe_matrix((REPO / "runtimes.yaml").read_text(), local, debian, CHANGED)
     matrix = tmp_path / "runtimes.yaml"
     matrix.write_text(x86_64_only(text, OTHER))
     shutil.copy(REPO / "runtimes.lock.json", tmp_path / "runtimes.lock.json")
@@ -95,49 +116,65 @@ def test_refresh_rebuilds_and_republishes_only_the_runtime_whose_published_image
         f"{namespace}/{OTHER}:x86_64",
         f"{namespace}/base-debian12:x86_64",
         f"{namespace}/base-debian12:arm64",
-        f"{namespace}/base-debian13:x86_64",
     ]
     registry = f"{registry_server.host}/{namespace}"
     env = {
         **os.environ,
         "LAMBDA_IMAGES_NAMESPACE": namespace,
-        # Roots made from this test's archive stay out of the shared cache.
-        "LAMBDA_IMAGES_CACHE": str(tmp_path / "cache"),
         "LAMBDA_IMAGES_REGISTRY_USER": registry_server.username,
         "LAMBDA_IMAGES_REGISTRY_PASSWORD": registry_server.password,
         "LAMBDA_IMAGES_RELEASE_TIME": str(RELEASE),
     }
     common = ["--matrix", str(matrix), "--work", str(tmp_path / "work")]
     both = [CHANGED, OTHER]
+    built_here = ["outdated", CHANGED, "--arch", "x86_64"]  # the image in the engine
 
     def run(*args: str, code: int = 0, **extra: str) -> str:
-        result = cli(*common, *args, env={**env, **extra})
+        result = lambda_images(*common, *args, env={**env, **extra})
         assert result.returncode == code, result.stderr[-3000:]
         return result.stdout
 
-    # The first release: both runtimes built with the probe at 1.0, published.
+    # The first release: both runtimes built, the probe at 1.0, current, published.
     make_deb(repo_dir, "1.0", tmp_path)
     publish_repo(repo_dir)
     run("build", *both)
+    assert dpkg_query(engine, f"{namespace}/{CHANGED}:x86_64")[PROBE] == "1.0"
+    assert run(*built_here).splitlines() == [f"{CHANGED}/x86_64\tcurrent"]
     run("snapshot", *both)
     run("publish", *both, "--registry", registry, "--git-remote", git_remote)
-    repo = f"{namespace}/provided"
+    changed_repo, other_repo = f"{namespace}/provided", f"{namespace}/go"
     for arch in ARCHES:
-        assert probe_version(published_status(registry_server, repo, f"debian12-{arch}")) == "1.0"
+        status = published_status(registry_server, changed_repo, f"debian12-{arch}")
+        assert probe_version(status) == "1.0"
     assert run("outdated", *both, "--registry", registry).splitlines() == [
         f"{CHANGED}/x86_64\tcurrent",
         f"{CHANGED}/arm64\tcurrent",
         f"{OTHER}/x86_64\tcurrent",
     ]
-    other_tags = {t: registry_server.tag_digest(repo, t) for t in ("debian13", "debian13-x86_64")}
+    other_tags = {
+        t: registry_server.tag_digest(other_repo, t) for t in ("debian12", "debian12-x86_64")
+    }
     other_branch = git_head(git_remote, OTHER)
-    changed_before = {a: registry_server.tag_digest(repo, f"debian12-{a}") for a in ARCHES}
+    changed_before = {a: registry_server.tag_digest(changed_repo, f"debian12-{a}") for a in ARCHES}
 
-    # The archive publishes 1.1: the published image is behind, and outdated says so.
+    # The archive publishes 1.1: the built image and the published ones are behind, and
+    # outdated says so, in lines and as JSON.
     make_deb(repo_dir, "1.1", tmp_path)
     publish_repo(repo_dir)
-    behind = run("outdated", *both, "--registry", registry, code=OUTDATED_EXIT)
-    assert behind.splitlines() == [
+    behind = lambda_images(*common, *built_here, env=env)
+    assert behind.returncode == OUTDATED_EXIT, behind.stderr
+    assert behind.stdout.splitlines() == [
+        f"{CHANGED}/x86_64\toutdated: 1 package(s) with a newer version",
+        f"  {PROBE}\t1.0 → 1.1\t(./)",
+    ]
+    assert (
+        behind.stderr.strip()
+        .splitlines()[-1]
+        .endswith(f"newer packages in the archives for {CHANGED}/x86_64; rebuild them")
+    )
+    (report,) = json.loads(run(*built_here, "--json", code=OUTDATED_EXIT))
+    assert report["upgrades"] == [UPGRADE]
+    assert run("outdated", *both, "--registry", registry, code=OUTDATED_EXIT).splitlines() == [
         f"{CHANGED}/x86_64\toutdated: 1 package(s) with a newer version",
         f"  {PROBE}\t1.0 → 1.1\t(./)",
         f"{CHANGED}/arm64\toutdated: 1 package(s) with a newer version",
@@ -154,16 +191,16 @@ def test_refresh_rebuilds_and_republishes_only_the_runtime_whose_published_image
     assert other["state"] == "current"
 
     # The scheduled run, an hour later: only the runtime that was behind is rebuilt.
-    report = tmp_path / "refresh.json"
+    refresh_report = tmp_path / "refresh.json"
     later = str(RELEASE + 3600)
     refresh = ["refresh", *both, "--registry", registry, "--git-remote", git_remote]
-    out = run(*refresh, "--report", str(report), LAMBDA_IMAGES_RELEASE_TIME=later)
+    out = run(*refresh, "--report", str(refresh_report), LAMBDA_IMAGES_RELEASE_TIME=later)
     assert out.splitlines()[:3] == [
         f"{CHANGED}\trebuilt",
         f"  x86_64\t{PROBE}\t1.0 → 1.1\t(./)",
         f"  arm64\t{PROBE}\t1.0 → 1.1\t(./)",
     ]
-    summary = json.loads(report.read_text())
+    summary = json.loads(refresh_report.read_text())
     assert summary["ok"] is True
     assert summary["rebuilt"] == {CHANGED: {"x86_64": [UPGRADE], "arm64": [UPGRADE]}}
     assert summary["publish"]["published"] == [CHANGED]
@@ -173,16 +210,18 @@ def test_refresh_rebuilds_and_republishes_only_the_runtime_whose_published_image
     # The new images hold 1.1, in the engine and as published; the other did not move.
     for arch in ARCHES:
         assert dpkg_query(engine, f"{namespace}/{CHANGED}:{arch}")[PROBE] == "1.1"
-        assert probe_version(published_status(registry_server, repo, f"debian12-{arch}")) == "1.1"
-        assert registry_server.tag_digest(repo, f"debian12-{arch}") != changed_before[arch]
-        assert registry_server.tag_digest(repo, f"debian12.2026.01.01.01-{arch}") is not None
-    assert {t: registry_server.tag_digest(repo, t) for t in other_tags} == other_tags
+        status = published_status(registry_server, changed_repo, f"debian12-{arch}")
+        assert probe_version(status) == "1.1"
+        assert registry_server.tag_digest(changed_repo, f"debian12-{arch}") != changed_before[arch]
+        assert registry_server.tag_digest(changed_repo, f"debian12.2026.01.01.01-{arch}")
+    assert {t: registry_server.tag_digest(other_repo, t) for t in other_tags} == other_tags
     assert git_head(git_remote, OTHER) == other_branch
     assert run("outdated", *both, "--registry", registry).splitlines() == [
         f"{CHANGED}/x86_64\tcurrent",
         f"{CHANGED}/arm64\tcurrent",
         f"{OTHER}/x86_64\tcurrent",
     ]
+    assert run(*built_here).splitlines() == [f"{CHANGED}/x86_64\tcurrent"]
 
     # What moved is written where users read it: the report, and the branch's commit message.
     upgraded = {f"deb:debian/{PROBE}": {"from": "1.0", "to": "1.1"}}
@@ -201,7 +240,10 @@ def test_refresh_rebuilds_and_republishes_only_the_runtime_whose_published_image
     ).stdout  # fmt: skip
     assert message.count(f"~ deb:debian/{PROBE} 1.0 → 1.1") == len(ARCHES), message
 
-    # Nothing behind: the next scheduled run rebuilds and publishes nothing.
+    # Nothing moved since: the same archive state gives the same base, so the next build of
+    # the runtime is skipped, and the next scheduled run rebuilds and publishes nothing.
+    (cell,) = json.loads(run("build", CHANGED, "--arch", "x86_64", "--json"))
+    assert cell["state"] == "skipped"
     again = run(*refresh, LAMBDA_IMAGES_RELEASE_TIME=str(RELEASE + 7200))
     assert again.splitlines() == ["every published image is current: nothing to rebuild"]
-    assert registry_server.tag_digest(repo, "debian12.2026.01.01.02") is None
+    assert registry_server.tag_digest(changed_repo, "debian12.2026.01.01.02") is None

@@ -13,25 +13,24 @@ from __future__ import annotations
 import http.client
 import json
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_runner import command
+from conftest import BuiltImages
 
 from pipeline.emulator import INVOKE_PATH
-from pipeline.matrix import Target
 from pipeline.probes import PROBE_HANDLER, probe_dir
 
-pytestmark = [pytest.mark.engine, pytest.mark.slow]
-
-BuiltImages = Callable[[str], dict[str, Target]]
-CLI = [str(Path(sys.executable).with_name("lambda-images"))]
+pytestmark = [
+    pytest.mark.engine,
+    pytest.mark.slow,
+    pytest.mark.cells("python3.11.debian12", "provided.debian12"),
+]
 RIE = "/usr/local/bin/aws-lambda-rie"
 ELF_MACHINE = {"x86_64": 62, "arm64": 183}  # e_machine: EM_X86_64, EM_AARCH64
 LABEL = "lambda-base-images.test"
@@ -97,8 +96,8 @@ def test_docker_run_answers_through_the_rie_inside_like_invoke(
     assert int(header.split()[0]) == ELF_MACHINE[arch]
 
     invoked = subprocess.run(
-        [*CLI, "invoke", target.image_tag, "--handler", PROBE_HANDLER, "--code", str(probe),
-         "--event", body.decode()],
+        command("invoke", target.image_tag, "--handler", PROBE_HANDLER, "--code", str(probe),
+         "--event", body.decode()),
         capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert invoked.returncode == 0, invoked.stderr

@@ -20,16 +20,15 @@ from typing import Any
 import pytest
 import yaml
 from conftest import REPO
-from publish_helpers import bare_remote, credentials, layer_tar, publish_at, snapshot_built
+from publish_helpers import bare_remote, credentials, layer_tar, publish_at
 
 from pipeline.matrix import Matrix
 from pipeline.publish import PublishReport
 from pipeline.snapshot import ArchSnapshot, Layer, compress_xz
 from pipeline.workdir import WorkDir
 
-pytestmark = [pytest.mark.engine, pytest.mark.slow]
-
 RT = "python3.11.debian12"
+pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.cells(RT)]
 NAMESPACE = "sbom"
 REPOSITORY = f"{NAMESPACE}/python"
 TAG = "3.11-debian12"
@@ -67,7 +66,7 @@ def published(
     registry_server: Any,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Published]:
-    snapshot_built(built, engine, matrix, work, RT)
+    built(RT)  # the build phase's images and snapshots, published from its work folder
     scratch = tmp_path_factory.mktemp("sbom")
     remote = bare_remote(scratch)
     first = publish_at(

@@ -1,7 +1,8 @@
 """Build on one machine, publish on another: the stages hand over through directories only.
 
-Each cell is built in a process of its own with a work directory of its own and writes its
-output with ``build --out``; the publishing process sees nothing but those output directories
+Each cell's job writes its output with ``build --out`` into a folder of its own (here, from the
+build phase's work folder, where the cell is already built, checked and snapshotted: the job finds
+it unchanged and exports it); the publishing process sees nothing but those output folders
 (merged the way ``actions/download-artifact`` merges them), as in the scheduled workflow.
 """
 
@@ -11,42 +12,33 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_runner import lambda_images as cli
+from conftest import Phase
 
 RUNTIME = "provided.debian12"
 MATRIX = Path(__file__).resolve().parents[2] / "runtimes.yaml"
-CLI = [sys.executable, "-c", "from pipeline.cli import main; main()"]
 
-pytestmark = [pytest.mark.engine, pytest.mark.slow]
+pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.cells(RUNTIME)]
 
 
 def lambda_images(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [*CLI, "--matrix", str(MATRIX), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-        env=os.environ,
-    )
-    assert proc.returncode == 0, f"lambda-images {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
-    return proc
+    return cli("--matrix", str(MATRIX), *args, cwd=cwd, check=True)
 
 
 @pytest.fixture(scope="module")
-def cell_outputs(engine: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Both cells of provided.debian12, each built by its own process into its own folder."""
+def cell_outputs(phase: Phase, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Both cells of provided.debian12, each exported by its own process into its own folder."""
     root = tmp_path_factory.mktemp("split")
     outs = {}
     for arch in ("x86_64", "arm64"):
         machine = root / f"machine-{arch}"
         machine.mkdir()
         lambda_images(
-            "--work", str(machine / "work"),
+            "--work", str(phase.work),
             "build", RUNTIME, "--arch", arch, "--out", str(machine / "out"),
             cwd=machine,
         )  # fmt: skip
@@ -110,13 +102,11 @@ def test_publish_from_artifact_directories_alone(
         USER_ENV: registry_server.username,
         PASSWORD_ENV: registry_server.password,
     }
-    proc = subprocess.run(
-        [*CLI, "--matrix", str(MATRIX), "--work", str(merged), "publish", RUNTIME,
-         "--registry", f"{registry_server.host}/split", "--git-remote", git_remote,
-         "--report", str(publisher / "report.json")],
-        cwd=publisher, env=env, capture_output=True, text=True, check=False,
+    cli(
+        "--matrix", str(MATRIX), "--work", str(merged), "publish", RUNTIME,
+        "--registry", f"{registry_server.host}/split", "--git-remote", git_remote,
+        "--report", str(publisher / "report.json"), cwd=publisher, env=env, check=True,
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((publisher / "report.json").read_text())
     assert report["published"] == [RUNTIME]
     assert report["bytes_uploaded"] > 0

@@ -1,0 +1,51 @@
+"""The build phase and the build ledger (tests/build_phase.py, pipeline/ledger.py): every cell the
+selected tests read is built, checked, snapshotted and branched once, and no cell of this run is
+built cold twice. conftest.py runs the first of these tests before every other engine test and the
+last one after them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import PLAN, Phase
+from ledger_report import built_cold_twice
+
+from pipeline import ledger
+
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
+
+
+def test_the_build_phase_makes_every_planned_cell(
+    phase: Phase, pytestconfig: pytest.Config
+) -> None:
+    plan = pytestconfig.stash[PLAN]
+    assert phase.report.failures() == []
+    assert sorted(phase.report.cells) == sorted(c.key for c in plan.cells)
+    for outcome in phase.report.cells.values():
+        assert outcome.built and outcome.snapshotted, outcome.cell.key
+    whole = [
+        rt
+        for rt in plan.runtimes
+        if {c.arch for c in plan.cells if c.runtime == rt}
+        == set(phase.matrix.runtime(rt).architectures)
+    ]
+    assert sorted(phase.report.branches) == sorted(whole)
+
+
+def test_no_cell_is_built_cold_twice(phase: Phase, engine: Any) -> None:
+    """Every build this run made (the phase's and any test's own) is in the ledger; a cell built
+    cold twice from the same inputs is work done twice."""
+    entries = list(ledger.read(Path(os.environ["LAMBDA_IMAGES_BUILD_LEDGER"])))
+    version = engine.version()["Version"]
+    # (Two lanes may share the ledger: this engine's lines are those naming its version.)
+    by_phase = sorted(
+        f"{e.runtime}/{e.arch}"
+        for e in entries
+        if e.by == "build phase" and e.engine.endswith(f" {version}")
+    )
+    # A fresh work folder holds no record, so the phase built each of its cells exactly once.
+    assert by_phase == sorted(phase.report.cells)
+    assert built_cold_twice(entries) == {}
