@@ -32,7 +32,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, Final
 
@@ -46,7 +46,7 @@ from .matrix import Arch
 from .oci.archive import read_engine_image
 from .oci.layers import OPAQUE, WHITEOUT, absolute_name
 from .probes import PROBE_HANDLER, copy_readable
-from .workdir import TEST, Cell
+from .records import Check, Report
 
 MAX_UNCOMPRESSED: Final = 10 * 1024**3
 MAX_LAYERS: Final = 127  # the most layers the Docker Engine (overlay2) can stack
@@ -75,54 +75,6 @@ _SECRETS: Final = (
     ),
 )
 _SECRET_ENV: Final = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Check:
-    name: str
-    ok: bool
-    message: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class Report:
-    image: str
-    arch: str
-    checks: tuple[Check, ...]
-    seconds: float
-
-    @property
-    def ok(self) -> bool:
-        return all(c.ok for c in self.checks)
-
-    @property
-    def failed(self) -> list[Check]:
-        return [c for c in self.checks if not c.ok]
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["ok"] = self.ok
-        return data
-
-    def write(self, cell: Cell) -> Path:
-        return cell.write(TEST, self.to_json())
-
-    @classmethod
-    def read(cls, cell: Cell) -> Report | None:
-        return cell.read(TEST, cls.from_json)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Report:
-        return cls(
-            image=data["image"],
-            arch=data["arch"],
-            checks=tuple(Check(**c) for c in data["checks"]),
-            seconds=float(data["seconds"]),
-        )
-
-    def summary(self) -> str:
-        failed = "; ".join(f"{c.name}: {c.message}" for c in self.failed)
-        return f"{self.image} fails {len(self.failed)} conformance check(s): {failed}"
 
 
 def print_report(report: Report) -> None:

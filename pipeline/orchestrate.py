@@ -24,8 +24,8 @@ from typing import Any, Literal
 from . import apt, log
 from .base import BaseRecord, ensure_base, lock_base_digest
 from .branch import BranchResult, push_branch
-from .build import BuildRecord, build_target, global_args, image_labels
-from .conformance import Report, print_report, run_checks
+from .build import build_target, global_args, image_labels
+from .conformance import print_report, run_checks
 from .engine import connect, engine_arch, require_emulation
 from .errors import (
     BaseImageError,
@@ -36,8 +36,6 @@ from .errors import (
 )
 from .incremental import (
     INPUT_LABEL,
-    CellInputs,
-    InputsRecord,
     cell_inputs,
     export_cell,
     published_digest,
@@ -59,11 +57,12 @@ from .oci.registry import Registry, RegistryRef
 from .outdated import ImageReport, OutdatedReport, check_published, check_targets
 from .probes import prepare_probe
 from .publish import PublishReport, check_report_path, failure_reason, publish
+from .records import ArchSnapshot, BuildRecord, CellInputs, InputsRecord, Report
 from .render import render_target, write_context
 from .sbom import go_pins
 from .settings import Settings
-from .snapshot import ArchSnapshot, assemble_branch, snapshot_target, warm_layer_cache
-from .workdir import BUILD, Cell, UnreadableRecord, WorkDir, write_json
+from .snapshot import assemble_branch, require_snapshot, snapshot_target, warm_layer_cache
+from .workdir import Cell, UnreadableRecord, WorkDir, write_json
 
 CellState = Literal["built", "skipped", "unchanged"]
 
@@ -495,7 +494,7 @@ def push_runtime_branch(
         )
         raise SnapshotError(msg)
     for arch in built:  # before anything is locked or written
-        ArchSnapshot.require(run.work.cell(runtime.id, arch))
+        require_snapshot(run.work.cell(runtime.id, arch))
     with run.work.runtime_locked(runtime.id), log.step(f"push branch {runtime.id}"):
         content = assemble_branch(
             runtime, run.work, built, epoch=run.settings.epoch, pins=go_pins(run.lock)
@@ -511,7 +510,7 @@ def snapshot_runtimes(
     for target in run.matrix.targets(runtimes, arches):  # before anything is locked or written
         cell = run.cell(target)
         try:
-            if cell.read_strict(BUILD, lambda data: BuildRecord(**data)) is None:
+            if BuildRecord.read_strict(cell) is None:
                 raise SnapshotError(
                     f"{target.key}: no build record in {cell.folder}; build it first"
                 )

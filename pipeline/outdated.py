@@ -30,7 +30,6 @@ from . import apt, log
 from .errors import EngineError, RegistryError
 from .matrix import RootfsBase, Target
 from .oci.registry import DOCKER_LIST, OCI_INDEX, Registry, RegistryRef
-from .publish import arch_tag
 
 State = Literal["outdated", "current", "not built", "not published", "not checked"]
 DPKG_STATUS = "/var/lib/dpkg/status"
@@ -180,11 +179,6 @@ def check_targets(client: Any, targets: Sequence[Target], cache: Path) -> Outdat
 # --- published images ----------------------------------------------------------------------
 
 
-def published_tag(target: Target) -> str:
-    """The single-architecture tag a runtime's image is published under: ``<tag>-<arch>``."""
-    return arch_tag(target.runtime, target.arch.name)
-
-
 def _arch_manifest(
     registry: Registry, repo: str, tag: str, target: Target
 ) -> tuple[str, dict[str, Any]]:
@@ -248,7 +242,7 @@ def check_published(
     newest = _Newest(cache)
     for target in targets:
         repo = ref.repository(target.runtime.family.id)
-        tag = published_tag(target)
+        tag = target.published_tag
         entry = ImageReport(
             runtime=target.runtime.id, arch=target.arch.name, image=f"{ref.host}/{repo}:{tag}",
             state="current",

@@ -41,7 +41,6 @@ import hashlib
 import json
 import lzma
 import re
-import tempfile
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -50,7 +49,6 @@ from typing import Any, Final
 
 from . import log, sbom
 from .branch import BranchResult, push_branch, remote_head
-from .conformance import Report
 from .digests import CHUNK, HashingWriter, sha256_bytes
 from .epoch import iso8601
 from .errors import LambdaImagesError, PublishError, UsageError
@@ -68,9 +66,10 @@ from .oci.registry import (
     RegistryRef,
     RetryPolicy,
 )
+from .records import ArchSnapshot, Report
 from .settings import Settings
-from .snapshot import ArchSnapshot, assemble_branch, cell_sbom
-from .workdir import TEST, WorkDir, read_json, write_json
+from .snapshot import assemble_branch, cell_sbom
+from .workdir import TEST, WorkDir, atomic_file, read_json, write_json
 
 GZIP_LEVEL: Final = 6
 
@@ -199,14 +198,9 @@ def dated_tags(runtime: Runtime, stamp: str) -> dict[str, str | None]:
     return tags
 
 
-def arch_tag(runtime: Runtime, arch: str) -> str:
-    """The tag of a runtime's single-architecture image: ``<tag>-<arch>``."""
-    return f"{runtime.tag}-{arch}"
-
-
 def moving_tags(runtime: Runtime, *, latest: bool) -> dict[str, str | None]:
     """The tags each release moves: ``<tag>-<arch>``, ``<tag>``, and the ``latest`` ones."""
-    tags: dict[str, str | None] = {arch_tag(runtime, a): a for a in runtime.architectures}
+    tags: dict[str, str | None] = {runtime.arch_tag(a): a for a in runtime.architectures}
     tags[runtime.tag] = None
     if latest:
         tags.update({f"latest-{a}": a for a in runtime.architectures})
@@ -346,11 +340,9 @@ def gzip_layer(work: WorkDir, snap: ArchSnapshot, index: int) -> Blob:
             return Blob(digest=known[0], size=known[1], path=path)
     source = work.cell(snap.runtime, snap.arch).layers / layer.file
     packed, plain = hashlib.sha256(), hashlib.sha256()
-    fd, tmp_name = tempfile.mkstemp(prefix=".gz-", dir=cache)
-    tmp = Path(tmp_name)
     try:
-        with open(fd, "wb") as raw, source.open("rb") as inp:
-            hashing = HashingWriter(raw)
+        with atomic_file(cache, ".gz-") as pending, source.open("rb") as inp:
+            hashing = HashingWriter(pending.stream)
             unxz = lzma.LZMADecompressor()
             with gzip.GzipFile(
                 filename="", mode="wb", compresslevel=GZIP_LEVEL, fileobj=hashing, mtime=0
@@ -360,24 +352,21 @@ def gzip_layer(work: WorkDir, snap: ArchSnapshot, index: int) -> Blob:
                     data = unxz.decompress(chunk)
                     plain.update(data)
                     gz.write(data)
-        if packed.hexdigest() != layer.sha256 or "sha256:" + plain.hexdigest() != layer.diff_id:
-            msg = (
-                f"{source}: does not match snapshot.json (sha256 or diff ID differ); the work "
-                "directory is damaged: run the snapshot stage again"
-            )
-            raise PublishError(msg)
-        digest = "sha256:" + hashing.hexdigest
-        path = cache / f"{hashing.hexdigest}.tar.gz"
-        tmp.replace(path)
-        size = path.stat().st_size
-        write_json(record, {"digest": digest, "size": size})
-        return Blob(digest=digest, size=size, path=path)
+            if packed.hexdigest() != layer.sha256 or "sha256:" + plain.hexdigest() != layer.diff_id:
+                msg = (
+                    f"{source}: does not match snapshot.json (sha256 or diff ID differ); the work "
+                    "directory is damaged: run the snapshot stage again"
+                )
+                raise PublishError(msg)
+            digest = "sha256:" + hashing.hexdigest
+            path = pending.keep(cache / f"{hashing.hexdigest}.tar.gz")
     except FileNotFoundError:
         raise PublishError(f"{source}: layer missing from the work directory") from None
     except lzma.LZMAError:
         raise PublishError(f"{source}: not a valid .tar.xz; run the snapshot stage again") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    size = path.stat().st_size
+    write_json(record, {"digest": digest, "size": size})
+    return Blob(digest=digest, size=size, path=path)
 
 
 def prepare_images(

@@ -15,8 +15,9 @@ from pipeline.matrix import ARCHES, Matrix
 from pipeline.oci.credentials import Credentials
 from pipeline.oci.transport import RetryPolicy
 from pipeline.publish import PublishReport, publish
+from pipeline.records import ArchSnapshot, ImageConfig, Layer
 from pipeline.settings import Settings
-from pipeline.snapshot import ArchSnapshot, ImageConfig, Layer, compress_xz
+from pipeline.snapshot import compress_xz
 from pipeline.workdir import WorkDir
 
 # Short waits so that fault tests finish quickly; many attempts so that 30% faults pass.

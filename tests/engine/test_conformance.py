@@ -20,13 +20,11 @@ import docker.errors
 import pytest
 from fake_secrets import fake_access_key_id, fake_secret_key, private_key_pem
 
-from pipeline.conformance import (
-    Report,
-    run_checks,
-)
+from pipeline.conformance import run_checks
 from pipeline.errors import ConformanceError, EngineError
 from pipeline.matrix import ARCHES, Matrix, Target
 from pipeline.probes import probe_dir
+from pipeline.records import Report
 from pipeline.workdir import WorkDir
 
 BuiltImages = Callable[[str], dict[str, Target]]

@@ -16,8 +16,9 @@ import pytest
 from image_tree import config_of, file_tree, uname_in
 
 from pipeline.matrix import ARCHES, Matrix
+from pipeline.records import ArchSnapshot
 from pipeline.settings import Settings
-from pipeline.snapshot import ArchSnapshot, snapshot_dockerfile, snapshot_image
+from pipeline.snapshot import snapshot_dockerfile, snapshot_image
 from pipeline.workdir import Cell, WorkDir
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]

@@ -24,7 +24,8 @@ from publish_helpers import bare_remote, credentials, layer_tar, publish_at, sna
 
 from pipeline.matrix import Matrix
 from pipeline.publish import PublishReport
-from pipeline.snapshot import ArchSnapshot, Layer, compress_xz
+from pipeline.records import ArchSnapshot, Layer
+from pipeline.snapshot import compress_xz
 from pipeline.workdir import WorkDir
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
