@@ -33,7 +33,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO, Any, Final
 
 import docker.errors
@@ -43,8 +43,8 @@ from . import log
 from .emulator import LAMBDA_USER, ExecutionEnvironment, FunctionConfig, InvokeResult
 from .errors import ConfigurationError, EngineError
 from .matrix import Arch
+from .oci import tree
 from .oci.archive import read_engine_image
-from .oci.layers import OPAQUE, WHITEOUT, absolute_name
 from .probes import PROBE_HANDLER, copy_readable
 from .records import Check, Report
 
@@ -129,80 +129,52 @@ def _scan_secrets(data: bytes) -> list[str]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class LayerFiles:
-    """One layer tar: what it adds or replaces, what it deletes, credentials found in it."""
+class Scan:
+    """What the checks need of one file's content: its ELF architecture, credentials in it."""
 
-    entries: list[Entry]
-    whiteouts: list[str]  # deleted paths; "<dir>/*" for an opaque directory
-    secrets: list[tuple[str, str]]  # (what, path)
-
-
-def _read_layer(stream: IO[bytes]) -> LayerFiles:
-    entries: list[Entry] = []
-    whiteouts: list[str] = []
-    secrets: list[tuple[str, str]] = []
-    with tarfile.open(fileobj=stream, mode="r|") as layer:
-        for member in layer:
-            path = absolute_name(member.name)
-            base = PurePosixPath(path).name
-            if base.startswith(WHITEOUT):
-                parent = str(PurePosixPath(path).parent)
-                if base == OPAQUE:
-                    whiteouts.append(parent.rstrip("/") + "/*")
-                else:
-                    whiteouts.append(str(PurePosixPath(parent, base[len(WHITEOUT) :])))
-                continue
-            elf = None
-            if member.isreg():
-                kind = "file"
-                f = layer.extractfile(member)
-                if f is not None:
-                    if member.size <= SCAN_MAX_BYTES:
-                        data = f.read()
-                        secrets += [(what, path) for what in _scan_secrets(data)]
-                    else:
-                        data = f.read(20)
-                    elf = _elf_arch(data[:20])
-            elif member.isdir():
-                kind = "dir"
-            elif member.issym():
-                kind = "symlink"
-            elif member.islnk():
-                kind = "file"  # a hard link: same inode, same mode
-            else:
-                kind = "other"
-            entries.append(
-                Entry(
-                    path=path,
-                    kind=kind,
-                    mode=member.mode,
-                    uid=member.uid,
-                    gid=member.gid,
-                    size=member.size,
-                    linkname=member.linkname,
-                    elf=elf,
-                )
-            )
-    return LayerFiles(entries=entries, whiteouts=whiteouts, secrets=secrets)
+    elf: str | None
+    secrets: list[str]
 
 
-def merge_layers(layers: Iterable[LayerFiles]) -> tuple[dict[str, Entry], list[str]]:
+def _scan(name: str, member: tarfile.TarInfo, content: IO[bytes]) -> Scan:
+    if member.size <= SCAN_MAX_BYTES:
+        data = content.read()
+        return Scan(elf=_elf_arch(data[:20]), secrets=_scan_secrets(data))
+    return Scan(elf=_elf_arch(content.read(20)), secrets=[])
+
+
+def _read_layer(stream: IO[bytes]) -> tree.LayerEntries[Scan]:
+    """One layer tar as the checks see it (oci/tree.py reads it)."""
+    return tree.read_layer(stream, _scan)
+
+
+def _entry(item: tree.Entry[Scan]) -> Entry:
+    # A hard link is one more name of a file: same inode, same mode (its content was scanned
+    # under the first name).
+    return Entry(
+        path=tree.absolute_name(item.path),
+        kind="file" if item.kind == "hardlink" else item.kind,
+        mode=item.mode, uid=item.uid, gid=item.gid, size=item.size, linkname=item.linkname,
+        elf=item.seen.elf if item.seen is not None and item.kind == "file" else None,
+    )  # fmt: skip
+
+
+def merge_layers(
+    layers: Iterable[tree.LayerEntries[Scan]],
+) -> tuple[dict[str, Entry], list[str]]:
     """The filesystem the engine stacks from ``layers`` (bottom first), and every credential
     finding as "<what> in <path> (layer N)", deleted files included."""
-    merged: dict[str, Entry] = {}
+    files: tree.FileTree[Scan] = tree.FileTree()
     findings: list[str] = []
     for number, layer in enumerate(layers, start=1):
-        for gone in layer.whiteouts:
-            if gone.endswith("/*"):
-                doomed = [p for p in merged if p.startswith(gone[:-1])]
-            else:
-                doomed = [p for p in merged if p == gone or p.startswith(gone + "/")]
-            for path in doomed:
-                del merged[path]
-        for entry in layer.entries:
-            merged[entry.path] = entry
-        findings += [f"{what} in {path} (layer {number})" for what, path in layer.secrets]
-    return merged, findings
+        files.add(layer)
+        findings += [
+            f"{what} in {tree.absolute_name(item.path)} (layer {number})"
+            for item in layer.entries
+            if item.kind == "file" and item.seen is not None
+            for what in item.seen.secrets
+        ]
+    return {tree.absolute_name(p): _entry(e) for p, e in files.entries.items()}, findings
 
 
 def read_image(client: Any, image: str) -> ImageFiles:
@@ -263,7 +235,7 @@ def check_entrypoint(files: ImageFiles) -> Check:
     if not path.startswith("/"):
         message = f"ENTRYPOINT {path!r} is not an absolute path; Lambda needs one (/…)"
         return Check(name=name, ok=False, message=message)
-    e = files.merged.get(absolute_name(path))
+    e = files.merged.get(tree.absolute_name(path))
     if e is None:
         return Check(name=name, ok=False, message=f"ENTRYPOINT {path} does not exist in the image")
     if e.kind == "symlink":
