@@ -2,25 +2,13 @@
 
 Each check has a name and, when it fails, a message that says what is wrong and where. They
 follow Lambda's rules for container images
-(https://docs.aws.amazon.com/lambda/latest/dg/images-create.html#images-reqs):
+(https://docs.aws.amazon.com/lambda/latest/dg/images-create.html#images-reqs). ``CHECKS`` at
+the end of this module is the list: ``run_checks`` runs its entries in order, and the table in
+docs/emulator.md is generated from it (``lambda-images docs``; ``docs --check`` fails when it
+is stale). Adding a check is one entry there and its function.
 
-``invocation``        a real invocation through the Runtime API emulator, under Lambda's
-                      settings (read-only root, writable /tmp, non-root user, memory limit),
-                      returns the event the runtime's probe function echoes back
-``read-only-rootfs``  the same invocation on a writable root filesystem leaves no change outside
-                      /tmp (what Lambda's read-only root would have refused)
-``readable-files``    every file and directory under the task root, the runtime directory,
-                      /var/lang and /opt is readable by Lambda's non-root user
-``entrypoint``        ENTRYPOINT is an absolute path to an executable regular file, not a symlink
-``size``              at most 10 GiB uncompressed, all layers together
-``architecture``      one architecture, the target's, in the config and in every ELF file
-``manifest``          what ``docker push`` would send is a Docker v2 schema 2 manifest Lambda
-                      accepts: one platform (os linux), layers as plain distributable tar layers
-``no-credentials``    no AWS access keys, secret keys or private keys in any layer (deleted
-                      files included) or in the image's environment
-
-The filesystem checks read the image as ``docker save`` exports it: every layer, in order, with
-whiteouts applied for the merged view.
+The filesystem checks read the image as ``docker save`` exports it: every layer, in order,
+merged by oci/tree.py (whiteouts applied).
 """
 
 from __future__ import annotations
@@ -31,13 +19,12 @@ import tarfile
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
 
 import docker.errors
-from rich.markup import escape
 
 from . import log
 from .emulator import LAMBDA_USER, ExecutionEnvironment, FunctionConfig, InvokeResult
@@ -75,14 +62,6 @@ _SECRETS: Final = (
     ),
 )
 _SECRET_ENV: Final = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
-
-
-def print_report(report: Report) -> None:
-    state = "[green]pass[/]" if report.ok else "[red]FAIL[/]"
-    log.console.print(f"{state} [bold]{report.image}[/] ({report.arch}, {report.seconds:.0f}s)")
-    for c in report.checks:
-        mark = "[green]ok[/]  " if c.ok else "[red]fail[/]"
-        log.console.print(f"  {mark} {c.name:<17} {escape(c.message)}")
 
 
 # --- the image as docker save exports it ---------------------------------------------------------
@@ -403,6 +382,93 @@ def check_writes(
     return Check(name=name, ok=True, message="an invocation wrote nothing outside /tmp")
 
 
+@dataclass(frozen=True, kw_only=True)
+class Subject:
+    """What the checks look at: the image in the engine, its merged files, the probe."""
+
+    client: Any
+    image: str
+    arch: Arch
+    files: ImageFiles
+    size: int
+    max_size: int
+    probe: Path  # ready to mount as the function code
+    handler: str
+    timeout: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rule:
+    """One conformance check: its name, what it verifies (the docs' table), its function."""
+
+    name: str
+    verifies: str
+    check: Callable[[Subject], Check]
+
+
+CHECKS: Final = (
+    Rule(
+        name="invocation",
+        verifies="a real invocation through the emulator, under Lambda's settings, returns the "
+        "event the family's probe (`templates/<family>/probe/`) echoes back",
+        check=lambda s: check_invocation(s.image, s.probe, s.client, s.timeout, s.handler),
+    ),
+    Rule(
+        name="read-only-rootfs",
+        verifies="the same invocation, on a writable root filesystem as Lambda's user, leaves no "
+        "change outside `/tmp` (`docker diff`); names the paths written",
+        check=lambda s: check_writes(s.image, s.probe, s.client, s.timeout, s.handler),
+    ),
+    Rule(
+        name="readable-files",
+        verifies="every file and directory under `/var/task`, `/var/runtime`, `/var/lang`, `/opt` "
+        "is readable (directories searchable) by uid 993/gid 990",
+        check=lambda s: check_readable(s.files),
+    ),
+    Rule(
+        name="entrypoint",
+        verifies="ENTRYPOINT is absolute, exists, is a regular file (not a symlink) and "
+        "executable by others",
+        check=lambda s: check_entrypoint(s.files),
+    ),
+    Rule(
+        name="size",
+        verifies="uncompressed size, all layers together, at most 10 GiB",
+        check=lambda s: check_size(s.size, s.max_size),
+    ),
+    Rule(
+        name="architecture",
+        verifies="the config's architecture is the target's, and every ELF file in the image is "
+        "for it too (catches arm64-labelled images carrying amd64 binaries)",
+        check=lambda s: check_architecture(s.files, s.arch),
+    ),
+    Rule(
+        name="manifest",
+        verifies="what `docker push` sends for the image is a single Docker v2 schema 2 manifest "
+        "that Lambda accepts: config with `os: linux`, an architecture, `rootfs.type: layers`, "
+        "diff IDs matching the layers, at most 127 layers, no foreign (non-distributable) "
+        "layers. It cannot see a registry: that Lambda must be given a single-arch tag or "
+        "digest, never the multi-arch index, is the publish stage's business",
+        check=lambda s: check_manifest(s.files),
+    ),
+    Rule(
+        name="no-credentials",
+        verifies="no AWS access key IDs, AWS secret access keys or PEM private keys in any file up "
+        "to 4 MiB of any layer (files deleted in a later layer included), and no "
+        "`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`/`AWS_ACCESS_KEY_ID` in the image's ENV. "
+        "AWS's documented example keys (`…EXAMPLE…`) and the self-test keys compiled into ELF "
+        "crypto libraries are not findings. Messages name file and layer, never the key",
+        check=lambda s: check_credentials(s.files),
+    ),
+)
+
+
+def checks_table() -> str:
+    """The docs' table of the checks (docs/emulator.md), from CHECKS."""
+    rows = [f"| `{rule.name}` | {rule.verifies} |" for rule in CHECKS]
+    return "\n".join(["| check | what it verifies |", "| --- | --- |", *rows]) + "\n"
+
+
 def run_checks(
     client: Any,
     image: str,
@@ -413,8 +479,8 @@ def run_checks(
     timeout: float = 60.0,
     max_size: int = MAX_UNCOMPRESSED,
 ) -> Report:
-    """Every check on one image; the probe directory (ready to run: see ``probes``) is mounted
-    as the function code and invoked with ``handler``."""
+    """Every check of CHECKS, in order, on one image; the probe directory (ready to run: see
+    ``probes``) is mounted as the function code and invoked with ``handler``."""
     started = time.monotonic()
     if not probe.is_dir():
         msg = (
@@ -429,17 +495,11 @@ def run_checks(
     files = read_image(client, image)
     with tempfile.TemporaryDirectory(prefix="lambda-probe-") as tmp:
         # The probe must be readable by Lambda's user whatever the checkout's umask was.
-        code = copy_readable(probe, Path(tmp, "code"))
-        checks = (
-            check_invocation(image, code, client, timeout, handler),
-            check_writes(image, code, client, timeout, handler),
-            check_readable(files),
-            check_entrypoint(files),
-            check_size(size, max_size),
-            check_architecture(files, arch),
-            check_manifest(files),
-            check_credentials(files),
-        )
+        subject = Subject(
+            client=client, image=image, arch=arch, files=files, size=size, max_size=max_size,
+            probe=copy_readable(probe, Path(tmp, "code")), handler=handler, timeout=timeout,
+        )  # fmt: skip
+        checks = tuple(rule.check(subject) for rule in CHECKS)
     return Report(
         image=image, arch=arch.name, checks=checks, seconds=round(time.monotonic() - started, 1)
     )

@@ -33,9 +33,10 @@ from . import __version__, log
 from .build import context_digest, image_labels
 from .digests import sha256_json
 from .errors import BranchError, ConfigurationError
-from .git import check_remote, git_env, run_git
+from .git import git_env, run_git
 from .lock import Lock
 from .matrix import Target
+from .oci.registry import Registry, RegistryRef
 from .records import BuildRecord, CellInputs, InputsRecord
 from .settings import Settings
 from .workdir import RECORDS, Cell, WorkDir
@@ -123,12 +124,11 @@ def unchanged_in_engine(target: Target, client: Any, cell: Cell, digest: str) ->
 # --- what was published -------------------------------------------------------------------
 
 
-def published_digest(remote: str, target: Target) -> str | None:
+def published_digest(remote: str, target: Target, environ: Mapping[str, str]) -> str | None:
     """The input digest recorded on the runtime's branch at ``remote`` for this arch, read
     from its snapshot Dockerfile (no LFS objects are fetched). None: no branch, or no record."""
     rt = target.runtime.id
-    check_remote(remote)
-    env = git_env(GIT_LFS_SKIP_SMUDGE="1")
+    env = git_env(environ, GIT_LFS_SKIP_SMUDGE="1")
     with tempfile.TemporaryDirectory(prefix="lambda-images-published-") as tmp:
 
         def git(*args: str) -> Any:
@@ -147,6 +147,22 @@ def published_digest(remote: str, target: Target) -> str | None:
             if shown.returncode == 0:
                 return parse_label(shown.stdout)
     return None
+
+
+def registry_digest(registry: Registry, ref: RegistryRef, target: Target) -> str | None:
+    """The input digest in the config of the image the registry's ``<tag>-<arch>`` names (the
+    build stamps it as a label, and publishing keeps the snapshot's labels). None: no such
+    tag, or no label."""
+    repo = ref.repository(target.runtime.family.id)
+    if registry.manifest_digest(repo, target.published_tag) is None:
+        return None
+    body, _ = registry.get_manifest(repo, target.published_tag)
+    try:
+        config = json.loads(registry.get_blob(repo, json.loads(body)["config"]["digest"]))
+        label = (config.get("config") or {}).get("Labels", {}).get(INPUT_LABEL)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return label if isinstance(label, str) else None
 
 
 def parse_label(dockerfile: str) -> str | None:

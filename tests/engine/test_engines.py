@@ -68,7 +68,9 @@ def test_a_branch_rebuilds_as_arm64_with_buildkit(
     if buildkit.engine_builder(engine) != "buildkit":
         pytest.skip("the engine builds with the classic builder")
     run = make_run(matrix, tmp_path / "work", engine)
-    summary = orchestrate.rebuild(run, runtime, git_remote=git_remote)
+    summary = orchestrate.rebuild(
+        run, orchestrate.RebuildRequest(runtime=run.matrix.runtime(runtime), remote=git_remote)
+    )
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "--quiet", "-b", runtime, git_remote, str(clone)], check=True)
     tag = f"lambda-images-test/{runtime}:arm64-from-branch-buildkit"

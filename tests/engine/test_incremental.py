@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -24,7 +25,7 @@ def test_published_digest_comes_from_the_runtimes_branch(
     matrix: Matrix, tmp_path: Path, git_remote: str
 ) -> None:
     target = _target(matrix, arch="arm64")
-    assert published_digest(git_remote, target) is None  # no branch yet
+    assert published_digest(git_remote, target, os.environ) is None  # no branch yet
     digest = "sha256:" + "d" * 64
     repo = tmp_path / "repo"
     rt = target.runtime.id
@@ -39,8 +40,8 @@ def test_published_digest_comes_from_the_runtimes_branch(
     git("add", ".")
     git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "snapshot")
     git("push", "-q", git_remote, f"HEAD:refs/heads/{rt}")
-    assert published_digest(git_remote, target) == digest
-    assert published_digest(git_remote, _target(matrix, arch="x86_64")) is None
+    assert published_digest(git_remote, target, os.environ) == digest
+    assert published_digest(git_remote, _target(matrix, arch="x86_64"), os.environ) is None
 
 
 @pytest.mark.engine
@@ -50,11 +51,13 @@ def test_second_rebuild_of_an_unchanged_runtime_skips_build_and_push(
 ) -> None:
     from conftest import make_run
 
-    from pipeline.orchestrate import rebuild
+    from pipeline.orchestrate import RebuildRequest, rebuild
 
     work = tmp_path / "work"
     run = make_run(matrix, work, engine)
-    first = rebuild(run, "provided.debian12", git_remote=git_remote)
+    first = rebuild(
+        run, RebuildRequest(runtime=matrix.runtime("provided.debian12"), remote=git_remote)
+    )
     assert first.branch is not None and first.branch.pushed
     # (layer files are links into the shared layer cache, so a redone snapshot would show in
     # its record, rewritten, rather than in the layers)
@@ -62,7 +65,9 @@ def test_second_rebuild_of_an_unchanged_runtime_skips_build_and_push(
     assert len(snapshots) == 2
     layers = {p.name: p.stat().st_mtime_ns for p in work.rglob("layers/*.tar.xz")}
 
-    second = rebuild(run, "provided.debian12", git_remote=git_remote)
+    second = rebuild(
+        run, RebuildRequest(runtime=matrix.runtime("provided.debian12"), remote=git_remote)
+    )
     assert [c.state for c in second.cells] == ["skipped", "skipped"]
     assert [c.build.image_id for c in second.cells if c.build] == [
         c.build.image_id for c in first.cells if c.build

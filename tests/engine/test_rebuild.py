@@ -219,10 +219,10 @@ def test_same_snapshot_gives_the_same_commit_and_no_push(
 
     first = rebuilt("provided.debian12")["branch"]["commit"]
     again = push_branch(
-        matrix,
-        "provided.debian12",
+        matrix.runtime("provided.debian12"),
         rebuild_work / "provided.debian12" / "branch",
         session_remote,
+        os.environ,
         epoch=Settings.from_environ().epoch,
     )
     assert again.commit == first and again.pushed is False

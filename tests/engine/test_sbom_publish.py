@@ -23,7 +23,7 @@ from conftest import REPO
 from publish_helpers import bare_remote, credentials, layer_tar, publish_at, snapshot_built
 
 from pipeline.matrix import Matrix
-from pipeline.publish import PublishReport
+from pipeline.publish.report import PublishReport
 from pipeline.records import ArchSnapshot, Layer
 from pipeline.snapshot import compress_xz
 from pipeline.workdir import WorkDir
