@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import log
 from .errors import BranchError
-from .git import check_remote, git, git_env
-from .matrix import Matrix
+from .git import git, git_env
+from .matrix import Runtime
 
 RESERVED_BRANCHES = frozenset({"main", "master"})  # README/LICENSE live there, never a snapshot
 GITATTRIBUTES = "*.tar.xz filter=lfs diff=lfs merge=lfs -text\n"
@@ -33,10 +34,13 @@ class BranchResult:
     pushed: bool  # False when the remote already had this exact commit
 
 
-def remote_head(remote: str, branch: str) -> str | None:
-    check_remote(remote)
+def remote_head(remote: str, branch: str, environ: Mapping[str, str]) -> str | None:
+    """The commit ``branch`` names on ``remote`` (a remote checked at the command line)."""
     out = git(
-        ["ls-remote", "--heads", "--", remote, f"refs/heads/{branch}"], Path.cwd(), quiet=True
+        ["ls-remote", "--heads", "--", remote, f"refs/heads/{branch}"],
+        Path.cwd(),
+        git_env(environ),
+        quiet=True,
     )
     for line in out.splitlines():
         sha, _, ref = line.partition("\t")
@@ -52,32 +56,51 @@ class _ReadNow:
 READ_NOW = _ReadNow()
 
 
+def _moved(runtime_id: str, remote: str, previous: str | None, detail: str = "") -> BranchError:
+    msg = (
+        f"{runtime_id}: the branch on {remote} moved since it was read "
+        f"(expected {previous or 'no branch'}); nothing was pushed. Re-run to "
+        f"publish over the new head.{f' ({detail})' if detail else ''}"
+    )
+    return BranchError(msg)
+
+
+def check_lease(
+    runtime: Runtime, remote: str, expected: str | None, environ: Mapping[str, str]
+) -> None:
+    """BranchError when the runtime's branch no longer is at ``expected`` (another publisher)."""
+    if remote_head(remote, runtime.id, environ) != expected:
+        raise _moved(runtime.id, remote, expected)
+
+
 def push_branch(
-    matrix: Matrix,
-    runtime_id: str,
+    runtime: Runtime,
     content: Path,
     remote: str,
+    environ: Mapping[str, str],
     *,
     epoch: int,
     expected: str | _ReadNow | None = READ_NOW,
     changes: str = "",
 ) -> BranchResult:
-    """Commit ``content`` as the only commit of branch ``runtime_id`` and force-push it.
+    """Commit ``content`` as the only commit of the runtime's branch and force-push it.
 
     ``expected`` is the commit the caller last saw on the remote (None: no branch); by default
     it is read now. The push is refused if the branch has moved since. ``changes`` becomes the
     body of the commit message (publish: what changed since the previous release).
     """
+    runtime_id = runtime.id  # a runtime of the matrix: only those become branches
     if runtime_id in RESERVED_BRANCHES:
         raise BranchError(f"refusing to push {runtime_id!r}: that branch is not a runtime's")
-    matrix.runtime(runtime_id)  # only runtimes named in runtimes.yaml become branches
-    check_remote(remote)
     if shutil.which("git-lfs") is None:
         raise BranchError("git-lfs is not installed; branches keep their tarballs in Git LFS")
-    previous = remote_head(remote, runtime_id) if isinstance(expected, _ReadNow) else expected
+    if isinstance(expected, _ReadNow):
+        previous = remote_head(remote, runtime_id, environ)
+    else:
+        previous = expected
     with tempfile.TemporaryDirectory(prefix="lambda-images-branch-") as tmp:
         repo = Path(tmp) / "repo"
-        env = git_env(epoch)
+        env = git_env(environ, epoch)
         git(
             ["init", "--quiet", "--initial-branch", runtime_id, "--", str(repo)],
             Path(tmp),
@@ -111,12 +134,7 @@ def push_branch(
             )
         except BranchError as exc:
             if "stale info" in str(exc) or "rejected" in str(exc):
-                msg = (
-                    f"{runtime_id}: the branch on {remote} moved since it was read "
-                    f"(expected {previous or 'no branch'}); nothing was pushed. Re-run to "
-                    f"publish over the new head. ({exc})"
-                )
-                raise BranchError(msg) from None
+                raise _moved(runtime_id, remote, previous, str(exc)) from None
             raise
     return BranchResult(
         runtime=runtime_id, remote=remote, commit=commit, previous=previous, pushed=True

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import re
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,31 +20,10 @@ from .digests import sha256_bytes, sha256_file
 from .epoch import iso8601
 from .errors import EngineError
 from .matrix import Target
+from .records import BuildRecord
 from .settings import Settings
-from .workdir import BUILD, Cell
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-@dataclass(frozen=True, kw_only=True)
-class BuildRecord:
-    runtime: str
-    arch: str
-    image: str  # local tag
-    image_id: str
-    architecture: str  # as the engine reports it
-    size: int  # uncompressed bytes
-    base_image_id: str
-    context_digest: str
-    seconds: float
-    log_tail: list[str]
-
-    def write(self, cell: Cell) -> Path:
-        return cell.write(BUILD, asdict(self))
-
-    @classmethod
-    def read(cls, cell: Cell) -> BuildRecord | None:
-        return cell.read(BUILD, lambda data: cls(**data))
 
 
 def global_args(dockerfile: str) -> list[str]:

@@ -3,9 +3,12 @@
 On Docker >= 23 the default builder is BuildKit, and only BuildKit honours ``--platform`` for
 ``FROM scratch`` images (the classic builder labels them with the host's architecture). The
 ``docker`` SDK can only drive the classic builder, but the Engine API itself can ask for BuildKit:
-``POST /build?version=2`` with the build context as a tar in the request body. Moby's builder
-accepts a context sent that way without a client session (no gRPC session, no ``docker buildx``),
-so the SDK's ``APIClient`` is enough as transport.
+``POST /build?version=2`` (documented in the Engine API reference) with the build context as a
+tar in the request body. Moby's builder accepts a context sent that way without a client session
+(no gRPC session, no ``docker buildx``). The request goes through the public interface of the
+SDK's ``APIClient`` (a ``requests.Session`` with ``base_url`` and ``api_version``), never its
+private helpers: ``docker buildx`` is not on every machine that drives Docker >= 23 (not on this
+project's CI hosts), and the Engine API endpoint is what the CLI itself uses.
 
 What comes back differs from the classic builder's ``{"stream": …}`` lines:
 
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import docker.utils
+from docker.utils.json_stream import json_stream
 
 from .errors import EngineError
 
@@ -329,8 +333,10 @@ def build_image(
     # (float mtimes) that this check does not get past; gzip's magic number it recognises.
     context_tar = docker.utils.tar(str(context), exclude=_dockerignore(context), gzip=True)
     with context_tar as body:
-        response = api._post(
-            api._url("/build"),
+        # The documented endpoint, through the public interface of the SDK's APIClient: it is a
+        # requests.Session bound to the engine (``base_url``, ``api_version``).
+        response = api.post(
+            f"{api.base_url}/v{api.api_version}/build",
             data=body,
             params=params,
             headers={"Content-Type": "application/x-tar"},
@@ -343,8 +349,13 @@ def build_image(
         )
         # Errors found before the build starts (bad parameter, unknown platform) come back as
         # a non-2xx status with a JSON body rather than as a stream.
-        api._raise_for_status(response)
-        for chunk in api._stream_helper(response, decode=True):
+        if response.status_code >= 400:
+            try:
+                message = response.json().get("message")
+            except ValueError:
+                message = None
+            raise BuildKitError(str(message or f"HTTP {response.status_code} from POST /build"))
+        for chunk in json_stream(response.iter_content(chunk_size=None, decode_unicode=False)):
             if not isinstance(chunk, dict):
                 continue
             if "errorDetail" in chunk or "error" in chunk:

@@ -2,25 +2,13 @@
 
 Each check has a name and, when it fails, a message that says what is wrong and where. They
 follow Lambda's rules for container images
-(https://docs.aws.amazon.com/lambda/latest/dg/images-create.html#images-reqs):
+(https://docs.aws.amazon.com/lambda/latest/dg/images-create.html#images-reqs). ``CHECKS`` at
+the end of this module is the list: ``run_checks`` runs its entries in order, and the table in
+docs/emulator.md is generated from it (``lambda-images docs``; ``docs --check`` fails when it
+is stale). Adding a check is one entry there and its function.
 
-``invocation``        a real invocation through the Runtime API emulator, under Lambda's
-                      settings (read-only root, writable /tmp, non-root user, memory limit),
-                      returns the event the runtime's probe function echoes back
-``read-only-rootfs``  the same invocation on a writable root filesystem leaves no change outside
-                      /tmp (what Lambda's read-only root would have refused)
-``readable-files``    every file and directory under the task root, the runtime directory,
-                      /var/lang and /opt is readable by Lambda's non-root user
-``entrypoint``        ENTRYPOINT is an absolute path to an executable regular file, not a symlink
-``size``              at most 10 GiB uncompressed, all layers together
-``architecture``      one architecture, the target's, in the config and in every ELF file
-``manifest``          what ``docker push`` would send is a Docker v2 schema 2 manifest Lambda
-                      accepts: one platform (os linux), layers as plain distributable tar layers
-``no-credentials``    no AWS access keys, secret keys or private keys in any layer (deleted
-                      files included) or in the image's environment
-
-The filesystem checks read the image as ``docker save`` exports it: every layer, in order, with
-whiteouts applied for the merged view.
+The filesystem checks read the image as ``docker save`` exports it: every layer, in order,
+merged by oci/tree.py (whiteouts applied).
 """
 
 from __future__ import annotations
@@ -31,22 +19,21 @@ import tarfile
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path, PurePosixPath
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any, Final
 
 import docker.errors
-from rich.markup import escape
 
 from . import log
 from .emulator import LAMBDA_USER, ExecutionEnvironment, FunctionConfig, InvokeResult
 from .errors import ConfigurationError, EngineError
 from .matrix import Arch
+from .oci import tree
 from .oci.archive import read_engine_image
-from .oci.layers import OPAQUE, WHITEOUT, absolute_name
 from .probes import PROBE_HANDLER, copy_readable
-from .workdir import TEST, Cell
+from .records import Check, Report
 
 MAX_UNCOMPRESSED: Final = 10 * 1024**3
 MAX_LAYERS: Final = 127  # the most layers the Docker Engine (overlay2) can stack
@@ -75,62 +62,6 @@ _SECRETS: Final = (
     ),
 )
 _SECRET_ENV: Final = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Check:
-    name: str
-    ok: bool
-    message: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class Report:
-    image: str
-    arch: str
-    checks: tuple[Check, ...]
-    seconds: float
-
-    @property
-    def ok(self) -> bool:
-        return all(c.ok for c in self.checks)
-
-    @property
-    def failed(self) -> list[Check]:
-        return [c for c in self.checks if not c.ok]
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["ok"] = self.ok
-        return data
-
-    def write(self, cell: Cell) -> Path:
-        return cell.write(TEST, self.to_json())
-
-    @classmethod
-    def read(cls, cell: Cell) -> Report | None:
-        return cell.read(TEST, cls.from_json)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Report:
-        return cls(
-            image=data["image"],
-            arch=data["arch"],
-            checks=tuple(Check(**c) for c in data["checks"]),
-            seconds=float(data["seconds"]),
-        )
-
-    def summary(self) -> str:
-        failed = "; ".join(f"{c.name}: {c.message}" for c in self.failed)
-        return f"{self.image} fails {len(self.failed)} conformance check(s): {failed}"
-
-
-def print_report(report: Report) -> None:
-    state = "[green]pass[/]" if report.ok else "[red]FAIL[/]"
-    log.console.print(f"{state} [bold]{report.image}[/] ({report.arch}, {report.seconds:.0f}s)")
-    for c in report.checks:
-        mark = "[green]ok[/]  " if c.ok else "[red]fail[/]"
-        log.console.print(f"  {mark} {c.name:<17} {escape(c.message)}")
 
 
 # --- the image as docker save exports it ---------------------------------------------------------
@@ -177,80 +108,52 @@ def _scan_secrets(data: bytes) -> list[str]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class LayerFiles:
-    """One layer tar: what it adds or replaces, what it deletes, credentials found in it."""
+class Scan:
+    """What the checks need of one file's content: its ELF architecture, credentials in it."""
 
-    entries: list[Entry]
-    whiteouts: list[str]  # deleted paths; "<dir>/*" for an opaque directory
-    secrets: list[tuple[str, str]]  # (what, path)
-
-
-def _read_layer(stream: IO[bytes]) -> LayerFiles:
-    entries: list[Entry] = []
-    whiteouts: list[str] = []
-    secrets: list[tuple[str, str]] = []
-    with tarfile.open(fileobj=stream, mode="r|") as layer:
-        for member in layer:
-            path = absolute_name(member.name)
-            base = PurePosixPath(path).name
-            if base.startswith(WHITEOUT):
-                parent = str(PurePosixPath(path).parent)
-                if base == OPAQUE:
-                    whiteouts.append(parent.rstrip("/") + "/*")
-                else:
-                    whiteouts.append(str(PurePosixPath(parent, base[len(WHITEOUT) :])))
-                continue
-            elf = None
-            if member.isreg():
-                kind = "file"
-                f = layer.extractfile(member)
-                if f is not None:
-                    if member.size <= SCAN_MAX_BYTES:
-                        data = f.read()
-                        secrets += [(what, path) for what in _scan_secrets(data)]
-                    else:
-                        data = f.read(20)
-                    elf = _elf_arch(data[:20])
-            elif member.isdir():
-                kind = "dir"
-            elif member.issym():
-                kind = "symlink"
-            elif member.islnk():
-                kind = "file"  # a hard link: same inode, same mode
-            else:
-                kind = "other"
-            entries.append(
-                Entry(
-                    path=path,
-                    kind=kind,
-                    mode=member.mode,
-                    uid=member.uid,
-                    gid=member.gid,
-                    size=member.size,
-                    linkname=member.linkname,
-                    elf=elf,
-                )
-            )
-    return LayerFiles(entries=entries, whiteouts=whiteouts, secrets=secrets)
+    elf: str | None
+    secrets: list[str]
 
 
-def merge_layers(layers: Iterable[LayerFiles]) -> tuple[dict[str, Entry], list[str]]:
+def _scan(name: str, member: tarfile.TarInfo, content: IO[bytes]) -> Scan:
+    if member.size <= SCAN_MAX_BYTES:
+        data = content.read()
+        return Scan(elf=_elf_arch(data[:20]), secrets=_scan_secrets(data))
+    return Scan(elf=_elf_arch(content.read(20)), secrets=[])
+
+
+def _read_layer(stream: IO[bytes]) -> tree.LayerEntries[Scan]:
+    """One layer tar as the checks see it (oci/tree.py reads it)."""
+    return tree.read_layer(stream, _scan)
+
+
+def _entry(item: tree.Entry[Scan]) -> Entry:
+    # A hard link is one more name of a file: same inode, same mode (its content was scanned
+    # under the first name).
+    return Entry(
+        path=tree.absolute_name(item.path),
+        kind="file" if item.kind == "hardlink" else item.kind,
+        mode=item.mode, uid=item.uid, gid=item.gid, size=item.size, linkname=item.linkname,
+        elf=item.seen.elf if item.seen is not None and item.kind == "file" else None,
+    )  # fmt: skip
+
+
+def merge_layers(
+    layers: Iterable[tree.LayerEntries[Scan]],
+) -> tuple[dict[str, Entry], list[str]]:
     """The filesystem the engine stacks from ``layers`` (bottom first), and every credential
     finding as "<what> in <path> (layer N)", deleted files included."""
-    merged: dict[str, Entry] = {}
+    files: tree.FileTree[Scan] = tree.FileTree()
     findings: list[str] = []
     for number, layer in enumerate(layers, start=1):
-        for gone in layer.whiteouts:
-            if gone.endswith("/*"):
-                doomed = [p for p in merged if p.startswith(gone[:-1])]
-            else:
-                doomed = [p for p in merged if p == gone or p.startswith(gone + "/")]
-            for path in doomed:
-                del merged[path]
-        for entry in layer.entries:
-            merged[entry.path] = entry
-        findings += [f"{what} in {path} (layer {number})" for what, path in layer.secrets]
-    return merged, findings
+        files.add(layer)
+        findings += [
+            f"{what} in {tree.absolute_name(item.path)} (layer {number})"
+            for item in layer.entries
+            if item.kind == "file" and item.seen is not None
+            for what in item.seen.secrets
+        ]
+    return {tree.absolute_name(p): _entry(e) for p, e in files.entries.items()}, findings
 
 
 def read_image(client: Any, image: str) -> ImageFiles:
@@ -311,7 +214,7 @@ def check_entrypoint(files: ImageFiles) -> Check:
     if not path.startswith("/"):
         message = f"ENTRYPOINT {path!r} is not an absolute path; Lambda needs one (/…)"
         return Check(name=name, ok=False, message=message)
-    e = files.merged.get(absolute_name(path))
+    e = files.merged.get(tree.absolute_name(path))
     if e is None:
         return Check(name=name, ok=False, message=f"ENTRYPOINT {path} does not exist in the image")
     if e.kind == "symlink":
@@ -479,6 +382,93 @@ def check_writes(
     return Check(name=name, ok=True, message="an invocation wrote nothing outside /tmp")
 
 
+@dataclass(frozen=True, kw_only=True)
+class Subject:
+    """What the checks look at: the image in the engine, its merged files, the probe."""
+
+    client: Any
+    image: str
+    arch: Arch
+    files: ImageFiles
+    size: int
+    max_size: int
+    probe: Path  # ready to mount as the function code
+    handler: str
+    timeout: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rule:
+    """One conformance check: its name, what it verifies (the docs' table), its function."""
+
+    name: str
+    verifies: str
+    check: Callable[[Subject], Check]
+
+
+CHECKS: Final = (
+    Rule(
+        name="invocation",
+        verifies="a real invocation through the emulator, under Lambda's settings, returns the "
+        "event the family's probe (`templates/<family>/probe/`) echoes back",
+        check=lambda s: check_invocation(s.image, s.probe, s.client, s.timeout, s.handler),
+    ),
+    Rule(
+        name="read-only-rootfs",
+        verifies="the same invocation, on a writable root filesystem as Lambda's user, leaves no "
+        "change outside `/tmp` (`docker diff`); names the paths written",
+        check=lambda s: check_writes(s.image, s.probe, s.client, s.timeout, s.handler),
+    ),
+    Rule(
+        name="readable-files",
+        verifies="every file and directory under `/var/task`, `/var/runtime`, `/var/lang`, `/opt` "
+        "is readable (directories searchable) by uid 993/gid 990",
+        check=lambda s: check_readable(s.files),
+    ),
+    Rule(
+        name="entrypoint",
+        verifies="ENTRYPOINT is absolute, exists, is a regular file (not a symlink) and "
+        "executable by others",
+        check=lambda s: check_entrypoint(s.files),
+    ),
+    Rule(
+        name="size",
+        verifies="uncompressed size, all layers together, at most 10 GiB",
+        check=lambda s: check_size(s.size, s.max_size),
+    ),
+    Rule(
+        name="architecture",
+        verifies="the config's architecture is the target's, and every ELF file in the image is "
+        "for it too (catches arm64-labelled images carrying amd64 binaries)",
+        check=lambda s: check_architecture(s.files, s.arch),
+    ),
+    Rule(
+        name="manifest",
+        verifies="what `docker push` sends for the image is a single Docker v2 schema 2 manifest "
+        "that Lambda accepts: config with `os: linux`, an architecture, `rootfs.type: layers`, "
+        "diff IDs matching the layers, at most 127 layers, no foreign (non-distributable) "
+        "layers. It cannot see a registry: that Lambda must be given a single-arch tag or "
+        "digest, never the multi-arch index, is the publish stage's business",
+        check=lambda s: check_manifest(s.files),
+    ),
+    Rule(
+        name="no-credentials",
+        verifies="no AWS access key IDs, AWS secret access keys or PEM private keys in any file up "
+        "to 4 MiB of any layer (files deleted in a later layer included), and no "
+        "`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`/`AWS_ACCESS_KEY_ID` in the image's ENV. "
+        "AWS's documented example keys (`…EXAMPLE…`) and the self-test keys compiled into ELF "
+        "crypto libraries are not findings. Messages name file and layer, never the key",
+        check=lambda s: check_credentials(s.files),
+    ),
+)
+
+
+def checks_table() -> str:
+    """The docs' table of the checks (docs/emulator.md), from CHECKS."""
+    rows = [f"| `{rule.name}` | {rule.verifies} |" for rule in CHECKS]
+    return "\n".join(["| check | what it verifies |", "| --- | --- |", *rows]) + "\n"
+
+
 def run_checks(
     client: Any,
     image: str,
@@ -489,8 +479,8 @@ def run_checks(
     timeout: float = 60.0,
     max_size: int = MAX_UNCOMPRESSED,
 ) -> Report:
-    """Every check on one image; the probe directory (ready to run: see ``probes``) is mounted
-    as the function code and invoked with ``handler``."""
+    """Every check of CHECKS, in order, on one image; the probe directory (ready to run: see
+    ``probes``) is mounted as the function code and invoked with ``handler``."""
     started = time.monotonic()
     if not probe.is_dir():
         msg = (
@@ -505,17 +495,11 @@ def run_checks(
     files = read_image(client, image)
     with tempfile.TemporaryDirectory(prefix="lambda-probe-") as tmp:
         # The probe must be readable by Lambda's user whatever the checkout's umask was.
-        code = copy_readable(probe, Path(tmp, "code"))
-        checks = (
-            check_invocation(image, code, client, timeout, handler),
-            check_writes(image, code, client, timeout, handler),
-            check_readable(files),
-            check_entrypoint(files),
-            check_size(size, max_size),
-            check_architecture(files, arch),
-            check_manifest(files),
-            check_credentials(files),
-        )
+        subject = Subject(
+            client=client, image=image, arch=arch, files=files, size=size, max_size=max_size,
+            probe=copy_readable(probe, Path(tmp, "code")), handler=handler, timeout=timeout,
+        )  # fmt: skip
+        checks = tuple(rule.check(subject) for rule in CHECKS)
     return Report(
         image=image, arch=arch.name, checks=checks, seconds=round(time.monotonic() - started, 1)
     )

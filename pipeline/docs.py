@@ -1,7 +1,11 @@
-"""Docs: the README's runtime tables, generated from runtimes.yaml.
+"""Docs: the tables generated from the project's data, and checked by ``docs --check``.
 
-The tables sit between ``<!-- runtimes:start -->`` and ``<!-- runtimes:end -->`` in README.md;
-nothing else of the README is touched. One table per language family, in the order of
+- README.md, between ``<!-- runtimes:start -->`` and ``<!-- runtimes:end -->``: the runtime
+  tables, from runtimes.yaml;
+- docs/emulator.md, between ``<!-- checks:start -->`` and ``<!-- checks:end -->``: the
+  conformance checks, from ``conformance.CHECKS`` (given by the caller as markdown).
+
+Nothing else of those files is touched. One table per language family, in the order of
 runtimes.yaml, with the seed's columns (name, identifier, SDK where the family has one,
 operating system, architectures) plus the deprecation date. No column depends on today's date,
 so the README only goes stale when runtimes.yaml changes.
@@ -17,6 +21,9 @@ from .matrix import Matrix, Runtime
 
 START: Final = "<!-- runtimes:start -->"
 END: Final = "<!-- runtimes:end -->"
+CHECKS_START: Final = "<!-- checks:start -->"
+CHECKS_END: Final = "<!-- checks:end -->"
+CHECKS_DOC: Final = Path("docs/emulator.md")
 
 
 def _cell(text: str) -> str:
@@ -54,14 +61,34 @@ def runtime_tables(matrix: Matrix) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
-def with_tables(readme: Path, tables: str) -> str:
-    """The README's text with the block between the markers replaced by ``tables``."""
+def with_tables(readme: Path, tables: str, start_marker: str = START, end_marker: str = END) -> str:
+    """The file's text with the block between the markers replaced by ``tables``."""
     try:
         text = readme.read_text("utf-8")
     except FileNotFoundError:
         raise ConfigurationError(f"{readme}: no such file") from None
-    start, end = text.find(START), text.find(END)
+    start, end = text.find(start_marker), text.find(end_marker)
     if start < 0 or end < start:
-        msg = f"{readme}: expected the markers {START} and {END} (in that order) around the tables"
+        msg = (
+            f"{readme}: expected the markers {start_marker} and {end_marker} (in that order) "
+            "around the tables"
+        )
         raise ConfigurationError(msg)
-    return text[: start + len(START)] + "\n" + tables + text[end:]
+    return text[: start + len(start_marker)] + "\n" + tables + text[end:]
+
+
+def generated_docs(
+    matrix: Matrix, readme: Path | None, checks_table: str
+) -> list[tuple[Path, str]]:
+    """(file, its text with the generated tables) for every file that has some (the checks'
+    table where the matrix sits in the project's checkout, beside docs/)."""
+    root = matrix.path.parent
+    readme = readme or root / "README.md"
+    files = [(readme, with_tables(readme, runtime_tables(matrix)))]
+    checks = root / CHECKS_DOC
+    if checks.is_file():
+        header = (
+            "<!-- Generated from conformance.CHECKS by `lambda-images docs`; do not edit. -->\n"
+        )
+        files.append((checks, with_tables(checks, header + checks_table, CHECKS_START, CHECKS_END)))
+    return files

@@ -99,3 +99,12 @@ class OutdatedError(LambdaImagesError):
     """A built image holds a package for which its OS archives have a newer version."""
 
     return_code = 14
+
+
+def failure_reason(exc: Exception) -> str:
+    """What to record for a runtime that failed. Our own errors are written to be shown; any
+    other exception is a bug whose text may quote a request (headers and all), so only its
+    type is kept."""
+    if isinstance(exc, LambdaImagesError):
+        return str(exc)
+    return f"internal error ({type(exc).__name__}); run again with LAMBDA_IMAGES_DEBUG=1"

@@ -7,9 +7,8 @@ BranchError carrying git's last lines.
 
 from __future__ import annotations
 
-import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
@@ -57,11 +56,12 @@ def check_remote(remote: str) -> None:
         raise UsageError(msg)
 
 
-def git_env(epoch: int | None = None, **extra: str) -> dict[str, str]:
-    """The environment of every git call; with ``epoch``, a fixed author, committer and date
-    (the same content then gives the same commit id)."""
+def git_env(environ: Mapping[str, str], epoch: int | None = None, **extra: str) -> dict[str, str]:
+    """The environment of every git call: ``environ`` (Settings.environ, the process's) without
+    prompts or system config; with ``epoch``, a fixed author, committer and date (the same
+    content then gives the same commit id)."""
     env = {
-        **os.environ,
+        **environ,
         "GIT_CONFIG_NOSYSTEM": "1",
         "GIT_TERMINAL_PROMPT": "0",
         **extra,
@@ -80,20 +80,17 @@ def git_env(epoch: int | None = None, **extra: str) -> dict[str, str]:
 
 
 def run_git(
-    args: Sequence[str], cwd: Path, env: dict[str, str] | None = None, *, quiet: bool = False
+    args: Sequence[str], cwd: Path, env: dict[str, str], *, quiet: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    """Run git and return the finished process, whatever its exit status."""
+    """Run git (``env``: from git_env) and return the finished process, whatever its exit
+    status."""
     argv = ["git", *args]
     if not quiet:
         log.command(argv)
-    return subprocess.run(
-        argv, cwd=cwd, env=env or git_env(), capture_output=True, text=True, check=False
-    )
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
 
 
-def git(
-    args: Sequence[str], cwd: Path, env: dict[str, str] | None = None, *, quiet: bool = False
-) -> str:
+def git(args: Sequence[str], cwd: Path, env: dict[str, str], *, quiet: bool = False) -> str:
     """Run git; its stdout, or a BranchError with the last lines it printed."""
     proc = run_git(args, cwd, env, quiet=quiet)
     if proc.returncode != 0:

@@ -27,62 +27,22 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from . import __version__, log
-from .build import BuildRecord, context_digest, image_labels
+from .build import context_digest, image_labels
 from .digests import sha256_json
 from .errors import BranchError, ConfigurationError
-from .git import check_remote, git_env, run_git
+from .git import git_env, run_git
 from .lock import Lock
 from .matrix import Target
+from .oci.registry import Registry, RegistryRef
+from .records import BuildRecord, CellInputs, InputsRecord
 from .settings import Settings
-from .workdir import INPUTS, RECORDS, Cell, WorkDir
+from .workdir import RECORDS, Cell, WorkDir
 
 INPUT_LABEL: Final = "lambda-base-images.input-digest"
-State = Literal["built", "unchanged"]
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _LABEL_LINE = re.compile(r'^LABEL "' + re.escape(INPUT_LABEL) + r'"="(sha256:[0-9a-f]{64})"$')
-
-
-@dataclass(frozen=True, kw_only=True)
-class CellInputs:
-    """What a cell's image is made from, and the digest over it."""
-
-    runtime: str
-    arch: str
-    digest: str
-    parts: dict[str, Any]
-
-
-@dataclass(frozen=True, kw_only=True)
-class InputsRecord(CellInputs):
-    """``inputs.json``: a cell's inputs and what became of it in this run."""
-
-    state: State
-
-    def write(self, cell: Cell) -> Path:
-        return cell.write(INPUTS, asdict(self))
-
-    @classmethod
-    def read(cls, cell: Cell) -> InputsRecord | None:
-        def parse(data: Any) -> InputsRecord:
-            record = cls(**data)
-            if (record.runtime, record.arch) != (cell.runtime, cell.arch):
-                raise ValueError(f"the record is of {record.runtime}/{record.arch}")
-            if record.state not in ("built", "unchanged"):
-                raise ValueError(f"state {record.state!r} is neither built nor unchanged")
-            if not isinstance(record.digest, str) or not _DIGEST.fullmatch(record.digest):
-                raise ValueError(f"digest {record.digest!r} is not sha256:<64 hex digits>")
-            if not isinstance(record.parts, dict):
-                raise TypeError("parts is not an object")
-            return record
-
-        return cell.read(INPUTS, parse)
-
-    @classmethod
-    def of(cls, inputs: CellInputs, state: State) -> InputsRecord:
-        return cls(**asdict(inputs), state=state)
 
 
 def input_parts(
@@ -164,12 +124,11 @@ def unchanged_in_engine(target: Target, client: Any, cell: Cell, digest: str) ->
 # --- what was published -------------------------------------------------------------------
 
 
-def published_digest(remote: str, target: Target) -> str | None:
+def published_digest(remote: str, target: Target, environ: Mapping[str, str]) -> str | None:
     """The input digest recorded on the runtime's branch at ``remote`` for this arch, read
     from its snapshot Dockerfile (no LFS objects are fetched). None: no branch, or no record."""
     rt = target.runtime.id
-    check_remote(remote)
-    env = git_env(GIT_LFS_SKIP_SMUDGE="1")
+    env = git_env(environ, GIT_LFS_SKIP_SMUDGE="1")
     with tempfile.TemporaryDirectory(prefix="lambda-images-published-") as tmp:
 
         def git(*args: str) -> Any:
@@ -188,6 +147,22 @@ def published_digest(remote: str, target: Target) -> str | None:
             if shown.returncode == 0:
                 return parse_label(shown.stdout)
     return None
+
+
+def registry_digest(registry: Registry, ref: RegistryRef, target: Target) -> str | None:
+    """The input digest in the config of the image the registry's ``<tag>-<arch>`` names (the
+    build stamps it as a label, and publishing keeps the snapshot's labels). None: no such
+    tag, or no label."""
+    repo = ref.repository(target.runtime.family.id)
+    if registry.manifest_digest(repo, target.published_tag) is None:
+        return None
+    body, _ = registry.get_manifest(repo, target.published_tag)
+    try:
+        config = json.loads(registry.get_blob(repo, json.loads(body)["config"]["digest"]))
+        label = (config.get("config") or {}).get("Labels", {}).get(INPUT_LABEL)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return label if isinstance(label, str) else None
 
 
 def parse_label(dockerfile: str) -> str | None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -32,6 +31,7 @@ from .errors import ConfigurationError, InputError
 from .gobuild import build_input
 from .lock import Lock, LockedFile, LockedModule, LockedPackage
 from .matrix import Input, Runtime, Target
+from .workdir import atomic_file
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 PIP_PLATFORMS = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
@@ -155,27 +155,21 @@ def download(url: str, expected: str | None, what: str, cache: Path) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     log.command(["GET", url])
     digest = hashlib.sha256()
-    fd, tmp_name = tempfile.mkstemp(dir=cache, prefix=".download.")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, requests.get(url, stream=True, timeout=60) as resp:
-            if resp.status_code != 200:
-                raise InputError(f"{what}: GET {url} answered HTTP {resp.status_code}")
-            for chunk in resp.iter_content(1 << 20):
-                digest.update(chunk)
-                out.write(chunk)
-    except requests.RequestException as exc:
-        tmp.unlink(missing_ok=True)
-        raise InputError(f"{what}: cannot download {url}: {type(exc).__name__}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    actual = digest.hexdigest()
-    if expected and actual != expected:
-        tmp.unlink()
-        msg = f"{what}: {url} has sha256 {actual}, but the lock pins {expected}; refusing it"
-        raise InputError(msg)
-    tmp.replace(cache / actual)
+    with atomic_file(cache, ".download.") as pending:
+        try:
+            with requests.get(url, stream=True, timeout=60) as resp:
+                if resp.status_code != 200:
+                    raise InputError(f"{what}: GET {url} answered HTTP {resp.status_code}")
+                for chunk in resp.iter_content(1 << 20):
+                    digest.update(chunk)
+                    pending.stream.write(chunk)
+        except requests.RequestException as exc:
+            raise InputError(f"{what}: cannot download {url}: {type(exc).__name__}") from None
+        actual = digest.hexdigest()
+        if expected and actual != expected:
+            msg = f"{what}: {url} has sha256 {actual}, but the lock pins {expected}; refusing it"
+            raise InputError(msg)
+        pending.keep(cache / actual)
     return cache / actual
 
 

@@ -22,6 +22,7 @@ import jsonschema
 
 from .errors import ConfigurationError, InputError
 from .schema_errors import dotted, explain
+from .workdir import write_atomic
 
 LOCK_VERSION = 1
 
@@ -153,9 +154,7 @@ class Lock:
             },
             "archives": {k: dict(sorted(v.items())) for k, v in sorted(self.archives.items())},
         }
-        tmp = self.path.with_suffix(".json.part")
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8", newline="\n")
-        tmp.replace(self.path)
+        write_atomic(self.path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
 
     def pip_files(self, runtime_id: str, arch: str) -> list[LockedFile]:
         files = self.pip.get(runtime_id, {}).get(arch)

@@ -212,6 +212,10 @@ class Runtime:
     def all_inputs(self) -> list[Input]:
         return [i for _, group in self.inputs for i in group]
 
+    def arch_tag(self, arch: str) -> str:
+        """The registry tag of the runtime's single-architecture image: ``<tag>-<arch>``."""
+        return f"{self.tag}-{arch}"
+
     def state(self, today: dt.date) -> str:
         """supported, deprecating (within 90 days) or deprecated."""
         if self.deprecation is None:
@@ -239,6 +243,11 @@ class Target:
     def image_tag(self) -> str:
         """Where the built image is found in the local engine: <namespace>/<runtime>:<arch>."""
         return f"{self.namespace}/{self.runtime.id}:{self.arch.name}"
+
+    @property
+    def published_tag(self) -> str:
+        """The registry tag this cell's image is published under: ``<tag>-<arch>``."""
+        return self.runtime.arch_tag(self.arch.name)
 
     @property
     def base_image(self) -> str:

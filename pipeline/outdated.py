@@ -3,7 +3,8 @@
 The images are either the ones built into the engine (the dpkg database is read out of a
 created, never started, container) or the ones published to a registry: there the per-arch
 tag's manifest is read and its layers are searched from the top down; the top-most layer that
-holds ``var/lib/dpkg/status`` is the one the image sees (a whiteout of it hides the lower ones).
+holds ``var/lib/dpkg/status`` is the one the image sees (a whiteout of it hides the lower ones;
+oci/tree.py says what a whiteout deletes).
 Every installed package is then compared, the way
 Debian compares versions, with the newest version its OS's archives offer now (the suite,
 ``-updates``, ``-security`` and any extra archives; apt.py). A package with a newer version
@@ -22,35 +23,19 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import docker.errors
 
 from . import apt, log
 from .errors import EngineError, RegistryError
 from .matrix import RootfsBase, Target
+from .oci import tree
 from .oci.registry import DOCKER_LIST, OCI_INDEX, Registry, RegistryRef
-from .publish import arch_tag
 
 State = Literal["outdated", "current", "not built", "not published", "not checked"]
 DPKG_STATUS = "/var/lib/dpkg/status"
 _STATUS_MEMBER = DPKG_STATUS.lstrip("/")
-
-
-def _hiding_names(path: str) -> frozenset[str]:
-    """The layer entries that hide ``path`` of lower layers: a whiteout of it or of a folder
-    above it (``.wh.<name>``), or an opaque marker in a folder above it (``.wh..wh..opq``)."""
-    parts = path.split("/")
-    names = set()
-    for i in range(len(parts)):
-        parent = "/".join(parts[:i])
-        prefix = f"{parent}/" if parent else ""
-        names.add(f"{prefix}.wh.{parts[i]}")
-        names.add(f"{prefix}.wh..wh..opq")
-    return frozenset(names)
-
-
-_STATUS_HIDDEN_BY = _hiding_names(_STATUS_MEMBER)
 
 
 @dataclass(kw_only=True)
@@ -180,11 +165,6 @@ def check_targets(client: Any, targets: Sequence[Target], cache: Path) -> Outdat
 # --- published images ----------------------------------------------------------------------
 
 
-def published_tag(target: Target) -> str:
-    """The single-architecture tag a runtime's image is published under: ``<tag>-<arch>``."""
-    return arch_tag(target.runtime, target.arch.name)
-
-
 def _arch_manifest(
     registry: Registry, repo: str, tag: str, target: Target
 ) -> tuple[str, dict[str, Any]]:
@@ -209,20 +189,20 @@ def _arch_manifest(
 def _status_in_layer(path: Path) -> str | None:
     """The dpkg status file a layer holds: its text, "" when the layer hides the lower layers'
     one (a whiteout) without holding one of its own, None when the layer leaves it alone."""
-    hidden = False
+
+    def look(name: str, member: tarfile.TarInfo, content: IO[bytes]) -> bytes | None:
+        return content.read() if name == _STATUS_MEMBER else None
+
     try:
-        with tarfile.open(path, mode="r|*") as tar:
-            for member in tar:
-                name = member.name.removeprefix("./").rstrip("/")
-                hidden = hidden or name in _STATUS_HIDDEN_BY
-                if name == _STATUS_MEMBER and member.isfile():
-                    extracted = tar.extractfile(member)
-                    data = extracted.read() if extracted is not None else b""
-                    return data.decode("utf-8", "replace")
+        with path.open("rb") as stream:
+            layer = tree.read_layer(stream, look)
     except (tarfile.TarError, OSError, EOFError) as exc:
         msg = f"a layer of the published image cannot be read as a tar ({exc})"
         raise RegistryError(msg) from None
-    return "" if hidden else None
+    for entry in layer.entries:
+        if entry.path == _STATUS_MEMBER and entry.kind == "file":
+            return (entry.seen or b"").decode("utf-8", "replace")
+    return "" if any(gone.hides(_STATUS_MEMBER) for gone in layer.whiteouts) else None
 
 
 def read_published_status(registry: Registry, repo: str, manifest: dict[str, Any]) -> str:
@@ -248,7 +228,7 @@ def check_published(
     newest = _Newest(cache)
     for target in targets:
         repo = ref.repository(target.runtime.family.id)
-        tag = published_tag(target)
+        tag = target.published_tag
         entry = ImageReport(
             runtime=target.runtime.id, arch=target.arch.name, image=f"{ref.host}/{repo}:{tag}",
             state="current",

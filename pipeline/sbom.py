@@ -2,7 +2,7 @@
 
 Made on the host from the cell's ``layers/*.tar.xz`` — the bytes that are published — without
 the engine. The layers are read as the image sees them: a later layer's files replace earlier
-ones, and its whiteouts (``.wh.NAME``, ``.wh..wh..opq``) hide what lies below, so nothing
+ones, and its whiteouts hide what lies below (oci/tree.py reads them), so nothing
 deleted or overwritten above is reported from below.
 
 Components, each with name, version, purl and licence where the image states one:
@@ -32,16 +32,15 @@ import io
 import json
 import logging
 import lzma
-import posixpath
 import re
 import tarfile
 import uuid
 import warnings
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import IO, Any, Final
 
 from cyclonedx.contrib.license.factories import LicenseFactory
 from cyclonedx.model import Property
@@ -55,6 +54,7 @@ from packageurl import PackageURL
 
 from .errors import SnapshotError
 from .lock import Lock
+from .oci import tree
 from .workdir import write_atomic
 
 MEDIA_TYPE: Final = "application/vnd.cyclonedx+json"
@@ -107,121 +107,38 @@ class Package:
 # --- the image's files, layers applied ------------------------------------------------------
 
 
-@dataclass
-class _Entry:
-    layer: int
-    kind: str  # file | dir | link | other
-    mode: int
-    size: int
-    target: str = ""
-
-
-def _norm(name: str) -> str:
-    while name.startswith(("./", "/")):
-        name = name[1:] if name.startswith("/") else name[2:]
-    name = posixpath.normpath(name) if name else ""
-    return "" if name == "." else name
-
-
 class ImageFiles:
-    """The file system the layers make, as paths → entries, and the bytes of wanted files."""
+    """The file system the layers make (oci/tree.py), with the bytes of the files ``wanted``."""
 
-    def __init__(self, layers: Sequence[Path], wanted: Any) -> None:
-        """``wanted(path, entry, data)`` says whether to keep a regular file's content; with
-        ``data`` None it is asked first whether to read the file at all."""
-        self.entries: dict[str, _Entry] = {}
-        self.content: dict[str, bytes] = {}
-        for index, path in enumerate(layers):
-            self._apply(index, path, wanted)
+    def __init__(
+        self, layers: Sequence[Path], wanted: Callable[[str, int, int, bytes | None], bool]
+    ) -> None:
+        """``wanted(path, mode, size, data)`` says whether to keep a regular file's content;
+        with ``data`` None it is asked first whether to read the file at all."""
 
-    def _remove_under(self, prefix: str, *, keep_self: bool) -> None:
-        """Forget ``prefix`` (unless ``keep_self``) and everything below it."""
-        old = self.entries.get(prefix)
-        if old is not None and old.kind != "dir":
-            if not keep_self:
-                del self.entries[prefix]
-                self.content.pop(prefix, None)
-            return
-        # A whole tree: rare (whiteouts, a directory replaced), so a scan is fine.
-        below = prefix + "/" if prefix else ""
-        gone = [p for p in self.entries if p.startswith(below) or p == prefix]
-        for p in gone:
-            if keep_self and p == prefix:
-                continue
-            del self.entries[p]
-            self.content.pop(p, None)
+        def look(name: str, member: tarfile.TarInfo, content: IO[bytes]) -> bytes | None:
+            if member.size > _MAX_FILE or not wanted(name, member.mode, member.size, None):
+                return None
+            data = content.read()
+            return data if wanted(name, member.mode, member.size, data) else None
 
-    def _apply(self, index: int, path: Path, wanted: Any) -> None:
-        try:
-            with lzma.open(path) as raw, tarfile.open(fileobj=raw, mode="r|") as tar:
-                for info in tar:
-                    name = _norm(info.name)
-                    base = posixpath.basename(name)
-                    parent = posixpath.dirname(name)
-                    if base == ".wh..wh..opq":
-                        self._remove_under(parent, keep_self=True)
-                        continue
-                    if base.startswith(".wh."):
-                        self._remove_under(posixpath.join(parent, base[4:]), keep_self=False)
-                        continue
-                    if info.isdir():
-                        old = self.entries.get(name)
-                        if old is not None and old.kind != "dir":
-                            self._remove_under(name, keep_self=False)
-                        self.entries[name] = _Entry(index, "dir", info.mode, 0)
-                        continue
-                    # A file replaces whatever was there, a directory's tree included.
-                    self._remove_under(name, keep_self=False)
-                    if info.issym():
-                        self.entries[name] = _Entry(index, "link", info.mode, 0, info.linkname)
-                    elif info.isfile():
-                        entry = _Entry(index, "file", info.mode, info.size)
-                        self.entries[name] = entry
-                        if info.size <= _MAX_FILE and wanted(name, entry, None):
-                            f = tar.extractfile(info)
-                            data = f.read() if f is not None else b""
-                            if wanted(name, entry, data):
-                                self.content[name] = data
-                    elif info.islnk():
-                        target = _norm(info.linkname)
-                        self.entries[name] = _Entry(index, "file", info.mode, 0)
-                        if target in self.content:
-                            self.content[name] = self.content[target]
-                    else:
-                        self.entries[name] = _Entry(index, "other", info.mode, 0)
-        except (lzma.LZMAError, tarfile.TarError, EOFError) as exc:
-            msg = f"{path}: not a readable layer tarball ({exc}); run the snapshot stage again"
-            raise SnapshotError(msg) from None
+        self.tree: tree.FileTree[bytes] = tree.FileTree()
+        for path in layers:
+            try:
+                with lzma.open(path) as raw:
+                    self.tree.add(tree.read_layer(raw, look))
+            except (lzma.LZMAError, tarfile.TarError, EOFError) as exc:
+                msg = f"{path}: not a readable layer tarball ({exc}); run the snapshot stage again"
+                raise SnapshotError(msg) from None
+        self.content = {p: e.seen for p, e in self.tree.entries.items() if e.seen is not None}
 
     def read(self, path: str) -> bytes | None:
         """The content of ``path``, following symbolic links among its directories."""
-        resolved = self.resolve(path)
+        resolved = self.tree.resolve(path)
         return None if resolved is None else self.content.get(resolved)
 
-    def resolve(self, path: str, depth: int = 0) -> str | None:
-        if depth > 16:
-            return None
-        parts = path.split("/")
-        for i in range(1, len(parts) + 1):
-            here = "/".join(parts[:i])
-            entry = self.entries.get(here)
-            if entry is None:
-                if i == len(parts):
-                    return None
-                continue  # a tarball need not list every parent folder
-            if entry.kind == "link":
-                target = entry.target
-                joined = (
-                    target.lstrip("/")
-                    if target.startswith("/")
-                    else posixpath.join(posixpath.dirname(here), target)
-                )
-                rest = "/".join([_norm(joined), *parts[i:]])
-                return self.resolve(_norm(rest), depth + 1)
-        return path
 
-
-def _wanted(path: str, entry: _Entry, data: bytes | None) -> bool:
+def _wanted(path: str, mode: int, size: int, data: bytes | None) -> bool:
     if path == "var/lib/dpkg/status" or path in ("etc/os-release", "usr/lib/os-release"):
         return True
     if path.startswith("usr/share/doc/") and path.endswith("/copyright"):
@@ -229,7 +146,7 @@ def _wanted(path: str, entry: _Entry, data: bytes | None) -> bool:
     if _DIST_INFO.search(path) or _NPM.search(path) or path.endswith(".jar"):
         return True
     if data is None:  # an executable may be a Go program: read it to see
-        return bool(entry.mode & 0o111) and entry.size > 0
+        return bool(mode & 0o111) and size > 0
     return data.startswith(_ELF) and _GO_MAGIC in data
 
 

@@ -53,10 +53,13 @@ def _got(value: Any) -> str:
     return kind if value is None or isinstance(value, dict | list) else f"{kind} {short(value)}"
 
 
-def _allows_null(error: jsonschema.exceptions._Error | None) -> bool:
+def _allows_null(error: object) -> bool:
     """Whether the field the error is about could also have been null (the error may come from
     one alternative of a oneOf: jsonschema's best_match descends into them)."""
-    if error is None or error.validator not in ("oneOf", "anyOf"):
+    if not isinstance(error, jsonschema.ValidationError) or error.validator not in (
+        "oneOf",
+        "anyOf",
+    ):
         return False
     alternatives = error.validator_value if isinstance(error.validator_value, list) else []
     return any(isinstance(alt, dict) and alt.get("type") == "null" for alt in alternatives)

@@ -1,8 +1,9 @@
 """Settings: every environment variable and global option, read once into a frozen object.
 
 The CLI builds one ``Settings`` at start-up and passes it down; no other module reads the
-environment. Empty values count as unset (CI systems set variables to "" freely). Each variable
-is documented in the README's "Environment" table.
+environment (a unit test checks): what a child process inherits is ``Settings.environ``. Empty
+values count as unset (CI systems set variables to "" freely). Each variable is documented in
+the README's "Environment" table.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Final
 
 from .errors import ConfigurationError
@@ -102,6 +104,9 @@ class Settings:
     build_ledger_by: str = ""  # LAMBDA_IMAGES_BUILD_LEDGER_BY: who built, in those lines
     github_actions: bool = False  # GITHUB_ACTIONS=true
     debug: bool = False  # LAMBDA_IMAGES_DEBUG: tracebacks instead of one-line errors
+    # The whole environment as the process started, for the commands it runs (git, go,
+    # mmdebstrap) and `invoke --env KEY`; nothing else reads the environment.
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -160,6 +165,7 @@ class Settings:
             ),
             github_actions=_value(env, "GITHUB_ACTIONS") == "true",
             debug=_value(env, "LAMBDA_IMAGES_DEBUG") not in ("", "0"),
+            environ=MappingProxyType(dict(env)),
         )
 
     @property

@@ -34,7 +34,6 @@ import tempfile
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -43,131 +42,40 @@ import docker.errors
 from . import log, sbom
 from .digests import CHUNK, sha256_file
 from .errors import SnapshotError
-from .matrix import ARCHES, Arch, Runtime, Target
+from .matrix import Arch, Runtime, Target
 from .oci.archive import read_engine_image
 from .oci.layers import deletions_above, is_empty_layer, normalize_layer
-from .workdir import SNAPSHOT, Cell, UnreadableRecord, WorkDir
+from .records import ArchSnapshot, ImageConfig, Layer
+from .workdir import SNAPSHOT, Cell, UnreadableRecord, WorkDir, atomic_file
 
 # xz in multi-threaded mode: its output is the same for any thread count (xz(1), --threads).
 XZ_ARGS: Final = ("xz", "--format=xz", "-6", "--threads=0", "--check=crc64", "--stdout")
 
 
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-_RUNTIME_ID = re.compile(r"[a-z][a-z0-9]*(\.[a-z0-9]+)*")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Layer:
-    file: str  # <sha256 of the .tar.xz>.tar.xz
-    sha256: str  # of the compressed file
-    diff_id: str  # sha256:… of the uncompressed, normalized tar
-    size: int  # uncompressed bytes
-    compressed_size: int
-
-
-@dataclass(frozen=True, kw_only=True)
-class ImageConfig:
-    env: list[str]
-    entrypoint: list[str] | None
-    cmd: list[str] | None
-    working_dir: str
-    user: str
-    labels: dict[str, str]
-
-    @classmethod
-    def from_docker(cls, config: dict[str, Any]) -> ImageConfig:
-        c = config.get("config") or {}
-        return cls(
-            env=list(c.get("Env") or []),
-            entrypoint=c.get("Entrypoint"),
-            cmd=c.get("Cmd"),
-            working_dir=c.get("WorkingDir") or "",
-            user=c.get("User") or "",
-            labels=dict(sorted((c.get("Labels") or {}).items())),
-        )
-
-
-@dataclass(frozen=True, kw_only=True)
-class ArchSnapshot:
-    runtime: str
-    arch: str
-    docker_arch: str
-    image_id: str
-    layers: list[Layer]
-    config: ImageConfig
-
-    def write(self, cell: Cell) -> Path:
-        return cell.write(SNAPSHOT, asdict(self))
-
-    @classmethod
-    def read(cls, cell: Cell) -> ArchSnapshot | None:
-        return cell.read(SNAPSHOT, lambda raw: cls._of_cell(raw, cell))
-
-    @classmethod
-    def require(cls, cell: Cell) -> ArchSnapshot:
-        """The cell's snapshot, or a SnapshotError (one line) saying how to make one."""
-        try:
-            snap = cell.read_strict(SNAPSHOT, lambda raw: cls._of_cell(raw, cell))
-        except UnreadableRecord as exc:
-            raise SnapshotError(f"{exc}; run `lambda-images snapshot` again") from None
-        if snap is None:
-            msg = f"{cell.record(SNAPSHOT)}: no snapshot; run `lambda-images snapshot` first"
-            raise SnapshotError(msg)
-        return snap
-
-    @classmethod
-    def _of_cell(cls, raw: Any, cell: Cell) -> ArchSnapshot:
-        snap = cls.from_json(raw)
-        if (snap.runtime, snap.arch) != (cell.runtime, cell.arch):
-            raise ValueError(f"the record is of {snap.runtime}/{snap.arch}")
-        return snap
-
-    @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> ArchSnapshot:
-        """A snapshot record; ValueError (or KeyError, TypeError) when it is malformed. Layer
-        file names become paths: each must be ``<its sha256>.tar.xz`` and nothing else."""
-        layers = [Layer(**layer) for layer in raw["layers"]]
-        for layer in layers:
-            if not (_SHA256.fullmatch(layer.sha256) and layer.file == f"{layer.sha256}.tar.xz"):
-                raise ValueError(f"layer file {layer.file!r} is not <its sha256>.tar.xz")
-        snap = cls(
-            runtime=raw["runtime"],
-            arch=raw["arch"],
-            docker_arch=raw["docker_arch"],
-            image_id=raw["image_id"],
-            layers=layers,
-            config=ImageConfig(**raw["config"]),
-        )
-        if not isinstance(snap.runtime, str) or not _RUNTIME_ID.fullmatch(snap.runtime):
-            raise ValueError(f"runtime {snap.runtime!r} is not a runtime identifier")
-        if snap.arch not in ARCHES:
-            raise ValueError(f"arch {snap.arch!r} is not an architecture")
-        return snap
-
-    def is_current(self, cell: Cell, image_id: str) -> bool:
-        """True when this snapshot is of ``image_id`` and every layer file is in the cell."""
-        return self.image_id == image_id and all(
-            (cell.layers / layer.file).is_file() for layer in self.layers
-        )
+def require_snapshot(cell: Cell) -> ArchSnapshot:
+    """The cell's snapshot, or a SnapshotError (one line) saying how to make one."""
+    try:
+        snap = ArchSnapshot.read_strict(cell)
+    except UnreadableRecord as exc:
+        raise SnapshotError(f"{exc}; run `lambda-images snapshot` again") from None
+    if snap is None:
+        msg = f"{cell.record(SNAPSHOT)}: no snapshot; run `lambda-images snapshot` first"
+        raise SnapshotError(msg)
+    return snap
 
 
 def compress_xz(source: Path, folder: Path) -> tuple[str, int, Path]:
     """Compress to ``folder/<sha256>.tar.xz``; return (sha256, size, path)."""
-    fd, tmp_name = tempfile.mkstemp(prefix=".xz-", dir=folder)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, source.open("rb") as inp:
-            proc = subprocess.run(
-                XZ_ARGS, stdin=inp, stdout=out, stderr=subprocess.PIPE, check=False
-            )
+    with atomic_file(folder, ".xz-") as pending, source.open("rb") as inp:
+        proc = subprocess.run(
+            XZ_ARGS, stdin=inp, stdout=pending.stream, stderr=subprocess.PIPE, check=False
+        )
         if proc.returncode != 0:
             raise SnapshotError(f"xz failed on {source.name}: {proc.stderr.decode().strip()}")
-        sha = sha256_file(tmp)
-        final = folder / f"{sha}.tar.xz"
-        tmp.replace(final)
+        pending.stream.flush()
+        sha = sha256_file(pending.path)
+        final = pending.keep(folder / f"{sha}.tar.xz")
         return sha, final.stat().st_size, final
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def compress_layer(
@@ -527,7 +435,7 @@ def assemble_branch(
     if snapshots is not None:
         snaps = list(snapshots)
     else:
-        snaps = [ArchSnapshot.require(work.cell(runtime.id, arch)) for arch in wanted]
+        snaps = [require_snapshot(work.cell(runtime.id, arch)) for arch in wanted]
     if sboms is None and epoch is not None:
         sboms = {snap.arch: cell_sbom(work, snap, epoch, pins) for snap in snaps}
     files = branch_files(runtime, snaps, sboms=sboms, history=history)

@@ -45,25 +45,52 @@ RECORDS: Final = (BUILD, INPUTS, SNAPSHOT, TEST)  # what a cell hands on to anot
 LOCK_FILE: Final = ".lock"
 
 
+class PendingFile:
+    """A file being written under a temporary name; ``keep`` makes it visible (see atomic_file)."""
+
+    def __init__(self, folder: Path, prefix: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
+        self.path = Path(name)
+        self.stream = os.fdopen(fd, "wb")
+        self.kept: Path | None = None
+
+    def keep(self, path: Path) -> Path:
+        """Flush and fsync the data, then rename it to ``path`` (same folder or file system)
+        and fsync the folder: after a crash, ``path`` is the old file or the new one."""
+        self.stream.flush()
+        os.fsync(self.stream.fileno())
+        self.stream.close()
+        os.replace(self.path, path)
+        self.kept = path
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the rename itself survives a crash
+        finally:
+            os.close(directory)
+        return path
+
+
+@contextlib.contextmanager
+def atomic_file(folder: Path, prefix: str = ".part-") -> Iterator[PendingFile]:
+    """The one way the pipeline writes a file others read: into a temporary file in ``folder``
+    that only ``keep(path)`` (temp, fsync, rename) makes visible; without it, or when the block
+    raises, the temporary file is removed. Content-addressed writers keep it under the digest
+    they computed while writing."""
+    pending = PendingFile(folder, prefix)
+    try:
+        yield pending
+    finally:
+        pending.stream.close()
+        if pending.kept is None:
+            pending.path.unlink(missing_ok=True)
+
+
 def write_atomic(path: Path, data: bytes) -> Path:
     """Replace ``path`` with ``data`` so that readers see the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # the rename itself survives a crash
-    finally:
-        os.close(directory)
-    return path
+    with atomic_file(path.parent, f".{path.name}.") as pending:
+        pending.stream.write(data)
+        return pending.keep(path)
 
 
 def write_json(path: Path, value: Any) -> Path:

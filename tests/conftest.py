@@ -274,7 +274,7 @@ class Phase:
         return WorkDir(self.work).cell(runtime_id, arch)
 
     def build_record(self, runtime_id: str, arch: str) -> Any:
-        from pipeline.build import BuildRecord
+        from pipeline.records import BuildRecord
 
         record = BuildRecord.read(self.cell(runtime_id, arch))
         assert record is not None, f"{runtime_id}/{arch}: no build.json"
@@ -282,14 +282,14 @@ class Phase:
 
     def conformance(self, runtime_id: str, arch: str) -> Any:
         """The cell's conformance report (test.json), as the phase's checks wrote it."""
-        from pipeline.conformance import Report
+        from pipeline.records import Report
 
         report = Report.read(self.cell(runtime_id, arch))
         assert report is not None, f"{runtime_id}/{arch}: no test.json"
         return report
 
     def snapshot(self, runtime_id: str, arch: str) -> Any:
-        from pipeline.snapshot import ArchSnapshot
+        from pipeline.records import ArchSnapshot
 
         return ArchSnapshot.require(self.cell(runtime_id, arch))
 

@@ -9,14 +9,17 @@ import io
 import subprocess
 import tarfile
 from pathlib import Path
-from typing import Any
 
+from pipeline.git import check_remote
+from pipeline.lock import Lock
 from pipeline.matrix import ARCHES, Matrix
 from pipeline.oci.credentials import Credentials
+from pipeline.oci.registry import Registry, RegistryRef
 from pipeline.oci.transport import RetryPolicy
-from pipeline.publish import PublishReport, publish
+from pipeline.publish.report import PublishReport
+from pipeline.records import ArchSnapshot, ImageConfig, Layer
 from pipeline.settings import Settings
-from pipeline.snapshot import ArchSnapshot, ImageConfig, Layer, compress_xz
+from pipeline.snapshot import compress_xz
 from pipeline.workdir import WorkDir
 
 # Short waits so that fault tests finish quickly; many attempts so that 30% faults pass.
@@ -136,23 +139,51 @@ def publish_at(
     runtime_ids: list[str],
     *,
     work: Path,
+    registry: str,
+    credentials: Credentials | None,
     labels: dict[str, str] | None = None,
     epoch: int | None = None,
     release: int | None = None,
-    **options: Any,
+    retry: RetryPolicy | None = None,
+    git_remote: str | None = None,
+    report_path: Path | None = None,
+    mirrors: list[tuple[str, Credentials | None]] | None = None,
 ) -> PublishReport:
-    """``publish`` from the work folder ``work``, with settings from the environment and the
-    source/revision labels given; ``release`` fakes the clock that dates the release."""
+    """The conductor's publish from the work folder ``work``, with settings from the environment
+    and the source/revision labels given, the registries reached with ``credentials`` (a mirror
+    with its own) and ``retry``; ``release`` fakes the clock that dates the release."""
+    from pipeline.orchestrate import PublishRequest, Run, publish
+
     settings = Settings.from_environ()
     labels = labels or {}
     settings = dataclasses.replace(
         settings,
+        work=work,
+        matrix=matrix.path,
         source=labels.get("org.opencontainers.image.source", settings.source),
         revision=labels.get("org.opencontainers.image.revision", settings.revision),
         epoch=settings.epoch if epoch is None else epoch,
         release=settings.release if release is None else release,
     )
-    return publish(matrix, runtime_ids, settings=settings, work=WorkDir(work), **options)
+    primary = RegistryRef.parse(registry)
+    copies = [(RegistryRef.parse(where), creds) for where, creds in mirrors or []]
+    by_ref = {primary: credentials, **dict(copies)}
+
+    def connect(ref: RegistryRef) -> Registry:
+        return Registry(ref.host, scheme=ref.scheme, credentials=by_ref[ref], retry=retry)
+
+    run = Run(
+        settings=settings, matrix=matrix, lock=Lock.for_matrix(matrix.path), work=WorkDir(work),
+        connect_registry=connect,
+    )  # fmt: skip
+    if git_remote is not None:
+        check_remote(git_remote)
+    request = PublishRequest(
+        runtimes=tuple(matrix.runtime(r) for r in runtime_ids) or matrix.runtimes,
+        registry=primary, mirrors=tuple(ref for ref, _ in copies), remote=git_remote,
+        report=report_path,
+    )  # fmt: skip
+    return publish(run, request)
 
 
 def bare_remote(folder: Path) -> str:

@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import quote
 
 import docker.errors
 import requests
@@ -186,7 +187,7 @@ def _wait_request(client: Any, container_id: str) -> Any:
     the engine answers the headers once the wait is registered and the exit status when the
     container stops, even if it is removed right after (as ``docker run --rm`` does)."""
     api = client.api
-    url = api._url("/containers/{0}/wait", container_id)
+    url = f"{api.base_url}/v{api.api_version}/containers/{quote(container_id, safe='')}/wait"
     response = api.post(url, params={"condition": "next-exit"}, stream=True, timeout=None)
     if response.status_code != 200:
         response.close()

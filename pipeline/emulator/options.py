@@ -14,8 +14,9 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Final
 
 from ..errors import ConfigurationError, UsageError
@@ -37,6 +38,9 @@ RESERVED: Final = {
 }
 
 
+_NONE: Mapping[str, str] = MappingProxyType({})
+
+
 def _check_key(key: str, where: str) -> None:
     """A key Lambda accepts and the emulator does not set itself (values never appear here:
     they may be secrets)."""
@@ -52,7 +56,7 @@ def _check_key(key: str, where: str) -> None:
         raise UsageError(msg)
 
 
-def _pair(item: str, where: str) -> tuple[str, str]:
+def _pair(item: str, where: str, environ: Mapping[str, str]) -> tuple[str, str]:
     """``KEY=VALUE`` (the value is everything after the first ``=``), or ``KEY`` alone for the
     value this process has, as ``docker run --env KEY`` takes it. The item is never echoed
     unless it is a plain key: a mistyped one could be a secret."""
@@ -60,14 +64,14 @@ def _pair(item: str, where: str) -> tuple[str, str]:
     if not sep:
         if not _ENV_KEY.match(item):
             raise UsageError(f"{where}: expected KEY=VALUE, or KEY to pass this shell's value")
-        if item not in os.environ:
+        if item not in environ:
             raise UsageError(f"{where}: {item} has no '=VALUE' and is not set here to pass on")
-        value = os.environ[item]
+        value = environ[item]
     _check_key(key, where)
     return key, value
 
 
-def read_env_file(path: Path) -> dict[str, str]:
+def read_env_file(path: Path, environ: Mapping[str, str] = _NONE) -> dict[str, str]:
     """``--env-file``: ``KEY=VALUE`` lines as ``docker run --env-file`` reads them (the value is
     everything after the first ``=``, unquoted; ``KEY`` alone passes this process's value);
     blank lines and ``#`` comments are skipped."""
@@ -82,19 +86,22 @@ def read_env_file(path: Path) -> dict[str, str]:
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         try:
-            key, value = _pair(line, f"{path}:{number}")
+            key, value = _pair(line, f"{path}:{number}", environ)
         except UsageError as exc:
             raise ConfigurationError(str(exc)) from None
         env[key] = value
     return env
 
 
-def function_environment(pairs: Iterable[str], env_file: Path | None = None) -> dict[str, str]:
+def function_environment(
+    pairs: Iterable[str], env_file: Path | None = None, environ: Mapping[str, str] = _NONE
+) -> dict[str, str]:
     """The function's variables: the ``--env-file``'s, then each ``--env`` (``KEY=VALUE``, the
-    value may hold ``=``), a later one replacing an earlier one."""
-    env = read_env_file(env_file) if env_file is not None else {}
+    value may hold ``=``), a later one replacing an earlier one. A bare ``KEY`` takes its value
+    from ``environ`` (Settings.environ: this process's environment)."""
+    env = read_env_file(env_file, environ) if env_file is not None else {}
     for number, item in enumerate(pairs, start=1):
-        key, value = _pair(item, f"--env (#{number})")
+        key, value = _pair(item, f"--env (#{number})", environ)
         env[key] = value
     return env
 

@@ -28,7 +28,7 @@ import docker.errors
 import requests
 
 from ..errors import EngineError
-from .layers import clean_name
+from .tree import clean_name
 
 L = TypeVar("L")
 BLOCK: Final = 512

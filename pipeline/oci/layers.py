@@ -10,23 +10,13 @@ from __future__ import annotations
 
 import copy
 import tarfile
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import Any, Final
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from ..digests import HashingWriter
 from ..errors import SnapshotError
-
-WHITEOUT: Final = ".wh."
-OPAQUE: Final = ".wh..wh..opq"
-
-
-def clean_name(name: str) -> str:
-    """A member name without leading ``./`` or ``/`` and without a trailing ``/``."""
-    while name.startswith("./"):
-        name = name[2:]
-    return name.lstrip("/").rstrip("/")
+from .tree import Deletions, clean_name, is_whiteout, whiteout
 
 
 def canonical_name(name: str, layer: Path, what: str = "entry") -> str:
@@ -45,13 +35,8 @@ def canonical_name(name: str, layer: Path, what: str = "entry") -> str:
     return clean
 
 
-def absolute_name(name: str) -> str:
-    """A member name as the absolute path it has in the container (``usr/x`` → ``/usr/x``)."""
-    return str(PurePosixPath("/", clean_name(name)))
-
-
 def sort_key(name: str) -> tuple[tuple[int, str], ...]:
-    return tuple((0 if part.startswith(WHITEOUT) else 1, part) for part in name.split("/"))
+    return tuple((0 if is_whiteout(part) else 1, part) for part in name.split("/"))
 
 
 def layer_names(tar: Path) -> list[str]:
@@ -59,30 +44,6 @@ def layer_names(tar: Path) -> list[str]:
     with tarfile.open(tar, "r:") as layer:
         names = (clean_name(m.name) for m in layer)
         return [name for name in names if name not in ("", ".")]
-
-
-@dataclass(frozen=True)
-class Deletions:
-    """What the layers above one layer delete from it: each ``.wh.<name>`` deletes ``name`` and
-    everything under it, each opaque marker everything under its directory."""
-
-    paths: frozenset[str] = frozenset()
-    under: tuple[str, ...] = ()  # prefixes, each ending in "/" ("" for the root)
-
-    def hides(self, name: str) -> bool:
-        return name in self.paths or name.startswith(self.under)
-
-    def plus(self, names: Iterable[str]) -> Deletions:
-        paths, under = set(self.paths), list(self.under)
-        for name in names:
-            parent, _, base = name.rpartition("/")
-            if base == OPAQUE:
-                under.append(f"{parent}/" if parent else "")
-            elif base.startswith(WHITEOUT):
-                gone = f"{parent}/{base[len(WHITEOUT) :]}" if parent else base[len(WHITEOUT) :]
-                paths.add(gone)
-                under.append(f"{gone}/")
-        return Deletions(frozenset(paths), tuple(sorted(set(under))))
 
 
 def deletions_above(tars: Sequence[Path]) -> list[Deletions]:
@@ -118,11 +79,7 @@ def normalize_layer(
                 m.linkname = canonical_name(m.linkname, source, "hard link target")
         every = {m.name: m for m in members}  # a link's data may come from an entry left out
         if above is not None:
-            members = [
-                m
-                for m in members
-                if not m.name.rpartition("/")[2].startswith(WHITEOUT) and not above.hides(m.name)
-            ]
+            members = [m for m in members if whiteout(m.name) is None and not above.hides(m.name)]
         by_name = {m.name: m for m in members}
         data_from = {m.name: m for m in members if m.isreg()}
         # Hard links must point backwards in the archive; after sorting, the first name of each

@@ -52,9 +52,16 @@ DOCKER_LIST: Final = "application/vnd.docker.distribution.manifest.list.v2+json"
 MANIFEST_ACCEPT: Final = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
 
 
+_HOST: Final = re.compile(
+    r"(?P<name>[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
+    r"[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]{1,5}))?"
+)
+
+
 @dataclass(frozen=True, kw_only=True)
 class RegistryRef:
-    """``host[:port]/namespace`` as given to ``--registry``; http only for loopback hosts."""
+    """``host[:port]/namespace`` as given to ``--registry``; http only for loopback hosts.
+    ``parse`` is the one reader of such a reference (the command line's, the mirrors')."""
 
     host: str
     namespace: str
@@ -68,14 +75,24 @@ class RegistryRef:
             scheme, _, rest = rest.partition("://")
         host, _, namespace = rest.strip("/").partition("/")
         if "@" in host:
-            # user:password@host would put the password in logs, reports and process lists.
+            # user:password@host would put the password in logs, reports and process lists;
+            # what precedes the @ is never echoed.
             msg = (
-                "--registry: credentials in the registry reference are refused (they would show "
-                f"in logs and reports); give {without_userinfo(text)!r} and set "
-                "LAMBDA_IMAGES_REGISTRY_USER and LAMBDA_IMAGES_REGISTRY_PASSWORD, or "
-                "`docker login`"
+                "--registry: credentials do not belong in the registry name (credentials in the "
+                "registry reference are refused: they would show in logs and reports); give "
+                "REGISTRY/NAMESPACE and set LAMBDA_IMAGES_REGISTRY_USER and "
+                "LAMBDA_IMAGES_REGISTRY_PASSWORD (or `docker login`)"
             )
             raise UsageError(msg)
+        found = _HOST.fullmatch(host)
+        if not found or not 0 < int(found.group("port") or 443) < 65536:
+            shown, name = (x.encode("unicode_escape").decode() for x in (text, host))
+            msg = (
+                f"--registry {shown!r}: {name!r} is not a host name with an optional port "
+                "(1-65535); expected REGISTRY/NAMESPACE, for example public.ecr.aws/lambda or "
+                "127.0.0.1:5000/lambda"
+            )
+            raise RegistryError(msg)
         if not host or not namespace or not re.fullmatch(r"[a-z0-9]+([._/-][a-z0-9]+)*", namespace):
             msg = (
                 f"--registry {text!r}: expected REGISTRY/NAMESPACE with a lower-case namespace, "

@@ -20,10 +20,11 @@ from cli_runner import lambda_images
 from conftest import BuiltImages, Phase
 from fake_secrets import fake_access_key_id, fake_secret_key, private_key_pem
 
-from pipeline.conformance import Report, run_checks
+from pipeline.conformance import run_checks
 from pipeline.errors import ConformanceError, EngineError
 from pipeline.matrix import ARCHES, Matrix, load_matrix
 from pipeline.probes import probe_dir
+from pipeline.records import Report
 from pipeline.workdir import WorkDir
 
 NAMESPACE = os.environ.get("LAMBDA_IMAGES_NAMESPACE", "") or "lambda-images"

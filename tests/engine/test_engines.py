@@ -19,7 +19,7 @@ from conftest import Phase, run_folder
 from image_tree import config_of, file_tree, uname_in
 
 from pipeline import buildkit
-from pipeline.snapshot import ArchSnapshot
+from pipeline.records import ArchSnapshot
 from pipeline.workdir import WorkDir
 
 RUNTIMES = ["provided.debian12", "python3.11.debian12"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -25,7 +26,7 @@ def test_published_digest_comes_from_the_runtimes_branch(
     matrix: Matrix, tmp_path: Path, git_remote: str
 ) -> None:
     target = _target(matrix, arch="arm64")
-    assert published_digest(git_remote, target) is None  # no branch yet
+    assert published_digest(git_remote, target, os.environ) is None  # no branch yet
     digest = "sha256:" + "d" * 64
     repo = tmp_path / "repo"
     rt = target.runtime.id
@@ -40,8 +41,8 @@ def test_published_digest_comes_from_the_runtimes_branch(
     git("add", ".")
     git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "snapshot")
     git("push", "-q", git_remote, f"HEAD:refs/heads/{rt}")
-    assert published_digest(git_remote, target) == digest
-    assert published_digest(git_remote, _target(matrix, arch="x86_64")) is None
+    assert published_digest(git_remote, target, os.environ) == digest
+    assert published_digest(git_remote, _target(matrix, arch="x86_64"), os.environ) is None
 
 
 @pytest.mark.engine
@@ -54,7 +55,7 @@ def test_a_rebuild_of_an_unchanged_runtime_skips_build_snapshot_and_push(
     same work folder finds nothing to do."""
     from conftest import make_run
 
-    from pipeline.orchestrate import rebuild
+    from pipeline.orchestrate import RebuildRequest, rebuild
 
     cells = [phase.cell("provided.debian12", arch) for arch in ("x86_64", "arm64")]
     # (layer files are links into the shared layer cache, so a redone snapshot would show in
@@ -63,7 +64,8 @@ def test_a_rebuild_of_an_unchanged_runtime_skips_build_snapshot_and_push(
                  for c in cells}  # fmt: skip
     layers = {p: p.stat().st_mtime_ns for c in cells for p in c.layers.glob("*.tar.xz")}
     run = make_run(matrix, phase.work, engine)
-    again = rebuild(run, "provided.debian12", git_remote=phase.remote)
+    request = RebuildRequest(runtime=matrix.runtime("provided.debian12"), remote=phase.remote)
+    again = rebuild(run, request)
     assert [c.state for c in again.cells] == ["skipped", "skipped"]
     assert [c.build.image_id for c in again.cells if c.build] == [
         phase.build_record("provided.debian12", arch).image_id for arch in ("x86_64", "arm64")

@@ -22,7 +22,7 @@ from cli_runner import lambda_images as cli
 from publish_helpers import credentials
 
 from pipeline.oci.registry import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, Registry
-from pipeline.publish import canonical
+from pipeline.publish.documents import canonical
 
 OLD = "0.0.1-test"
 

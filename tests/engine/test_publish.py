@@ -8,6 +8,7 @@ import base64
 import datetime as dt
 import json
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from servers import FaultProxy
 from pipeline.matrix import Matrix
 from pipeline.oci.credentials import Credentials, ecr_public_credentials
 from pipeline.oci.transport import RetryPolicy
-from pipeline.publish import PublishReport
+from pipeline.publish.report import PublishReport
 
 PROVIDED = "provided.debian12"
 PYTHON = "python3.11.debian12"
@@ -275,12 +276,12 @@ def test_only_runtime_branches_are_pushed(
     from pipeline.errors import BranchError, UsageError
 
     with pytest.raises(UsageError, match="unknown runtime 'feature'"):
-        push_branch(matrix, "feature", tmp_path, git_remote, epoch=0)
+        push_branch(matrix.runtime("feature"), tmp_path, git_remote, os.environ, epoch=0)
     # Even a runtime that runtimes.yaml calls "main" never overwrites the main branch.
     odd = dataclasses.replace(matrix.runtimes[0], id="main")
     odd_matrix = dataclasses.replace(matrix, runtimes=(*matrix.runtimes, odd), _by_id={})
     with pytest.raises(BranchError, match="refusing to push 'main'"):
-        push_branch(odd_matrix, "main", tmp_path, git_remote, epoch=0)
+        push_branch(odd_matrix.runtime("main"), tmp_path, git_remote, os.environ, epoch=0)
     assert git_head(git_remote, "main") is None
     assert git_head(git_remote, "feature") is None
 

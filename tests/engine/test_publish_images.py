@@ -26,7 +26,7 @@ from publish_helpers import (
 from servers import FaultProxy
 
 from pipeline.matrix import Matrix
-from pipeline.publish import PublishReport
+from pipeline.publish.report import PublishReport
 from pipeline.workdir import WorkDir
 
 RT = "provided.debian12"

@@ -19,7 +19,7 @@ from servers import RegistryServer
 
 from pipeline.matrix import Matrix
 from pipeline.oci.transport import RetryPolicy
-from pipeline.publish import PublishReport
+from pipeline.publish.report import PublishReport
 
 PROVIDED = "provided.debian12"
 BOTH = ("x86_64", "arm64")

@@ -23,8 +23,9 @@ from conftest import REPO
 from publish_helpers import bare_remote, credentials, layer_tar, publish_at
 
 from pipeline.matrix import Matrix
-from pipeline.publish import PublishReport
-from pipeline.snapshot import ArchSnapshot, Layer, compress_xz
+from pipeline.publish.report import PublishReport
+from pipeline.records import ArchSnapshot, Layer
+from pipeline.snapshot import compress_xz
 from pipeline.workdir import WorkDir
 
 RT = "python3.11.debian12"

@@ -43,10 +43,12 @@ def test_env_file_is_read_as_docker_reads_it_and_env_options_win(tmp_path: Path)
 
 def test_a_key_alone_passes_this_process_value(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-    assert function_environment(["AWS_ACCESS_KEY_ID"]) == {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE"}
+    assert function_environment(["AWS_ACCESS_KEY_ID"], environ=os.environ) == {
+        "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE"
+    }
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     with pytest.raises(UsageError, match="AWS_ACCESS_KEY_ID has no '=VALUE' and is not set"):
-        function_environment(["AWS_ACCESS_KEY_ID"])
+        function_environment(["AWS_ACCESS_KEY_ID"], environ=os.environ)
 
 
 @pytest.mark.parametrize(

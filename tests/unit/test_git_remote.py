@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import subprocess
 import sys
@@ -52,7 +53,7 @@ def test_remotes_without_secrets_are_accepted(remote: str) -> None:
 def test_a_remote_that_looks_like_an_option_is_not_one(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     with pytest.raises(BranchError):
-        remote_head(f"--upload-pack=touch {marker};false", "main")
+        remote_head(f"--upload-pack=touch {marker};false", "main", os.environ)
     assert not marker.exists()
 
 

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.incremental import (
-    INPUT_LABEL,
-    InputsRecord,
-    cell_inputs,
-    parse_label,
-    plan,
-)
+from pipeline.incremental import INPUT_LABEL, cell_inputs, parse_label, plan
 from pipeline.lock import Lock, LockedFile, LockedModule
 from pipeline.matrix import Matrix, Target
+from pipeline.records import InputsRecord
 from pipeline.render import render_target, write_context
 from pipeline.settings import Settings
 from pipeline.workdir import WorkDir

@@ -24,9 +24,10 @@ from pipeline.base import mmdebstrap_command
 from pipeline.errors import ConfigurationError, SnapshotError
 from pipeline.inputs import npm_lock_argv, pip_download_args
 from pipeline.matrix import TEMPLATES_DIR, Matrix, RootfsBase, load_matrix
+from pipeline.records import ArchSnapshot, ImageConfig, Layer
 from pipeline.render import render_target
 from pipeline.settings import Settings
-from pipeline.snapshot import ArchSnapshot, ImageConfig, Layer, snapshot_dockerfile
+from pipeline.snapshot import snapshot_dockerfile
 
 REPO = Path(__file__).resolve().parents[2]
 RUNTIMES = {

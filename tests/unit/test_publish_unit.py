@@ -23,13 +23,8 @@ from pipeline.oci.credentials import (
     resolve_credentials,
 )
 from pipeline.oci.registry import RegistryRef
-from pipeline.publish import (
-    dated_stamp,
-    gzip_layer,
-    prepare_images,
-    read_cells,
-    runtime_tags,
-)
+from pipeline.publish.documents import gzip_layer, prepare_images, read_cells
+from pipeline.publish.tags import dated_stamp, runtime_tags
 from pipeline.settings import Settings
 from pipeline.workdir import WorkDir
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from pipeline.matrix import ARCHES
 from pipeline.oci.layers import deletions_above, normalize_layer
-from pipeline.snapshot import ArchSnapshot, ImageConfig, Layer, snapshot_dockerfile
+from pipeline.records import ArchSnapshot, ImageConfig, Layer
+from pipeline.snapshot import snapshot_dockerfile
 
 EPOCH = 1704067200
 

@@ -63,7 +63,7 @@ def test_an_unreadable_record_counts_as_missing_with_one_warning(
 
 
 def test_a_record_of_the_wrong_shape_counts_as_missing(tmp_path: Path) -> None:
-    from pipeline.build import BuildRecord
+    from pipeline.records import BuildRecord
 
     cell = WorkDir(tmp_path).cell("rt", "x86_64")
     cell.write(BUILD, {"runtime": "rt"})  # valid JSON, missing fields

@@ -1,50 +1,37 @@
-"""The orchestrator: which stages run, in which order, for every command that runs more than one.
-
-``build``, ``rebuild``, ``lock``, ``base``, ``snapshot``, ``branch``, ``publish``, ``outdated``
-and ``refresh`` all come here; cli.py only parses options, calls one of these functions and
-prints what it returns. A cell (runtime and architecture) goes through the stages under its
-lock::
+"""The cells' stages in order, under each cell's lock::
 
     prepare (render → fetch inputs → base → input digest) → build → test → snapshot
 
-and a flag means the same everywhere: ``force`` redoes a cell whose inputs did not change (and
-its snapshot); ``no_cache`` also reruns every build step (fresh packages) and implies ``force``.
+and the commands that run them (build, base, render --contexts, test, snapshot, lock). A flag
+means the same everywhere: ``force`` redoes a cell whose inputs did not change (and its
+snapshot); ``no_cache`` also reruns every build step (fresh packages) and implies ``force``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from . import apt, ledger, log
-from .base import BaseRecord, ensure_base, lock_base_digest
-from .branch import BranchResult, push_branch
-from .build import BuildRecord, build_target, global_args, image_labels
-from .buildkit import engine_builder
-from .conformance import Report, print_report, run_checks
-from .engine import DEFAULT_DOCKER_HOST, connect, engine_arch, require_emulation
-from .errors import (
-    BaseImageError,
-    ConformanceError,
-    LambdaImagesError,
-    PublishError,
-    SnapshotError,
-)
-from .incremental import (
+from .. import apt, ledger, log
+from ..base import BaseRecord, ensure_base, lock_base_digest
+from ..build import build_target, global_args, image_labels
+from ..buildkit import engine_builder
+from ..conformance import run_checks
+from ..engine import DEFAULT_DOCKER_HOST, engine_arch, require_emulation
+from ..errors import BaseImageError, ConformanceError, SnapshotError
+from ..incremental import (
     INPUT_LABEL,
-    CellInputs,
-    InputsRecord,
     cell_inputs,
     export_cell,
     published_digest,
+    registry_digest,
     unchanged_in_engine,
 )
-from .inputs import (
+from ..inputs import (
     fetch_inputs,
     fetch_npm,
     fetch_pip,
@@ -53,68 +40,18 @@ from .inputs import (
     lock_url_inputs,
     require_locked,
 )
-from .lock import Lock
-from .matrix import ARCHES, Arch, ImageBase, Matrix, RootfsBase, Runtime, Target, load_matrix
-from .oci.credentials import resolve_credentials
-from .oci.registry import Registry, RegistryRef
-from .outdated import ImageReport, OutdatedReport, check_published, check_targets
-from .probes import prepare_probe
-from .publish import PublishReport, check_report_path, failure_reason, publish
-from .render import render_target, write_context
-from .sbom import go_pins
-from .settings import Settings
-from .snapshot import ArchSnapshot, assemble_branch, snapshot_target, warm_layer_cache
-from .workdir import BUILD, Cell, UnreadableRecord, WorkDir, write_json
+from ..matrix import ARCHES, Arch, ImageBase, RootfsBase, Runtime, Target
+from ..oci.registry import RegistryRef
+from ..probes import prepare_probe
+from ..records import ArchSnapshot, BuildRecord, CellInputs, InputsRecord, Report
+from ..render import render_target, write_context
+from ..sbom import go_pins
+from ..snapshot import assemble_branch, snapshot_target, warm_layer_cache
+from ..workdir import UnreadableRecord
+from .requests import BuildRequest, Cells
+from .run import Run
 
 CellState = Literal["built", "skipped", "unchanged"]
-
-
-@dataclass(kw_only=True)
-class Run:
-    """What every stage of one command shares: settings, matrix, lock, work folder, engine."""
-
-    settings: Settings
-    matrix: Matrix
-    lock: Lock
-    work: WorkDir
-    _client: Any = None
-
-    @classmethod
-    def open(cls, settings: Settings) -> Run:
-        matrix = load_matrix(settings.matrix, namespace=settings.namespace)
-        return cls(
-            settings=settings,
-            matrix=matrix,
-            lock=Lock.for_matrix(matrix.path),
-            work=WorkDir(settings.work),
-        )
-
-    @property
-    def client(self) -> Any:
-        """The Docker Engine, connected on first use (commands that need none never ask)."""
-        if self._client is None:
-            self._client = connect(self.settings.docker_host)
-        return self._client
-
-    @property
-    def inputs_cache(self) -> Path:
-        return self.settings.cache / "inputs"
-
-    @property
-    def layer_cache(self) -> Path:
-        """Compressed layers by diff ID, for every work directory (snapshot.compress_layer)."""
-        return self.settings.cache / "layers"
-
-    def select(self, ids: Sequence[str], *, include_deprecated: bool = False) -> list[Runtime]:
-        return self.matrix.select(
-            ids, include_deprecated=include_deprecated, today=self.settings.today
-        )
-
-    def cell(self, target: Target) -> Cell:
-        return self.work.cell(target.runtime.id, target.arch.name)
-
-
-# --- one cell ------------------------------------------------------------------------------
 
 
 def render_cell(run: Run, target: Target) -> Path:
@@ -152,6 +89,7 @@ def prepare_base(run: Run, target: Target) -> BaseRecord:
 # the client's native addon). BuildKit's own BUILDPLATFORM is not used: the classic builder does
 # not set it, and a Dockerfile that declares it for the classic builder gets it empty on BuildKit.
 BUILD_BASE_ARG = "BUILD_BASE"
+
 BUILD_PLATFORM_ARG = "BUILD_PLATFORM"
 
 
@@ -346,6 +284,30 @@ def locked_targets(
     return targets
 
 
+def _is_published(
+    run: Run,
+    target: Target,
+    inputs: CellInputs,
+    remote: str | None,
+    registry: RegistryRef | None,
+) -> bool:
+    """True when every place asked about records this cell's input digest as published."""
+    if remote is None and registry is None:
+        return False
+    if (
+        remote is not None
+        and published_digest(remote, target, run.settings.environ) != inputs.digest
+    ):
+        return False
+    if registry is not None:
+        client = run.registry(registry)
+        try:
+            return registry_digest(client, registry, target) == inputs.digest
+        finally:
+            client.session.close()
+    return True
+
+
 def run_cell(
     run: Run,
     target: Target,
@@ -354,15 +316,18 @@ def run_cell(
     no_cache: bool = False,
     snapshot: bool = False,
     published: str | None = None,
+    published_registry: RegistryRef | None = None,
 ) -> CellResult:
     """Every stage of one cell, under its lock: prepare, build (unless unchanged), test,
-    and snapshot when asked. ``published``: a git remote whose branch, when it records the
-    same input digest, makes the cell ``unchanged`` (nothing built at all)."""
+    and snapshot when asked. ``published`` (a git remote) and ``published_registry``: where the
+    cell counts as ``unchanged`` (nothing built at all) when what is published there records
+    the same input digest — on the runtime's branch, in the ``<tag>-<arch>`` image's config,
+    and when both are given, in both."""
     force = force or no_cache
     cell = run.cell(target)
     with cell.locked():
         inputs = prepare_cell(run, target)
-        if published and not force and published_digest(published, target) == inputs.digest:
+        if not force and _is_published(run, target, inputs, published, published_registry):
             log.info(f"{target.key}: same inputs as published ({inputs.digest[7:19]}), skipped")
             InputsRecord.of(inputs, "unchanged").write(cell)
             return CellResult(target=target, state="unchanged", inputs=inputs)
@@ -380,9 +345,6 @@ def run_cell(
         )
 
 
-# --- commands ------------------------------------------------------------------------------
-
-
 @dataclass(kw_only=True)
 class BuildSummary:
     cells: list[CellResult] = field(default_factory=list)
@@ -390,29 +352,17 @@ class BuildSummary:
     def as_json(self) -> list[dict[str, Any]]:
         return [c.as_json() for c in self.cells]
 
-    def show(self) -> list[str]:
-        """One tab-separated line per cell: image, image id, architecture, state."""
-        return [c.line() for c in self.cells]
 
-
-def build(
-    run: Run,
-    runtimes: Sequence[Runtime],
-    arches: Sequence[str] = (),
-    *,
-    force: bool = False,
-    no_cache: bool = False,
-    out: Path | None = None,
-    published: str | None = None,
-) -> BuildSummary:
+def build(run: Run, request: BuildRequest) -> BuildSummary:
     """Build and test every cell; with ``out``, also snapshot each and copy its records and
     layers to ``out`` (what a CI cell hands on to the publish job)."""
     summary = BuildSummary()
-    targets = locked_targets(run, runtimes, arches)
-    for target in targets:
+    out = request.out
+    for target in locked_targets(run, request.cells.runtimes, request.cells.arches):
         result = run_cell(
-            run, target, force=force, no_cache=no_cache, snapshot=out is not None,
-            published=published,
+            run, target, force=request.force, no_cache=request.no_cache,
+            snapshot=out is not None, published=request.published,
+            published_registry=request.published_registry,
         )  # fmt: skip
         if out is not None:
             export_cell(run.cell(target), out)
@@ -420,152 +370,49 @@ def build(
     return summary
 
 
-@dataclass(kw_only=True)
-class RebuildSummary:
-    runtime: str
-    cells: list[CellResult] = field(default_factory=list)
-    branch_dir: Path | None = None
-    branch: BranchResult | None = None
-    publish: PublishReport | None = None
-    seconds: float = 0.0
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "runtime": self.runtime,
-            "seconds": self.seconds,
-            "skipped": [c.target.key for c in self.cells if c.state == "skipped"],
-            "images": [c.as_json() for c in self.cells],
-            "branch_dir": str(self.branch_dir),
-            "branch": None
-            if self.branch is None
-            else {
-                "remote": self.branch.remote,
-                "commit": self.branch.commit,
-                "pushed": self.branch.pushed,
-            },
-            "publish": None if self.publish is None else self.publish.as_json(),
-        }
-
-    def show(self) -> None:
-        from rich.table import Table
-
-        table = Table(title=f"{self.runtime} in {self.seconds:.0f}s", box=None, pad_edge=False)
-        for column in ("image", "arch", "image id", "size", "checks", "snapshot", "build"):
-            table.add_column(column)
-        for c in self.cells:
-            b, r, s = c.build, c.report, c.snapshot
-            if b is None or r is None or s is None:
-                continue
-            table.add_row(
-                b.image,
-                b.architecture,
-                b.image_id[:19],
-                log.human_size(b.size),
-                f"{len(r.checks)} passed",
-                f"{len(s.layers)} layers, "
-                f"{log.human_size(sum(layer.compressed_size for layer in s.layers))}",
-                f"{b.seconds:.0f}s",
-            )
-        log.console.print(table)
-        log.info(f"branch content: {self.branch_dir}")
-        if self.branch:
-            state = "pushed" if self.branch.pushed else "unchanged, not pushed"
-            where = f"{self.branch.remote} {self.branch.commit[:12]}"
-            log.info(f"branch {self.runtime} → {where} ({state})")
-        if self.publish:
-            self.publish.show()
-
-
-def rebuild(
+def branch_content(
     run: Run,
-    runtime_id: str,
-    arches: Sequence[str] = (),
+    runtime: Runtime,
+    arches: Sequence[str],
     *,
-    force: bool = False,
-    no_cache: bool = False,
-    git_remote: str | None = None,
-    registry: str | None = None,
-) -> RebuildSummary:
-    """Every stage for one runtime: its cells (built, tested, snapshotted), its branch content,
-    then the branch pushed to ``git_remote`` — or, with ``registry``, the whole runtime
-    published there (and its branch with it)."""
-    started = time.monotonic()
-    runtime = run.matrix.runtime(runtime_id)
-    summary = RebuildSummary(runtime=runtime.id)
-    targets = locked_targets(run, [runtime], arches)
-    for target in targets:
-        summary.cells.append(run_cell(run, target, force=force, no_cache=no_cache, snapshot=True))
-    built = [t.arch.name for t in targets]
+    snapshots: Sequence[ArchSnapshot] | None = None,
+    sboms: dict[str, bytes] | None = None,
+    history: Sequence[str] = (),
+) -> Path:
+    """Lay out the runtime's branch folder from its snapshots (with their SBOMs, made here when
+    not given); the one place a command does so, once per runtime."""
     with run.work.runtime_locked(runtime.id), log.step(f"branch content {runtime.id}"):
-        summary.branch_dir = assemble_branch(
-            runtime, run.work, built, epoch=run.settings.epoch, pins=go_pins(run.lock)
-        )
-    if registry:
-        summary.publish = publish_runtimes(run, [runtime.id], registry, git_remote)
-    elif git_remote:
-        summary.branch = push_runtime_branch(run, runtime, git_remote, built)
-    summary.seconds = round(time.monotonic() - started, 1)
-    return summary
+        return assemble_branch(
+            runtime, run.work, arches, snapshots=snapshots, epoch=run.settings.epoch,
+            pins=go_pins(run.lock), sboms=sboms, history=history,
+        )  # fmt: skip
 
 
-def push_runtime_branch(
-    run: Run, runtime: Runtime, git_remote: str, arches: Sequence[str] | None = None
-) -> BranchResult:
-    built = list(arches or runtime.architectures)
-    missing = [a for a in runtime.architectures if a not in built]
-    if missing:
-        msg = (
-            f"{runtime.id}: not pushing a branch without {', '.join(missing)}; "
-            "rebuild every architecture, or leave out --git-remote"
-        )
-        raise SnapshotError(msg)
-    for arch in built:  # before anything is locked or written
-        ArchSnapshot.require(run.work.cell(runtime.id, arch))
-    with run.work.runtime_locked(runtime.id), log.step(f"push branch {runtime.id}"):
-        content = assemble_branch(
-            runtime, run.work, built, epoch=run.settings.epoch, pins=go_pins(run.lock)
-        )
-        return push_branch(run.matrix, runtime.id, content, git_remote, epoch=run.settings.epoch)
-
-
-def snapshot_runtimes(
-    run: Run, runtimes: Sequence[Runtime], arches: Sequence[str] = ()
-) -> list[Path]:
+def snapshot_runtimes(run: Run, cells: Cells) -> list[Path]:
     """Snapshot built cells and lay out each runtime's branch content; return those folders."""
     folders = []
-    for target in run.matrix.targets(runtimes, arches):  # before anything is locked or written
+    for target in run.matrix.targets(cells.runtimes, cells.arches):  # before anything is written
         cell = run.cell(target)
         try:
-            if cell.read_strict(BUILD, lambda data: BuildRecord(**data)) is None:
+            if BuildRecord.read_strict(cell) is None:
                 raise SnapshotError(
                     f"{target.key}: no build record in {cell.folder}; build it first"
                 )
         except UnreadableRecord as exc:
             raise SnapshotError(f"{exc}; build {target.key} again") from None
-    for rt in runtimes:
-        targets = run.matrix.targets([rt], arches)
+    for rt in cells.runtimes:
+        targets = run.matrix.targets([rt], cells.arches)
         for target in targets:
             with run.cell(target).locked():
                 snapshot_cell(run, target)
-        with run.work.runtime_locked(rt.id):
-            folders.append(
-                assemble_branch(
-                    rt,
-                    run.work,
-                    [t.arch.name for t in targets],
-                    epoch=run.settings.epoch,
-                    pins=go_pins(run.lock),
-                )
-            )
+        folders.append(branch_content(run, rt, [t.arch.name for t in targets]))
     return folders
 
 
-def test_targets(
-    run: Run, runtimes: Sequence[Runtime], arches: Sequence[str] = ()
-) -> tuple[list[Report], list[str]]:
+def test_targets(run: Run, cells: Cells) -> tuple[list[Report], list[str]]:
     """Conformance checks on built images; the reports, and the cells that failed."""
     reports, failed = [], []
-    for target in run.matrix.targets(runtimes, arches):
+    for target in run.matrix.targets(cells.runtimes, cells.arches):
         try:
             reports.append(test_cell(run, target))
         except ConformanceError as exc:
@@ -574,198 +421,25 @@ def test_targets(
     return reports, failed
 
 
-def show_reports(reports: Sequence[Report]) -> None:
-    for report in reports:
-        print_report(report)
-
-
-def make_bases(
-    run: Run, runtimes: Sequence[Runtime], arches: Sequence[str] = ()
-) -> list[BaseRecord]:
+def make_bases(run: Run, cells: Cells) -> list[BaseRecord]:
     """Each OS base the targets need, once per OS and architecture."""
     done: dict[tuple[str, str], BaseRecord] = {}
-    for target in run.matrix.targets(runtimes, arches):
+    for target in run.matrix.targets(cells.runtimes, cells.arches):
         key = (target.runtime.os.id, target.arch.name)
         if key not in done:
             done[key] = prepare_base(run, target)
     return list(done.values())
 
 
-def render_contexts(
-    run: Run, runtimes: Sequence[Runtime], arches: Sequence[str] = ()
-) -> list[Path]:
+def render_contexts(run: Run, cells: Cells) -> list[Path]:
     """Build contexts with their inputs, as a build would see them; their Dockerfiles."""
     paths = []
-    targets = locked_targets(run, runtimes, arches)
-    for target in targets:
+    for target in locked_targets(run, cells.runtimes, cells.arches):
         with run.cell(target).locked():
             context = render_cell(run, target)
             fetch_cell_inputs(run, target, context)
         paths.append(context / "Dockerfile")
     return paths
-
-
-def outdated_images(
-    run: Run,
-    runtimes: Sequence[Runtime],
-    arches: Sequence[str] = (),
-    registry: str | None = None,
-) -> OutdatedReport:
-    """Which installed packages of the Debian images have a newer version now: the images
-    built into the engine, or with ``registry`` (REGISTRY/NAMESPACE) the published ones."""
-    targets = run.matrix.targets(runtimes, arches)
-    cache = run.settings.cache / "apt"
-    if registry is None:
-        return check_targets(run.client, targets, cache)
-    ref = RegistryRef.parse(registry)
-    client = Registry(
-        ref.host, scheme=ref.scheme, credentials=resolve_credentials(ref.host, run.settings)
-    )
-    try:
-        return check_published(client, ref, targets, cache)
-    finally:
-        client.session.close()
-
-
-@dataclass(kw_only=True)
-class RefreshReport:
-    """A scheduled refresh: what the published images lacked, which runtimes were rebuilt for
-    it (and why), which could not be, and what publishing them did."""
-
-    registry: str
-    checked: OutdatedReport
-    rebuilt: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)  # runtime → why it was not refreshed
-    publish: PublishReport | None = None
-
-    def behind(self, runtime: str) -> list[ImageReport]:
-        return [i for i in self.checked.outdated if i.runtime == runtime]
-
-    @property
-    def affected(self) -> list[str]:
-        """The runtimes with a published image behind its archives, in matrix order."""
-        return list(dict.fromkeys(i.runtime for i in self.checked.outdated))
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "registry": self.registry,
-            "ok": not self.failed and (self.publish is None or self.publish.ok),
-            "rebuilt": {
-                rt: {i.arch: [dataclasses.asdict(u) for u in i.upgrades] for i in self.behind(rt)}
-                for rt in self.rebuilt
-            },
-            "failed": self.failed,
-            "checked": self.checked.as_json(),
-            "publish": None if self.publish is None else self.publish.as_json(),
-        }
-
-    def lines(self) -> list[str]:
-        """Per affected runtime: rebuilt or failed, then its packages that were behind."""
-        out = []
-        for rt in self.affected:
-            state = "rebuilt" if rt in self.rebuilt else f"not refreshed: {self.failed.get(rt)}"
-            out.append(f"{rt}\t{state}")
-            for image in self.behind(rt):
-                out += [f"  {image.arch}\t{u.line()}" for u in image.upgrades]
-        if not out:
-            out.append("every published image is current: nothing to rebuild")
-        return out
-
-
-def refresh(
-    run: Run,
-    runtimes: Sequence[Runtime],
-    registry: str,
-    git_remote: str | None,
-    report_path: Path | None = None,
-    mirrors: Sequence[str] = (),
-) -> RefreshReport:
-    """What a schedule runs: check the published images of ``runtimes`` against their OS
-    archives, rebuild exactly the runtimes with a package behind (every architecture, since a
-    runtime is published whole; the archives' new state is a new base, so the rebuild picks
-    the new versions up) and publish those; the others are not touched. A runtime whose
-    rebuild or publish fails is not published, and the others go on; the report
-    (``report_path``) is written even then, and names it in ``failed``."""
-    if report_path is not None:
-        check_report_path(report_path)  # before anything is built
-    report = RefreshReport(
-        registry=str(RegistryRef.parse(registry)),
-        checked=outdated_images(run, runtimes, registry=registry),
-    )
-    try:
-        for runtime_id in report.affected:
-            runtime = run.matrix.runtime(runtime_id)
-            why = ", ".join(
-                f"{u.package} {u.installed} → {u.available}"
-                for image in report.behind(runtime_id)
-                for u in image.upgrades
-            )
-            log.info(f"{runtime_id}: rebuilding for {why}")
-            try:
-                for target in locked_targets(run, [runtime]):
-                    run_cell(run, target, snapshot=True)
-            except LambdaImagesError as exc:
-                report.failed[runtime_id] = failure_reason(exc)
-                log.error(f"{runtime_id}: not rebuilt: {report.failed[runtime_id]}")
-                continue
-            report.rebuilt.append(runtime_id)
-        if report.rebuilt:
-            report.publish = publish_to(run, report.rebuilt, registry, git_remote, None, mirrors)
-            for r in report.publish.runtimes:
-                if r.status == "failed":
-                    report.failed[r.runtime] = f"not published: {r.reason}"
-                    report.rebuilt.remove(r.runtime)
-    finally:
-        if report_path is not None:
-            write_json(report_path, report.as_json())
-    return report
-
-
-def publish_runtimes(
-    run: Run,
-    ids: Sequence[str],
-    registry: str,
-    git_remote: str | None,
-    report: Path | None = None,
-    mirrors: Sequence[str] = (),
-) -> PublishReport:
-    """Publish runtimes from the work folder, then copy them to each mirror; raises
-    PublishError naming those that failed on the primary registry (after every runtime was
-    tried and the report written). A mirror that is behind is only reported."""
-    summary = publish_to(run, ids, registry, git_remote, report, mirrors)
-    failed = [r.runtime for r in summary.runtimes if r.status == "failed"]
-    if failed:
-        summary.show()
-        raise PublishError(f"not published: {', '.join(failed)} (reasons above and in --report)")
-    return summary
-
-
-def publish_to(
-    run: Run,
-    ids: Sequence[str],
-    registry: str,
-    git_remote: str | None,
-    report: Path | None = None,
-    mirrors: Sequence[str] = (),
-) -> PublishReport:
-    """publish_runtimes without the raise: the report says which runtimes failed; mirrors
-    that are behind are logged."""
-    ref = RegistryRef.parse(registry)
-    copies = [RegistryRef.parse(m) for m in mirrors]
-    summary = publish(
-        run.matrix,
-        ids,
-        settings=run.settings,
-        work=run.work,
-        registry=ref,
-        credentials=resolve_credentials(ref.host, run.settings),
-        git_remote=git_remote,
-        report_path=report,
-        mirrors=[(m, resolve_credentials(m.host, run.settings)) for m in copies],
-    )
-    for mirror, behind in summary.mirrors_behind.items():
-        log.warning(f"mirror {mirror} is behind on {', '.join(behind)} (see --report)")
-    return summary
 
 
 @dataclass(kw_only=True)
@@ -775,10 +449,6 @@ class LockSummary:
 
     def as_json(self) -> dict[str, Any]:
         return {"path": str(self.path), "unlocked": self.unlocked}
-
-    def show(self) -> None:
-        for item in self.unlocked:
-            log.warning(f"unlocked: {item}")
 
 
 def lock_inputs(run: Run, runtimes: Sequence[Runtime]) -> LockSummary:

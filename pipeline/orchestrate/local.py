@@ -1,0 +1,68 @@
+"""Commands that act on the checkout or on one function, not on cells: the generated files
+(dockerfiles/, the README's and docs' tables), the publish plan, and local invocation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ..conformance import checks_table
+from ..docs import generated_docs
+from ..emulator import FunctionConfig, InvokeResult, invoke_once, serve
+from ..engine import connect
+from ..errors import StaleError
+from ..incremental import Plan, load_cells, read_states
+from ..incremental import plan as make_plan
+from ..render import RENDERED_DIR, rendered_files, stale_files, write_rendered
+from ..settings import Settings
+from .run import Run
+
+
+def dockerfiles(run: Run, *, check: bool) -> tuple[list[str], int]:
+    """Write the committed ``dockerfiles/`` (the files written), or with ``check`` raise
+    StaleError naming the stale ones; and how many files there are."""
+    matrix = run.matrix
+    folder = matrix.path.parent / RENDERED_DIR
+    expected = rendered_files(matrix.targets(matrix.runtimes), templates_dir=matrix.templates_dir)
+    if check:
+        stale = stale_files(expected, folder)
+        if stale:
+            names = ", ".join(f"{RENDERED_DIR}/{s}" for s in stale)
+            msg = f"{len(stale)} rendered file(s) are stale: {names}; run `lambda-images render`"
+            raise StaleError(msg)
+        return [], len(expected)
+    return [f"{RENDERED_DIR}/{rel}" for rel in write_rendered(expected, folder)], len(expected)
+
+
+def docs(run: Run, readme: Path | None, *, check: bool) -> list[Path]:
+    """Write the generated tables (the README's runtimes, docs/emulator.md's checks); the files
+    written, or with ``check`` a StaleError naming the first stale one."""
+    written = []
+    for path, text in generated_docs(run.matrix, readme, checks_table()):
+        current = path.read_text("utf-8")
+        if text == current:
+            continue
+        if check:
+            msg = f"{path}: the generated tables are stale; run `lambda-images docs`"
+            if path.name == "README.md":
+                msg = f"{path}: the runtime tables are stale; run `lambda-images docs`"
+            raise StaleError(msg)
+        path.write_text(text, encoding="utf-8", newline="\n")
+        written.append(path)
+    return written
+
+
+def plan(cells_json: Path, folders: Sequence[Path]) -> Plan:
+    """From the inputs.json the cells left in ``folders``: what to publish, rebuild, or leave."""
+    return make_plan(load_cells(cells_json), read_states(folders))
+
+
+def invoke(settings: Settings, function: FunctionConfig, payload: bytes) -> InvokeResult:
+    """One invocation of ``function`` (no matrix needed: any image can be invoked)."""
+    return invoke_once(function, connect(settings.docker_host), payload)
+
+
+def serve_function(
+    settings: Settings, function: FunctionConfig, port: int, ready: Callable[[str], None]
+) -> None:
+    serve(function, connect(settings.docker_host), port, ready)

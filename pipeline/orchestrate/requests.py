@@ -1,0 +1,63 @@
+"""What a command asks the conductor for: every value resolved once, at the command line, into a
+frozen request (runtimes from the matrix, a checked registry reference and git remote, a report
+path whose folder exists). Nothing downstream parses them again."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..matrix import Runtime
+from ..oci.registry import RegistryRef
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cells:
+    """Runtimes and the architectures to work on (none: each runtime's own)."""
+
+    runtimes: tuple[Runtime, ...]
+    arches: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildRequest:
+    cells: Cells
+    force: bool = False  # redo a cell whose inputs did not change
+    no_cache: bool = False  # rerun every build step; implies force
+    out: Path | None = None  # also snapshot each cell and copy it here
+    published: str | None = None  # a checked git remote: skip cells its branches record
+    published_registry: RegistryRef | None = None  # ... and only when the registry agrees
+
+
+@dataclass(frozen=True, kw_only=True)
+class PublishRequest:
+    runtimes: tuple[Runtime, ...]
+    registry: RegistryRef
+    mirrors: tuple[RegistryRef, ...] = ()
+    remote: str | None = None  # a checked git remote
+    report: Path | None = None  # a checked report path
+
+
+@dataclass(frozen=True, kw_only=True)
+class RebuildRequest:
+    runtime: Runtime
+    arches: tuple[str, ...] = ()
+    force: bool = False
+    no_cache: bool = False
+    remote: str | None = None
+    registry: RegistryRef | None = None  # publish there (and push the branch with it)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutdatedRequest:
+    cells: Cells
+    registry: RegistryRef | None = None  # the published images instead of the built ones
+
+
+@dataclass(frozen=True, kw_only=True)
+class RefreshRequest:
+    runtimes: tuple[Runtime, ...]
+    registry: RegistryRef
+    mirrors: tuple[RegistryRef, ...] = ()
+    remote: str | None = None
+    report: Path | None = None

@@ -1,0 +1,72 @@
+"""What every stage of one command shares: settings, matrix, lock, work folder, engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..engine import connect
+from ..lock import Lock
+from ..matrix import Matrix, Runtime, Target, load_matrix
+from ..oci.credentials import resolve_credentials
+from ..oci.registry import Registry, RegistryRef
+from ..settings import Settings
+from ..workdir import Cell, WorkDir
+
+
+@dataclass(kw_only=True)
+class Run:
+    """One command's context; commands that need no engine never connect to one."""
+
+    settings: Settings
+    matrix: Matrix
+    lock: Lock
+    work: WorkDir
+    _client: Any = None
+    # How a registry is reached (tests give their own credentials and retry policy).
+    connect_registry: Callable[[RegistryRef], Registry] | None = None
+
+    @classmethod
+    def open(cls, settings: Settings) -> Run:
+        matrix = load_matrix(settings.matrix, namespace=settings.namespace)
+        return cls(
+            settings=settings,
+            matrix=matrix,
+            lock=Lock.for_matrix(matrix.path),
+            work=WorkDir(settings.work),
+        )
+
+    @property
+    def client(self) -> Any:
+        """The Docker Engine, connected on first use (commands that need none never ask)."""
+        if self._client is None:
+            self._client = connect(self.settings.docker_host)
+        return self._client
+
+    def registry(self, ref: RegistryRef) -> Registry:
+        """A client of ``ref``'s registry, with the credentials Settings leads to."""
+        if self.connect_registry is not None:
+            return self.connect_registry(ref)
+        credentials = resolve_credentials(ref.host, self.settings)
+        return Registry(ref.host, scheme=ref.scheme, credentials=credentials)
+
+    @property
+    def inputs_cache(self) -> Path:
+        return self.settings.cache / "inputs"
+
+    @property
+    def layer_cache(self) -> Path:
+        """Compressed layers by diff ID, for every work directory (snapshot.compress_layer)."""
+        return self.settings.cache / "layers"
+
+    def select(self, ids: Sequence[str], *, include_deprecated: bool = False) -> list[Runtime]:
+        """Runtime identifiers as the command line gives them → runtimes of the matrix (the one
+        place they are resolved; matrix.Matrix.select says what is refused)."""
+        return self.matrix.select(
+            ids, include_deprecated=include_deprecated, today=self.settings.today
+        )
+
+    def cell(self, target: Target) -> Cell:
+        return self.work.cell(target.runtime.id, target.arch.name)

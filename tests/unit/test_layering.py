@@ -1,0 +1,125 @@
+"""The shape of the code, as the README's Layout describes it: stages are peers that never
+import a stage the pipeline runs after them (nor the conductor); only the conductor knows the
+order; the command line only parses and prints; no private attribute of the docker SDK is used.
+Read from the source with ``ast``: nothing is imported or run."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "pipeline"
+
+# The pipeline's stages in the order it runs them; the modules of each (a stage's helpers
+# included). A stage may import the stages before it, never one after it.
+STAGES: list[tuple[str, set[str]]] = [
+    ("inputs", {"inputs", "gobuild"}),
+    ("base", {"base", "apt"}),
+    ("render", {"render"}),
+    ("build", {"build", "buildkit", "incremental"}),
+    ("test", {"conformance", "probes"}),
+    ("sbom", {"sbom"}),
+    ("snapshot", {"snapshot"}),
+    ("branch", {"branch"}),
+    ("publish", {"publish"}),
+    ("outdated", {"outdated"}),
+]
+CONDUCTOR = {"orchestrate"}
+FACE = {"cli", "__main__"}
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        found[".".join(p for p in parts if p != "__init__")] = path
+    return found
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    """The pipeline modules ``name`` imports (dotted, relative to the package)."""
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                module = ".".join([*base, *([node.module] if node.module else [])])
+            elif (node.module or "").startswith("pipeline"):
+                module = (node.module or "").removeprefix("pipeline").lstrip(".")
+            else:
+                continue
+            out.add(module)
+            out.update(f"{module}.{a.name}".strip(".") for a in node.names)
+        elif isinstance(node, ast.Import):
+            out.update(
+                a.name.removeprefix("pipeline.")
+                for a in node.names
+                if a.name.startswith("pipeline")
+            )
+    return {m for m in out if m}
+
+
+def _top(module: str) -> str:
+    return module.split(".")[0]
+
+
+MODULES = _modules()
+GRAPH = {
+    name: {_top(m) for m in _imports(name, path)} - {_top(name)} for name, path in MODULES.items()
+}
+STAGE_OF = {module: index for index, (_, modules) in enumerate(STAGES) for module in modules}
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if _top(n) in STAGE_OF))
+def test_a_stage_imports_no_later_stage_nor_the_conductor(name: str) -> None:
+    here = STAGE_OF[_top(name)]
+    later = sorted(m for m in GRAPH[name] if STAGE_OF.get(m, -1) > here)
+    assert not later, f"{name} (stage {STAGES[here][0]}) imports later stages: {later}"
+    assert not GRAPH[name] & (CONDUCTOR | FACE), f"{name} imports the conductor or the CLI"
+
+
+def test_only_the_conductor_imports_conformance() -> None:
+    importers = sorted(n for n, deps in GRAPH.items() if "conformance" in deps)
+    assert {_top(n) for n in importers} <= CONDUCTOR, importers
+
+
+def test_nothing_below_the_cli_imports_it() -> None:
+    assert not [n for n, deps in GRAPH.items() if "cli" in deps and _top(n) not in FACE]
+
+
+CLI_FORBIDDEN = ("docker", "requests", "subprocess", "pipeline.engine", "pipeline.branch")
+CLI_FORBIDDEN_NAMES = {"connect", "Registry", "Transport", "git", "run_git", "push_branch"}
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "cli").glob("*.py")), ids=lambda p: p.name)
+def test_the_cli_only_parses_and_prints(path: Path) -> None:
+    """No command-line module reaches the engine, a registry or git itself: the conductor does."""
+    tree = ast.parse(path.read_text("utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            assert not [a.name for a in node.names if a.name.startswith(CLI_FORBIDDEN)]
+        if isinstance(node, ast.ImportFrom):
+            module = (node.module or "").lstrip(".")
+            assert not module.startswith(("docker", "requests", "subprocess", "engine", "branch"))
+            assert not {a.name for a in node.names} & CLI_FORBIDDEN_NAMES, (module, node.names)
+    assert len(path.read_text("utf-8").splitlines()) <= 250
+
+
+@pytest.mark.parametrize(
+    "path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE))
+)
+def test_no_private_attribute_of_another_object_is_used(path: Path) -> None:
+    """``api._post`` and its kind break with any docker SDK release: only public interfaces."""
+    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+        ):
+            owner = node.value
+            assert isinstance(owner, ast.Name) and owner.id in ("self", "cls"), (
+                f"{path.name}:{node.lineno}: .{node.attr} of another object"
+            )
