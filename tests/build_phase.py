@@ -211,8 +211,11 @@ class BuildPhase:
         jobs = []
         for cell in sorted(self.plan.cells, key=longest_first):
             fresh = ["--no-cache"] if cell in self.plan.no_cache else []
-            build = self._cli("build", cell.runtime, "--arch", cell.arch, "--json", *fresh)
-            snapshot = self._cli("snapshot", cell.runtime, "--arch", cell.arch)
+            # Deprecated rows are built too when a test names them (a user must ask for them).
+            build = self._cli("build", cell.runtime, "--arch", cell.arch, "--json",
+                              "--include-deprecated", *fresh)  # fmt: skip
+            snapshot = self._cli("snapshot", cell.runtime, "--arch", cell.arch,
+                                 "--include-deprecated")  # fmt: skip
             jobs.append(_Job("build", cell.key, build, arch=cell.arch))
             jobs.append(_Job("snapshot", cell.key, snapshot, after=[f"build {cell.key}"]))
         for runtime in self.plan.runtimes:
@@ -220,7 +223,9 @@ class BuildPhase:
             planned = [c.arch for c in self.plan.cells if c.runtime == runtime]
             if sorted(planned) != sorted(declared):
                 continue  # a branch holds every architecture of its runtime
-            branch = self._cli("branch", runtime, "--git-remote", self.remote)
+            branch = self._cli(
+                "branch", runtime, "--git-remote", self.remote, "--include-deprecated"
+            )
             after = [f"snapshot {runtime}/{arch}" for arch in declared]
             jobs.append(_Job("branch", runtime, branch, after=after))
         return jobs

@@ -115,6 +115,11 @@ def _builder() -> str:
     return buildkit.engine_builder(client, Settings.from_environ().builder)
 
 
+def _in_engine_folder(item: pytest.Item) -> bool:
+    """tests/engine/ holds the tests that run in order after the build phase, in one worker."""
+    return item.nodeid.startswith("tests/engine/")
+
+
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
@@ -124,7 +129,7 @@ def pytest_collection_modifyitems(
     for item in items:
         names, cold = cells_of(list(item.iter_markers("cells")))
         runtimes = {name.partition("/")[0] for name in [*names, *cold]}
-        if rows and "engine" in item.keywords and not runtimes <= rows:
+        if rows and _in_engine_folder(item) and not runtimes <= rows:
             drop.append(item)
             continue
         if item.get_closest_marker("buildkit") and not require_buildkit():
@@ -143,12 +148,12 @@ def pytest_collection_modifyitems(
     # Engine tests first (the build phase starts at once; unit tests fill the other worker),
     # the phase's own test first among them and the ledger's last; one xdist group, so that
     # one worker runs them in this order.
-    engine = [i for i in keep if "engine" in i.keywords]
+    engine = [i for i in keep if _in_engine_folder(i)]
     rank = {FIRST: 0, LAST: 2}
     engine.sort(key=lambda i: rank.get(i.nodeid, 1))
     for item in engine:
         item.add_marker(pytest.mark.xdist_group("engine"))
-    items[:] = engine + [i for i in keep if "engine" not in i.keywords]
+    items[:] = engine + [i for i in keep if not _in_engine_folder(i)]
     wanted: list[str] = []
     cold: list[str] = []
     for item in engine:
