@@ -810,6 +810,43 @@ CASES: list[Case] = [
         says="event.json: not JSON",
         files={"event.json": b"key=value\n"},
     ),
+    Case(
+        id="event-nested-too-deeply",
+        argv=("invoke", "lambda-images/provided.debian12:x86_64", "--event", "@deep.json"),
+        code=2,
+        says="deep.json: JSON nested too deeply to be read",
+        files={"deep.json": b"[" * 100_000 + b"]" * 100_000},
+    ),
+    Case(
+        id="event-endless-file",
+        argv=("invoke", "lambda-images/provided.debian12:x86_64", "--event", "@/dev/zero"),
+        code=2,
+        says="/dev/zero: larger than 6291456 bytes, Lambda's limit for an event",
+    ),
+    Case(
+        id="event-at-nothing",
+        argv=("invoke", "lambda-images/provided.debian12:x86_64", "--event", "@"),
+        code=2,
+        says="--event @: expected @FILE",
+    ),
+    Case(
+        id="env-file-endless",
+        argv=("invoke", "lambda-images/provided.debian12:x86_64", "--env-file", "/dev/zero"),
+        code=2,
+        says="--env-file /dev/zero: larger than 1024 KiB; a function's variables total at most",
+    ),
+    Case(
+        id="env-key-trailing-newline",
+        argv=("invoke", "lambda-images/provided.debian12:x86_64", "--env", "KEY\n=v"),
+        code=2,
+        says="is not a variable name Lambda accepts",
+    ),
+    Case(
+        id="function-name-trailing-newline",
+        argv=("invoke", "x:y", "--function-name", "orders\n"),
+        code=2,
+        says="--function-name 'orders\\n': Lambda's function names are 1 to 64",
+    ),
     # --- plan: the cells of a run and the records cells hand on -----------------------------
     Case(
         id="cells-not-json",
