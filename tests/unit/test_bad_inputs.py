@@ -663,6 +663,25 @@ CASES: list[Case] = [
         says="credentials",
     ),
     Case(
+        id="refresh-remote-token-in-query",
+        argv=(
+            "refresh",
+            "--registry",
+            "{registry}/lambda",
+            "--git-remote",
+            "https://example.invalid/r.git?access_token=hunter2-planted",
+        ),
+        code=2,
+        secret="hunter2-planted",
+        says="--git-remote https://example.invalid/r.git?***: credentials in the URL are refused",
+    ),
+    Case(
+        id="branch-remote-ext",
+        argv=("branch", "provided.debian12", "--git-remote", "ext::sh -c touch% pwned"),
+        code=2,
+        says="remote helpers (<transport>::<address>, such as ext::) are refused",
+    ),
+    Case(
         id="refresh-report-a-folder",
         argv=("refresh", "--registry", "{registry}/lambda", "--report", "."),
         code=2,
