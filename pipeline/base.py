@@ -90,8 +90,9 @@ def mmdebstrap_command(base: RootfsBase, debian_arch: str, output: Path) -> list
 
 
 def _rootfs_key(base: RootfsBase, debian_arch: str, epoch: int, apt_state: str) -> str:
+    # The keyring decides which archive states are accepted, not what a root made from one holds.
     inputs = {
-        "base": asdict(base),
+        "base": {k: v for k, v in asdict(base).items() if k != "keyring"},
         "arch": debian_arch,
         "epoch": epoch,
         "excludes": DPKG_EXCLUDES,

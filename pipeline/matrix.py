@@ -56,6 +56,8 @@ ARCHES: Final[dict[str, Arch]] = {
 
 
 DEBIAN_SECURITY: Final = "http://deb.debian.org/debian-security"
+# Debian's archive keys (the debian-archive-keyring package), as apt reads them.
+DEBIAN_KEYRING: Final = "/usr/share/keyrings/debian-archive-keyring.gpg"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,6 +68,7 @@ class AptArchive:
     suite: str  # a suite name, or a path ending in "/" for a flat repository
     components: tuple[str, ...] = ("main",)
     trusted: bool = False  # [trusted=yes]: an unsigned repository (tests, private mirrors)
+    keyring: str | None = None  # what signs it; None: its base's keyring
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,6 +83,7 @@ class RootfsBase:
     variant: str = "minbase"
     include: tuple[str, ...] = ()
     extra_archives: tuple[AptArchive, ...] = ()
+    keyring: str = DEBIAN_KEYRING  # signs the suite, -updates and -security (InRelease)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -513,9 +517,11 @@ def _build(doc: _Located, templates_dir: Path) -> Matrix:
                             a.get("components", () if a["suite"].endswith("/") else ("main",))
                         ),
                         trusted=a.get("trusted", False),
+                        keyring=a.get("keyring"),
                     )
                     for a in r.get("extra_archives", ())
                 ),
+                keyring=r.get("keyring", DEBIAN_KEYRING),
             )
         else:
             base = ImageBase(reference=base_raw["image"]["reference"])

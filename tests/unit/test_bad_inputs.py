@@ -142,6 +142,12 @@ def matrix_case(id: str, old: str, new: str, says: str, at: str | None = None) -
 CASES: list[Case] = [
     # --- runtimes.yaml: values that would reach a Dockerfile or a command line -------------
     matrix_case(
+        "keyring-relative",
+        "        suite: bookworm\n",
+        "        suite: bookworm\n        keyring: keys.gpg\n",
+        "rootfs.keyring: 'keys.gpg' is not valid; expected the absolute path of an OpenPGP keyring",
+    ),
+    matrix_case(
         "name-newline",
         "    name: Python 3.11\n",
         '    name: "Python 3.11\\nRUN touch /pwned"\n',
