@@ -24,7 +24,7 @@ from .function import MAX_PAYLOAD, InvokeResult, error_payload, function_arn, to
 from .http_json import BadFraming, JSONHandler, QuietServer, TooLarge
 
 RUNTIME_PREFIX: Final = "/2018-06-01/runtime"
-_INVOCATION = re.compile(rf"^{RUNTIME_PREFIX}/invocation/([^/]+)/(response|error)$")
+_INVOCATION = re.compile(rf"{RUNTIME_PREFIX}/invocation/([^/]+)/(response|error)")
 
 
 def trace_id() -> str:
@@ -162,7 +162,7 @@ class RuntimeAPIHandler(JSONHandler):
             self.server.on_init_error()  # Lambda ends an environment whose init failed
             self._accepted()
             return
-        match = _INVOCATION.match(self.path)
+        match = _INVOCATION.fullmatch(self.path)
         if not match:
             self.close_connection = True  # its body, if any, stays unread
             self._reply(HTTPStatus.NOT_FOUND, error_payload("NotFound", self.path))

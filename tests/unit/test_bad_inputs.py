@@ -168,6 +168,27 @@ CASES: list[Case] = [
         at="Python\\u2028",
     ),
     matrix_case(
+        "name-right-to-left-override",
+        "    name: Python 3.11\n",
+        '    name: "Python \\u202E3.11"\n',
+        "].name: holds the invisible formatting character U+202E; expected printable text",
+        at="Python \\u202E",
+    ),
+    matrix_case(
+        "name-zero-width-space",
+        "    name: Python 3.11\n",
+        '    name: "Python\\u200B 3.11"\n',
+        "].name: holds the invisible formatting character U+200B",
+        at="Python\\u200B",
+    ),
+    matrix_case(
+        "name-byte-order-mark",
+        "    name: Python 3.11\n",
+        '    name: "\\uFEFFPython 3.11"\n',
+        "].name: holds the invisible formatting character U+FEFF",
+        at="\\uFEFFPython",
+    ),
+    matrix_case(
         "name-tab",
         "    name: Python 3.11\n",
         '    name: "Python\\t3.11"\n',
@@ -585,6 +606,20 @@ CASES: list[Case] = [
         lock=set_in("version", value=2),
     ),
     Case(
+        id="lock-digest-trailing-newline",
+        argv=CONTEXT,
+        code=11,
+        says="bases.al2.x86_64: 'sha256:" + SHA + "\\n' is not valid; expected sha256:",
+        lock=set_in("bases", "al2", "x86_64", value="sha256:" + SHA + "\n"),
+    ),
+    Case(
+        id="lock-number-5000-digits",
+        argv=CONTEXT,
+        code=11,
+        says="runtimes.lock.json: holds a number too long to read",
+        lock=b'{"version": ' + b"1" * 5000 + b"}\n",
+    ),
+    Case(
         id="lock-not-json",
         argv=CONTEXT,
         code=11,
@@ -807,6 +842,13 @@ CASES: list[Case] = [
         code=11,
         says="LAMBDA_IMAGES_BUILDER='kaniko': expected 'buildkit' or 'classic'",
         env={"LAMBDA_IMAGES_BUILDER": "kaniko"},
+    ),
+    Case(
+        id="docker-host-malformed",
+        argv=("invoke", "lambda-images/provided.debian12:x86_64"),
+        code=11,
+        says="DOCKER_HOST='tcp://[::1': not a Docker Engine address (Invalid IPv6 URL)",
+        env={"DOCKER_HOST": "tcp://[::1"},
     ),
     # --- events -----------------------------------------------------------------------------
     Case(
