@@ -212,3 +212,36 @@ def test_a_fifo_in_a_layer_is_refused_instead_of_blocking_the_copy(tmp_path: Pat
     os.mkfifo(layer / "pipe")
     with pytest.raises(UsageError, match="pipe: not a file, a folder or a symbolic link"):
         merge_layers([layer])
+
+
+def test_code_and_layers_are_mounted_as_fields_never_as_a_colon_separated_string(
+    tmp_path: Path,
+) -> None:
+    """``--code ./a:b`` as a bind string ("a:b:/var/task:ro") would give the engine other
+    paths and modes; a mount's source is a field of its own."""
+    import docker.errors
+
+    from pipeline.emulator.container import start_container
+    from pipeline.emulator.function import FunctionConfig
+    from pipeline.errors import EngineError
+
+    code = tmp_path / "fn:rw,z"
+    code.mkdir()
+    seen: dict[str, object] = {}
+
+    class Containers:
+        def create(self, image: str, **kwargs: object) -> None:
+            seen.update(kwargs)
+            raise docker.errors.APIError("stop here")
+
+    class Client:
+        containers = Containers()
+
+    config = FunctionConfig(image="some/image:tag", code=code)
+    with pytest.raises(EngineError):
+        start_container(Client(), config, None, "127.0.0.1:9001", print, opt=tmp_path / "opt")
+    assert "volumes" not in seen
+    assert seen["mounts"] == [
+        {"Target": "/var/task", "Source": str(code), "Type": "bind", "ReadOnly": True},
+        {"Target": "/opt", "Source": str(tmp_path / "opt"), "Type": "bind", "ReadOnly": True},
+    ]
