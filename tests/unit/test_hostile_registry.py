@@ -606,3 +606,35 @@ def test_outdated_against_a_hostile_registry_is_one_line_with_exit_7(
     assert lines[-1].startswith(f"error: registry {server.host}: the manifest lambda/provided:")
     assert "answered other bytes than the ones asked for, refused" in lines[-1]
     assert "Traceback" not in err
+
+
+def test_a_previous_sbom_nested_too_deeply_is_no_sbom() -> None:
+    """The SBOM publish reads back to say what changed is the registry's bytes: JSON nested
+    beyond what Python parses is taken as no SBOM (no changelog), not a traceback."""
+    from pipeline import sbom
+    from pipeline.oci.registry import Registry
+    from pipeline.oci.transport import RetryPolicy
+    from pipeline.publish import previous_sbom
+
+    deep = b"[" * 200_000 + b"]" * 200_000
+    artifact = image_manifest([descriptor(deep, sbom.MEDIA_TYPE)])
+    subject = digest_of(GOOD)
+    listed = {**descriptor(artifact, OCI_MANIFEST), "artifactType": sbom.MEDIA_TYPE}
+
+    def route(method: str, path: str, host: str) -> Reply:
+        if path == "/v2/":
+            return 200, {}, b""
+        if path == f"/v2/{REPO}/referrers/{subject}":
+            return index_reply([listed])
+        if path == f"/v2/{REPO}/manifests/{digest_of(artifact)}":
+            return manifest_reply(artifact)
+        if path == f"/v2/{REPO}/blobs/{digest_of(deep)}":
+            return 200, {}, deep
+        return 404, {}, b"{}"
+
+    server = Hostile(route)
+    try:
+        client = Registry(server.host, retry=RetryPolicy(attempts=1, timeout=5))
+        assert previous_sbom(client, REPO, subject) is None
+    finally:
+        server.close()
