@@ -377,7 +377,7 @@ class Transport:
         received = 0
         while True:
             try:
-                chunk = response.raw.read1(READ_SIZE)
+                chunk = response.raw.read1(READ_SIZE, decode_content=True)
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 raise _Transient(f"{type(exc).__name__} while reading {what}") from None
             if not chunk:

@@ -24,6 +24,7 @@ import sys
 import tarfile
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -283,6 +284,14 @@ def bomb() -> bytes:
     return status_bomb(300 * MIB)
 
 
+@functools.cache
+def gzip_bomb() -> bytes:
+    """300 MiB of zeros, gzip'd (about 300 KB), made without holding them."""
+    packer = zlib.compressobj(1, zlib.DEFLATED, 31)
+    block = bytes(MIB)
+    return b"".join(packer.compress(block) for _ in range(300)) + packer.flush()
+
+
 def layer_route(made: Callable[[], bytes]) -> Route:
     """A registry holding one image (its tag ``tag``) of one layer, ``made()``."""
 
@@ -396,6 +405,15 @@ CASES = [
     Case(
         id="manifest-150-mb-unannounced",
         route=manifests({"tag": manifest_reply(zeros(150 * MIB))}),
+        says="GET manifest tag: the answer is longer than 4.0 MiB; refused",
+    ),
+    Case(
+        id="manifest-gzip-bomb",
+        route=lambda m, p, h: (
+            (200, {}, b"")
+            if p == "/v2/"
+            else manifest_reply(gzip_bomb(), {"Content-Encoding": "gzip"})
+        ),
         says="GET manifest tag: the answer is longer than 4.0 MiB; refused",
     ),
     Case(
@@ -638,3 +656,30 @@ def test_a_previous_sbom_nested_too_deeply_is_no_sbom() -> None:
         assert previous_sbom(client, REPO, subject) is None
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "chunked"])
+def test_a_manifest_sent_compressed_or_in_chunks_is_read_as_sent(encoding: str) -> None:
+    """What a well-behaved registry may do, read right by the bounded reader."""
+    from pipeline.oci.registry import Registry
+    from pipeline.oci.transport import RetryPolicy
+
+    def chunks() -> Iterator[bytes]:
+        for i in range(0, len(GOOD), 100):
+            part = GOOD[i : i + 100]
+            yield f"{len(part):x}\r\n".encode() + part + b"\r\n"
+        yield b"0\r\n\r\n"
+
+    reply = (
+        manifest_reply(gzip.compress(GOOD), {"Content-Encoding": "gzip"})
+        if encoding == "gzip"
+        else manifest_reply(chunks, {"Transfer-Encoding": "chunked"})
+    )
+    server = Hostile(manifests({"tag": reply}))
+    try:
+        client = Registry(server.host, retry=RetryPolicy(attempts=1, timeout=5))
+        digest, manifest = client.image_manifest(REPO, "tag", "amd64")
+    finally:
+        server.close()
+    assert digest == digest_of(GOOD)
+    assert manifest == json.loads(GOOD)
