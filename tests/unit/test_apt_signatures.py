@@ -226,3 +226,18 @@ def test_a_damaged_index_in_the_cache_is_fetched_again(
         "7.88.1-10+deb12u8"
     )
     assert cached.read_bytes() == PACKAGES
+
+
+def test_a_keyring_is_no_part_of_a_root_s_identity() -> None:
+    """It decides which archive states are believed, not what a root made from one holds: a
+    keyring moved elsewhere rebuilds no base."""
+    from pipeline.base import _rootfs_key
+
+    extra = AptArchive(uri="http://127.0.0.1:1/", suite="./", components=(), trusted=True)
+    plain = RootfsBase(suite="bookworm", mirror="http://m.invalid/debian", extra_archives=(extra,))
+    moved = dataclasses.replace(
+        plain,
+        keyring="/k/debian.gpg",
+        extra_archives=(dataclasses.replace(extra, keyring="/k/extra.gpg"),),
+    )
+    assert _rootfs_key(plain, "amd64", 0, "state") == _rootfs_key(moved, "amd64", 0, "state")
