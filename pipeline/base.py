@@ -90,8 +90,13 @@ def mmdebstrap_command(base: RootfsBase, debian_arch: str, output: Path) -> list
 
 
 def _rootfs_key(base: RootfsBase, debian_arch: str, epoch: int, apt_state: str) -> str:
+    # Keyrings decide which archive states are accepted, not what a root made from one holds.
+    fields = asdict(base)
+    fields.pop("keyring")
+    for archive in fields["extra_archives"]:
+        archive.pop("keyring")
     inputs = {
-        "base": asdict(base),
+        "base": fields,
         "arch": debian_arch,
         "epoch": epoch,
         "excludes": DPKG_EXCLUDES,

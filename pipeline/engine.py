@@ -10,7 +10,7 @@ import docker
 import docker.errors
 import requests
 
-from .errors import EngineError
+from .errors import ConfigurationError, EngineError
 from .matrix import Arch
 
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
@@ -25,15 +25,24 @@ def connect(docker_host: str = "", timeout: int = 600) -> Any:
     where = docker_host or DEFAULT_DOCKER_HOST
     try:
         client = docker.DockerClient(base_url=where, timeout=timeout)
+    except ValueError as exc:  # urllib's parse of the address, e.g. tcp://[::1
+        msg = f"DOCKER_HOST={where!r}: not a Docker Engine address ({exc})"
+        raise ConfigurationError(msg) from None
+    except docker.errors.DockerException as exc:
+        raise EngineError(_unreachable(where, exc)) from None
+    try:
         client.ping()
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        msg = (
-            f"cannot reach the Docker Engine at {where} ({reason}); start it "
-            "(for example `sudo dockerd &`, or `sudo systemctl start docker`) or set DOCKER_HOST"
-        )
-        raise EngineError(msg) from None
+        raise EngineError(_unreachable(where, exc)) from None
     return client
+
+
+def _unreachable(where: str, exc: Exception) -> str:
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return (
+        f"cannot reach the Docker Engine at {where} ({reason}); start it "
+        "(for example `sudo dockerd &`, or `sudo systemctl start docker`) or set DOCKER_HOST"
+    )
 
 
 def host_arch() -> str:

@@ -20,36 +20,63 @@ COMMITTER_NAME: Final = "lambda-base-images"
 COMMITTER_EMAIL: Final = "lambda-base-images@users.noreply.github.com"
 
 
+# Transports a remote may use: git's own (http, https, ssh, git, file, and the scp-like and
+# local-path forms). Remote helpers (``ext::cmd`` runs a command, ``fd::``) are not among them.
+ALLOWED_PROTOCOLS: Final = ("file", "git", "http", "https", "ssh")
+_SCHEMES: Final = {"file", "git", "http", "https", "ssh", "git+ssh", "ssh+git"}
+
+
 def redacted_remote(remote: str) -> str:
-    """``remote`` with the user info of a URL (``https://user:token@host``) replaced by ***."""
+    """``remote`` with the user info of a URL (``https://user:token@host``) replaced by ***,
+    and its query and fragment (where tokens travel too) by ?***."""
     scheme, sep, rest = remote.partition("://")
     if not sep:
         return remote
     host, slash, path = rest.partition("/")
     if "@" in host:
         host = "***@" + host.rpartition("@")[2]
+    for mark in "?#":
+        if mark in host:
+            host = host.partition(mark)[0] + "?***"
+            slash = path = ""
+        if mark in path:
+            path = path.partition(mark)[0] + "?***"
     return f"{scheme}{sep}{host}{slash}{path}"
 
 
 def check_remote(remote: str) -> None:
-    """Refuse a git remote URL that carries credentials (``https://user:token@host/…``).
+    """Refuse a git remote URL that carries credentials (``https://user:token@host/…``, or a
+    query string such as ``?access_token=…``), or that names a transport other than git's own
+    (``ext::`` runs a command).
 
     Such a URL would reach git's argument list (visible to every user of the machine), its
     error messages, our logs and reports. Credentials belong in a git credential helper
     (``git config --global credential.helper``, or ``GIT_ASKPASS``), which git asks itself.
     An ssh user name (``ssh://git@host/…``) is not a secret and is accepted.
     """
+    where = f"--git-remote {redacted_remote(remote)}"
     if "://" not in remote:
+        if "::" in remote:
+            msg = (
+                f"{where}: remote helpers (<transport>::<address>, such as ext::) are refused; "
+                f"give a {', '.join(ALLOWED_PROTOCOLS)} URL, host:path or a folder"
+            )
+            raise UsageError(msg)
         return
+    scheme = remote.partition("://")[0].lower()
+    if scheme not in _SCHEMES:
+        msg = f"{where}: expected a {', '.join(ALLOWED_PROTOCOLS)} URL, host:path or a folder"
+        raise UsageError(msg)
     try:
         parts = urlsplit(remote)
         password, user = parts.password, parts.username
     except ValueError:
         password, user = None, None
-    secret = password is not None or (user and parts.scheme.lower() in ("http", "https"))
+    secret = password is not None or (user and scheme in ("http", "https"))
+    secret = secret or "?" in remote or "#" in remote
     if secret or ("@" in remote.partition("://")[2].partition("/")[0] and user is None):
         msg = (
-            f"--git-remote {redacted_remote(remote)}: credentials in the URL are refused (git "
+            f"{where}: credentials in the URL are refused, in its user part or its query (git "
             "would show them in its process list and messages); keep them in a git credential "
             "helper (git config --global credential.helper …) or GIT_ASKPASS instead"
         )
@@ -64,6 +91,8 @@ def git_env(environ: Mapping[str, str], epoch: int | None = None, **extra: str) 
         **environ,
         "GIT_CONFIG_NOSYSTEM": "1",
         "GIT_TERMINAL_PROMPT": "0",
+        # git itself refuses other transports too (a remote given another way, a submodule).
+        "GIT_ALLOW_PROTOCOL": ":".join(ALLOWED_PROTOCOLS),
         **extra,
     }
     if epoch is not None:

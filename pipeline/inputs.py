@@ -27,6 +27,7 @@ from typing import Any
 import requests
 
 from . import log
+from .digests import sha256_file
 from .errors import ConfigurationError, InputError
 from .gobuild import build_input
 from .lock import Lock, LockedFile, LockedModule, LockedPackage
@@ -140,6 +141,19 @@ def require_locked(target: Target, lock: Lock) -> None:
 # --- downloads pinned by sha256 (url inputs and npm tarballs) ------------------------------
 
 
+def _cached(path: Path, expected: str) -> bool:
+    """True when the cache holds ``path`` with the sha256 it is named by. A file that does not
+    (damaged on disk, or written by something else) is removed, to be fetched or built again:
+    the cache is never trusted on reuse, only on the hash."""
+    if not path.is_file():
+        return False
+    if sha256_file(path) == expected:
+        return True
+    log.detail(f"  {path.name[:12]}… in the cache does not match its sha256; fetched again")
+    path.unlink(missing_ok=True)
+    return False
+
+
 def download(url: str, expected: str | None, what: str, cache: Path) -> Path:
     """A file from ``url`` in the content-addressed ``cache``, checked against ``expected``.
 
@@ -150,7 +164,7 @@ def download(url: str, expected: str | None, what: str, cache: Path) -> Path:
     if expected is not None and not SHA256.fullmatch(expected):
         msg = f"{what}: {url} is unlocked (sha256 {expected!r}); refusing to download it unchecked"
         raise InputError(msg)
-    if expected and (cache / expected).is_file():
+    if expected and _cached(cache / expected, expected):
         return cache / expected
     cache.mkdir(parents=True, exist_ok=True)
     log.command(["GET", url])
@@ -252,7 +266,7 @@ def _build_into_cache(
 ) -> tuple[Path, str]:
     """A built input in the content-addressed ``cache`` (built when not there yet), checked
     against ``expected``; returns its path and the module's go.sum hash."""
-    if expected and module_sum and (cache / expected).is_file():
+    if expected and module_sum and _cached(cache / expected, expected):
         return cache / expected, module_sum
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache, prefix=".build.") as tmp:

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import jsonschema.protocols
 
 from .errors import ConfigurationError, InputError
 from .schema_errors import dotted, explain
+from .schema_errors import validator as schema_validator
 from .workdir import write_atomic
 
 LOCK_VERSION = 1
@@ -48,9 +50,9 @@ class LockedPackage:
     sha256: str | None  # None: unlocked (never downloaded)
 
 
-def _schema() -> jsonschema.Draft202012Validator:
+def _schema() -> jsonschema.protocols.Validator:
     text = resources.files("pipeline").joinpath("lock.schema.json").read_text("utf-8")
-    return jsonschema.Draft202012Validator(json.loads(text))
+    return schema_validator(json.loads(text))
 
 
 def _schema_message(path: Path, error: jsonschema.ValidationError) -> ConfigurationError:
@@ -103,6 +105,8 @@ class Lock:
         except json.JSONDecodeError as exc:
             msg = f"{path}:{exc.lineno}: not valid JSON: {exc.msg}"
             raise ConfigurationError(msg) from None
+        except ValueError:  # a number of thousands of digits (int's conversion limit)
+            raise ConfigurationError(f"{path}: holds a number too long to read") from None
         except RecursionError:
             raise ConfigurationError(f"{path}: nested too deeply to be a lock file") from None
         error = jsonschema.exceptions.best_match(_schema().iter_errors(raw))

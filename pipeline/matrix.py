@@ -15,6 +15,7 @@ import datetime as dt
 import difflib
 import json
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -26,6 +27,7 @@ import yaml
 
 from .errors import ConfigurationError, UsageError
 from .schema_errors import dotted, explain
+from .schema_errors import validator as schema_validator
 
 DEFAULT_MATRIX: Final = Path("runtimes.yaml")
 TEMPLATES_DIR: Final = Path(__file__).resolve().parent.parent / "templates"
@@ -56,6 +58,8 @@ ARCHES: Final[dict[str, Arch]] = {
 
 
 DEBIAN_SECURITY: Final = "http://deb.debian.org/debian-security"
+# Debian's archive keys (the debian-archive-keyring package), as apt reads them.
+DEBIAN_KEYRING: Final = "/usr/share/keyrings/debian-archive-keyring.gpg"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,6 +70,7 @@ class AptArchive:
     suite: str  # a suite name, or a path ending in "/" for a flat repository
     components: tuple[str, ...] = ("main",)
     trusted: bool = False  # [trusted=yes]: an unsigned repository (tests, private mirrors)
+    keyring: str | None = None  # what signs it; None: its base's keyring
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,6 +85,7 @@ class RootfsBase:
     variant: str = "minbase"
     include: tuple[str, ...] = ()
     extra_archives: tuple[AptArchive, ...] = ()
+    keyring: str = DEBIAN_KEYRING  # signs the suite, -updates and -security (InRelease)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,7 +132,7 @@ class GoBuild:
 
 
 # A Go module version as the go command writes it: semver or a pseudo-version (v0.0.0-…).
-GO_VERSION: Final = re.compile(r"^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?(\+incompatible)?$")
+GO_VERSION: Final = re.compile(r"v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?(\+incompatible)?")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -340,6 +346,8 @@ MAX_ALIASES: Final = 50
 MAX_NODES: Final = 50_000  # the whole matrix of 2026 has about 1,000
 # C0 and C1 control characters (newline, tab, NUL, ESC…) and the Unicode line separators: no
 # value of the matrix may hold one, as each would end or bend a line of a Dockerfile or command.
+# Nor an invisible formatting character (Unicode's category Cf: U+202E reverses the text
+# around it, U+200B and U+FEFF are not seen at all), which would make a name read as another.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
@@ -458,11 +466,13 @@ class _Located:
 
     def _printable(self, value: str, node: yaml.Node, where: Path_) -> None:
         found = _CONTROL.search(value)
-        if found:
+        invisible = next((c for c in value if unicodedata.category(c) == "Cf"), None)
+        if found or invisible:
             self.lines.setdefault(where, node.start_mark.line + 1)
-            char = ord(found.group())
+            char = ord(found.group()) if found else ord(invisible or " ")
+            kind = "control" if found else "invisible formatting"
             raise self.fail(
-                where, f"holds the control character U+{char:04X}; expected printable text"
+                where, f"holds the {kind} character U+{char:04X}; expected printable text"
             )
 
     def line(self, where: Path_) -> int:
@@ -507,7 +517,7 @@ def load_matrix(
     except OSError as exc:
         raise ConfigurationError(f"{path}: cannot read: {exc.strerror}") from None
     doc = _Located(path, text)
-    validator = jsonschema.Draft202012Validator(
+    validator = schema_validator(
         _schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
     )
     errors = sorted(validator.iter_errors(doc.data), key=lambda e: doc.line(tuple(e.path)))
@@ -540,9 +550,11 @@ def _build(doc: _Located, templates_dir: Path) -> Matrix:
                             a.get("components", () if a["suite"].endswith("/") else ("main",))
                         ),
                         trusted=a.get("trusted", False),
+                        keyring=a.get("keyring"),
                     )
                     for a in r.get("extra_archives", ())
                 ),
+                keyring=r.get("keyring", DEBIAN_KEYRING),
             )
         else:
             base = ImageBase(reference=base_raw["image"]["reference"])
@@ -577,7 +589,7 @@ def _build(doc: _Located, templates_dir: Path) -> Matrix:
 
     inputs = {name: _input(name, raw) for name, raw in data.get("inputs", {}).items()}
     for name, item in inputs.items():
-        if item.build is not None and not GO_VERSION.match(item.version):
+        if item.build is not None and not GO_VERSION.fullmatch(item.version):
             raise doc.fail(
                 ("inputs", name, "version"),
                 f"{item.version!r} is not a Go module version; expected a semver or "

@@ -17,7 +17,6 @@ Amazon Linux cells are not checked: their repository metadata is not reachable h
 from __future__ import annotations
 
 import io
-import json
 import tarfile
 import tempfile
 from collections.abc import Sequence
@@ -31,11 +30,16 @@ from . import apt, log
 from .errors import EngineError, RegistryError
 from .matrix import RootfsBase, Target
 from .oci import tree
-from .oci.registry import DOCKER_LIST, OCI_INDEX, Registry, RegistryRef
+from .oci.registry import Registry, RegistryRef
 
 State = Literal["outdated", "current", "not built", "not published", "not checked"]
 DPKG_STATUS = "/var/lib/dpkg/status"
 _STATUS_MEMBER = DPKG_STATUS.lstrip("/")
+# A published layer is read only this far: its dpkg status (a few MB in any real image), its
+# entries and their bytes (Lambda's limit for a whole image, uncompressed).
+MAX_STATUS = 64 * 1024 * 1024
+MAX_ENTRIES = 1_000_000
+MAX_CONTENT = 10 * 1024**3
 
 
 @dataclass(kw_only=True)
@@ -169,21 +173,8 @@ def _arch_manifest(
     registry: Registry, repo: str, tag: str, target: Target
 ) -> tuple[str, dict[str, Any]]:
     """The digest and body of the manifest ``tag`` names for the target's architecture (an
-    index is followed to that architecture's manifest)."""
-    body, media_type = registry.get_manifest(repo, tag)
-    manifest = json.loads(body)
-    digest = registry.manifest_digest(repo, tag) or ""
-    kind = manifest.get("mediaType") or media_type
-    if kind in (OCI_INDEX, DOCKER_LIST):
-        wanted = target.arch.docker
-        for entry in manifest.get("manifests", []):
-            if entry.get("platform", {}).get("architecture") == wanted:
-                digest = str(entry["digest"])
-                body, _ = registry.get_manifest(repo, digest)
-                return digest, dict(json.loads(body))
-        msg = f"registry {registry.host}: {repo}:{tag} has no {wanted} manifest"
-        raise RegistryError(msg)
-    return digest, dict(manifest)
+    index is followed to that architecture's manifest), each checked against its digest."""
+    return registry.image_manifest(repo, tag, target.arch.docker)
 
 
 def _status_in_layer(path: Path) -> str | None:
@@ -191,11 +182,19 @@ def _status_in_layer(path: Path) -> str | None:
     one (a whiteout) without holding one of its own, None when the layer leaves it alone."""
 
     def look(name: str, member: tarfile.TarInfo, content: IO[bytes]) -> bytes | None:
-        return content.read() if name == _STATUS_MEMBER else None
+        if name != _STATUS_MEMBER:
+            return None
+        if member.size > MAX_STATUS:
+            msg = f"its dpkg status is {log.human_size(member.size)}; refused"
+            raise RegistryError(f"a layer of the published image: {msg}")
+        return content.read()
 
     try:
         with path.open("rb") as stream:
-            layer = tree.read_layer(stream, look)
+            layer = tree.read_layer(stream, look, max_entries=MAX_ENTRIES, max_bytes=MAX_CONTENT)
+    except tree.LayerTooLarge:
+        msg = "a layer of the published image is larger than an image can be"
+        raise RegistryError(msg) from None
     except (tarfile.TarError, OSError, EOFError) as exc:
         msg = f"a layer of the published image cannot be read as a tar ({exc})"
         raise RegistryError(msg) from None
@@ -207,11 +206,11 @@ def _status_in_layer(path: Path) -> str | None:
 
 def read_published_status(registry: Registry, repo: str, manifest: dict[str, Any]) -> str:
     """The dpkg status of a published image: from the top-most layer that holds it."""
-    layers = [str(layer["digest"]) for layer in manifest.get("layers", [])]
+    layers = [(str(layer["digest"]), int(layer["size"])) for layer in manifest.get("layers", [])]
     with tempfile.TemporaryDirectory(prefix="lambda-outdated-") as tmp:
-        for digest in reversed(layers):
-            path = Path(tmp, digest.replace(":", "-"))
-            registry.fetch_blob(repo, digest, path)
+        for digest, size in reversed(layers):
+            path = Path(tmp, "layer")  # never a name from the registry
+            registry.fetch_blob(repo, digest, path, size)
             status = _status_in_layer(path)
             path.unlink()
             if status is not None:

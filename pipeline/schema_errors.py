@@ -9,10 +9,13 @@ its file name (and, for YAML, the line) in front.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
+from collections.abc import Iterator
 from typing import Any, Final, cast
 
 import jsonschema
+import jsonschema.protocols
 
 Where = tuple[str | int, ...]
 
@@ -30,6 +33,48 @@ _JSON_TYPES: Final = {
 
 
 _CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+@functools.cache
+def _ecma_anchors(pattern: str) -> re.Pattern[str]:
+    """``pattern`` compiled with ``$`` (outside a character class) meaning what it means in a
+    JSON Schema (ECMA-262): the end of the string. Python's ``$`` also matches before a final
+    newline, so ``^[0-9a-f]{64}$`` would take a digest followed by a line break."""
+    out, in_class, i = [], False, 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "$":
+            char = r"\Z"
+        out.append(char)
+        i += 1
+    return re.compile("".join(out))
+
+
+def _pattern(
+    validator: Any, pattern: str, instance: Any, schema: dict[str, Any]
+) -> Iterator[jsonschema.ValidationError]:
+    if validator.is_type(instance, "string") and not _ecma_anchors(pattern).search(instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+# Draft 2020-12, with ``pattern`` read as the schema's dialect reads it (see _ecma_anchors);
+# extend() is jsonschema's documented way to replace a keyword (it has no type hints).
+Validator: Final = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+    jsonschema.Draft202012Validator, validators={"pattern": _pattern}
+)
+
+
+def validator(schema: dict[str, Any], **kwargs: Any) -> jsonschema.protocols.Validator:
+    """The validator of runtimes.yaml and the lock file for ``schema``."""
+    return cast(jsonschema.protocols.Validator, Validator(schema, **kwargs))
 
 
 def dotted(where: Where) -> str:

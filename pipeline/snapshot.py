@@ -24,6 +24,7 @@ one xz mode (multi-threaded, whose output does not depend on the thread count).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -117,18 +118,26 @@ def warm_layer_cache(
     finds the result by diff ID; a layer that differs is simply compressed again. Returns the
     thread to join before snapshotting, or None when this image was (being) warmed before.
     """
-    image_id = client.images.get(image_name).id
-    marker = cache / "warmed" / image_id.removeprefix("sha256:")
+    image_id = client.images.get(image_name).id.removeprefix("sha256:")
+    marker = cache / "warmed" / image_id  # written once warmed
     marker.parent.mkdir(parents=True, exist_ok=True)
-    try:  # claimed once: another process building on the same base leaves it to the first
-        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-    except FileExistsError:
+    # Claimed with a lock, not a file: a process killed while warming releases it, and the
+    # next one warms the image (and clears the staging folder the killed one left).
+    claim = os.open(marker.with_name(f".{image_id}.lock"), os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(claim)
+        return None  # another process building on the same base is warming it
+    if marker.exists():
+        os.close(claim)
         return None
 
     def work() -> None:
-        cache.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".warm-", dir=cache))
+        staging = cache / f".warm-{image_id}"
         try:
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir()
             _, tars = export_image(client, image_name, staging)
             out = staging / "out"
             out.mkdir()
@@ -138,10 +147,12 @@ def warm_layer_cache(
                 diff_id, _ = normalize_layer(tar, normalized, epoch, above[index])
                 compress_layer(normalized, diff_id, out, cache)
                 normalized.unlink()
+            marker.touch()
         except Exception as exc:  # only a head start: the snapshot does the work anyway
             log.detail(f"  warming the layer cache from {image_name} failed: {exc}")
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+            os.close(claim)
 
     thread = threading.Thread(target=work, name=f"warm {image_name}", daemon=True)
     thread.start()

@@ -27,6 +27,7 @@ from typing import Any, Final
 from urllib.parse import quote
 
 import docker.errors
+import docker.types
 import requests
 
 from .. import log
@@ -137,11 +138,13 @@ def start_container(
 
     EngineError when the engine cannot create it; StartFailed when its entrypoint cannot start.
     """
-    volumes = {}
+    # Mounts, not volumes: the engine gets the source path as a field of its own, where a
+    # "source:target:mode" string would read a ':' in the path (--code ./a:b) as a separator.
+    mounts = []
     if config.code is not None:
-        volumes[str(config.code.resolve())] = {"bind": "/var/task", "mode": "ro"}
+        mounts.append(_read_only(config.code.resolve(), "/var/task"))
     if opt is not None:
-        volumes[str(opt)] = {"bind": "/opt", "mode": "ro"}
+        mounts.append(_read_only(opt, "/opt"))
     command = [config.handler] if config.handler else None
     flags = ["--read-only"] if config.read_only else []
     log.command(["docker", "run", *flags, "--network=host", config.image, *(command or [])])
@@ -158,7 +161,7 @@ def start_container(
             user=config.user,
             mem_limit=f"{config.memory_mb}m",
             memswap_limit=f"{config.memory_mb}m",
-            volumes=volumes,
+            mounts=mounts,
             labels={CONTAINER_LABEL: config.function_name, OWNER_LABEL: owner()},
             platform=platform,
             # The conformance write check reads the container's changes after it stops.
@@ -180,6 +183,10 @@ def start_container(
         reason = getattr(exc, "explanation", None) or exc
         raise StartFailed(str(reason)) from None
     return FunctionContainer(container, sink, waiter, output)
+
+
+def _read_only(source: Path, target: str) -> docker.types.Mount:
+    return docker.types.Mount(target, str(source), type="bind", read_only=True)
 
 
 def _wait_request(client: Any, container_id: str) -> Any:

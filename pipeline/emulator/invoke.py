@@ -18,8 +18,15 @@ from typing import Any, Final
 
 from ..errors import EngineError, UsageError
 from .environment import ExecutionEnvironment
-from .function import LAMBDA_USER, MAX_TIMEOUT, FunctionConfig, InvokeResult, error_payload
-from .http_json import JSONHandler, QuietServer
+from .function import (
+    LAMBDA_USER,
+    MAX_PAYLOAD,
+    MAX_TIMEOUT,
+    FunctionConfig,
+    InvokeResult,
+    error_payload,
+)
+from .http_json import BadFraming, JSONHandler, QuietServer, TooLarge
 
 INVOKE_PATH: Final = "/2015-03-31/functions/function/invocations"
 
@@ -34,10 +41,14 @@ class InvokeHandler(JSONHandler):
             return
         # Lambda's Invoke answers an event over 6 MB with 413 RequestTooLargeException; it is
         # refused from its Content-Length, before the body is read.
-        length = self._length()
-        if length is None:
+        try:
+            payload = self._body(MAX_PAYLOAD) or b"{}"
+        except BadFraming as exc:
+            self._refuse(str(exc))
             return
-        payload = self._read(length, empty=b"{}")
+        except TooLarge as exc:
+            self._refuse_too_large(exc.size)
+            return
         result = self.server.environment.invoke(payload, client_context(self.headers))
         headers = {"X-Amz-Request-Id": result.request_id}
         if result.error_type:
@@ -73,25 +84,36 @@ class InvokeServer(QuietServer):
 
 
 def read_event(event: str) -> bytes:
-    """``--event``: inline JSON, or ``@path`` to a JSON file; Lambda accepts only JSON."""
+    """``--event``: inline JSON, or ``@path`` to a JSON file; Lambda accepts only JSON, of at
+    most MAX_PAYLOAD bytes (a file is read no further than that)."""
     if event.startswith("@"):
         path = Path(event[1:])
+        if not event[1:]:
+            raise UsageError("--event @: expected @FILE, the path of a JSON file")
         try:
-            text = path.read_text("utf-8")
+            with path.open("rb") as file:
+                raw = file.read(MAX_PAYLOAD + 1)
         except OSError as exc:
             raise UsageError(f"--event {event}: cannot read {path}: {exc.strerror}") from None
-        except UnicodeDecodeError as exc:
-            byte = f"byte 0x{exc.object[exc.start]:02x} at offset {exc.start}"
-            msg = f"--event {event}: not UTF-8 ({byte}); Lambda events are JSON documents"
-            raise UsageError(msg) from None
         where = str(path)
     else:
-        text, where = event, "--event"
+        raw, where = event.encode("utf-8", "surrogateescape"), "--event"
+    if len(raw) > MAX_PAYLOAD:
+        msg = f"{where}: larger than {MAX_PAYLOAD} bytes, Lambda's limit for an event"
+        raise UsageError(msg)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        byte = f"byte 0x{raw[exc.start]:02x} at offset {exc.start}"
+        msg = f"--event {event}: not UTF-8 ({byte}); Lambda events are JSON documents"
+        raise UsageError(msg) from None
     try:
         json.loads(text)
     except ValueError as exc:
         raise UsageError(f"{where}: not JSON ({exc}); Lambda events are JSON documents") from None
-    return text.encode()
+    except RecursionError:
+        raise UsageError(f"{where}: JSON nested too deeply to be read") from None
+    return raw
 
 
 def check_timeout(seconds: float) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import sys
 import threading
 import time
 import uuid
@@ -22,10 +21,10 @@ from http import HTTPStatus
 from typing import Final
 
 from .function import MAX_PAYLOAD, InvokeResult, error_payload, function_arn, too_large_message
-from .http_json import JSONHandler, QuietServer
+from .http_json import BadFraming, JSONHandler, QuietServer, TooLarge
 
 RUNTIME_PREFIX: Final = "/2018-06-01/runtime"
-_INVOCATION = re.compile(rf"^{RUNTIME_PREFIX}/invocation/([^/]+)/(response|error)$")
+_INVOCATION = re.compile(rf"{RUNTIME_PREFIX}/invocation/([^/]+)/(response|error)")
 
 
 def trace_id() -> str:
@@ -118,14 +117,14 @@ class RuntimeAPIHandler(JSONHandler):
         header_type = self.headers.get("Lambda-Runtime-Function-Error-Type", "")
         try:
             data = json.loads(body)
-        except ValueError:
-            data = None
-        if isinstance(data, dict) and ("errorType" in data or "errorMessage" in data):
-            error_type = str(data.get("errorType") or header_type or "Runtime.Unknown")
-            shaped = {"errorMessage": data.get("errorMessage", ""), "errorType": error_type}
-            if "stackTrace" in data:
-                shaped["stackTrace"] = data["stackTrace"]
-            return json.dumps(shaped).encode(), error_type
+            if isinstance(data, dict) and ("errorType" in data or "errorMessage" in data):
+                error_type = str(data.get("errorType") or header_type or "Runtime.Unknown")
+                shaped = {"errorMessage": data.get("errorMessage", ""), "errorType": error_type}
+                if "stackTrace" in data:
+                    shaped["stackTrace"] = data["stackTrace"]
+                return json.dumps(shaped).encode(), error_type
+        except (ValueError, RecursionError):
+            pass  # not JSON, or nested too deeply to parse or write again: taken as text
         error_type = header_type or "Runtime.Unknown"
         return error_payload(error_type, body.decode(errors="replace")), error_type
 
@@ -151,14 +150,19 @@ class RuntimeAPIHandler(JSONHandler):
     def do_POST(self) -> None:
         state = self.server.state
         if self.path == f"{RUNTIME_PREFIX}/init/error":
-            length = self._length()
-            if length is None:
+            try:
+                body = self._body(MAX_PAYLOAD, chunked=True)
+            except TooLarge as exc:
+                self._refuse_too_large(exc.size)
                 return
-            state.init_error, state.init_error_type = self._error_body(self._read(length))
+            except BadFraming as exc:
+                self._refuse(str(exc))
+                return
+            state.init_error, state.init_error_type = self._error_body(body)
             self.server.on_init_error()  # Lambda ends an environment whose init failed
             self._accepted()
             return
-        match = _INVOCATION.match(self.path)
+        match = _INVOCATION.fullmatch(self.path)
         if not match:
             self.close_connection = True  # its body, if any, stays unread
             self._reply(HTTPStatus.NOT_FOUND, error_payload("NotFound", self.path))
@@ -174,21 +178,16 @@ class RuntimeAPIHandler(JSONHandler):
             return
         # The size is judged from Content-Length, before the body is read: a response over
         # Lambda's limit fails the invocation without being held in memory. A chunked body
-        # (aws-lambda-go sends one) is read up to the limit and no further.
-        if self._is_chunked():
-            chunked = self._chunked(limit=MAX_PAYLOAD)
-            if chunked is None:
-                self._too_large(invocation, MAX_PAYLOAD + 1)
-                return
-            body = chunked
-        else:
-            length = self._length(limit=sys.maxsize)
-            if length is None:
-                return
-            if length > MAX_PAYLOAD:  # a response, or an error report, over Lambda's limit
-                self._too_large(invocation, length)
-                return
-            body = self._read(length)
+        # (aws-lambda-go sends one) is read up to the limit and no further. A body that
+        # cannot be delimited is refused and leaves the invocation waiting for a proper one.
+        try:
+            body = self._body(MAX_PAYLOAD, chunked=True)
+        except TooLarge as exc:  # a response, or an error report, over Lambda's limit
+            self._too_large(invocation, exc.size)
+            return
+        except BadFraming as exc:
+            self._refuse(str(exc))
+            return
         if kind == "response":
             invocation.finish(body)
         else:

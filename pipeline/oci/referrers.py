@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ..digests import sha256_bytes
-from .registry import OCI_EMPTY, OCI_INDEX, OCI_MANIFEST, Registry
+from .registry import OCI_EMPTY, OCI_INDEX, OCI_MANIFEST, Registry, is_descriptor
 
 EMPTY_CONFIG: Final = b"{}"
 
@@ -97,7 +97,7 @@ def merged_index(existing: bytes | None, entry: dict[str, Any]) -> bytes | None:
     if existing is not None:
         try:
             listed = json.loads(existing).get("manifests")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             listed = None
         manifests = [m for m in listed or [] if isinstance(m, dict)]
     if any(m.get("digest") == entry["digest"] for m in manifests):
@@ -139,10 +139,7 @@ def discover(registry: Registry, repo: str, subject: str, artifact_type: str) ->
         if registry.manifest_digest(repo, tag) is None:
             return []
         body, _ = registry.get_manifest(repo, tag)
-        try:
-            listed = [m for m in json.loads(body).get("manifests") or [] if isinstance(m, dict)]
-        except (ValueError, AttributeError):
-            return []
+        listed = _descriptors(body, "manifests")
     return sorted(
         str(m["digest"])
         for m in listed
@@ -153,10 +150,17 @@ def discover(registry: Registry, repo: str, subject: str, artifact_type: str) ->
 def artifact_content(registry: Registry, repo: str, manifest_digest: str) -> bytes | None:
     """The one layer of the artifact manifest ``manifest_digest`` (None if it has none)."""
     body, _ = registry.get_manifest(repo, manifest_digest)
-    try:
-        layers = json.loads(body).get("layers") or []
-    except (ValueError, AttributeError):
-        return None
-    if len(layers) != 1 or not isinstance(layers[0].get("digest"), str):
+    layers = _descriptors(body, "layers")
+    if len(layers) != 1:
         return None
     return registry.get_blob(repo, layers[0]["digest"])
+
+
+def _descriptors(body: bytes, key: str) -> list[dict[str, Any]]:
+    """The descriptors a manifest lists under ``key``; none when it is not a manifest (a
+    missing or broken attachment is no attachment)."""
+    try:
+        listed = json.loads(body).get(key)
+    except (ValueError, AttributeError, RecursionError):
+        return []
+    return [m for m in listed if is_descriptor(m)] if isinstance(listed, list) else []

@@ -3,11 +3,19 @@
 HEAD a blob and upload it only when missing; GET a blob into a file (checked against its
 digest); HEAD, GET and PUT manifests by digest or tag. The
 HTTP side (retries, authentication, failures) is transport.py; credentials are credentials.py.
+
+What a registry answers is checked before it is used: a manifest is at most 4 MiB, the bytes of
+the digest it was asked by (or of the ``Docker-Content-Digest`` it names for a tag), JSON of the
+shape the specification gives, with every descriptor's digest a ``sha256:<hex>``; a blob is the
+bytes of its digest and no longer than its descriptor says; a tag list is followed through at
+most MAX_TAG_PAGES pages of the same registry, never twice through one. A reference or digest
+from a registry is never used as a file name, nor in a URL before it is checked.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,17 +24,18 @@ from typing import Any, Final
 from urllib.parse import urlencode, urljoin
 
 from .. import log
-from ..digests import CHUNK, sha256_bytes
+from ..digests import sha256_bytes
 from ..errors import RegistryError, UsageError
 from .credentials import Credentials
 from .transport import (
-    _CONNECTION_ERRORS,
+    MAX_JSON_ANSWER,
     RetryPolicy,
     TransferStats,
     Transport,
-    _Transient,
+    _discard,
     default_scheme,
     origin,
+    quoted,
 )
 
 
@@ -50,6 +59,63 @@ OCI_EMPTY: Final = "application/vnd.oci.empty.v1+json"
 DOCKER_MANIFEST: Final = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST: Final = "application/vnd.docker.distribution.manifest.list.v2+json"
 MANIFEST_ACCEPT: Final = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
+INDEX_TYPES: Final = (OCI_INDEX, DOCKER_LIST)
+
+# The distribution specification's grammar (only sha256 digests are used here).
+DIGEST: Final = re.compile(r"sha256:[0-9a-f]{64}")
+TAG: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+MAX_MANIFEST: Final = 4 * 1024 * 1024  # what registries accept (distribution spec: "at least")
+MAX_SMALL_BLOB: Final = 64 * 1024 * 1024  # an SBOM, read into memory
+MAX_BLOB: Final = 10 * 1024**3  # a layer, streamed to a file: Lambda's whole image limit
+MAX_TAG_PAGES: Final = 1000
+
+
+def is_digest(text: object) -> bool:
+    return isinstance(text, str) and DIGEST.fullmatch(text) is not None
+
+
+def _json(body: bytes) -> Any:
+    """A JSON document; ValueError for anything else (not UTF-8, not JSON, nested too deeply)."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def is_descriptor(value: Any) -> bool:
+    """A content descriptor: a mapping with a sha256 digest and a non-negative integer size."""
+    return (
+        isinstance(value, dict)
+        and is_digest(value.get("digest"))
+        and type(value.get("size")) is int
+        and value["size"] >= 0
+        and isinstance(value.get("mediaType", ""), str)
+    )
+
+
+def manifest_problem(data: Any) -> str | None:
+    """Why ``data`` is not an image manifest or index of schema version 2, or None."""
+    if not isinstance(data, dict):
+        return f"a JSON {type(data).__name__}, not an object"
+    if data.get("schemaVersion") != 2:
+        return "schemaVersion is not 2"
+    if not isinstance(data.get("mediaType", ""), str):
+        return "mediaType is not a string"
+    if "manifests" not in data and "layers" not in data:
+        return "neither manifests nor layers"
+    for key in ("manifests", "layers"):
+        items = data.get(key, [])
+        if not isinstance(items, list):
+            return f"{key} is not a list"
+        for number, item in enumerate(items):
+            if not is_descriptor(item):
+                return f"{key}[{number}] is no descriptor with a sha256 digest and a size"
+            if not isinstance(item.get("platform", {}), dict):
+                return f"{key}[{number}].platform is not an object"
+    for key in ("config", "subject"):
+        if key in data and not is_descriptor(data[key]):
+            return f"{key} is no descriptor with a sha256 digest and a size"
+    return None
 
 
 _HOST: Final = re.compile(
@@ -128,17 +194,26 @@ class Registry(Transport):
 
     # --- blobs -----------------------------------------------------------------------------------
 
+    def _reference(self, repo: str, reference: str) -> str:
+        """``reference`` when it is a tag or a sha256 digest; a RegistryError otherwise (it
+        would go into a URL's path)."""
+        if is_digest(reference) or TAG.fullmatch(reference):
+            return reference
+        msg = f"registry {self.host}: {repo}: {quoted(reference, 80)!r} is no tag or sha256 digest"
+        raise RegistryError(msg)
+
     def blob_exists(self, repo: str, digest: str) -> bool:
-        response = self._request(
+        self._reference(repo, digest)
+        answer = self._request(
             "HEAD",
             f"/v2/{repo}/blobs/{digest}",
             repo=repo,
             what=f"HEAD blob {digest[:19]}",
             ok=(200, 307, 404),
         )
-        if response.status_code == 404:
+        if answer.status == 404:
             return False
-        self._check_digest(response, repo, digest)
+        self._check_digest(answer.headers, repo, digest)
         self._seen(repo, digest)
         return True
 
@@ -153,29 +228,33 @@ class Registry(Transport):
         self._upload(repo, digest, len(data), lambda: data)
         return digest
 
-    def fetch_blob(self, repo: str, digest: str, dest: Path) -> None:
-        """Download a blob into ``dest``, streamed; a body whose sha256 is not ``digest`` is
-        refused and nothing is left at ``dest``. A dropped download is retried from the start."""
+    def fetch_blob(self, repo: str, digest: str, dest: Path, size: int | None = None) -> None:
+        """Download a blob into ``dest``, streamed; a body whose sha256 is not ``digest``, or
+        that is longer than ``size`` (its descriptor's; MAX_BLOB when not given), is refused
+        and nothing is left at ``dest``. A dropped download is retried from the start."""
+        self._reference(repo, digest)
         what = f"GET blob {digest[:19]}"
+        limit = MAX_BLOB if size is None else min(size, MAX_BLOB)
         if repo not in self._auth:
             self._authenticate(repo)
         url = f"{self.base}/v2/{repo}/blobs/{digest}"
         part = dest.with_name(f".{dest.name}.part")
 
         def attempt() -> None:
-            response = self._send("GET", url, repo=repo, stream=True)
+            response = self._send("GET", url, repo=repo)
             with response:
                 self._expired(response, repo)
                 if response.status_code != 200:
                     raise self._refused(response, what, repo)
                 hasher = hashlib.sha256()
-                try:
-                    with part.open("wb") as out:
-                        for chunk in response.iter_content(CHUNK):
-                            hasher.update(chunk)
-                            out.write(chunk)
-                except _CONNECTION_ERRORS as exc:
-                    raise _Transient(f"{type(exc).__name__} while reading {what}") from None
+                received = 0
+                with part.open("wb") as out:
+                    for chunk in self._chunks(response, what):
+                        received += len(chunk)
+                        if received > limit:
+                            raise self._too_long(what, limit)
+                        hasher.update(chunk)
+                        out.write(chunk)
             if f"sha256:{hasher.hexdigest()}" != digest:
                 part.unlink(missing_ok=True)
                 msg = (
@@ -193,14 +272,15 @@ class Registry(Transport):
     def _seen(self, repo: str, digest: str) -> None:
         self._blob_repos.setdefault(digest, set()).add(repo)
 
-    def _check_digest(self, response: Any, repo: str, digest: str) -> None:
+    def _check_digest(self, headers: Any, repo: str, digest: str) -> None:
         """A registry that names a different digest for a blob than the one asked for is
         serving (or stored) other bytes: never build a manifest on that."""
-        said = response.headers.get("Docker-Content-Digest")
+        said = headers.get("Docker-Content-Digest")
         if said and said != digest:
             msg = (
-                f"registry {self.host}: blob {digest} in {repo} is reported as {said}; the "
-                "registry holds other bytes under that name, nothing was published on top of it"
+                f"registry {self.host}: blob {digest} in {repo} is reported as "
+                f"{quoted(said, 80)}; the registry holds other bytes under that name, nothing "
+                "was published on top of it"
             )
             raise RegistryError(msg)
 
@@ -219,10 +299,12 @@ class Registry(Transport):
             start = self._send("POST", self.base + f"/v2/{repo}/blobs/uploads/{query}", repo=repo)
             self._expired(start, repo)
             if sources and start.status_code == 201:
-                self._check_digest(start, repo, digest)
+                _discard(start)
+                self._check_digest(start.headers, repo, digest)
                 return True  # mounted
             if start.status_code != 202 or "Location" not in start.headers:
                 raise self._refused(start, what, repo)
+            _discard(start)
             location = urljoin(self.base + "/", start.headers["Location"])
             if origin(location) != self.origin:
                 self._abandon(location, repo)
@@ -242,7 +324,8 @@ class Registry(Transport):
                 self._abandon(location, repo)
                 self._expired(done, repo)
                 raise self._refused(done, what, repo)
-            self._check_digest(done, repo, digest)
+            _discard(done)
+            self._check_digest(done.headers, repo, digest)
             return False
 
         if repo not in self._auth:
@@ -264,7 +347,7 @@ class Registry(Transport):
         if origin(location) != self.origin:
             return
         try:
-            self._send("DELETE", location, repo=repo)
+            _discard(self._send("DELETE", location, repo=repo))
         except Exception:  # clean-up must not hide the failure that caused it
             log.detail(f"    {self.host}: could not delete an abandoned upload session")
 
@@ -272,7 +355,8 @@ class Registry(Transport):
 
     def manifest_digest(self, repo: str, reference: str) -> str | None:
         """The digest a tag (or digest) resolves to, or None when the registry has none."""
-        response = self._request(
+        self._reference(repo, reference)
+        answer = self._request(
             "HEAD",
             f"/v2/{repo}/manifests/{reference}",
             repo=repo,
@@ -280,73 +364,175 @@ class Registry(Transport):
             ok=(200, 404),
             headers={"Accept": MANIFEST_ACCEPT},
         )
-        if response.status_code == 404:
+        if answer.status == 404:
             return None
-        digest = response.headers.get("Docker-Content-Digest")
+        digest = answer.headers.get("Docker-Content-Digest")
+        if digest and not is_digest(digest):
+            msg = (
+                f"registry {self.host}: {repo}:{reference} is reported as {quoted(digest, 80)!r}, "
+                "which is no sha256 digest; refused"
+            )
+            raise RegistryError(msg)
         if digest:
+            if is_digest(reference) and digest != reference:
+                raise self._other_bytes(repo, reference, digest)
             return digest
         body, _ = self.get_manifest(repo, reference)
         return sha256_bytes(body)
 
+    def _other_bytes(self, repo: str, reference: str, actual: str) -> RegistryError:
+        return RegistryError(
+            f"registry {self.host}: the manifest {repo}:{reference} is {actual}; the registry "
+            "answered other bytes than the ones asked for, refused"
+        )
+
     def get_manifest(self, repo: str, reference: str) -> tuple[bytes, str]:
-        response = self._request(
+        """A manifest's bytes and media type, at most MAX_MANIFEST bytes, checked: by digest,
+        its sha256 is that digest; by tag, it is the digest the registry names for it (when
+        it names one)."""
+        self._reference(repo, reference)
+        answer = self._request(
             "GET",
             f"/v2/{repo}/manifests/{reference}",
             repo=repo,
             what=f"GET manifest {reference}",
             ok=(200,),
             headers={"Accept": MANIFEST_ACCEPT},
+            limit=MAX_MANIFEST,
         )
-        return response.content, response.headers.get("Content-Type", "")
+        actual = sha256_bytes(answer.body)
+        said = answer.headers.get("Docker-Content-Digest")
+        if is_digest(reference) and actual != reference:
+            raise self._other_bytes(repo, reference, actual)
+        if said and said != actual:
+            msg = (
+                f"registry {self.host}: {repo}:{reference} is reported as {quoted(said, 80)} "
+                f"but its bytes are {actual}; refused"
+            )
+            raise RegistryError(msg)
+        return answer.body, answer.headers.get("Content-Type", "")
 
-    def get_blob(self, repo: str, digest: str) -> bytes:
-        """A small blob (an SBOM), checked against its digest."""
-        response = self._request(
+    def manifest_json(self, repo: str, reference: str) -> tuple[str, str, dict[str, Any]]:
+        """A manifest checked as ``get_manifest`` checks it and parsed: its digest, its media
+        type (the document's own, else the answer's) and its content. A RegistryError when it
+        is not JSON or not shaped as an image manifest or index (``manifest_problem``)."""
+        body, media_type = self.get_manifest(repo, reference)
+        try:
+            data = _json(body)
+        except ValueError as exc:
+            msg = f"registry {self.host}: the manifest {repo}:{reference} is not JSON ({exc})"
+            raise RegistryError(quoted(msg, 400)) from None
+        problem = manifest_problem(data)
+        if problem is not None:
+            msg = f"registry {self.host}: the manifest {repo}:{reference} is malformed: {problem}"
+            raise RegistryError(msg)
+        kind = data.get("mediaType") or media_type
+        return sha256_bytes(body), str(kind), data
+
+    def image_manifest(
+        self, repo: str, reference: str, architecture: str
+    ) -> tuple[str, dict[str, Any]]:
+        """The digest and content of the image manifest ``reference`` names for
+        ``architecture`` (Docker's name, ``amd64``): an index is followed to that
+        architecture's entry, whose manifest is checked against the entry's digest."""
+        digest, kind, data = self.manifest_json(repo, reference)
+        if kind not in INDEX_TYPES and "manifests" not in data:
+            return digest, data
+        for entry in data.get("manifests", []):
+            if entry.get("platform", {}).get("architecture") == architecture:
+                child, child_kind, child_data = self.manifest_json(repo, entry["digest"])
+                if child_kind in INDEX_TYPES or "layers" not in child_data:
+                    msg = (
+                        f"registry {self.host}: {repo}:{reference} names an index, not an image "
+                        f"manifest, for {architecture}; refused"
+                    )
+                    raise RegistryError(msg)
+                return child, child_data
+        msg = f"registry {self.host}: {repo}:{reference} has no {architecture} manifest"
+        raise RegistryError(msg)
+
+    def get_blob(self, repo: str, digest: str, limit: int = MAX_SMALL_BLOB) -> bytes:
+        """A small blob (an SBOM) read into memory, at most ``limit`` bytes, checked against
+        its digest."""
+        self._reference(repo, digest)
+        answer = self._request(
             "GET", f"/v2/{repo}/blobs/{digest}", repo=repo, what=f"GET blob {digest[:19]}",
-            ok=(200,),
+            ok=(200,), limit=limit,
         )  # fmt: skip
-        if sha256_bytes(response.content) != digest:
+        if sha256_bytes(answer.body) != digest:
             raise RegistryError(f"registry {self.host}: blob {digest} in {repo} has other bytes")
-        return response.content
+        return answer.body
 
     def referrers(self, repo: str, digest: str) -> list[dict[str, Any]] | None:
         """The referrers API's list for ``digest`` (OCI distribution 1.1), or None when the
-        registry does not answer it (then the referrers tag scheme applies)."""
-        response = self._request(
+        registry does not answer it (then the referrers tag scheme applies). Entries that are
+        no descriptor are left out."""
+        self._reference(repo, digest)
+        answer = self._request(
             "GET",
             f"/v2/{repo}/referrers/{digest}",
             repo=repo,
             what=f"GET referrers {digest[:19]}",
             ok=(200, 400, 404, 405),
             headers={"Accept": OCI_INDEX},
+            limit=MAX_MANIFEST,
         )
-        if response.status_code != 200:
+        if answer.status != 200:
             return None
-        if not response.headers.get("Content-Type", "").startswith(OCI_INDEX):
+        if not answer.headers.get("Content-Type", "").startswith(OCI_INDEX):
             return None
         try:
-            listed = response.json().get("manifests")
+            data = _json(answer.body)
         except ValueError:
             return None
-        return [m for m in listed or [] if isinstance(m, dict)]
+        listed = data.get("manifests") if isinstance(data, dict) else None
+        return [m for m in listed if is_descriptor(m)] if isinstance(listed, list) else []
 
     def list_tags(self, repo: str) -> list[str]:
         """Every tag of ``repo`` (none when the repository does not exist yet), following the
-        ``Link`` header of paginated answers."""
+        ``Link`` header of paginated answers: on this registry, each page once, at most
+        MAX_TAG_PAGES of them. A tag that is no tag name is refused."""
         tags: list[str] = []
-        path: str | None = f"/v2/{repo}/tags/list"
-        while path:
-            response = self._request("GET", path, repo=repo, what="GET tag list", ok=(200, 404))
-            if response.status_code == 404:
+        url: str | None = urljoin(self.base, f"/v2/{repo}/tags/list")
+        seen: set[str] = set()
+        while url:
+            if url in seen or len(seen) >= MAX_TAG_PAGES or origin(url) != self.origin:
+                why = (
+                    "points back to a page already read"
+                    if url in seen
+                    else f"goes on past {MAX_TAG_PAGES} pages"
+                    if len(seen) >= MAX_TAG_PAGES
+                    else "points to another host"
+                )
+                msg = f"registry {self.host}: the tag list of {repo} {why}; refused"
+                raise RegistryError(msg)
+            seen.add(url)
+            answer = self._request(
+                "GET", url, repo=repo, what="GET tag list", ok=(200, 404), limit=MAX_JSON_ANSWER
+            )
+            if answer.status == 404:
                 return tags
-            tags += response.json().get("tags") or []
-            path = response.links.get("next", {}).get("url")
+            try:
+                data = _json(answer.body)
+            except ValueError as exc:
+                msg = f"registry {self.host}: the tag list of {repo} is not JSON ({exc})"
+                raise RegistryError(quoted(msg, 400)) from None
+            page = data.get("tags") if isinstance(data, dict) else None
+            page = [] if page is None else page
+            if not isinstance(page, list) or not all(
+                isinstance(t, str) and TAG.fullmatch(t) for t in page
+            ):
+                msg = f"registry {self.host}: the tag list of {repo} holds other things than tags"
+                raise RegistryError(msg)
+            tags += page
+            url = urljoin(url, answer.next_url) if answer.next_url else None
         return tags
 
     def put_manifest(self, repo: str, reference: str, body: bytes, media_type: str) -> str:
         """PUT a manifest under a tag or its digest; check the registry stored these bytes."""
+        self._reference(repo, reference)
         digest = sha256_bytes(body)
-        response = self._request(
+        answer = self._request(
             "PUT",
             f"/v2/{repo}/manifests/{reference}",
             repo=repo,
@@ -355,11 +541,11 @@ class Registry(Transport):
             headers={"Content-Type": media_type},
             body=lambda: body,
         )
-        stored = response.headers.get("Docker-Content-Digest", digest)
+        stored = answer.headers.get("Docker-Content-Digest", digest)
         if stored != digest:
             msg = (
-                f"registry {self.host}: {repo}:{reference} was stored as {stored}, not {digest}; "
-                "the registry rewrote the manifest"
+                f"registry {self.host}: {repo}:{reference} was stored as {quoted(stored, 80)}, "
+                f"not {digest}; the registry rewrote the manifest"
             )
             raise RegistryError(msg)
         self.stats.manifests_written += 1

@@ -5,26 +5,41 @@ cap) for 429, 5xx, timeouts and dropped connections; 401, 403 and 404 fail at on
 message saying what to fix. Authentication follows the registry's challenge: HTTP Basic (a plain
 ``docker-registry`` with htpasswd) or a bearer token from the realm it names (ECR Public, Docker
 Hub). The protocol itself (blobs, manifests) is in registry.py.
+
+A registry is not trusted to be well-behaved: every body is read up to a limit and within a
+deadline, redirects are followed by hand (a few, http or https only, never from https down to
+http), and whatever text of its own it sends (error messages, headers) is quoted as one short
+line before it reaches a message.
 """
 
 from __future__ import annotations
 
 import base64
+import email.utils
 import ipaddress
+import json
 import re
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import requests
 import tenacity
+import urllib3.exceptions
 
 from .. import log
 from ..errors import RegistryError
 from .credentials import PASSWORD_ENV, USER_ENV, Credentials
 
 T = TypeVar("T")
+
+MAX_REDIRECTS: Final = 5  # a blob GET is redirected once (to storage or a CDN) in practice
+MAX_ERROR_BODY: Final = 64 * 1024  # of a refusal, read for its message
+MAX_JSON_ANSWER: Final = 4 * 1024 * 1024  # a token, a page of tags, a referrers list
+READ_SIZE: Final = 64 * 1024
+MIN_RATE: Final = 64 * 1024  # bytes per second a long body must keep up, on average
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,7 +49,24 @@ class RetryPolicy:
     attempts: int = 8
     initial: float = 0.5  # seconds; the backoff window doubles from here
     cap: float = 30.0  # longest single wait
-    timeout: float = 120.0  # connect/read timeout of one request
+    timeout: float = 120.0  # connect/read timeout of one request, and the time to read a body
+
+
+@dataclass(frozen=True, kw_only=True)
+class Answer:
+    """A registry's answer with its body read (up to the limit the request allowed)."""
+
+    status: int
+    headers: Mapping[str, str]  # case-insensitive
+    body: bytes
+    next_url: str | None  # a ``Link: <…>; rel="next"`` header, for paginated lists
+
+
+def quoted(text: str, limit: int = 200) -> str:
+    """Text a registry sent (an error message, a header), fit for a message: one line (see
+    log.one_line), at most ``limit`` characters."""
+    line = log.one_line(text)
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def host_name(host: str) -> str:
@@ -103,19 +135,51 @@ _CONNECTION_ERRORS: Final = (
 )
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After", "")
-    return float(value) if value.isdigit() else None
-
-
-def _registry_message(response: requests.Response) -> str:
-    """The registry's own error text (``{"errors": [{"code", "message"}]}``), if any."""
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """``Retry-After`` in seconds (RFC 9110: an ASCII number of seconds or an HTTP date), or
+    None when it is absent or neither; the wait itself is capped by the retry policy."""
+    value = headers.get("Retry-After", "").strip()
+    if value.isascii() and value.isdigit():
+        return float(min(int(value[:9]), 86_400))
     try:
-        errors = response.json().get("errors") or []
-        first = errors[0]
-        return f"{first.get('code', '')}: {first.get('message', '')}".strip(": ")
-    except (ValueError, AttributeError, IndexError, TypeError):
-        return response.reason or ""
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, min(when.timestamp() - time.time(), 86_400.0))
+
+
+def _registry_message(answer: Answer) -> str:
+    """The registry's own error text (``{"errors": [{"code", "message"}]}``), quoted as one
+    short line; empty when it sent none."""
+    try:
+        first = json.loads(answer.body)["errors"][0]
+        said = f"{first.get('code', '')}: {first.get('message', '')}".strip(": ")
+    except (ValueError, RecursionError, LookupError, TypeError, AttributeError):
+        return ""
+    return quoted(said)
+
+
+def _discard(response: requests.Response) -> bytes:
+    """Close a response whose body is not wanted, reading a short one first (the connection
+    then goes back to the pool)."""
+    try:
+        declared = response.headers.get("Content-Length", "")
+        if declared.isascii() and declared.isdigit() and int(declared[:20]) <= MAX_ERROR_BODY:
+            for _chunk in response.iter_content(MAX_ERROR_BODY):
+                pass
+    except requests.exceptions.RequestException:
+        pass
+    finally:
+        response.close()
+    return b""
+
+
+def _bare(url: str) -> str:
+    """A URL for messages: path only (query strings can carry upload state or signatures),
+    quoted: a redirect's path is the registry's text."""
+    return quoted(urlsplit(url).path, 120)
 
 
 def _bare_origin(url: str) -> str:
@@ -126,12 +190,7 @@ def _bare_origin(url: str) -> str:
         port = f":{parts.port}" if parts.port else ""
     except ValueError:
         port = ""
-    return f"{parts.scheme}://{host}{port}"
-
-
-def _bare(url: str) -> str:
-    """A URL for messages: path only; query strings can carry upload state or signatures."""
-    return urlsplit(url).path
+    return quoted(f"{parts.scheme}://{host}{port}", 120)
 
 
 class Transport:
@@ -204,13 +263,59 @@ class Transport:
         repo: str | None,
         headers: Mapping[str, str] | None = None,
         body: Callable[[], Any] | None = None,
-        stream: bool = False,
     ) -> requests.Response:
-        """One attempt; raises _Transient for what a retry may cure.
+        """One attempt, its body left unread (the caller reads it with ``_body`` or closes the
+        response); raises _Transient for what a retry may cure.
 
-        The registry's credentials go only to the registry's own origin: a ``Location`` that
-        points elsewhere (a storage backend, a CDN, or someone else's server) gets none.
+        A GET follows up to MAX_REDIRECTS redirects, each to http or https (never from https
+        down to http). The registry's credentials go only to the registry's own origin: a
+        ``Location`` that points elsewhere (a storage backend, a CDN, or someone else's server)
+        gets none.
         """
+        first = origin(url)
+        for _hop in range(MAX_REDIRECTS + 1):
+            if origin(url) != first and headers:
+                # An Authorization given by the caller (Basic, to a token realm) stays with it.
+                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+            response = self._send_once(method, url, repo=repo, headers=headers, body=body)
+            location = response.headers.get("Location")
+            if method != "GET" or not response.is_redirect or location is None:
+                return response
+            response.close()
+            url = self._redirect(url, location)
+        msg = (
+            f"registry {self.host}: {method} {_bare(url)} was redirected more than "
+            f"{MAX_REDIRECTS} times; refused (a redirect loop)"
+        )
+        raise RegistryError(msg)
+
+    def _redirect(self, url: str, location: str) -> str:
+        """Where a redirect leads: an http or https URL, not a downgrade from https."""
+        target = urljoin(url, location)
+        scheme, name, _ = origin(target)
+        if scheme not in ("http", "https") or not name:
+            msg = (
+                f"registry {self.host}: {_bare(url)} was redirected to {quoted(target, 120)}, "
+                "which is no http or https URL; refused"
+            )
+            raise RegistryError(msg)
+        if origin(url)[0] == "https" and scheme == "http":
+            msg = (
+                f"registry {self.host}: {_bare(url)} was redirected from https to plain http "
+                f"({_bare_origin(target)}); refused"
+            )
+            raise RegistryError(msg)
+        return target
+
+    def _send_once(
+        self,
+        method: str,
+        url: str,
+        *,
+        repo: str | None,
+        headers: Mapping[str, str] | None,
+        body: Callable[[], Any] | None,
+    ) -> requests.Response:
         all_headers = dict(headers or {})
         auth = self._auth.get(repo or "")
         if auth and origin(url) == self.origin:
@@ -223,9 +328,8 @@ class Transport:
                 headers=all_headers,
                 data=data,
                 timeout=self.retry.timeout,
-                # requests drops Authorization on a redirect to another host by itself.
-                allow_redirects=method in ("GET",),
-                stream=stream,
+                allow_redirects=False,
+                stream=True,
             )
         except requests.exceptions.SSLError:
             msg = (
@@ -235,14 +339,59 @@ class Transport:
             raise RegistryError(msg) from None
         except _CONNECTION_ERRORS as exc:
             raise _Transient(f"{type(exc).__name__} on {method} {_bare(url)}") from None
+        except requests.exceptions.RequestException as exc:  # an invalid URL or header
+            msg = f"registry {self.host}: {method} {_bare(url)}: {type(exc).__name__}; refused"
+            raise RegistryError(msg) from None
         finally:
             close = getattr(data, "close", None)
             if close is not None:
                 close()
         if response.status_code == 429 or response.status_code >= 500:
+            response.close()
             reason = f"HTTP {response.status_code} on {method} {_bare(url)}"
-            raise _Transient(reason, _retry_after(response))
+            raise _Transient(reason, _retry_after(response.headers))
         return response
+
+    def _body(self, response: requests.Response, limit: int, what: str) -> bytes:
+        """The body of ``response``, at most ``limit`` bytes (longer is a RegistryError); the
+        response is closed after. A dropped connection, or a body slower than ``_in_time``
+        allows, is _Transient."""
+        data = bytearray()
+        try:
+            declared = response.headers.get("Content-Length", "")
+            if declared.isascii() and declared.isdigit() and int(declared[:20]) > limit:
+                raise self._too_long(what, limit)
+            for chunk in self._chunks(response, what):
+                data += chunk
+                if len(data) > limit:
+                    raise self._too_long(what, limit)
+        finally:
+            response.close()
+        return bytes(data)
+
+    def _chunks(self, response: requests.Response, what: str) -> Iterator[bytes]:
+        """A body as it arrives (each piece as one read from the socket gets it, so that a
+        trickle is noticed), until it has taken longer than the retry policy's timeout plus
+        the time its bytes would take at MIN_RATE."""
+        started = time.monotonic()
+        received = 0
+        while True:
+            try:
+                chunk = response.raw.read1(READ_SIZE, decode_content=True)
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                raise _Transient(f"{type(exc).__name__} while reading {what}") from None
+            if not chunk:
+                return
+            received += len(chunk)
+            if time.monotonic() - started > self.retry.timeout + received / MIN_RATE:
+                raise _Transient(f"{what}: the answer came too slowly")
+            yield chunk
+
+    def _too_long(self, what: str, limit: int) -> RegistryError:
+        return RegistryError(
+            f"registry {self.host}: {what}: the answer is longer than {log.human_size(limit)}; "
+            "refused (nothing that long is expected there)"
+        )
 
     def _request(
         self,
@@ -254,27 +403,29 @@ class Transport:
         ok: tuple[int, ...],
         headers: Mapping[str, str] | None = None,
         body: Callable[[], Any] | None = None,
-        stream: bool = False,
-    ) -> requests.Response:
-        """Send with retries; authenticate on a 401 once; fail fast on other 4xx. With
-        ``stream`` the body is left unread, for the caller to read (and close)."""
+        limit: int = 0,
+    ) -> Answer:
+        """Send with retries; authenticate on a 401 once; fail fast on other 4xx. The body of
+        an answer in ``ok`` is read up to ``limit`` bytes (with 0 it is not read)."""
         if repo is not None and repo not in self._auth:
             self._authenticate(repo)
         url = urljoin(self.base, path_or_url)
 
-        def attempt() -> requests.Response:
-            response = self._send(method, url, repo=repo, headers=headers, body=body, stream=stream)
+        def attempt() -> Answer:
+            response = self._send(method, url, repo=repo, headers=headers, body=body)
             if response.status_code == 401 and repo is not None and self.credentials:
                 # An expired bearer token: fetch a new one and try again, once.
                 response.close()
                 self._auth.pop(repo, None)
                 self._authenticate(repo)
-                response = self._send(
-                    method, url, repo=repo, headers=headers, body=body, stream=stream
-                )
+                response = self._send(method, url, repo=repo, headers=headers, body=body)
             if response.status_code not in ok:
                 raise self._refused(response, what, repo)
-            return response
+            next_url = response.links.get("next", {}).get("url")
+            data = self._body(response, limit, what) if limit else _discard(response)
+            return Answer(
+                status=response.status_code, headers=response.headers, body=data, next_url=next_url
+            )
 
         return self._retrying(what, attempt)
 
@@ -286,13 +437,21 @@ class Transport:
             and self.credentials
             and self._auth.get(repo, "").startswith("Bearer ")
         ):
+            response.close()
             self._auth.pop(repo, None)
             self._authenticate(repo)
             raise _Transient(f"HTTP 401 on {response.request.method} (token expired)")
 
     def _refused(self, response: requests.Response, what: str, repo: str | None) -> RegistryError:
+        """The error for an answer that is not one of the expected ones; its body is read (a
+        little of it) for the registry's own message."""
         status = response.status_code
-        said = _registry_message(response)
+        try:
+            body = self._body(response, MAX_ERROR_BODY, what)
+        except (RegistryError, _Transient):
+            body = b""
+        answer = Answer(status=status, headers=response.headers, body=body, next_url=None)
+        said = _registry_message(answer) or quoted(response.reason or "", 80)
         where = f"registry {self.host}: {what}: HTTP {status} ({said})"
         if status == 401:
             if self.credentials is None:
@@ -318,14 +477,22 @@ class Transport:
                 f"(ECR Public: aws ecr-public create-repository --repository-name {repo} "
                 "--region us-east-1)"
             )
+        if 300 <= status < 400:
+            return RegistryError(
+                f"{where}; a redirect was not expected there, nothing more was sent"
+            )
         return RegistryError(f"{where}; the request was rejected, nothing more was sent")
 
     def _challenge_for(self) -> dict[str, str]:
         """What ``GET /v2/`` answers without credentials: scheme and its parameters."""
         if self._challenge is None:
-            response = self._retrying(
-                "API version check", lambda: self._send("GET", self.base + "/v2/", repo=None)
-            )
+
+            def ping() -> requests.Response:
+                response = self._send("GET", self.base + "/v2/", repo=None)
+                response.close()
+                return response
+
+            response = self._retrying("API version check", ping)
             header = response.headers.get("WWW-Authenticate", "")
             if response.status_code == 200:
                 self._challenge = {"scheme": "none"}
@@ -349,7 +516,7 @@ class Transport:
             return
         if self.credentials is None:
             msg = (
-                f"registry {self.host} asks for credentials ({scheme}): `docker login "
+                f"registry {self.host} asks for credentials ({quoted(scheme, 40)}): `docker login "
                 f"{self.host}`, or set {USER_ENV} and {PASSWORD_ENV}"
             )
             raise RegistryError(msg)
@@ -366,25 +533,30 @@ class Transport:
             self._auth[repo] = basic
             return
         if scheme != "bearer" or "realm" not in challenge:
-            raise RegistryError(f"registry {self.host}: unsupported authentication {scheme!r}")
+            msg = f"registry {self.host}: unsupported authentication {quoted(scheme, 40)!r}"
+            raise RegistryError(msg)
         query = {"scope": f"repository:{repo}:pull,push"}
         if challenge.get("service"):
             query["service"] = challenge["service"]
         realm = challenge["realm"]
         self._check_realm(realm)
         token_url = realm + ("&" if "?" in realm else "?") + urlencode(query)
+        what = f"token for {repo}"
 
-        def fetch() -> requests.Response:
-            return self._send("GET", token_url, repo=None, headers={"Authorization": basic})
+        def fetch() -> tuple[int, bytes]:
+            response = self._send("GET", token_url, repo=None, headers={"Authorization": basic})
+            if response.status_code != 200:
+                raise self._refused(response, what, repo)
+            return response.status_code, self._body(response, MAX_JSON_ANSWER, what)
 
-        response = self._retrying("token request", fetch)
-        if response.status_code != 200:
-            raise self._refused(response, f"token for {repo}", repo)
+        _, body = self._retrying("token request", fetch)
         try:
-            answer = response.json()
+            answer = json.loads(body)
+        except (ValueError, RecursionError):
+            answer = None
+        token = None
+        if isinstance(answer, dict):
             token = answer.get("token") or answer.get("access_token")
-        except ValueError:
-            token = None
         if not isinstance(token, str) or not token:
             raise RegistryError(f"registry {self.host}: the token service answered without a token")
         if not header_safe(token):

@@ -128,14 +128,31 @@ def _kind(member: tarfile.TarInfo) -> Kind:
     return "other"
 
 
-def read_layer(stream: IO[bytes], look: Look[X] | None = None) -> LayerEntries[X]:
+class LayerTooLarge(ValueError):
+    """A layer with more entries, or more bytes in them, than the reader was told to allow."""
+
+
+def read_layer(
+    stream: IO[bytes],
+    look: Look[X] | None = None,
+    *,
+    max_entries: int | None = None,
+    max_bytes: int | None = None,
+) -> LayerEntries[X]:
     """Read one layer tar (plain or compressed) from ``stream``, once, in order. ``look`` is
     called with each regular file's content stream and what it returns is kept with the entry
-    (a hard link gets its target's)."""
+    (a hard link gets its target's). A layer from elsewhere (a registry) is read only as far as
+    ``max_entries`` and ``max_bytes`` (the sizes its entries declare) allow: LayerTooLarge."""
     layer: LayerEntries[X] = LayerEntries()
     seen: dict[str, X | None] = {}
+    declared = 0
     with tarfile.open(fileobj=stream, mode="r|*") as tar:
-        for member in tar:
+        for count, member in enumerate(tar, 1):
+            declared += member.size
+            if (max_entries is not None and count > max_entries) or (
+                max_bytes is not None and declared > max_bytes
+            ):
+                raise LayerTooLarge(f"more than {max_entries} entries or {max_bytes} bytes")
             name = clean_name(member.name)
             if name in ("", "."):
                 continue

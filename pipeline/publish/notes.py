@@ -21,7 +21,7 @@ def previous_sbom(registry: Registry, repo: str, manifest: str) -> dict[str, Any
         if blob is not None:
             try:
                 parsed = json.loads(blob)
-            except ValueError:
+            except (ValueError, RecursionError):  # the registry's bytes: maybe no SBOM at all
                 continue
             if isinstance(parsed, dict):
                 return parsed

@@ -142,6 +142,12 @@ def matrix_case(id: str, old: str, new: str, says: str, at: str | None = None) -
 CASES: list[Case] = [
     # --- runtimes.yaml: values that would reach a Dockerfile or a command line -------------
     matrix_case(
+        "keyring-relative",
+        "        suite: bookworm\n",
+        "        suite: bookworm\n        keyring: keys.gpg\n",
+        "rootfs.keyring: 'keys.gpg' is not valid; expected the absolute path of an OpenPGP keyring",
+    ),
+    matrix_case(
         "name-newline",
         "    name: Python 3.11\n",
         '    name: "Python 3.11\\nRUN touch /pwned"\n',
@@ -160,6 +166,27 @@ CASES: list[Case] = [
         '    name: "Python\\u20283.11"\n',
         "].name: holds the control character U+2028",
         at="Python\\u2028",
+    ),
+    matrix_case(
+        "name-right-to-left-override",
+        "    name: Python 3.11\n",
+        '    name: "Python \\u202E3.11"\n',
+        "].name: holds the invisible formatting character U+202E; expected printable text",
+        at="Python \\u202E",
+    ),
+    matrix_case(
+        "name-zero-width-space",
+        "    name: Python 3.11\n",
+        '    name: "Python\\u200B 3.11"\n',
+        "].name: holds the invisible formatting character U+200B",
+        at="Python\\u200B",
+    ),
+    matrix_case(
+        "name-byte-order-mark",
+        "    name: Python 3.11\n",
+        '    name: "\\uFEFFPython 3.11"\n',
+        "].name: holds the invisible formatting character U+FEFF",
+        at="\\uFEFFPython",
     ),
     matrix_case(
         "name-tab",
@@ -579,6 +606,20 @@ CASES: list[Case] = [
         lock=set_in("version", value=2),
     ),
     Case(
+        id="lock-digest-trailing-newline",
+        argv=CONTEXT,
+        code=11,
+        says="bases.al2.x86_64: 'sha256:" + SHA + "\\n' is not valid; expected sha256:",
+        lock=set_in("bases", "al2", "x86_64", value="sha256:" + SHA + "\n"),
+    ),
+    Case(
+        id="lock-number-5000-digits",
+        argv=CONTEXT,
+        code=11,
+        says="runtimes.lock.json: holds a number too long to read",
+        lock=b'{"version": ' + b"1" * 5000 + b"}\n",
+    ),
+    Case(
         id="lock-not-json",
         argv=CONTEXT,
         code=11,
@@ -661,6 +702,25 @@ CASES: list[Case] = [
         code=2,
         secret="hunter2-planted",
         says="credentials",
+    ),
+    Case(
+        id="refresh-remote-token-in-query",
+        argv=(
+            "refresh",
+            "--registry",
+            "{registry}/lambda",
+            "--git-remote",
+            "https://example.invalid/r.git?access_token=hunter2-planted",
+        ),
+        code=2,
+        secret="hunter2-planted",
+        says="--git-remote https://example.invalid/r.git?***: credentials in the URL are refused",
+    ),
+    Case(
+        id="branch-remote-ext",
+        argv=("branch", "provided.debian12", "--git-remote", "ext::sh -c touch% pwned"),
+        code=2,
+        says="remote helpers (<transport>::<address>, such as ext::) are refused",
     ),
     Case(
         id="refresh-report-a-folder",
@@ -783,6 +843,13 @@ CASES: list[Case] = [
         says="LAMBDA_IMAGES_BUILDER='kaniko': expected 'buildkit' or 'classic'",
         env={"LAMBDA_IMAGES_BUILDER": "kaniko"},
     ),
+    Case(
+        id="docker-host-malformed",
+        argv=("invoke", "lambda-images/provided.debian12:x86_64"),
+        code=11,
+        says="DOCKER_HOST='tcp://[::1': not a Docker Engine address (Invalid IPv6 URL)",
+        env={"DOCKER_HOST": "tcp://[::1"},
+    ),
     # --- events -----------------------------------------------------------------------------
     Case(
         id="event-not-utf-8",
@@ -809,6 +876,43 @@ CASES: list[Case] = [
         code=2,
         says="event.json: not JSON",
         files={"event.json": b"key=value\n"},
+    ),
+    Case(
+        id="event-nested-too-deeply",
+        argv=("invoke", "lambda-images/provided.debian12:x86_64", "--event", "@deep.json"),
+        code=2,
+        says="deep.json: JSON nested too deeply to be read",
+        files={"deep.json": b"[" * 100_000 + b"]" * 100_000},
+    ),
+    Case(
+        id="event-endless-file",
+        argv=("invoke", "lambda-images/provided.debian12:x86_64", "--event", "@/dev/zero"),
+        code=2,
+        says="/dev/zero: larger than 6291456 bytes, Lambda's limit for an event",
+    ),
+    Case(
+        id="event-at-nothing",
+        argv=("invoke", "lambda-images/provided.debian12:x86_64", "--event", "@"),
+        code=2,
+        says="--event @: expected @FILE",
+    ),
+    Case(
+        id="env-file-endless",
+        argv=("invoke", "lambda-images/provided.debian12:x86_64", "--env-file", "/dev/zero"),
+        code=2,
+        says="--env-file /dev/zero: larger than 1024 KiB; a function's variables total at most",
+    ),
+    Case(
+        id="env-key-trailing-newline",
+        argv=("invoke", "lambda-images/provided.debian12:x86_64", "--env", "KEY\n=v"),
+        code=2,
+        says="is not a variable name Lambda accepts",
+    ),
+    Case(
+        id="function-name-trailing-newline",
+        argv=("invoke", "x:y", "--function-name", "orders\n"),
+        code=2,
+        says="--function-name 'orders\\n': Lambda's function names are 1 to 64",
     ),
     # --- plan: the cells of a run and the records cells hand on -----------------------------
     Case(

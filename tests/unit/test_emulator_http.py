@@ -175,3 +175,104 @@ def test_runtime_api_refuses_a_chunked_response_over_the_limit_before_reading_it
     assert json.loads(body)["errorType"] == "Function.ResponseSizeTooLarge"
     assert invocation.result is not None
     assert invocation.result.error_type == "Function.ResponseSizeTooLarge"
+
+
+# Chunked bodies: anything but hex digits (and extensions) on a size line, a line that never
+# ends, or data not followed by CRLF is refused (400), and the invocation still waits for a
+# proper response; int(…, 16) alone would take "-1" (read to the end of the stream) or "0x10".
+BAD_CHUNKS = [
+    b"-1\r\n",
+    b"+10\r\nabc",
+    b"0x10\r\n",
+    b"1_0\r\n",
+    b" 10\r\n",
+    b"\r\n",
+    b"0" * 2000 + b"2\r\nok\r\n0\r\n\r\n",  # a size line over 1 KiB: not an empty body
+    b"2\r\nokXX0\r\n\r\n",  # data not followed by CRLF
+    b"2\r\nok\r\n0\r\n" + b"X-Trailer: 1\r\n" * 40 + b"\r\n",
+    b"10000000000000000\r\n",  # 17 digits
+]
+
+
+@pytest.mark.parametrize("chunks", BAD_CHUNKS, ids=[c[:12].decode() for c in BAD_CHUNKS])
+def test_runtime_api_refuses_a_malformed_chunked_body(
+    runtime_api: tuple[RuntimeAPIServer, RuntimeState], chunks: bytes
+) -> None:
+    server, state = runtime_api
+    invocation = Invocation(b"{}")
+    state.submit(invocation)
+    assert state.next() is invocation
+    path = f"{RUNTIME_PREFIX}/invocation/{invocation.request_id}/response"
+    head = f"POST {path} HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+    got, body = exchange(server.address, head + chunks)
+    assert got == 400
+    assert json.loads(body)["errorType"] == "InvalidRequestContentException"
+    assert invocation.result is None
+    good = head.replace(b"HTTP/1.1\r\n", b"HTTP/1.1\r\nConnection: close\r\n")
+    assert exchange(server.address, good + b"2\r\n42\r\n0\r\n\r\n")[0] == 202
+    assert invocation.result is not None and invocation.result.payload == b"42"
+
+
+# Framing a request two ways (RFC 9112, 6.3): refused, never guessed. One POST with two
+# Content-Length headers was read with the first and the rest served as a second invocation.
+TWO_FRAMINGS = [
+    "Content-Length: 2\r\nContent-Length: 80\r\n",
+    "Content-Length: 80\r\nContent-Length: 2\r\n",
+    "Content-Length: 2\r\nTransfer-Encoding: chunked\r\n",
+    "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+    "Transfer-Encoding: gzip, chunked\r\n",
+]
+
+
+@pytest.mark.parametrize("headers", TWO_FRAMINGS)
+def test_invoke_refuses_a_request_framed_two_ways_and_invokes_nothing(
+    invoke_server: tuple[InvokeServer, RecordingEnvironment], headers: str
+) -> None:
+    server, environment = invoke_server
+    second = f"POST {INVOKE_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{{}}"
+    body = "{}" + second.ljust(78)[:78]
+    request = f"POST {INVOKE_PATH} HTTP/1.1\r\nHost: x\r\n{headers}\r\n{body}"
+    got, answer = exchange(server.address, request.encode())
+    assert got == 400
+    assert json.loads(answer)["errorType"] == "InvalidRequestContentException"
+    assert environment.payloads == []
+
+
+@pytest.mark.parametrize("headers", TWO_FRAMINGS[:4])
+def test_runtime_api_refuses_a_response_framed_two_ways(
+    runtime_api: tuple[RuntimeAPIServer, RuntimeState], headers: str
+) -> None:
+    server, state = runtime_api
+    invocation = Invocation(b"{}")
+    state.submit(invocation)
+    assert state.next() is invocation
+    path = f"{RUNTIME_PREFIX}/invocation/{invocation.request_id}/response"
+    request = f"POST {path} HTTP/1.1\r\n{headers}\r\n42\r\n"
+    assert exchange(server.address, request.encode())[0] == 400
+    assert invocation.result is None
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize(
+    "body",
+    [DEEP, b'{"errorMessage": "m", "errorType": "E", "stackTrace": ' + DEEP + b"}"],
+    ids=["deep-array", "deep-stack-trace"],
+)
+def test_a_deeply_nested_error_is_taken_as_text_and_answered(
+    runtime_api: tuple[RuntimeAPIServer, RuntimeState], body: bytes
+) -> None:
+    server, state = runtime_api
+    invocation = Invocation(b"{}")
+    state.submit(invocation)
+    assert state.next() is invocation
+    path = f"{RUNTIME_PREFIX}/invocation/{invocation.request_id}/error"
+    head = f"POST {path} HTTP/1.1\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    assert exchange(server.address, head.encode() + body)[0] == 202
+    assert invocation.result is not None
+    assert invocation.result.error_type == "Runtime.Unknown"
+    assert json.loads(invocation.result.payload)["errorMessage"] == body.decode()
+    init = f"POST {RUNTIME_PREFIX}/init/error HTTP/1.1\r\nContent-Length: {len(body)}\r\n"
+    assert exchange(server.address, f"{init}Connection: close\r\n\r\n".encode() + body)[0] == 202
+    assert state.init_error_type == "Runtime.Unknown"

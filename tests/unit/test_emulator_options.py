@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -133,6 +134,116 @@ def test_a_layer_that_cannot_merge_is_refused_and_leaves_nothing(tmp_path: Path)
     (second / "python" / "mylib").mkdir(parents=True)
     (second / "python" / "mylib" / "__init__.py").write_text("a folder")
     before = set(os.listdir(tmp_path.parent))
-    with pytest.raises(UsageError, match=f"--layer {second}: cannot merge it"):
+    with pytest.raises(UsageError, match=f"--layer {second}: python/mylib: a file in an earlier"):
         merge_layers([first, second])
     assert set(os.listdir(tmp_path.parent)) == before
+
+
+# A layer's symbolic links are copied as links, and nothing is written through one: the merged
+# folder is on the host, where a link of one layer would let the next write anywhere.
+
+
+def layers_with_link(tmp_path: Path, target: str, name: str) -> tuple[Path, Path]:
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    (first / name).symlink_to(target)
+    return first, second
+
+
+def test_a_later_layer_never_writes_through_an_earlier_layers_link_to_a_folder(
+    tmp_path: Path,
+) -> None:
+    outside = tmp_path / "host-folder"
+    outside.mkdir()
+    first, second = layers_with_link(tmp_path, str(outside), "lib")
+    (second / "lib").mkdir()
+    (second / "lib" / "x").write_text("planted")
+    before = set(os.listdir(tempfile.gettempdir()))
+    with pytest.raises(UsageError, match="lib: a symbolic link in an earlier layer that leads"):
+        merge_layers([first, second])
+    assert list(outside.iterdir()) == []
+    assert set(os.listdir(tempfile.gettempdir())) <= before  # the merged folder is gone
+
+
+def test_a_later_layers_file_replaces_an_earlier_layers_link_not_its_target(
+    tmp_path: Path,
+) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("host file")
+    first, second = layers_with_link(tmp_path, str(victim), "config")
+    (second / "config").write_text("layer file")
+    merged = merge_layers([first, second])
+    try:
+        assert victim.read_text() == "host file"
+        assert not (merged / "config").is_symlink()
+        assert (merged / "config").read_text() == "layer file"
+    finally:
+        subprocess.run(["rm", "-rf", str(merged)], check=True)
+
+
+def test_links_are_kept_and_a_link_inside_opt_may_be_written_through(tmp_path: Path) -> None:
+    first, second = layers_with_link(tmp_path, "python", "lib")
+    (first / "python").mkdir()
+    (first / "bin").mkdir()
+    (first / "bin" / "tool").symlink_to("/usr/bin/env")  # leads out, but is never written
+    (second / "lib").mkdir()
+    (second / "lib" / "x.py").write_text("x")
+    merged = merge_layers([first, second])
+    try:
+        assert os.readlink(merged / "lib") == "python"
+        assert os.readlink(merged / "bin" / "tool") == "/usr/bin/env"
+        assert (merged / "python" / "x.py").read_text() == "x"
+    finally:
+        subprocess.run(["rm", "-rf", str(merged)], check=True)
+
+
+def test_an_entry_below_a_link_leading_out_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "host-folder"
+    outside.mkdir()
+    first, second = layers_with_link(tmp_path, "../../../../../../..", "up")
+    (second / "up").mkdir()
+    (second / "up" / "x").write_text("planted")
+    with pytest.raises(UsageError, match=r"--layer .*: up: a symbolic link in an earlier layer"):
+        merge_layers([first, second])
+
+
+def test_a_fifo_in_a_layer_is_refused_instead_of_blocking_the_copy(tmp_path: Path) -> None:
+    layer = tmp_path / "layer"
+    layer.mkdir()
+    os.mkfifo(layer / "pipe")
+    with pytest.raises(UsageError, match="pipe: not a file, a folder or a symbolic link"):
+        merge_layers([layer])
+
+
+def test_code_and_layers_are_mounted_as_fields_never_as_a_colon_separated_string(
+    tmp_path: Path,
+) -> None:
+    """``--code ./a:b`` as a bind string ("a:b:/var/task:ro") would give the engine other
+    paths and modes; a mount's source is a field of its own."""
+    import docker.errors
+
+    from pipeline.emulator.container import start_container
+    from pipeline.emulator.function import FunctionConfig
+    from pipeline.errors import EngineError
+
+    code = tmp_path / "fn:rw,z"
+    code.mkdir()
+    seen: dict[str, object] = {}
+
+    class Containers:
+        def create(self, image: str, **kwargs: object) -> None:
+            seen.update(kwargs)
+            raise docker.errors.APIError("stop here")
+
+    class Client:
+        containers = Containers()
+
+    config = FunctionConfig(image="some/image:tag", code=code)
+    with pytest.raises(EngineError):
+        start_container(Client(), config, None, "127.0.0.1:9001", print, opt=tmp_path / "opt")
+    assert "volumes" not in seen
+    assert seen["mounts"] == [
+        {"Target": "/var/task", "Source": str(code), "Type": "bind", "ReadOnly": True},
+        {"Target": "/opt", "Source": str(tmp_path / "opt"), "Type": "bind", "ReadOnly": True},
+    ]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 
 from pipeline.branch import remote_head
 from pipeline.errors import BranchError, UsageError
-from pipeline.git import check_remote
+from pipeline.git import check_remote, git_env
 
 CLI = str(Path(sys.executable).with_name("lambda-images"))
 REPO = Path(__file__).resolve().parents[2]
@@ -48,6 +49,48 @@ def test_credentials_in_a_remote_url_are_refused_and_not_shown(remote: str) -> N
 )
 def test_remotes_without_secrets_are_accepted(remote: str) -> None:
     check_remote(remote)
+
+
+@pytest.mark.parametrize(
+    "remote",
+    [
+        "https://github.com/owner/repo.git?access_token={t}",
+        "https://github.com/owner/repo.git#{t}",
+        "https://github.com?private_token={t}",
+    ],
+)
+def test_a_token_in_the_query_of_a_remote_is_refused_and_not_shown(remote: str) -> None:
+    token = secrets.token_hex(12)
+    with pytest.raises(UsageError, match="credentials in the URL are refused") as caught:
+        check_remote(remote.format(t=token))
+    assert token not in str(caught.value)
+    assert "?***" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("remote", "says"),
+    [
+        ("ext::sh -c touch% /tmp/pwned", "remote helpers (<transport>::<address>, such as ext::)"),
+        ("fd::7", "remote helpers"),
+        ("ftp://example.com/repo.git", "expected a file, git, http, https, ssh URL"),
+        ("javascript://x", "expected a file, git, http, https, ssh URL"),
+    ],
+)
+def test_a_remote_on_another_transport_is_refused(remote: str, says: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(says)):
+        check_remote(remote)
+
+
+def test_git_itself_refuses_a_remote_helper_even_where_its_config_allows_one(
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "ran"
+    proc = subprocess.run(
+        ["git", "-c", "protocol.ext.allow=always", "ls-remote", f"ext::sh -c touch% {marker}"],
+        cwd=tmp_path, env=git_env(os.environ), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert not marker.exists()
 
 
 def test_a_remote_that_looks_like_an_option_is_not_one(tmp_path: Path) -> None:

@@ -129,6 +129,22 @@ def test_a_locked_input_enters_the_context_with_its_sums(
     assert (folder / "SHA256SUMS").read_text() == f"{digest}  rie-arm64\n"
 
 
+def test_a_damaged_file_in_the_cache_is_fetched_again_not_used(
+    small_matrix: Matrix, tmp_path: Path
+) -> None:
+    lock = Lock.for_matrix(small_matrix.path)
+    runtime = small_matrix.runtime("provided.al2023")
+    cache = small_matrix.path.parent / "cache"
+    lock_url_inputs(runtime, lock, cache)
+    target = small_matrix.targets([runtime], ["arm64"])[0]
+    digest = hashlib.sha256(CONTENT["/rie-arm64"]).hexdigest()
+    (cache / digest).write_bytes(b"damaged, or planted")
+    folder = fetch_inputs(target, lock, tmp_path / "context", cache)
+    assert folder is not None
+    assert (folder / "rie-arm64").read_bytes() == CONTENT["/rie-arm64"]
+    assert (cache / digest).read_bytes() == CONTENT["/rie-arm64"]
+
+
 def test_a_changed_artifact_is_refused(small_matrix: Matrix, tmp_path: Path) -> None:
     lock = Lock.for_matrix(small_matrix.path)
     lock.inputs["rie"] = {"x86_64": "0" * 64, "arm64": "0" * 64}

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 from pathlib import Path
 
 from pipeline.orchestrate import Run
 from pipeline.settings import Settings
-from pipeline.snapshot import compress_layer, compress_xz
+from pipeline.snapshot import compress_layer, compress_xz, warm_layer_cache
 
 
 def _tar(path: Path) -> tuple[Path, str]:
@@ -55,3 +56,49 @@ def test_every_work_directory_uses_the_one_layer_cache_beside_the_bases(tmp_path
     ]
     assert runs[0].work.root != runs[1].work.root
     assert runs[0].layer_cache == runs[1].layer_cache == cache / "layers"
+
+
+class _Image:
+    id = "sha256:" + "ab" * 32
+
+
+class _Images:
+    def get(self, name: str) -> _Image:
+        return _Image()
+
+
+class _Client:
+    """Enough of an engine client for warm_layer_cache to claim an image; the export itself
+    fails (there is no engine), which warming, a head start only, shrugs off."""
+
+    images = _Images()
+
+
+def test_warming_killed_midway_is_done_again_by_the_next_process(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    hexid = "ab" * 32
+    # What a process killed while warming leaves: its lock file and staging folder, no marker.
+    (cache / "warmed").mkdir(parents=True)
+    (cache / "warmed" / f".{hexid}.lock").touch()
+    (cache / f".warm-{hexid}" / "layer-0.tar").parent.mkdir()
+    (cache / f".warm-{hexid}" / "layer-0.tar").write_bytes(b"half")
+    for _ in range(2):  # claimed again, and again after a failed attempt
+        thread = warm_layer_cache(_Client(), "base", cache, 0)
+        assert thread is not None
+        thread.join(30)
+        assert not (cache / f".warm-{hexid}").exists()
+        assert not (cache / "warmed" / hexid).exists()
+
+
+def test_warming_is_left_to_the_process_doing_it_or_done(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    lock = cache / "warmed" / f".{'ab' * 32}.lock"
+    lock.parent.mkdir(parents=True)
+    held = os.open(lock, os.O_CREAT | os.O_WRONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another process is warming it
+        assert warm_layer_cache(_Client(), "base", cache, 0) is None
+    finally:
+        os.close(held)
+    (cache / "warmed" / ("ab" * 32)).touch()  # warmed before
+    assert warm_layer_cache(_Client(), "base", cache, 0) is None

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -84,7 +85,44 @@ def test_the_scheduled_refresh_publishes_from_the_default_branch_only() -> None:
     assert refresh["concurrency"] == _jobs()["publish"]["concurrency"]
     step = next(s for s in refresh["steps"] if s.get("name") == "Refresh")  # type: ignore[attr-defined]
     assert step["env"]["REGISTRY"] == "${{ vars.LAMBDA_IMAGES_REGISTRY }}"
-    assert 'lambda-images --work work refresh "${runtimes[@]}" --registry' in step["run"]
+    assert 'lambda-images --work work refresh --registry "$REGISTRY"' in step["run"]
+
+
+def _step(job: str, name: str) -> dict[str, Any]:
+    steps: list[dict[str, Any]] = _jobs()[job]["steps"]  # type: ignore[assignment]
+    return next(s for s in steps if s.get("name") == name)
+
+
+@pytest.mark.parametrize(("job", "step"), [("refresh", "Refresh"), ("publish", "Publish")])
+def test_runtimes_from_free_text_are_never_taken_for_options(
+    job: str, step: str, tmp_path: Path
+) -> None:
+    """The dispatch input ``runtime`` is free text: split into words, each word reaches the
+    CLI after ``--``, where ``--mirror=…`` is an (unknown) runtime and not an option."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    for tool in ("lambda-images", "git"):
+        (fake / tool).write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > "{tmp_path}/{tool}.args"\n')
+        (fake / tool).chmod(0o755)
+    env = {
+        "PATH": f"{fake}:{os.environ['PATH']}",
+        "RUNTIMES": "python3.12 --mirror=other.example/ns *",
+        "REGISTRY": "public.ecr.aws/lambda",
+        "MIRRORS": "mirror.example/ns *",
+        "GIT_REMOTE": "https://github.com/o/r.git",
+    }
+    script = str(_step(job, step)["run"])
+    subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, env=env, check=True)
+    args = (tmp_path / "lambda-images.args").read_text().splitlines()
+    rest = args[args.index("--") + 1 :]
+    assert rest == ["python3.12", "--mirror=other.example/ns", "*"]
+    assert args.count("--mirror") == 2 and "*" in args  # no file name globbed in
+
+
+def test_every_job_has_a_time_limit() -> None:
+    assert {name: "timeout-minutes" in job for name, job in _jobs().items()} == dict.fromkeys(
+        _jobs(), True
+    )
 
 
 def test_new_pins_are_proposed_as_a_pull_request_never_pushed_to_the_default_branch() -> None:
