@@ -66,7 +66,7 @@ def fetch_cell_inputs(run: Run, target: Target, context: Path) -> None:
     with log.step(f"inputs {target.key}"):
         fetch_pip(target, run.lock, context)
         fetch_npm(target, run.lock, context, run.inputs_cache)
-        fetch_inputs(target, run.lock, context, run.inputs_cache)
+        fetch_inputs(target, run.lock, context, run.inputs_cache, environ=run.settings.environ)
 
 
 def prepare_base(run: Run, target: Target) -> BaseRecord:
@@ -184,8 +184,9 @@ def test_cell(run: Run, target: Target, *, reuse: bool = False) -> Report:
         tempfile.TemporaryDirectory(prefix="lambda-probe-") as tmp,
     ):
         probe = prepare_probe(
-            target.runtime, target.arch, Path(tmp, "probe"), lock=run.lock, cache=run.inputs_cache
-        )
+            target.runtime, target.arch, Path(tmp, "probe"), lock=run.lock,
+            cache=run.inputs_cache, environ=run.settings.environ,
+        )  # fmt: skip
         report = run_checks(
             run.client, target.image_tag, target.arch, probe.code, handler=probe.handler
         )
@@ -466,7 +467,9 @@ def lock_inputs(run: Run, runtimes: Sequence[Runtime]) -> LockSummary:
                 lockfile.pip.setdefault(rt.id, {})[arch] = lock_pip(rt, arch)
             if rt.install.npm:
                 lockfile.npm[rt.id] = lock_npm(rt, run.inputs_cache)
-            names = lock_url_inputs(rt, lockfile, run.inputs_cache, tried)
+            names = lock_url_inputs(
+                rt, lockfile, run.inputs_cache, tried, environ=run.settings.environ
+            )
             unlocked += [f"{rt.id}: {name}" for name in names]
             if isinstance(rt.os.base, RootfsBase):
                 for arch in rt.architectures:
