@@ -71,9 +71,11 @@ def fetch_cell_inputs(run: Run, target: Target, context: Path) -> None:
 
 def prepare_base(run: Run, target: Target) -> BaseRecord:
     with log.step(f"base {target.runtime.os.id}/{target.arch.name}"):
+        settings = run.settings
         record = ensure_base(
-            target, run.client, run.lock, cache=run.settings.cache, epoch=run.settings.epoch
-        )
+            target, run.client, run.lock, cache=settings.cache, epoch=settings.epoch,
+            environ=settings.environ,
+        )  # fmt: skip
         log.info(f"    {record.name} {record.image_id[:19]} ({record.architecture})")
         locked = run.lock.archive_state(target.runtime.os.id, target.arch.name)
         if record.apt_state and locked and locked != record.apt_state:

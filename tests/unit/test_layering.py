@@ -123,3 +123,28 @@ def test_no_private_attribute_of_another_object_is_used(path: Path) -> None:
             assert isinstance(owner, ast.Name) and owner.id in ("self", "cls"), (
                 f"{path.name}:{node.lineno}: .{node.attr} of another object"
             )
+
+
+READS_THE_ENVIRONMENT = {"environ", "environb", "getenv", "getenvb"}
+
+
+def test_only_settings_reads_the_environment() -> None:
+    """Settings reads the environment once, at the edge; every other module is handed Settings
+    (or its ``environ``), so no variable is read behind the command line's back."""
+    readers = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path == PACKAGE / "settings.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "os"
+                and node.attr in READS_THE_ENVIRONMENT
+            ) or (
+                isinstance(node, ast.ImportFrom)
+                and node.module == "os"
+                and {a.name for a in node.names} & READS_THE_ENVIRONMENT
+            ):
+                readers.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert readers == []
