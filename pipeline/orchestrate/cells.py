@@ -270,11 +270,6 @@ class CellResult:
             "snapshot_bytes": sum(layer.compressed_size for layer in s.layers) if s else None,
         }
 
-    def line(self) -> str:
-        b = self.build
-        image_id = b.image_id if b else "-"
-        return f"{self.target.image_tag}\t{image_id}\t{self.target.arch.docker}\t{self.state}"
-
 
 def locked_targets(
     run: Run, runtimes: Sequence[Runtime], arches: Sequence[str] = ()
@@ -412,16 +407,29 @@ def snapshot_runtimes(run: Run, cells: Cells) -> list[Path]:
     return folders
 
 
-def test_targets(run: Run, cells: Cells) -> tuple[list[Report], list[str]]:
-    """Conformance checks on built images; the reports, and the cells that failed."""
-    reports, failed = [], []
+@dataclass(kw_only=True)
+class ConformanceSummary:
+    reports: list[Report] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # the cells with a failing check
+
+    def as_json(self) -> list[dict[str, Any]]:
+        return [r.to_json() for r in self.reports]
+
+    def raise_for_failure(self) -> None:
+        if self.failed:
+            raise ConformanceError(f"conformance checks failed for {', '.join(self.failed)}")
+
+
+def test_targets(run: Run, cells: Cells) -> ConformanceSummary:
+    """Conformance checks on built images: every cell's report, and the cells that failed."""
+    summary = ConformanceSummary()
     for target in run.matrix.targets(cells.runtimes, cells.arches):
         try:
-            reports.append(test_cell(run, target))
+            summary.reports.append(test_cell(run, target))
         except ConformanceError as exc:
-            reports.append(exc.report)
-            failed.append(target.key)
-    return reports, failed
+            summary.reports.append(exc.report)
+            summary.failed.append(target.key)
+    return summary
 
 
 def make_bases(run: Run, cells: Cells) -> list[BaseRecord]:
