@@ -62,6 +62,9 @@ def prepare_probe(
     """Copy or compile the runtime's probe into the empty folder ``dest`` (world-readable, as
     Lambda's user needs it); compilers run with ``environ`` (Settings.environ)."""
     source = probe_dir(runtime)
+    if not source.is_dir():
+        msg = f"{runtime.id}: no probe function in {source}; every family needs one there"
+        raise InputError(msg + " (docs/matrix.md, Adding a family)")
     dest.mkdir(parents=True, exist_ok=True)
     if (source / "go.mod").is_file():
         probe = _go(runtime, source, arch, dest, environ)
