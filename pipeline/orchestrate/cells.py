@@ -22,7 +22,7 @@ from ..build import build_target, global_args, image_labels
 from ..buildkit import engine_builder
 from ..conformance import run_checks
 from ..engine import DEFAULT_DOCKER_HOST, engine_arch, require_emulation
-from ..errors import BaseImageError, ConformanceError, SnapshotError
+from ..errors import BaseImageError, ConformanceError, RegistryError, SnapshotError
 from ..incremental import (
     INPUT_LABEL,
     cell_inputs,
@@ -289,7 +289,11 @@ def _is_published(
     remote: str | None,
     registry: RegistryRef | None,
 ) -> bool:
-    """True when every place asked about records this cell's input digest as published."""
+    """True when every place asked about records this cell's input digest as published.
+
+    A registry that cannot be read (a CI cell holds no registry credentials) answers nothing:
+    with a branch, whose push is the last step of a publish and so follows the registry's,
+    the branch decides; alone, the cell is built. Either way a warning says why."""
     if remote is None and registry is None:
         return False
     if (
@@ -298,11 +302,16 @@ def _is_published(
     ):
         return False
     if registry is not None:
-        client = run.registry(registry)
         try:
-            return registry_digest(client, registry, target) == inputs.digest
-        finally:
-            client.session.close()
+            client = run.registry(registry)
+            try:
+                return registry_digest(client, registry, target) == inputs.digest
+            finally:
+                client.session.close()
+        except RegistryError as exc:
+            then = "its branch decides" if remote is not None else "building it"
+            log.warning(f"{target.key}: {registry} cannot be read ({exc}); {then}")
+            return remote is not None
     return True
 
 
