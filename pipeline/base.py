@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -114,8 +115,11 @@ def _rootfs_key(base: RootfsBase, debian_arch: str, epoch: int, apt_state: str) 
 STATE_ATTEMPTS = 2
 
 
-def build_rootfs(target: Target, base: RootfsBase, cache: Path, epoch: int) -> tuple[Path, bool]:
-    """The rootfs tarball of a Debian base, built once per set of inputs and archive state.
+def build_rootfs(
+    target: Target, base: RootfsBase, cache: Path, epoch: int, environ: Mapping[str, str]
+) -> tuple[Path, bool]:
+    """The rootfs tarball of a Debian base, built once per set of inputs and archive state
+    (mmdebstrap runs with ``environ``, Settings.environ).
 
     The archives' state is read before and after mmdebstrap: a root made while an archive moved
     is thrown away and made again, so the state recorded beside it is the one it came from."""
@@ -132,7 +136,7 @@ def build_rootfs(target: Target, base: RootfsBase, cache: Path, epoch: int) -> t
         with flocked(folder.parent / f".{folder.name}.lock", f"the {folder.name} base cache"):
             if rootfs.is_file():
                 return folder, True
-            if _make_rootfs(target, base, folder, epoch, states):
+            if _make_rootfs(target, base, folder, epoch, states, environ):
                 return folder, False
         log.info(f"{target.runtime.os.id}/{arch}: an archive moved meanwhile; once more")
     msg = (
@@ -148,12 +152,13 @@ def _make_rootfs(
     folder: Path,
     epoch: int,
     states: list[apt.ArchiveState],
+    environ: Mapping[str, str],
 ) -> bool:
     """Make the root into ``folder``; False (and nothing kept) when an archive moved while
     mmdebstrap ran, since the root might then mix two states."""
     arch = target.arch.debian
     rootfs = folder / "rootfs.tar"
-    if shutil.which("mmdebstrap") is None:
+    if shutil.which("mmdebstrap", path=environ.get("PATH", "")) is None:
         msg = (
             "mmdebstrap is not installed; it builds the Debian base "
             "(apt-get install mmdebstrap, and qemu-user-static for foreign architectures)"
@@ -164,7 +169,7 @@ def _make_rootfs(
     try:
         argv = mmdebstrap_command(base, arch, staging / "rootfs.tar")
         log.command(argv)
-        env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch)}
+        env = {**environ, "SOURCE_DATE_EPOCH": str(epoch)}
         proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
@@ -292,14 +297,22 @@ def _present(client: Any, name: str) -> Any:
         return None
 
 
-def ensure_base(target: Target, client: Any, lock: Lock, *, cache: Path, epoch: int) -> BaseRecord:
+def ensure_base(
+    target: Target,
+    client: Any,
+    lock: Lock,
+    *,
+    cache: Path,
+    epoch: int,
+    environ: Mapping[str, str],
+) -> BaseRecord:
     """Make the target's OS base image present in the engine under its local name; Debian
-    roots are built (or found) under ``cache``."""
+    roots are built (or found) under ``cache``, mmdebstrap running with ``environ``."""
     name = target.base_image
     base = target.runtime.os.base
     if isinstance(base, ImageBase):
         return _pull_pinned(target, base, client, lock)
-    folder, rootfs_cached = build_rootfs(target, base, cache, epoch)
+    folder, rootfs_cached = build_rootfs(target, base, cache, epoch, environ)
     archive, image_id = image_archive(folder, target, name, epoch)
     source = " ".join(json.loads((folder / "command.json").read_text()))
     apt_state = rootfs_apt_state(folder)

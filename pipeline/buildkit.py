@@ -7,13 +7,15 @@ On Docker >= 23 the default builder is BuildKit, and only BuildKit honours ``--p
 tar in the request body. Moby's builder accepts a context sent that way without a client session
 (no gRPC session, no ``docker buildx``). The request goes through the public interface of the
 SDK's ``APIClient`` (a ``requests.Session`` with ``base_url`` and ``api_version``), never its
-private helpers: ``docker buildx`` is not on every machine that drives Docker >= 23 (not on this
-project's CI hosts), and the Engine API endpoint is what the CLI itself uses.
+private helpers: ``docker buildx`` is not installed where the tests run (nor on every machine
+that drives Docker >= 23), and the Engine API endpoint is what the docker CLI itself uses.
 
 What comes back differs from the classic builder's ``{"stream": …}`` lines:
 
 * progress as ``{"id": "moby.buildkit.trace", "aux": "<base64>"}``, each a protobuf
-  ``moby.buildkit.v1.StatusResponse`` (decoded here, see ``decode_status``);
+  ``moby.buildkit.v1.StatusResponse``, parsed by Google's protobuf runtime (the ``protobuf``
+  package) from a description of the fields read, built in code with BuildKit's field numbers
+  (``decode_status``): no generated code, no hand-written wire reader;
 * the image id as ``{"id": "moby.image.id", "aux": {"ID": "sha256:…"}}``;
 * failures as ``{"errorDetail": {"message": …}, "error": …}``, as before.
 
@@ -25,15 +27,23 @@ What comes back differs from the classic builder's ``{"stream": …}`` lines:
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import docker.utils
 from docker.utils.json_stream import json_stream
+from google.protobuf import (
+    descriptor_pb2,
+    descriptor_pool,
+    message,
+    message_factory,
+    timestamp_pb2,
+)
 
 from .errors import EngineError
 
@@ -77,62 +87,84 @@ def engine_builder(client: Any, preference: str = "") -> Builder:
     return "classic"
 
 
-# --- protobuf wire format ------------------------------------------------------------------------
-# A hand-written reader for the few fields needed, so no generated code and no protobuf runtime.
+# --- BuildKit's progress messages --------------------------------------------------------------
+# The messages of ``moby.buildkit.v1`` that progress is read from (BuildKit's
+# api/services/control/control.proto), described field by field for Google's protobuf runtime;
+# only the fields read here are described, and the parser skips the others (``statuses``, 2: the
+# pull and transfer counters; ``inputs``, timestamps of logs, levels of warnings) as unknown
+# fields. Text fields are described as ``bytes``, their wire encoding: Go does not check that a
+# string is UTF-8, and a vertex name that is not must not cost the whole update.
+
+_TIMESTAMP: Final = ".google.protobuf.Timestamp"
+_MESSAGES: Final[dict[str, list[tuple[str, int, str]]]] = {
+    # message: [(field, number, type: a scalar or a message's full name; "*" marks repeated)]
+    "StatusResponse": [
+        ("vertexes", 1, "*.moby.buildkit.v1.Vertex"),
+        ("logs", 3, "*.moby.buildkit.v1.VertexLog"),
+        ("warnings", 4, "*.moby.buildkit.v1.VertexWarning"),
+    ],
+    "Vertex": [
+        ("digest", 1, "bytes"),
+        ("name", 3, "bytes"),
+        ("cached", 4, "bool"),
+        ("started", 5, _TIMESTAMP),
+        ("completed", 6, _TIMESTAMP),
+        ("error", 7, "bytes"),
+    ],
+    "VertexLog": [("vertex", 1, "bytes"), ("stream", 3, "int64"), ("msg", 4, "bytes")],
+    "VertexWarning": [("vertex", 1, "bytes"), ("short", 3, "bytes")],
+}
+_SCALARS: Final = {
+    "bytes": descriptor_pb2.FieldDescriptorProto.TYPE_BYTES,
+    "bool": descriptor_pb2.FieldDescriptorProto.TYPE_BOOL,
+    "int64": descriptor_pb2.FieldDescriptorProto.TYPE_INT64,
+}
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(data):
-            raise ValueError("truncated varint")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint too long")
+@functools.cache
+def _status_response() -> Any:
+    """The ``moby.buildkit.v1.StatusResponse`` message class, made once from ``_MESSAGES`` in a
+    descriptor pool of its own (with google/protobuf/timestamp.proto, which it uses)."""
+    Field = descriptor_pb2.FieldDescriptorProto
+    timestamp = descriptor_pb2.FileDescriptorProto()
+    timestamp_pb2.DESCRIPTOR.CopyToProto(timestamp)
+    control = descriptor_pb2.FileDescriptorProto(
+        name="moby/buildkit/v1/status.proto",
+        package="moby.buildkit.v1",
+        syntax="proto3",
+        dependency=[timestamp.name],
+    )
+    for name, fields in _MESSAGES.items():
+        described = control.message_type.add(name=name)
+        for field_name, number, kind in fields:
+            repeated, kind = kind.startswith("*"), kind.removeprefix("*")
+            entry = described.field.add(
+                name=field_name,
+                number=number,
+                label=Field.LABEL_REPEATED if repeated else Field.LABEL_OPTIONAL,
+            )
+            if kind in _SCALARS:
+                entry.type = _SCALARS[kind]
+            else:
+                entry.type, entry.type_name = Field.TYPE_MESSAGE, kind
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(timestamp)
+    pool.Add(control)
+    return message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("moby.buildkit.v1.StatusResponse")
+    )
 
 
-def _fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:
-    """(field number, value) for each field of a message: ints for varints, bytes otherwise."""
-    pos = 0
-    while pos < len(data):
-        key, pos = _varint(data, pos)
-        number, wire_type = key >> 3, key & 7
-        value: int | bytes
-        if wire_type == 0:  # varint
-            value, pos = _varint(data, pos)
-        elif wire_type == 1:  # 64-bit
-            value, pos = data[pos : pos + 8], pos + 8
-        elif wire_type == 2:  # length-delimited: strings, bytes, messages, packed fields
-            length, pos = _varint(data, pos)
-            value, pos = data[pos : pos + length], pos + length
-        elif wire_type == 5:  # 32-bit
-            value, pos = data[pos : pos + 4], pos + 4
-        else:  # groups (3, 4) are not used by proto3 messages
-            raise ValueError(f"unsupported wire type {wire_type}")
-        if pos > len(data):
-            raise ValueError("truncated field")
-        yield number, value
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", "replace")
 
 
-def _text(value: int | bytes) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else ""
-
-
-def _seconds(value: int | bytes) -> float:
-    """A google.protobuf.Timestamp (1: seconds, 2: nanos) as seconds since the epoch."""
-    seconds = nanos = 0
-    if isinstance(value, bytes):
-        for number, part in _fields(value):
-            if number == 1 and isinstance(part, int):
-                seconds = part
-            elif number == 2 and isinstance(part, int):
-                nanos = part
-    return seconds + nanos / 1e9
+def _seconds(message: Any, name: str) -> float | None:
+    """A google.protobuf.Timestamp field as seconds since the epoch; None when it is unset."""
+    if not message.HasField(name):
+        return None
+    stamp = getattr(message, name)
+    return float(stamp.seconds + stamp.nanos / 1e9)
 
 
 @dataclass
@@ -166,52 +198,31 @@ class Status:
 
 
 def decode_status(data: bytes) -> Status:
-    """Read a ``moby.buildkit.v1.StatusResponse`` (buildkit api/services/control/control.proto).
-
-    Fields read: ``vertexes`` (1) → Vertex ``digest`` (1), ``name`` (3), ``cached`` (4),
-    ``started`` (5), ``completed`` (6), ``error`` (7); ``logs`` (3) → VertexLog ``vertex`` (1),
-    ``stream`` (3), ``msg`` (4); ``warnings`` (4) → VertexWarning ``vertex`` (1), ``short`` (3).
-    ``statuses`` (2: pull and transfer progress counters) and all other fields are skipped.
-    """
-    status = Status()
-    for number, value in _fields(data):
-        if not isinstance(value, bytes):
-            continue
-        if number == 1:
-            vertex = Vertex(digest="")
-            for n, v in _fields(value):
-                if n == 1:
-                    vertex.digest = _text(v)
-                elif n == 3:
-                    vertex.name = _text(v)
-                elif n == 4:
-                    vertex.cached = bool(v)
-                elif n == 5:
-                    vertex.started = _seconds(v)
-                elif n == 6:
-                    vertex.completed = _seconds(v)
-                elif n == 7:
-                    vertex.error = _text(v)
-            status.vertexes.append(vertex)
-        elif number == 3:
-            log = VertexLog(vertex="", stream=0, msg=b"")
-            for n, v in _fields(value):
-                if n == 1:
-                    log.vertex = _text(v)
-                elif n == 3 and isinstance(v, int):
-                    log.stream = v
-                elif n == 4 and isinstance(v, bytes):
-                    log.msg = v
-            status.logs.append(log)
-        elif number == 4:
-            warning = VertexWarning(vertex="", short="")
-            for n, v in _fields(value):
-                if n == 1:
-                    warning.vertex = _text(v)
-                elif n == 3:
-                    warning.short = _text(v)
-            status.warnings.append(warning)
-    return status
+    """Read one ``moby.buildkit.v1.StatusResponse``; ValueError when it is not one."""
+    try:
+        response = _status_response().FromString(data)
+    except message.DecodeError as exc:
+        raise ValueError(f"not a BuildKit StatusResponse: {exc}") from None
+    return Status(
+        vertexes=[
+            Vertex(
+                digest=_text(v.digest),
+                name=_text(v.name),
+                cached=bool(v.cached),
+                started=_seconds(v, "started"),
+                completed=_seconds(v, "completed"),
+                error=_text(v.error),
+            )
+            for v in response.vertexes
+        ],
+        logs=[
+            VertexLog(vertex=_text(x.vertex), stream=int(x.stream), msg=x.msg)
+            for x in response.logs
+        ],
+        warnings=[
+            VertexWarning(vertex=_text(w.vertex), short=_text(w.short)) for w in response.warnings
+        ],
+    )
 
 
 class PlainProgress:

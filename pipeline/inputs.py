@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -188,18 +188,24 @@ def download(url: str, expected: str | None, what: str, cache: Path) -> Path:
 
 
 def lock_url_inputs(
-    runtime: Runtime, lock: Lock, cache: Path, tried: set[str] | None = None
+    runtime: Runtime,
+    lock: Lock,
+    cache: Path,
+    tried: set[str] | None = None,
+    *,
+    environ: Mapping[str, str],
 ) -> list[str]:
     """Fill the lock's checksums of a runtime's url inputs; returns those left unlocked.
 
     ``tried`` carries the URLs that already failed in this run, so that an input shared by many
-    runtimes (the emulator) is not fetched again.
+    runtimes (the emulator) is not fetched again. ``environ`` (Settings.environ): what the go
+    command of a built input runs with.
     """
     tried = set() if tried is None else tried
     unlocked = []
     for item in runtime.all_inputs():
         if item.build is not None:
-            unlocked += lock_built_input(runtime, item, lock, cache, tried)
+            unlocked += lock_built_input(runtime, item, lock, cache, tried, environ)
             continue
         for arch in runtime.architectures:
             key = item.key(arch)
@@ -222,7 +228,12 @@ def lock_url_inputs(
 
 
 def lock_built_input(
-    runtime: Runtime, item: Input, lock: Lock, cache: Path, tried: set[str]
+    runtime: Runtime,
+    item: Input,
+    lock: Lock,
+    cache: Path,
+    tried: set[str],
+    environ: Mapping[str, str],
 ) -> list[str]:
     """Build a Go input for each of the runtime's architectures and pin the module's go.sum
     hash and each binary's sha256; returns what was left unlocked."""
@@ -243,7 +254,7 @@ def lock_built_input(
             continue
         tried.add(source)
         try:
-            path, module_sum = _build_into_cache(item, arch, None, None, cache, runtime.id)
+            path, module_sum = _build_into_cache(item, arch, None, None, cache, runtime.id, environ)
         except InputError as exc:
             log.warning(f"{exc}; left unlocked")
             lock.inputs.setdefault(item.name, {})[key] = None
@@ -263,6 +274,7 @@ def _build_into_cache(
     module_sum: str | None,
     cache: Path,
     what: str,
+    environ: Mapping[str, str],
 ) -> tuple[Path, str]:
     """A built input in the content-addressed ``cache`` (built when not there yet), checked
     against ``expected``; returns its path and the module's go.sum hash."""
@@ -276,6 +288,7 @@ def _build_into_cache(
             Path(tmp) / item.filename(arch),
             module_sum=module_sum,
             what=f"{what}/{arch}: {item.name}",
+            environ=environ,
         )
         if expected and built.sha256 != expected:
             msg = (
@@ -288,8 +301,11 @@ def _build_into_cache(
     return cache / built.sha256, built.module_sum
 
 
-def fetch_inputs(target: Target, lock: Lock, context: Path, cache: Path) -> Path | None:
-    """Put a target's url inputs into ``context/inputs`` with their SHA256SUMS."""
+def fetch_inputs(
+    target: Target, lock: Lock, context: Path, cache: Path, *, environ: Mapping[str, str]
+) -> Path | None:
+    """Put a target's url inputs into ``context/inputs`` with their SHA256SUMS (built inputs
+    built with ``environ``, Settings.environ, when the cache does not hold them)."""
     runtime = target.runtime
     dest = context / "inputs"
     if dest.exists():
@@ -307,7 +323,9 @@ def fetch_inputs(target: Target, lock: Lock, context: Path, cache: Path) -> Path
         )
         if item.build is not None:
             module = lock.go_module(runtime.id, item.name, item.build.module, item.version)
-            cached, _ = _build_into_cache(item, arch, expected, module.sum, cache, runtime.id)
+            cached, _ = _build_into_cache(
+                item, arch, expected, module.sum, cache, runtime.id, environ
+            )
         else:
             cached = download(item.url(arch), expected, f"{target.key}: {item.name}", cache)
         shutil.copyfile(cached, confined(dest, filename, f"{target.key}: {item.name}"))

@@ -232,6 +232,16 @@ class Runtime:
             return "deprecating"
         return "supported"
 
+    def as_json(self, today: dt.date) -> dict[str, Any]:
+        """What ``lambda-images list --json`` prints of the runtime, its state as of ``today``."""
+        return {
+            "id": self.id, "name": self.name, "family": self.family.id, "version": self.version,
+            "tag": self.tag, "os": self.os.id, "os_name": self.os.name,
+            "architectures": list(self.architectures), "sdk": self.sdk,
+            "deprecation": self.deprecation.isoformat() if self.deprecation else None,
+            "state": self.state(today),
+        }  # fmt: skip
+
 
 @dataclass(frozen=True, kw_only=True)
 class Target:

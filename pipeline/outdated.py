@@ -27,7 +27,7 @@ from typing import IO, Any, Literal
 import docker.errors
 
 from . import apt, log
-from .errors import EngineError, RegistryError
+from .errors import EngineError, OutdatedError, RegistryError
 from .matrix import RootfsBase, Target
 from .oci import tree
 from .oci.registry import Registry, RegistryRef
@@ -75,15 +75,11 @@ class OutdatedReport:
     def as_json(self) -> list[dict[str, Any]]:
         return [i.as_json() for i in self.images]
 
-    def lines(self) -> list[str]:
-        """One line per image, then one per package with a newer version."""
-        out = []
-        for image in self.images:
-            count = f": {len(image.upgrades)} package(s) with a newer version"
-            detail = count if image.upgrades else (f": {image.note}" if image.note else "")
-            out.append(f"{image.runtime}/{image.arch}\t{image.state}{detail}")
-            out += [f"  {u.line()}" for u in image.upgrades]
-        return out
+    def raise_for_failure(self) -> None:
+        """OutdatedError naming the images with a package behind their archives."""
+        if self.outdated:
+            names = ", ".join(f"{i.runtime}/{i.arch}" for i in self.outdated)
+            raise OutdatedError(f"newer packages in the archives for {names}; rebuild them")
 
 
 def read_dpkg_status(client: Any, image: str) -> str:

@@ -6,22 +6,25 @@ never in the image or under qemu:
 
 - **java**: ``javac --release 17`` against the ``aws-lambda-java-core`` jar the runtime pins
   (the same bytes the image carries); the handler is ``example.Probe::handleRequest``;
-- **go** (a ``go.mod`` beside the source): ``go build`` for the target's ``GOARCH`` with
-  ``CGO_ENABLED=0 -trimpath`` and an empty build id, modules checked against the probe's
-  ``go.sum``; the result is the executable ``bootstrap``. The same source and toolchain give the
-  same bytes.
+- **go** (a ``go.mod`` beside the source): ``go build`` for the target's architecture under
+  the Go rules of gotool.py (the Go release the matrix pins for the RIE, no cgo, ``-trimpath``,
+  modules checked against the probe's ``go.sum``) and an empty build id; the result is the
+  executable ``bootstrap``. The same source and toolchain give the same bytes.
+
+Compilers are looked up on the ``PATH`` of ``environ`` (Settings.environ), which their commands
+run with; a missing one is one InputError naming it.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from . import log
+from . import gotool, log
 from .errors import InputError
 from .inputs import download
 from .lock import Lock
@@ -47,15 +50,26 @@ def probe_dir(runtime: Runtime) -> Path:
     return TEMPLATES_DIR / runtime.family.template / "probe"
 
 
-def prepare_probe(runtime: Runtime, arch: Arch, dest: Path, *, lock: Lock, cache: Path) -> Probe:
+def prepare_probe(
+    runtime: Runtime,
+    arch: Arch,
+    dest: Path,
+    *,
+    lock: Lock,
+    cache: Path,
+    environ: Mapping[str, str],
+) -> Probe:
     """Copy or compile the runtime's probe into the empty folder ``dest`` (world-readable, as
-    Lambda's user needs it)."""
+    Lambda's user needs it); compilers run with ``environ`` (Settings.environ)."""
     source = probe_dir(runtime)
+    if not source.is_dir():
+        msg = f"{runtime.id}: no probe function in {source}; every family needs one there"
+        raise InputError(msg + " (docs/matrix.md, Adding a family)")
     dest.mkdir(parents=True, exist_ok=True)
     if (source / "go.mod").is_file():
-        probe = _go(source, arch, dest)
+        probe = _go(runtime, source, arch, dest, environ)
     elif any(source.rglob("*.java")):
-        probe = _java(runtime, source, dest, lock=lock, cache=cache)
+        probe = _java(runtime, source, dest, lock=lock, cache=cache, environ=environ)
     else:
         copy_readable(source, dest)
         probe = Probe(code=dest, handler=PROBE_HANDLER)
@@ -77,20 +91,31 @@ def copy_readable(source: Path, dest: Path) -> Path:
     return dest
 
 
-def _run(argv: list[str], what: str, *, cwd: Path, env: dict[str, str] | None = None) -> None:
-    if shutil.which(argv[0]) is None:
+def _javac(argv: list[str], what: str, *, cwd: Path, environ: Mapping[str, str]) -> None:
+    javac = shutil.which("javac", path=environ.get("PATH", ""))
+    if javac is None:
         raise InputError(
-            f"{what}: `{argv[0]}` is not installed on this machine; the probe is "
+            f"{what}: `javac` is not installed on this machine; the probe is "
             "compiled on the host (see the README's Development section)"
         )
-    log.command(argv)
-    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    log.command(["javac", *argv])
+    proc = subprocess.run(
+        [javac, *argv], cwd=cwd, env=dict(environ), capture_output=True, text=True, check=False
+    )
     if proc.returncode != 0:
         tail = " | ".join(line for line in proc.stderr.strip().splitlines()[-4:] if line.strip())
-        raise InputError(f"{what}: {argv[0]} failed (exit {proc.returncode}): {tail}")
+        raise InputError(f"{what}: javac failed (exit {proc.returncode}): {tail}")
 
 
-def _java(runtime: Runtime, source: Path, dest: Path, *, lock: Lock, cache: Path) -> Probe:
+def _java(
+    runtime: Runtime,
+    source: Path,
+    dest: Path,
+    *,
+    lock: Lock,
+    cache: Path,
+    environ: Mapping[str, str],
+) -> Probe:
     what = f"{runtime.id}: the Java probe"
     arch = runtime.architectures[0]
     jars = [i for i in runtime.all_inputs() if i.filename(arch).startswith(JAVA_CORE + "-")]
@@ -109,38 +134,28 @@ def _java(runtime: Runtime, source: Path, dest: Path, *, lock: Lock, cache: Path
         # javac wants a jar to be named like one; the cache names files by their sha256.
         shutil.copyfile(cached, build / filename)
         sources = sorted(str(p.relative_to(source)) for p in source.rglob("*.java"))
-        argv = ["javac", "--release", JAVA_RELEASE, "-Xlint:all", "-Werror", "-encoding", "UTF-8",
+        argv = ["--release", JAVA_RELEASE, "-Xlint:all", "-Werror", "-encoding", "UTF-8",
                 "-cp", str(build / filename), "-d", str(dest), *sources]  # fmt: skip
-        _run(argv, what, cwd=source)
+        _javac(argv, what, cwd=source, environ=environ)
     finally:
         shutil.rmtree(build, ignore_errors=True)
     return Probe(code=dest, handler=JAVA_HANDLER)
 
 
-def go_environment(arch: Arch) -> dict[str, str]:
-    """The environment of a reproducible, static cross-compile for ``arch``: the toolchain that
-    is installed (never a downloaded one), modules verified against go.sum."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GO") and k != "CGO_ENABLED"}
-    env.update(
-        CGO_ENABLED="0",
-        GOOS="linux",
-        GOARCH=arch.debian,
-        GOTOOLCHAIN="local",
-        GOFLAGS="-mod=readonly -buildvcs=false",
-    )
-    for name in ("GOPROXY", "GOMODCACHE", "GOCACHE", "GOPATH", "GONOSUMDB", "GOPRIVATE"):
-        if os.environ.get(name):
-            env[name] = os.environ[name]
-    return env
+def go_toolchain(runtime: Runtime) -> str:
+    """The Go release the matrix pins for the runtime's built inputs (the RIE every image
+    carries): the probe is built with it too, so one toolchain serves the whole run."""
+    for item in runtime.all_inputs():
+        if item.build is not None:
+            return item.build.toolchain
+    msg = f"{runtime.id}: the Go probe needs a Go toolchain, and the runtime pins none"
+    raise InputError(msg + " (a built input's `go.toolchain` in runtimes.yaml)")
 
 
-def build_go(source: Path, arch: Arch, output: Path, what: str) -> Path:
-    """``go build`` the main package in ``source`` for ``arch`` into ``output``."""
-    argv = ["go", "build", "-trimpath", "-ldflags=-buildid=", "-o", str(output), "."]
-    _run(argv, what, cwd=source, env=go_environment(arch))
-    return output
-
-
-def _go(source: Path, arch: Arch, dest: Path) -> Probe:
-    build_go(source, arch, dest / GO_HANDLER, f"the Go probe for {arch.name}")
+def _go(
+    runtime: Runtime, source: Path, arch: Arch, dest: Path, environ: Mapping[str, str]
+) -> Probe:
+    env = gotool.environment(arch, go_toolchain(runtime), environ)
+    what = f"the Go probe for {arch.name}"
+    gotool.build(".", dest / GO_HANDLER, env=env, cwd=source, what=what, ldflags=["-buildid="])
     return Probe(code=dest, handler=GO_HANDLER)

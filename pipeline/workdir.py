@@ -98,6 +98,24 @@ def write_json(path: Path, value: Any) -> Path:
     return write_atomic(path, text.encode("utf-8"))
 
 
+def unwritable(path: Path, *, is_file: bool) -> str | None:
+    """Why ``path`` cannot be written as a file (``is_file``) or as a folder, or None: checked
+    before a command's work, so that it is refused instead of failing after the work."""
+    if is_file and path.is_dir():
+        return "is a folder; expected a file name"
+    if not is_file and path.exists() and not path.is_dir():
+        return "is a file; expected a folder"
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                return f"{parent} is a file, not a folder"
+            if is_file and parent != (path.parent if str(path.parent) else Path(".")):
+                why = f"its folder {path.parent} does not exist"
+                return why + "; give the path of a JSON file to write"
+            break
+    return None
+
+
 class UnreadableRecord(ValueError):
     """A record that exists but cannot be read or parsed; ``reason`` says why, in a few words."""
 

@@ -38,7 +38,6 @@ from build_phase import BuildPhase, PhaseReport, Plan, cells_of, make_plan
 
 from pipeline import ledger
 from pipeline.errors import EngineError
-from pipeline.lock import Lock
 from pipeline.matrix import Matrix, Target, load_matrix
 
 REPO = Path(__file__).resolve().parent.parent
@@ -363,7 +362,6 @@ def make_run(matrix: Matrix, work: Path, engine: Any = None) -> Any:
     return Run(
         settings=settings,
         matrix=matrix,
-        lock=Lock.for_matrix(matrix.path),
         work=WorkDir(work),
         _client=engine,
     )

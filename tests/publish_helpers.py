@@ -11,7 +11,6 @@ import tarfile
 from pathlib import Path
 
 from pipeline.git import check_remote
-from pipeline.lock import Lock
 from pipeline.matrix import ARCHES, Matrix
 from pipeline.oci.credentials import Credentials
 from pipeline.oci.registry import Registry, RegistryRef
@@ -173,7 +172,7 @@ def publish_at(
         return Registry(ref.host, scheme=ref.scheme, credentials=by_ref[ref], retry=retry)
 
     run = Run(
-        settings=settings, matrix=matrix, lock=Lock.for_matrix(matrix.path), work=WorkDir(work),
+        settings=settings, matrix=matrix, work=WorkDir(work),
         connect_registry=connect,
     )  # fmt: skip
     if git_remote is not None:

@@ -1,14 +1,8 @@
-"""The ``lambda-images`` command: parse, call the conductor, print.
-
-One small module per command group, each only parsing its options into a request and printing
-what the conductor (pipeline/orchestrate) returns through the one renderer (show.py):
-
-- group.py: the group and its global options; options.py: shared options, values resolved once;
-- matrix_commands.py: list, matrix, docs, render; cells.py: base, build, plan, snapshot, branch,
-  test, lock; release.py: publish, rebuild, outdated, refresh; function.py: invoke, serve.
-
-Errors become one line and the exit code of their kind (errors.py; the table is in the README).
-"""
+"""The ``lambda-images`` command: parse, call the conductor (pipeline/orchestrate), hand its
+results to the one renderer (pipeline/show.py). group.py: the group and its global options;
+options.py: shared options, every value resolved once; a module per command group
+(matrix_commands, cells, release, function). Errors become one line and the exit code of their
+kind (errors.py; the table is in the README)."""
 
 from __future__ import annotations
 

@@ -12,35 +12,28 @@ import click
 
 from .. import __version__
 from ..settings import Settings
-from .options import _written_folder
+from .options import written_folder
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(__version__, prog_name="lambda-images")
 @click.option(
-    "--matrix", "matrix_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+    "--matrix", type=click.Path(path_type=Path, dir_okay=False),
     help="The runtime matrix. [default: $LAMBDA_IMAGES_MATRIX, or runtimes.yaml]",
 )  # fmt: skip
 @click.option(
-    "--work", type=click.Path(path_type=Path, file_okay=False), callback=_written_folder,
-    default=None,
+    "--work", type=click.Path(path_type=Path, file_okay=False), callback=written_folder,
     help="Work directory for contexts, records, snapshots. [default: $LAMBDA_IMAGES_WORK, or out]",
 )  # fmt: skip
 @click.option(
-    "--today", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+    "--today", type=click.DateTime(formats=["%Y-%m-%d"]),
     help="Decide deprecation as of this date (YYYY-MM-DD). [default: today]",
 )  # fmt: skip
 @click.pass_context
 def cli(
-    ctx: click.Context, matrix_path: Path | None, work: Path | None, today: dt.datetime | None
+    ctx: click.Context, matrix: Path | None, work: Path | None, today: dt.datetime | None
 ) -> None:
     """Build, test, snapshot and publish base container images for AWS Lambda runtimes."""
     settings = ctx.obj if isinstance(ctx.obj, Settings) else Settings.from_environ()
-    overrides: dict[str, Any] = {}
-    if matrix_path is not None:
-        overrides["matrix"] = matrix_path
-    if work is not None:
-        overrides["work"] = work
-    if today is not None:
-        overrides["today"] = today.date()
-    ctx.obj = dataclasses.replace(settings, **overrides)
+    given: dict[str, Any] = {"matrix": matrix, "work": work, "today": today and today.date()}
+    ctx.obj = dataclasses.replace(settings, **{k: v for k, v in given.items() if v is not None})

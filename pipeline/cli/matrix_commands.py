@@ -3,82 +3,69 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from .. import orchestrate as do
+from .. import show
 from ..errors import UsageError
-from ..orchestrate import local
 from ..settings import Settings
-from . import show
+from . import options as opt
 from .group import cli
-from .options import arch_option, deprecated_option, json_option, selected
+
+if TYPE_CHECKING:
+    from ..orchestrate import Cells, Run
 
 
 @cli.command("list")
-@json_option("Print the matrix as JSON on stdout.")
+@opt.json_option
 @click.pass_obj
 def list_command(settings: Settings, as_json: bool) -> None:
     """List every runtime of the matrix and its state (supported, deprecating, deprecated)."""
-    rows = [show.runtime_row(rt, settings.today) for rt in do.Run.open(settings).matrix.runtimes]
-    if as_json:
-        show.as_json(rows)
-    else:
-        show.runtimes_table(rows)
+    rows = [rt.as_json(settings.today) for rt in do.Run.open(settings, lock=False).matrix.runtimes]
+    (show.as_json if as_json else show.runtimes_table)(rows)
 
 
-@cli.command()
-@click.argument("runtimes", nargs=-1)
-@click.option("--check", is_flag=True, help="Fail, naming the files, if dockerfiles/ is stale.")
-@click.option(
-    "--contexts", is_flag=True, help="Render build contexts (with inputs) into the work dir."
-)
-@arch_option
-@deprecated_option
-@click.pass_obj
-def render(
-    settings: Settings, runtimes: tuple[str, ...], check: bool, contexts: bool,
-    arches: tuple[str, ...], include_deprecated: bool,
-) -> None:  # fmt: skip
-    """Render every runtime x architecture into dockerfiles/ (committed), or check it."""
-    if contexts:
-        run, cells = selected(settings, runtimes, include_deprecated, arches)
-        show.lines(str(path) for path in do.render_contexts(run, cells))
-        return
-    if runtimes or arches:
-        raise UsageError("runtimes and --arch only go with --contexts")
-    written, count = local.dockerfiles(do.Run.open(settings), check=check)
-    show.lines([f"dockerfiles/ is up to date ({count} files)"] if check else written)
+@cli.command("matrix")
+@opt.runtimes()
+@opt.json_option
+def matrix_command(run: Run, cells: Cells, as_json: bool) -> None:
+    """The CI job matrix: one entry per runtime x architecture, with its runner label."""
+    jobs = run.matrix.job_matrix(run.matrix.targets(cells.runtimes, cells.arches))
+    show.as_json(jobs, compact=not as_json)
 
 
 @cli.command()
 @click.option("--check", is_flag=True, help="Fail if the generated tables are stale.")
-@click.option("--readme", type=click.Path(path_type=Path, dir_okay=False), default=None)
+@click.option("--readme", type=click.Path(path_type=Path, dir_okay=False))
 @click.pass_obj
 def docs(settings: Settings, check: bool, readme: Path | None) -> None:
     """Write the generated tables (README.md's runtimes, docs/emulator.md's checks), or check
     them."""
     run = do.Run.open(settings)
-    written = local.docs(run, readme, check=check)
-    if check:
-        show.lines(
-            [f"{readme or run.matrix.path.parent / 'README.md'}: runtime tables are up to date"]
-        )
-    else:
-        show.lines(str(path) for path in written)
+    written = do.docs(run, readme, check=check)
+    readme = readme or run.matrix.path.parent / "README.md"
+    show.lines([f"{readme}: runtime tables are up to date"] if check else map(str, written))
 
 
-@cli.command("matrix")
-@click.argument("runtimes", nargs=-1)
-@json_option("Print the job matrix as JSON.")
-@arch_option
-@deprecated_option
+@cli.command()
+@click.argument("runtime_ids", metavar="[RUNTIMES]...", nargs=-1)
+@click.option("--check", is_flag=True, help="Fail, naming the files, if dockerfiles/ is stale.")
+@click.option("--contexts", is_flag=True, help="Render build contexts (with inputs) into --work.")
+@opt.arch_option
+@opt.deprecated_option
 @click.pass_obj
-def matrix_command(
-    settings: Settings, runtimes: tuple[str, ...], as_json: bool, arches: tuple[str, ...],
-    include_deprecated: bool,
+def render(
+    settings: Settings, runtime_ids: tuple[str, ...], check: bool, contexts: bool,
+    arches: tuple[str, ...], include_deprecated: bool,
 ) -> None:  # fmt: skip
-    """The CI job matrix: one entry per runtime x architecture, with its runner label."""
-    run, cells = selected(settings, runtimes, include_deprecated, arches)
-    jobs = run.matrix.job_matrix(run.matrix.targets(cells.runtimes, cells.arches))
-    show.as_json(jobs, compact=not as_json)
+    """Render every runtime x architecture into dockerfiles/ (committed), or check it."""
+    if contexts:
+        run, cells = opt.selected(settings, runtime_ids, include_deprecated, arches)
+        show.lines(str(path) for path in do.render_contexts(run, cells))
+    elif runtime_ids or arches:
+        raise UsageError("runtimes and --arch only go with --contexts")
+    else:
+        written, count = do.dockerfiles(do.Run.open(settings), check=check)
+        show.lines([f"dockerfiles/ is up to date ({count} files)"] if check else written)

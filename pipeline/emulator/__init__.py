@@ -23,7 +23,15 @@ https://docs.aws.amazon.com/lambda/latest/dg/images-test.html.
 from .container import CONTAINER_LABEL
 from .environment import ExecutionEnvironment
 from .function import LAMBDA_USER, FunctionConfig, InvokeResult, function_arn
-from .invoke import INVOKE_PATH, check_code_dir, check_timeout, invoke_once, read_event, serve
+from .invoke import (
+    INVOKE_PATH,
+    check_code_dir,
+    check_timeout,
+    function_config,
+    invoke_once,
+    read_event,
+    serve,
+)
 from .runtime_api import RUNTIME_PREFIX, Invocation, RuntimeAPIServer, RuntimeState
 
 __all__ = [
@@ -40,6 +48,7 @@ __all__ = [
     "check_code_dir",
     "check_timeout",
     "function_arn",
+    "function_config",
     "invoke_once",
     "read_event",
     "serve",

@@ -11,7 +11,7 @@ import binascii
 import json
 import math
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Final
@@ -27,6 +27,7 @@ from .function import (
     error_payload,
 )
 from .http_json import BadFraming, JSONHandler, QuietServer, TooLarge
+from .options import check_function_name, function_environment
 
 INVOKE_PATH: Final = "/2015-03-31/functions/function/invocations"
 
@@ -133,6 +134,36 @@ def check_code_dir(code: Path) -> None:
             f"as a non-root user ({LAMBDA_USER}) as on Lambda; chmod o+rx {code}"
         )
         raise UsageError(msg)
+
+
+def function_config(
+    image: str,
+    *,
+    handler: str | None,
+    code: Path | None,
+    timeout: float,
+    memory: int,
+    function_name: str,
+    env_pairs: Sequence[str],
+    env_file: Path | None,
+    layers: Sequence[Path],
+    environ: Mapping[str, str],
+) -> FunctionConfig:
+    """The function's configuration from the command line's values (``--env KEY`` passes on
+    ``environ``'s value), each checked before any container starts."""
+    check_timeout(timeout)
+    if code is not None:
+        check_code_dir(code)
+    return FunctionConfig(
+        image=image,
+        handler=handler,
+        code=code,
+        timeout=timeout,
+        memory_mb=memory,
+        function_name=check_function_name(function_name),
+        environment=function_environment(env_pairs, env_file, environ),
+        layers=tuple(layers),
+    )
 
 
 def invoke_once(config: FunctionConfig, client: Any, payload: bytes) -> InvokeResult:

@@ -22,7 +22,7 @@ from ..build import build_target, global_args, image_labels
 from ..buildkit import engine_builder
 from ..conformance import run_checks
 from ..engine import DEFAULT_DOCKER_HOST, engine_arch, require_emulation
-from ..errors import BaseImageError, ConformanceError, SnapshotError
+from ..errors import BaseImageError, ConformanceError, RegistryError, SnapshotError
 from ..incremental import (
     INPUT_LABEL,
     cell_inputs,
@@ -66,14 +66,16 @@ def fetch_cell_inputs(run: Run, target: Target, context: Path) -> None:
     with log.step(f"inputs {target.key}"):
         fetch_pip(target, run.lock, context)
         fetch_npm(target, run.lock, context, run.inputs_cache)
-        fetch_inputs(target, run.lock, context, run.inputs_cache)
+        fetch_inputs(target, run.lock, context, run.inputs_cache, environ=run.settings.environ)
 
 
 def prepare_base(run: Run, target: Target) -> BaseRecord:
     with log.step(f"base {target.runtime.os.id}/{target.arch.name}"):
+        settings = run.settings
         record = ensure_base(
-            target, run.client, run.lock, cache=run.settings.cache, epoch=run.settings.epoch
-        )
+            target, run.client, run.lock, cache=settings.cache, epoch=settings.epoch,
+            environ=settings.environ,
+        )  # fmt: skip
         log.info(f"    {record.name} {record.image_id[:19]} ({record.architecture})")
         locked = run.lock.archive_state(target.runtime.os.id, target.arch.name)
         if record.apt_state and locked and locked != record.apt_state:
@@ -184,8 +186,9 @@ def test_cell(run: Run, target: Target, *, reuse: bool = False) -> Report:
         tempfile.TemporaryDirectory(prefix="lambda-probe-") as tmp,
     ):
         probe = prepare_probe(
-            target.runtime, target.arch, Path(tmp, "probe"), lock=run.lock, cache=run.inputs_cache
-        )
+            target.runtime, target.arch, Path(tmp, "probe"), lock=run.lock,
+            cache=run.inputs_cache, environ=run.settings.environ,
+        )  # fmt: skip
         report = run_checks(
             run.client, target.image_tag, target.arch, probe.code, handler=probe.handler
         )
@@ -267,11 +270,6 @@ class CellResult:
             "snapshot_bytes": sum(layer.compressed_size for layer in s.layers) if s else None,
         }
 
-    def line(self) -> str:
-        b = self.build
-        image_id = b.image_id if b else "-"
-        return f"{self.target.image_tag}\t{image_id}\t{self.target.arch.docker}\t{self.state}"
-
 
 def locked_targets(
     run: Run, runtimes: Sequence[Runtime], arches: Sequence[str] = ()
@@ -291,7 +289,11 @@ def _is_published(
     remote: str | None,
     registry: RegistryRef | None,
 ) -> bool:
-    """True when every place asked about records this cell's input digest as published."""
+    """True when every place asked about records this cell's input digest as published.
+
+    A registry that cannot be read (a CI cell holds no registry credentials) answers nothing:
+    with a branch, whose push is the last step of a publish and so follows the registry's,
+    the branch decides; alone, the cell is built. Either way a warning says why."""
     if remote is None and registry is None:
         return False
     if (
@@ -300,11 +302,16 @@ def _is_published(
     ):
         return False
     if registry is not None:
-        client = run.registry(registry)
         try:
-            return registry_digest(client, registry, target) == inputs.digest
-        finally:
-            client.session.close()
+            client = run.registry(registry)
+            try:
+                return registry_digest(client, registry, target) == inputs.digest
+            finally:
+                client.session.close()
+        except RegistryError as exc:
+            then = "its branch decides" if remote is not None else "building it"
+            log.warning(f"{target.key}: {registry} cannot be read ({exc}); {then}")
+            return remote is not None
     return True
 
 
@@ -409,16 +416,29 @@ def snapshot_runtimes(run: Run, cells: Cells) -> list[Path]:
     return folders
 
 
-def test_targets(run: Run, cells: Cells) -> tuple[list[Report], list[str]]:
-    """Conformance checks on built images; the reports, and the cells that failed."""
-    reports, failed = [], []
+@dataclass(kw_only=True)
+class ConformanceSummary:
+    reports: list[Report] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # the cells with a failing check
+
+    def as_json(self) -> list[dict[str, Any]]:
+        return [r.to_json() for r in self.reports]
+
+    def raise_for_failure(self) -> None:
+        if self.failed:
+            raise ConformanceError(f"conformance checks failed for {', '.join(self.failed)}")
+
+
+def test_targets(run: Run, cells: Cells) -> ConformanceSummary:
+    """Conformance checks on built images: every cell's report, and the cells that failed."""
+    summary = ConformanceSummary()
     for target in run.matrix.targets(cells.runtimes, cells.arches):
         try:
-            reports.append(test_cell(run, target))
+            summary.reports.append(test_cell(run, target))
         except ConformanceError as exc:
-            reports.append(exc.report)
-            failed.append(target.key)
-    return reports, failed
+            summary.reports.append(exc.report)
+            summary.failed.append(target.key)
+    return summary
 
 
 def make_bases(run: Run, cells: Cells) -> list[BaseRecord]:
@@ -466,7 +486,9 @@ def lock_inputs(run: Run, runtimes: Sequence[Runtime]) -> LockSummary:
                 lockfile.pip.setdefault(rt.id, {})[arch] = lock_pip(rt, arch)
             if rt.install.npm:
                 lockfile.npm[rt.id] = lock_npm(rt, run.inputs_cache)
-            names = lock_url_inputs(rt, lockfile, run.inputs_cache, tried)
+            names = lock_url_inputs(
+                rt, lockfile, run.inputs_cache, tried, environ=run.settings.environ
+            )
             unlocked += [f"{rt.id}: {name}" for name in names]
             if isinstance(rt.os.base, RootfsBase):
                 for arch in rt.architectures:

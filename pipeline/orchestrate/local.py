@@ -1,26 +1,28 @@
 """Commands that act on the checkout or on one function, not on cells: the generated files
-(dockerfiles/, the README's and docs' tables), the publish plan, and local invocation."""
+(dockerfiles/, the README's and docs' tables), the publish plan, and local invocation.
+
+Each imports the stages it calls where it calls them: these commands share nothing else."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..conformance import checks_table
-from ..docs import generated_docs
-from ..emulator import FunctionConfig, InvokeResult, invoke_once, serve
-from ..engine import connect
 from ..errors import StaleError
-from ..incremental import Plan, load_cells, read_states
-from ..incremental import plan as make_plan
-from ..render import RENDERED_DIR, rendered_files, stale_files, write_rendered
 from ..settings import Settings
 from .run import Run
+
+if TYPE_CHECKING:
+    from ..emulator import FunctionConfig, InvokeResult
+    from ..incremental import Plan
 
 
 def dockerfiles(run: Run, *, check: bool) -> tuple[list[str], int]:
     """Write the committed ``dockerfiles/`` (the files written), or with ``check`` raise
     StaleError naming the stale ones; and how many files there are."""
+    from ..render import RENDERED_DIR, rendered_files, stale_files, write_rendered
+
     matrix = run.matrix
     folder = matrix.path.parent / RENDERED_DIR
     expected = rendered_files(matrix.targets(matrix.runtimes), templates_dir=matrix.templates_dir)
@@ -37,6 +39,9 @@ def dockerfiles(run: Run, *, check: bool) -> tuple[list[str], int]:
 def docs(run: Run, readme: Path | None, *, check: bool) -> list[Path]:
     """Write the generated tables (the README's runtimes, docs/emulator.md's checks); the files
     written, or with ``check`` a StaleError naming the first stale one."""
+    from ..conformance import checks_table
+    from ..docs import generated_docs
+
     written = []
     for path, text in generated_docs(run.matrix, readme, checks_table()):
         current = path.read_text("utf-8")
@@ -54,15 +59,24 @@ def docs(run: Run, readme: Path | None, *, check: bool) -> list[Path]:
 
 def plan(cells_json: Path, folders: Sequence[Path]) -> Plan:
     """From the inputs.json the cells left in ``folders``: what to publish, rebuild, or leave."""
+    from ..incremental import load_cells, read_states
+    from ..incremental import plan as make_plan
+
     return make_plan(load_cells(cells_json), read_states(folders))
 
 
 def invoke(settings: Settings, function: FunctionConfig, payload: bytes) -> InvokeResult:
     """One invocation of ``function`` (no matrix needed: any image can be invoked)."""
+    from ..emulator import invoke_once
+    from ..engine import connect
+
     return invoke_once(function, connect(settings.docker_host), payload)
 
 
 def serve_function(
     settings: Settings, function: FunctionConfig, port: int, ready: Callable[[str], None]
 ) -> None:
+    from ..emulator import serve
+    from ..engine import connect
+
     serve(function, connect(settings.docker_host), port, ready)

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..matrix import Runtime
-from ..oci.registry import RegistryRef
+if TYPE_CHECKING:  # annotations only: a request is made before any stage's code is imported
+    from ..matrix import Runtime
+    from ..oci.registry import RegistryRef
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,19 +1,22 @@
-"""What every stage of one command shares: settings, matrix, lock, work folder, engine."""
+"""What every stage of one command shares: settings, matrix, lock, work folder, engine.
+
+The engine and the registries are reached (and their client code imported) on first use: a
+command that needs neither, such as ``list``, loads neither."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..engine import connect
 from ..lock import Lock
 from ..matrix import Matrix, Runtime, Target, load_matrix
-from ..oci.credentials import resolve_credentials
-from ..oci.registry import Registry, RegistryRef
 from ..settings import Settings
 from ..workdir import Cell, WorkDir
+
+if TYPE_CHECKING:
+    from ..oci.registry import Registry, RegistryRef
 
 
 @dataclass(kw_only=True)
@@ -22,26 +25,34 @@ class Run:
 
     settings: Settings
     matrix: Matrix
-    lock: Lock
     work: WorkDir
+    _lock: Lock | None = None
     _client: Any = None
     # How a registry is reached (tests give their own credentials and retry policy).
     connect_registry: Callable[[RegistryRef], Registry] | None = None
 
     @classmethod
-    def open(cls, settings: Settings) -> Run:
+    def open(cls, settings: Settings, *, lock: bool = True) -> Run:
+        """The command's run; ``lock``: read (and check) the lock file now, so that a malformed
+        one is reported before anything else is done, else on first use."""
         matrix = load_matrix(settings.matrix, namespace=settings.namespace)
-        return cls(
-            settings=settings,
-            matrix=matrix,
-            lock=Lock.for_matrix(matrix.path),
-            work=WorkDir(settings.work),
-        )
+        read = Lock.for_matrix(matrix.path) if lock else None
+        return cls(settings=settings, matrix=matrix, work=WorkDir(settings.work), _lock=read)
+
+    @property
+    def lock(self) -> Lock:
+        """The matrix's lock file (commands that need none, such as ``list``, never read it:
+        validating it is most of what they would cost)."""
+        if self._lock is None:
+            self._lock = Lock.for_matrix(self.matrix.path)
+        return self._lock
 
     @property
     def client(self) -> Any:
         """The Docker Engine, connected on first use (commands that need none never ask)."""
         if self._client is None:
+            from ..engine import connect
+
             self._client = connect(self.settings.docker_host)
         return self._client
 
@@ -49,6 +60,9 @@ class Run:
         """A client of ``ref``'s registry, with the credentials Settings leads to."""
         if self.connect_registry is not None:
             return self.connect_registry(ref)
+        from ..oci.credentials import resolve_credentials
+        from ..oci.registry import Registry
+
         credentials = resolve_credentials(ref.host, self.settings)
         return Registry(ref.host, scheme=ref.scheme, credentials=credentials)
 

@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import PublishError
+
 
 @dataclass(kw_only=True)
 class MirrorReport:
@@ -60,6 +62,13 @@ class PublishReport:
                 if m.status == "behind":
                     behind.setdefault(mirror, {})[r.runtime] = m.reason
         return behind
+
+    def raise_for_failure(self) -> None:
+        """PublishError naming the runtimes that failed on the primary registry."""
+        failed = [r.runtime for r in self.runtimes if r.status == "failed"]
+        if failed:
+            names = ", ".join(failed)
+            raise PublishError(f"not published: {names} (reasons above and in --report)")
 
     def as_json(self) -> dict[str, Any]:
         return {

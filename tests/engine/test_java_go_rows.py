@@ -65,6 +65,7 @@ def probes(matrix: Matrix, tmp_path_factory: pytest.TempPathFactory) -> Probes:
                 folder / "code",
                 lock=Lock.for_matrix(matrix.path),
                 cache=settings.cache / "inputs",
+                environ=settings.environ,
             )
             made[(runtime_id, arch)] = probe.code
         return made[(runtime_id, arch)]

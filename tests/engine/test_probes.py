@@ -47,7 +47,8 @@ def build_in_subprocess(runtime_id: str, arch: str, dest: Path) -> None:
         "from pipeline.probes import prepare_probe; from pipeline.settings import Settings;"
         "m = load_matrix(Path(sys.argv[1]));"
         "prepare_probe(m.runtime(sys.argv[2]), ARCHES[sys.argv[3]], Path(sys.argv[4]),"
-        " lock=Lock.for_matrix(m.path), cache=Settings.from_environ().cache / 'inputs')"
+        " lock=Lock.for_matrix(m.path), cache=Settings.from_environ().cache / 'inputs',"
+        " environ=Settings.from_environ().environ)"
     )
     root = Path(__file__).resolve().parents[2]
     subprocess.run(
@@ -82,6 +83,7 @@ def test_java_probe_is_java_17_bytecode_readable_by_lambdas_user(
         tmp_path / "code",
         lock=Lock.for_matrix(matrix.path),
         cache=Settings.from_environ().cache / "inputs",
+        environ=Settings.from_environ().environ,
     )
     assert probe.handler == JAVA_HANDLER
     classes = sorted(p.relative_to(probe.code).as_posix() for p in probe.code.rglob("*.class"))
@@ -102,6 +104,7 @@ def test_interpreted_probe_is_copied_with_its_handler(matrix: Matrix, tmp_path: 
         tmp_path / "code",
         lock=Lock.for_matrix(matrix.path),
         cache=tmp_path / "cache",
+        environ=Settings.from_environ().environ,
     )
     assert probe.handler == PROBE_HANDLER
     assert [p.name for p in probe.code.iterdir()] == ["probe.py"]
@@ -118,5 +121,6 @@ def test_missing_compiler_is_one_input_error(
             tmp_path / "code",
             lock=Lock.for_matrix(matrix.path),
             cache=tmp_path / "cache",
+            environ=Settings.from_environ().environ,
         )
     assert "\n" not in str(caught.value)

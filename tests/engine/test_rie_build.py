@@ -19,6 +19,7 @@ from pipeline.errors import InputError
 from pipeline.gobuild import build_input
 from pipeline.lock import Lock
 from pipeline.matrix import Input, Matrix
+from pipeline.settings import Settings
 
 pytestmark = pytest.mark.slow
 
@@ -52,6 +53,7 @@ def test_the_rie_builds_to_the_bytes_the_lock_recorded(
         tmp_path / "aws-lambda-rie",
         module_sum=module.sum,
         what=f"test/{arch}",
+        environ=Settings.from_environ().environ,
         gocache=tmp_path / "go-build",
     )
     one = built.path.read_bytes()
@@ -66,5 +68,12 @@ def test_a_module_tree_other_than_the_locked_one_is_refused(matrix: Matrix, tmp_
     rie = _rie(matrix)
     dest = tmp_path / "aws-lambda-rie"
     with pytest.raises(InputError, match=r"has the go\.sum hash h1:.*but the lock pins .*refusing"):
-        build_input(rie, "x86_64", dest, module_sum="h1:" + "A" * 43 + "=", what="test/x86_64")
+        build_input(
+            rie,
+            "x86_64",
+            dest,
+            module_sum="h1:" + "A" * 43 + "=",
+            what="test/x86_64",
+            environ=Settings.from_environ().environ,
+        )
     assert not dest.exists()

@@ -162,3 +162,11 @@ def test_is_empty_layer(tmp_path: Path) -> None:
         tar.addfile(tarfile.TarInfo("var/task/"))
     assert is_empty_layer(empty)
     assert not is_empty_layer(full)
+
+
+def test_a_vertex_name_that_is_not_utf8_keeps_the_rest_of_the_update() -> None:
+    """Go does not check that a string is UTF-8: such a name shows replacement characters."""
+    vertex = _field(1, "sha256:a") + _field(3, b"RUN echo caf\xe9") + _field(5, _timestamp(1))
+    decoded = buildkit.decode_status(_field(1, vertex) + _log("sha256:a", b"ok\n"))
+    assert [v.name for v in decoded.vertexes] == ["RUN echo caf\ufffd"]
+    assert [log.msg for log in decoded.logs] == [b"ok\n"]

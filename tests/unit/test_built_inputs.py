@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from pipeline import gotool
 from pipeline.errors import ConfigurationError, InputError
-from pipeline.gobuild import go_environment
 from pipeline.inputs import fetch_inputs
 from pipeline.lock import Lock, LockedModule
-from pipeline.matrix import Matrix, load_matrix
+from pipeline.matrix import ARCHES, Matrix, load_matrix
 
 REPO = Path(__file__).resolve().parent.parent.parent
 RIE_MODULE = "github.com/aws/aws-lambda-runtime-interface-emulator"
@@ -56,7 +56,7 @@ def test_an_unlocked_rie_fails_the_cell_naming_the_lock_command(tmp_path: Path) 
     lock = Lock(path=tmp_path / "runtimes.lock.json")
     target = matrix.targets([matrix.runtime("provided.debian12")], ["arm64"])[0]
     with pytest.raises(InputError, match=r"lambda-images lock provided\.debian12"):
-        fetch_inputs(target, lock, tmp_path / "context", tmp_path / "cache")
+        fetch_inputs(target, lock, tmp_path / "context", tmp_path / "cache", environ={})
     assert not (tmp_path / "cache").exists()
 
 
@@ -69,7 +69,7 @@ def test_a_lock_for_another_module_version_counts_as_unlocked(tmp_path: Path) ->
     )
     target = matrix.targets([matrix.runtime("provided.debian12")], ["x86_64"])[0]
     with pytest.raises(InputError, match=r"is unlocked in runtimes\.lock\.json"):
-        fetch_inputs(target, lock, tmp_path / "context", tmp_path / "cache")
+        fetch_inputs(target, lock, tmp_path / "context", tmp_path / "cache", environ={})
 
 
 def test_the_lock_round_trips_the_go_module(tmp_path: Path) -> None:
@@ -102,7 +102,7 @@ def test_the_go_environment_verifies_modules_and_builds_reproducibly(matrix: Mat
         "CGO_ENABLED": "1",
         "GOAMD64": "v3",
     }
-    env = go_environment(rie.build, "arm64", caller)
+    env = gotool.environment(ARCHES["arm64"], rie.build.toolchain, caller)
     for name in ("GONOSUMDB", "GONOSUMCHECK", "GOSUMDB", "GOPRIVATE", "GOINSECURE"):
         assert name not in env
     assert env["GOFLAGS"] == "-mod=readonly"
@@ -111,4 +111,4 @@ def test_the_go_environment_verifies_modules_and_builds_reproducibly(matrix: Mat
     assert env["GOAMD64"] == "v1"
     assert env["GOTOOLCHAIN"] == rie.build.toolchain
     assert (env["PATH"], env["HOME"]) == ("/usr/bin", "/root")
-    assert go_environment(rie.build, "x86_64", caller)["GOARCH"] == "amd64"
+    assert gotool.environment(ARCHES["x86_64"], "go1.26.8", caller)["GOARCH"] == "amd64"

@@ -91,7 +91,10 @@ def test_lock_computes_checksums_from_the_artifacts(small_matrix: Matrix) -> Non
     lock = Lock.for_matrix(small_matrix.path)
     assert (
         lock_url_inputs(
-            small_matrix.runtime("provided.al2023"), lock, small_matrix.path.parent / "cache"
+            small_matrix.runtime("provided.al2023"),
+            lock,
+            small_matrix.path.parent / "cache",
+            environ={},
         )
         == []
     )
@@ -108,11 +111,15 @@ def test_unreachable_inputs_stay_unlocked_and_stop_the_build(
 ) -> None:
     lock = Lock.for_matrix(small_matrix.path)
     runtime = small_matrix.runtime("provided.broken")
-    assert lock_url_inputs(runtime, lock, small_matrix.path.parent / "cache") == ["missing/any"]
+    assert lock_url_inputs(runtime, lock, small_matrix.path.parent / "cache", environ={}) == [
+        "missing/any"
+    ]
     assert lock.inputs["missing"] == {"any": None}
     target = small_matrix.targets([runtime])[0]
     with pytest.raises(InputError, match=r"provided\.broken/x86_64: input 'missing'.*unlocked"):
-        fetch_inputs(target, lock, tmp_path / "context", small_matrix.path.parent / "cache")
+        fetch_inputs(
+            target, lock, tmp_path / "context", small_matrix.path.parent / "cache", environ={}
+        )
 
 
 def test_a_locked_input_enters_the_context_with_its_sums(
@@ -120,9 +127,11 @@ def test_a_locked_input_enters_the_context_with_its_sums(
 ) -> None:
     lock = Lock.for_matrix(small_matrix.path)
     runtime = small_matrix.runtime("provided.al2023")
-    lock_url_inputs(runtime, lock, small_matrix.path.parent / "cache")
+    lock_url_inputs(runtime, lock, small_matrix.path.parent / "cache", environ={})
     target = small_matrix.targets([runtime], ["arm64"])[0]
-    folder = fetch_inputs(target, lock, tmp_path / "context", small_matrix.path.parent / "cache")
+    folder = fetch_inputs(
+        target, lock, tmp_path / "context", small_matrix.path.parent / "cache", environ={}
+    )
     assert folder is not None
     assert (folder / "rie-arm64").read_bytes() == CONTENT["/rie-arm64"]
     digest = hashlib.sha256(CONTENT["/rie-arm64"]).hexdigest()
@@ -150,7 +159,9 @@ def test_a_changed_artifact_is_refused(small_matrix: Matrix, tmp_path: Path) -> 
     lock.inputs["rie"] = {"x86_64": "0" * 64, "arm64": "0" * 64}
     target = small_matrix.targets([small_matrix.runtime("provided.al2023")], ["x86_64"])[0]
     with pytest.raises(InputError, match="refusing it"):
-        fetch_inputs(target, lock, tmp_path / "context", small_matrix.path.parent / "cache")
+        fetch_inputs(
+            target, lock, tmp_path / "context", small_matrix.path.parent / "cache", environ={}
+        )
 
 
 def test_an_unlocked_entry_is_never_downloaded(tmp_path: Path) -> None:

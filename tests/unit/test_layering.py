@@ -27,7 +27,7 @@ STAGES: list[tuple[str, set[str]]] = [
     ("outdated", {"outdated"}),
 ]
 CONDUCTOR = {"orchestrate"}
-FACE = {"cli", "__main__"}
+FACE = {"cli", "__main__", "show"}  # the command line and the one renderer it prints through
 
 
 def _modules() -> dict[str, Path]:
@@ -94,9 +94,12 @@ CLI_FORBIDDEN = ("docker", "requests", "subprocess", "pipeline.engine", "pipelin
 CLI_FORBIDDEN_NAMES = {"connect", "Registry", "Transport", "git", "run_git", "push_branch"}
 
 
-@pytest.mark.parametrize("path", sorted((PACKAGE / "cli").glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", [*sorted((PACKAGE / "cli").glob("*.py")), PACKAGE / "show.py"], ids=lambda p: p.name
+)
 def test_the_cli_only_parses_and_prints(path: Path) -> None:
-    """No command-line module reaches the engine, a registry or git itself: the conductor does."""
+    """No command-line module (nor the renderer) reaches the engine, a registry or git itself:
+    the conductor does."""
     tree = ast.parse(path.read_text("utf-8"))
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -106,6 +109,12 @@ def test_the_cli_only_parses_and_prints(path: Path) -> None:
             assert not module.startswith(("docker", "requests", "subprocess", "engine", "branch"))
             assert not {a.name for a in node.names} & CLI_FORBIDDEN_NAMES, (module, node.names)
     assert len(path.read_text("utf-8").splitlines()) <= 250
+
+
+def test_the_cli_stays_small() -> None:
+    """Parsing and printing take little code: what grows belongs to the conductor, a stage or
+    the renderer."""
+    assert sum(len(p.read_text("utf-8").splitlines()) for p in (PACKAGE / "cli").glob("*.py")) < 600
 
 
 @pytest.mark.parametrize(
@@ -123,3 +132,28 @@ def test_no_private_attribute_of_another_object_is_used(path: Path) -> None:
             assert isinstance(owner, ast.Name) and owner.id in ("self", "cls"), (
                 f"{path.name}:{node.lineno}: .{node.attr} of another object"
             )
+
+
+READS_THE_ENVIRONMENT = {"environ", "environb", "getenv", "getenvb"}
+
+
+def test_only_settings_reads_the_environment() -> None:
+    """Settings reads the environment once, at the edge; every other module is handed Settings
+    (or its ``environ``), so no variable is read behind the command line's back."""
+    readers = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path == PACKAGE / "settings.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "os"
+                and node.attr in READS_THE_ENVIRONMENT
+            ) or (
+                isinstance(node, ast.ImportFrom)
+                and node.module == "os"
+                and {a.name for a in node.names} & READS_THE_ENVIRONMENT
+            ):
+                readers.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert readers == []

@@ -1,24 +1,26 @@
 """The one renderer: what the conductor returns, as lines on stdout (tab-separated, for scripts)
-or as tables and progress on stderr (for people). Nothing here decides anything."""
+or as tables and progress on stderr (for people). Nothing here decides anything; the command
+line (pipeline/cli) parses, calls the conductor and hands its results here."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .. import log
-from ..matrix import Runtime
-from ..orchestrate.refresh import RefreshReport
-from ..orchestrate.release import RebuildSummary
-from ..publish.report import PublishReport
-from ..records import Report
+from . import log
+
+if TYPE_CHECKING:
+    from .orchestrate.cells import BuildSummary, ConformanceSummary
+    from .orchestrate.freshness import RefreshReport
+    from .orchestrate.release import RebuildSummary
+    from .outdated import OutdatedReport
+    from .publish.report import PublishReport
 
 
 def lines(items: Iterable[str]) -> None:
@@ -30,37 +32,57 @@ def as_json(value: Any, *, compact: bool = False) -> None:
     click.echo(json.dumps(value, separators=(",", ":")) if compact else json.dumps(value, indent=2))
 
 
-def runtime_row(rt: Runtime, today: dt.date) -> dict[str, Any]:
-    return {
-        "id": rt.id, "name": rt.name, "family": rt.family.id, "version": rt.version,
-        "tag": rt.tag, "os": rt.os.id, "os_name": rt.os.name,
-        "architectures": list(rt.architectures), "sdk": rt.sdk,
-        "deprecation": rt.deprecation.isoformat() if rt.deprecation else None,
-        "state": rt.state(today),
-    }  # fmt: skip
+def result(value: Any, people: Callable[[Any], None], json_wanted: bool) -> None:
+    """``value`` as JSON on stdout (its ``as_json()``), or for people through ``people``."""
+    if json_wanted:
+        as_json(value.as_json())
+    else:
+        people(value)
+
+
+def _table(*columns: str, title: str | None = None) -> Table:
+    table = Table(title=title, box=None, pad_edge=False)
+    for column in columns:
+        table.add_column(column)
+    return table
 
 
 def runtimes_table(rows: Sequence[dict[str, Any]]) -> None:
-    table = Table(box=None, pad_edge=False)
-    for column in ("identifier", "name", "OS", "architectures", "SDK", "deprecation", "state"):
-        table.add_column(column)
+    table = _table("identifier", "name", "OS", "architectures", "SDK", "deprecation", "state")
     styles = {"supported": "green", "deprecating": "yellow", "deprecated": "red"}
     for r in rows:
         table.add_row(
             r["id"], r["name"], r["os_name"], ", ".join(r["architectures"]), r["sdk"] or "",
             r["deprecation"] or "", f"[{styles[r['state']]}]{r['state']}[/]",
         )  # fmt: skip
-    Console(highlight=False, emoji=False).print(table)
+    Console(highlight=False, emoji=False).print(table)  # stdout: the command's output
 
 
-def reports(items: Sequence[Report]) -> None:
+def cells(summary: BuildSummary) -> None:
+    """One line per cell: image, image id (- when unchanged from the published one), platform
+    architecture, and what happened to it."""
+    for c in summary.cells:
+        image_id = c.build.image_id if c.build else "-"
+        click.echo(f"{c.target.image_tag}\t{image_id}\t{c.target.arch.docker}\t{c.state}")
+
+
+def reports(summary: ConformanceSummary) -> None:
     """Each conformance report: pass or FAIL, then a line per check."""
-    for report in items:
+    for report in summary.reports:
         state = "[green]pass[/]" if report.ok else "[red]FAIL[/]"
         log.console.print(f"{state} [bold]{report.image}[/] ({report.arch}, {report.seconds:.0f}s)")
         for c in report.checks:
             mark = "[green]ok[/]  " if c.ok else "[red]fail[/]"
             log.console.print(f"  {mark} {c.name:<17} {escape(c.message)}")
+
+
+def outdated(report: OutdatedReport) -> None:
+    """One line per image, then one per package with a newer version."""
+    for image in report.images:
+        count = f": {len(image.upgrades)} package(s) with a newer version"
+        detail = count if image.upgrades else (f": {image.note}" if image.note else "")
+        lines([f"{image.runtime}/{image.arch}\t{image.state}{detail}"])
+        lines(f"  {u.line()}" for u in image.upgrades)
 
 
 def publish(report: PublishReport) -> None:
@@ -87,9 +109,8 @@ def refresh(report: RefreshReport) -> None:
 
 
 def rebuild(summary: RebuildSummary) -> None:
-    table = Table(title=f"{summary.runtime} in {summary.seconds:.0f}s", box=None, pad_edge=False)
-    for column in ("image", "arch", "image id", "size", "checks", "snapshot", "build"):
-        table.add_column(column)
+    title = f"{summary.runtime} in {summary.seconds:.0f}s"
+    table = _table("image", "arch", "image id", "size", "checks", "snapshot", "build", title=title)
     for c in summary.cells:
         b, r, s = c.build, c.report, c.snapshot
         if b is None or r is None or s is None:
@@ -108,6 +129,12 @@ def rebuild(summary: RebuildSummary) -> None:
         log.info(f"branch {summary.runtime} → {where} ({state})")
     if summary.publish:
         publish(summary.publish)
+
+
+def serving(url: str) -> None:
+    """The invoke endpoint's URL on stdout as soon as it answers, and how to call it."""
+    print(url, flush=True)
+    log.info(f"invoke with: curl -XPOST {url} -d '{{}}'")
 
 
 def unlocked(items: Sequence[str]) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import log
-from ..errors import LambdaImagesError, failure_reason
+from ..errors import LambdaImagesError, PublishError, failure_reason
 from ..outdated import ImageReport, OutdatedReport, check_published, check_targets
 from ..publish.report import PublishReport
 from ..workdir import write_json
@@ -51,6 +51,12 @@ class RefreshReport:
         """The runtimes with a published image behind its archives, in matrix order."""
         return list(dict.fromkeys(i.runtime for i in self.checked.outdated))
 
+    def raise_for_failure(self) -> None:
+        """PublishError naming the runtimes that could not be rebuilt or published."""
+        if self.failed:
+            names = ", ".join(self.failed)
+            raise PublishError(f"not refreshed: {names} (reasons above and in --report)")
+
     def as_json(self) -> dict[str, Any]:
         return {
             "registry": self.registry,
@@ -63,18 +69,6 @@ class RefreshReport:
             "checked": self.checked.as_json(),
             "publish": None if self.publish is None else self.publish.as_json(),
         }
-
-    def lines(self) -> list[str]:
-        """Per affected runtime: rebuilt or failed, then its packages that were behind."""
-        out = []
-        for rt in self.affected:
-            state = "rebuilt" if rt in self.rebuilt else f"not refreshed: {self.failed.get(rt)}"
-            out.append(f"{rt}\t{state}")
-            for image in self.behind(rt):
-                out += [f"  {image.arch}\t{u.line()}" for u in image.upgrades]
-        if not out:
-            out.append("every published image is current: nothing to rebuild")
-        return out
 
 
 def refresh(run: Run, request: RefreshRequest) -> RefreshReport:
