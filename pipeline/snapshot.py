@@ -61,6 +61,14 @@ def require_snapshot(cell: Cell) -> ArchSnapshot:
     if snap is None:
         msg = f"{cell.record(SNAPSHOT)}: no snapshot; run `lambda-images snapshot` first"
         raise SnapshotError(msg)
+    missing = snap.missing_layers(cell)
+    if missing:
+        msg = (
+            f"{cell.layers / missing[0]}: a layer of the snapshot is missing"
+            f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}; run "
+            "`lambda-images snapshot` again"
+        )
+        raise SnapshotError(msg)
     return snap
 
 
@@ -169,6 +177,17 @@ def _env_value(value: str, what: str) -> str:
 
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+# What a USER or WORKDIR value may hold and still be written bare, as AWS's Dockerfiles do
+# (`WORKDIR /var/task`): nothing the Dockerfile's word lexer reads as a quote, an escape, a
+# variable or a separator.
+_BARE_WORD = re.compile(r"[A-Za-z0-9_./:@%+,=-]+")
+
+
+def _word(value: str, what: str) -> str:
+    """A USER or WORKDIR value as one Dockerfile word: bare when it holds only plain
+    characters, else double-quoted with its quotes, backslashes and ``$`` escaped (as ENV and
+    LABEL values are), so that no value adds a line, an instruction or a variable."""
+    return value if _BARE_WORD.fullmatch(value) else _env_value(value, what)
 
 
 def _checked_key(key: str, *, env: bool) -> str:
@@ -194,9 +213,11 @@ def snapshot_dockerfile(snap: ArchSnapshot, prefix: str) -> str:
         label = json.dumps(_checked_key(key, env=False))
         lines.append(f"LABEL {label}={_env_value(value, f'LABEL {key}')}")
     if snap.config.user:
-        lines.append(f"USER {snap.config.user}")
+        lines.append(f"USER {_word(snap.config.user, 'USER')}")
     if snap.config.working_dir:
-        lines.append(f"WORKDIR {snap.config.working_dir}")
+        lines.append(f"WORKDIR {_word(snap.config.working_dir, 'WORKDIR')}")
+    # The exec (JSON) form: json.dumps escapes every control character and quote, so a value
+    # stays inside its string; ImageConfig refused anything but a list of strings.
     if snap.config.entrypoint:
         lines.append(f"ENTRYPOINT {json.dumps(snap.config.entrypoint)}")
     if snap.config.cmd:
@@ -342,8 +363,11 @@ def snapshot_image(
         if config.get("architecture") != arch.docker:
             msg = f"{image_name} is {config.get('architecture')}, not {arch.docker}"
             raise SnapshotError(msg)
-        new_layers = staging / "layers"
-        new_layers.mkdir()
+        # Layer files are named by their content, so the new ones go straight beside the old:
+        # a name already there is the same bytes, and snapshot.json (written last, atomically)
+        # is what switches from the old snapshot to the new one. At every moment, the record
+        # in place names files that are all there; a killed snapshot leaves the old one whole.
+        layers_dir.mkdir(exist_ok=True)
 
         above = deletions_above(layer_tars)
 
@@ -354,7 +378,7 @@ def snapshot_image(
             if is_empty_layer(normalized):
                 normalized.unlink()
                 return None
-            sha, compressed = compress_layer(normalized, diff_id, new_layers, layer_cache)
+            sha, compressed = compress_layer(normalized, diff_id, layers_dir, layer_cache)
             normalized.unlink()
             return Layer(
                 file=f"{sha}.tar.xz",
@@ -367,22 +391,34 @@ def snapshot_image(
         workers = max(1, min(len(layer_tars), os.cpu_count() or 1))
         with ThreadPoolExecutor(max_workers=workers) as pool:
             layers = [layer for layer in pool.map(one, enumerate(layer_tars)) if layer]
+        try:
+            image_config = ImageConfig.from_docker(config)
+        except ValueError as exc:
+            raise SnapshotError(f"{image_name}: its config cannot be snapshotted: {exc}") from None
         snap = ArchSnapshot(
             runtime=runtime_id,
             arch=arch.name,
             docker_arch=arch.docker,
             image_id=image.id,
             layers=layers,
-            config=ImageConfig.from_docker(config),
+            config=image_config,
         )
-        # Swap the new layers in whole: a failed snapshot leaves the previous one intact.
-        if layers_dir.exists():
-            shutil.rmtree(layers_dir)
-        new_layers.rename(layers_dir)
         snap.write(cell)
+        _remove_unlisted(layers_dir, {layer.file for layer in layers})
         return snap
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _remove_unlisted(folder: Path, keep: set[str]) -> None:
+    """Remove what a snapshot record no longer names: the previous snapshot's layers, and the
+    temporary files of a killed one."""
+    for path in folder.iterdir():
+        if path.name not in keep:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def branch_files(

