@@ -212,7 +212,7 @@ def publish(run: Run, request: PublishRequest) -> PublishReport:
     publishing stops early. Mirrors that are behind are logged."""
     ref = request.registry
     client = run.registry(ref)
-    mirrors = [(m, run.registry(m)) for m in request.mirrors]
+    mirrors = [(m, run.registry(m, mirror_of=ref)) for m in request.mirrors]
     report = PublishReport(
         registry=str(ref), git_remote=request.remote, mirrors=[str(m) for m in request.mirrors]
     )
