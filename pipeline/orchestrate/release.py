@@ -131,7 +131,7 @@ def _publish_runtime(
         with log.step(f"branch {runtime.id}"):
             branch = push_branch(
                 runtime, content, remote, settings.environ, epoch=settings.epoch, expected=lease,
-                changes="\n".join(changelog(stamp, changes)),
+                changes=changelog(stamp, changes),
             )  # fmt: skip
         report.branch = {
             "commit": branch.commit,
