@@ -42,7 +42,7 @@ from .settings import Settings
 from .workdir import RECORDS, Cell, WorkDir
 
 INPUT_LABEL: Final = "lambda-base-images.input-digest"
-_LABEL_LINE = re.compile(r'^LABEL "' + re.escape(INPUT_LABEL) + r'"="(sha256:[0-9a-f]{64})"$')
+_LABEL_LINE = re.compile(r'LABEL "' + re.escape(INPUT_LABEL) + r'"="(sha256:[0-9a-f]{64})"')
 
 
 def input_parts(
@@ -167,7 +167,7 @@ def registry_digest(registry: Registry, ref: RegistryRef, target: Target) -> str
 
 def parse_label(dockerfile: str) -> str | None:
     for line in dockerfile.splitlines():
-        match = _LABEL_LINE.match(line.strip())
+        match = _LABEL_LINE.fullmatch(line.strip())
         if match:
             return match.group(1)
     return None

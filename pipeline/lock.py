@@ -21,7 +21,7 @@ from typing import Any
 import jsonschema
 
 from .errors import ConfigurationError, InputError
-from .schema_errors import dotted, explain
+from .schema_errors import dotted, explain, validator
 from .workdir import write_atomic
 
 LOCK_VERSION = 1
@@ -48,9 +48,9 @@ class LockedPackage:
     sha256: str | None  # None: unlocked (never downloaded)
 
 
-def _schema() -> jsonschema.Draft202012Validator:
+def _schema() -> Any:
     text = resources.files("pipeline").joinpath("lock.schema.json").read_text("utf-8")
-    return jsonschema.Draft202012Validator(json.loads(text))
+    return validator(json.loads(text))
 
 
 def _schema_message(path: Path, error: jsonschema.ValidationError) -> ConfigurationError:

@@ -25,7 +25,7 @@ import jsonschema
 import yaml
 
 from .errors import ConfigurationError, UsageError
-from .schema_errors import dotted, explain
+from .schema_errors import dotted, explain, validator
 
 DEFAULT_MATRIX: Final = Path("runtimes.yaml")
 TEMPLATES_DIR: Final = Path(__file__).resolve().parent.parent / "templates"
@@ -126,7 +126,7 @@ class GoBuild:
 
 
 # A Go module version as the go command writes it: semver or a pseudo-version (v0.0.0-…).
-GO_VERSION: Final = re.compile(r"^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?(\+incompatible)?$")
+GO_VERSION: Final = re.compile(r"v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?(\+incompatible)?")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -507,10 +507,9 @@ def load_matrix(
     except OSError as exc:
         raise ConfigurationError(f"{path}: cannot read: {exc.strerror}") from None
     doc = _Located(path, text)
-    validator = jsonschema.Draft202012Validator(
-        _schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    errors = sorted(
+        validator(_schema()).iter_errors(doc.data), key=lambda e: doc.line(tuple(e.path))
     )
-    errors = sorted(validator.iter_errors(doc.data), key=lambda e: doc.line(tuple(e.path)))
     if errors:
         # The first error in file order; the deepest one when a oneOf/anyOf had several.
         raise _schema_message(errors[0], doc)
@@ -577,7 +576,7 @@ def _build(doc: _Located, templates_dir: Path) -> Matrix:
 
     inputs = {name: _input(name, raw) for name, raw in data.get("inputs", {}).items()}
     for name, item in inputs.items():
-        if item.build is not None and not GO_VERSION.match(item.version):
+        if item.build is not None and not GO_VERSION.fullmatch(item.version):
             raise doc.fail(
                 ("inputs", name, "version"),
                 f"{item.version!r} is not a Go module version; expected a semver or "

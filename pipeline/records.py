@@ -67,7 +67,7 @@ def _object(raw: Any, cls: type) -> dict[str, Any]:
 
 
 def _runtime_and_arch(runtime: str, arch: str) -> None:
-    if not _RUNTIME_ID.fullmatch(runtime):
+    if len(runtime) > 64 or not _RUNTIME_ID.fullmatch(runtime):
         raise ValueError(f"runtime {runtime!r} is not a runtime identifier")
     if arch not in _ARCHES:
         raise ValueError(f"arch {arch!r} is not an architecture")

@@ -68,9 +68,10 @@ _MAX_FILE: Final = 256 << 20  # larger files are not read into memory for inspec
 # python-debian logs a warning for each old-style Format URL it accepts: not our reader's news.
 logging.getLogger("debian.copyright").setLevel(logging.ERROR)
 
-_DIST_INFO = re.compile(r"(?:^|/)([^/]+)\.dist-info/METADATA$")
-_NPM = re.compile(r"(?:^|/)node_modules/((?:@[^/]+/)?[^/@][^/]*)/package\.json$")
-_POM = re.compile(r"META-INF/maven/([^/]+)/([^/]+)/pom\.properties$")
+# Paths end at \Z: "$" would also match before a final newline of a name.
+_DIST_INFO = re.compile(r"(?:^|/)([^/]+)\.dist-info/METADATA\Z")
+_NPM = re.compile(r"(?:^|/)node_modules/((?:@[^/]+/)?[^/@][^/]*)/package\.json\Z")
+_POM = re.compile(r"META-INF/maven/([^/]+)/([^/]+)/pom\.properties\Z")
 
 
 @dataclass(frozen=True, order=True, kw_only=True)

@@ -1,18 +1,27 @@
-"""Schema errors as one sentence: where in the document, and what was expected there.
+"""The JSON Schema validator of runtimes.yaml and runtimes.lock.json, and its errors as one
+sentence: where in the document, and what was expected there.
 
-runtimes.yaml and runtimes.lock.json are both checked against a JSON Schema (runtimes.schema.json,
-lock.schema.json). jsonschema's own messages quote the schema; a maintainer wants the field and
-what belongs in it. ``explain`` turns the first error into ``(path, sentence)``; each loader adds
-its file name (and, for YAML, the line) in front.
+Both files are checked against a JSON Schema (runtimes.schema.json, lock.schema.json) by
+``validator``: Draft 2020-12 whose ``pattern`` is read as JSON Schema says, in ECMA-262's
+dialect (through ``regress``), not Python's ``re``. The difference matters for every pattern
+that validates a whole value: Python's ``$`` also matches before a final newline, so
+``^[a-z]+$`` would take ``"abc\n"``; ECMA-262's ``$`` is the end of the value.
+
+jsonschema's own messages quote the schema; a maintainer wants the field and what belongs in
+it. ``explain`` turns the first error into ``(path, sentence)``; each loader adds its file name
+(and, for YAML, the line) in front.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import re
+from collections.abc import Iterator
 from typing import Any, Final, cast
 
 import jsonschema
+import regress
 
 Where = tuple[str | int, ...]
 
@@ -30,6 +39,37 @@ _JSON_TYPES: Final = {
 
 
 _CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+@functools.cache
+def _ecma(pattern: str) -> regress.Regex:
+    return regress.Regex(pattern, "u")  # JSON Schema's patterns are Unicode-aware ECMA-262
+
+
+def _ecma_pattern(
+    validator: Any, pattern: str, instance: Any, schema: dict[str, Any]
+) -> Iterator[jsonschema.ValidationError]:
+    """The ``pattern`` keyword, matched as ECMA-262 matches: a search, anchored only where the
+    pattern says, ``$`` at the very end."""
+    if not validator.is_type(instance, "string"):
+        return
+    try:
+        found = _ecma(pattern).find(instance) is not None
+    except UnicodeEncodeError:  # a lone surrogate (from a JSON escape) matches no pattern
+        found = False
+    if not found:
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_Validator: Final = jsonschema.validators.extend(  # type: ignore[no-untyped-call]  # untyped stub
+    jsonschema.Draft202012Validator, {"pattern": _ecma_pattern}
+)
+
+
+def validator(schema: dict[str, Any]) -> Any:
+    """A validator of ``schema`` (Draft 2020-12, its formats checked) whose patterns are read
+    in ECMA-262's dialect."""
+    return _Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
 
 
 def dotted(where: Where) -> str:
@@ -125,6 +165,9 @@ def explain(
     if error.validator == "pattern":
         described = schema.get("description") or f"of the form {expected}"
         return where, f"{short(value)} is not valid; expected {described}{suffix}"
+    if error.validator == "maxLength" and isinstance(value, str):
+        described = schema.get("description") or f"at most {expected} characters"
+        return where, f"{short(value)} has {len(value)} characters; expected {described}"
     if error.validator == "uniqueItems":
         return where, f"{short(value)} lists an item twice"
     # Anything else: jsonschema's own sentence, kept to one line.

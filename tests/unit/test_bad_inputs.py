@@ -423,6 +423,13 @@ CASES: list[Case] = [
         "operating_systems.al2.base.image.reference: holds the control character U+000A",
         at="amazonlinux:2\\nRUN",
     ),
+    matrix_case(
+        "runtime-id-too-long",  # it names out/<id>/: refused before anything is written
+        "  - id: python3.11.debian12\n",
+        f"  - id: python{'3' * 300}.debian12\n",
+        "].id: 'python333",
+        at="python333",
+    ),
     # --- runtimes.yaml: not a YAML document a person meant --------------------------------
     Case(
         id="matrix-nul-byte",
@@ -549,6 +556,27 @@ CASES: list[Case] = [
         argv=("render", "--contexts", "nodejs22.x", "--arch", "x86_64"),
         code=3,
         says="input 'node-22' (node-v22.12.0-linux-x64.tar.xz) is unlocked",
+    ),
+    # A pattern checks a whole value: "$" is the end of it, never "before a final newline".
+    Case(
+        id="lock-sha256-trailing-newline",
+        argv=CONTEXT,
+        code=11,
+        says="inputs.rie.x86_64: '" + SHA + "\\n' is not valid; expected 64 lowercase hex",
+        lock=set_in("inputs", "rie", "x86_64", value=SHA + "\n"),
+    ),
+    Case(
+        id="lock-pip-filename-trailing-newline",
+        argv=CONTEXT,
+        code=11,
+        says="pip.python3.11.debian12.x86_64[0].filename: 'x-1.0-py3-none-any.whl\\n' is not",
+        lock=set_in(
+            "pip",
+            "python3.11.debian12",
+            "x86_64",
+            0,
+            value={"filename": "x-1.0-py3-none-any.whl\n", "sha256": SHA},
+        ),
     ),
     Case(
         id="lock-input-not-hex",
@@ -761,6 +789,20 @@ CASES: list[Case] = [
         code=11,
         says="SOURCE_DATE_EPOCH=",
         env={"SOURCE_DATE_EPOCH": "\u0661\u0662"},
+    ),
+    Case(
+        id="release-time-superscript",  # str.isdigit() says yes, int() says no
+        argv=RENDER,
+        code=11,
+        says="LAMBDA_IMAGES_RELEASE_TIME='²': expected a non-negative integer",
+        env={"LAMBDA_IMAGES_RELEASE_TIME": "\u00b2"},
+    ),
+    Case(
+        id="release-time-other-digits",  # int() reads Arabic-Indic digits: not a release time
+        argv=RENDER,
+        code=11,
+        says="LAMBDA_IMAGES_RELEASE_TIME='\u0661\u0662': expected a non-negative integer",
+        env={"LAMBDA_IMAGES_RELEASE_TIME": "\u0661\u0662"},
     ),
     Case(
         id="namespace-newline",
