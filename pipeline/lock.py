@@ -16,13 +16,13 @@ import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import jsonschema
 
 from .errors import ConfigurationError, InputError
 from .schema_errors import dotted, explain, validator
-from .workdir import write_atomic
+from .workdir import TooLarge, read_bounded, write_atomic
 
 LOCK_VERSION = 1
 
@@ -46,6 +46,9 @@ class LockedPackage:
     path: str  # node_modules/…, as in npm's package-lock.json
     url: str
     sha256: str | None  # None: unlocked (never downloaded)
+
+
+LOCK_MAX_BYTES: Final = 64 << 20  # runtimes.lock.json is about 0.5 MB
 
 
 def _schema() -> Any:
@@ -89,9 +92,11 @@ class Lock:
         """Read and validate the lock file (lock.schema.json); a malformed one is a
         ConfigurationError naming the file and the field."""
         try:
-            raw_bytes = path.read_bytes()
+            raw_bytes = read_bounded(path, LOCK_MAX_BYTES)
         except FileNotFoundError:
             return cls(path=path)
+        except TooLarge as exc:
+            raise ConfigurationError(f"{exc}; expected a lock file") from None
         except OSError as exc:
             raise ConfigurationError(f"{path}: cannot read: {exc.strerror}") from None
         try:

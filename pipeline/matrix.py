@@ -26,6 +26,7 @@ import yaml
 
 from .errors import ConfigurationError, UsageError
 from .schema_errors import dotted, explain, validator
+from .workdir import TooLarge, read_bounded
 
 DEFAULT_MATRIX: Final = Path("runtimes.yaml")
 TEMPLATES_DIR: Final = Path(__file__).resolve().parent.parent / "templates"
@@ -126,6 +127,7 @@ class GoBuild:
 
 
 # A Go module version as the go command writes it: semver or a pseudo-version (v0.0.0-…).
+MATRIX_MAX_BYTES: Final = 8 << 20  # runtimes.yaml is about 50 kB; /dev/zero is endless
 GO_VERSION: Final = re.compile(r"v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?(\+incompatible)?")
 
 
@@ -500,10 +502,12 @@ def load_matrix(
         beside = path.parent / TEMPLATES_DIR.name
         templates_dir = beside if beside.is_dir() else TEMPLATES_DIR
     try:
-        text = _decode(path, path.read_bytes())
+        text = _decode(path, read_bounded(path, MATRIX_MAX_BYTES))
     except FileNotFoundError:
         msg = f"{path}: no such file (pass --matrix PATH, or run where runtimes.yaml is)"
         raise ConfigurationError(msg) from None
+    except TooLarge as exc:
+        raise ConfigurationError(f"{exc}; expected a runtime matrix (runtimes.yaml)") from None
     except OSError as exc:
         raise ConfigurationError(f"{path}: cannot read: {exc.strerror}") from None
     doc = _Located(path, text)

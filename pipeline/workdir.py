@@ -98,6 +98,27 @@ def write_json(path: Path, value: Any) -> Path:
     return write_atomic(path, text.encode("utf-8"))
 
 
+RECORD_MAX_BYTES: Final = 64 << 20  # a record is a few kilobytes; a bigger one is not ours
+
+
+class TooLarge(ValueError):
+    """A file holds more than its reader takes (``read_bounded``)."""
+
+    def __init__(self, path: Path, limit: int) -> None:
+        super().__init__(f"{path}: larger than {limit >> 20} MiB")
+        self.path, self.limit = path, limit
+
+
+def read_bounded(path: Path, limit: int) -> bytes:
+    """The bytes of ``path``, at most ``limit``: TooLarge when there are more. What a person or
+    another job hands over may be anything, /dev/zero included; only this much is ever read."""
+    with path.open("rb") as stream:
+        data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise TooLarge(path, limit)
+    return data
+
+
 class UnreadableRecord(ValueError):
     """A record that exists but cannot be read or parsed; ``reason`` says why, in a few words."""
 
@@ -111,9 +132,11 @@ def parse_record(path: Path, parse: Callable[[Any], T]) -> T | None:
     """The record at ``path`` made into a value by ``parse``; None when there is none, and
     UnreadableRecord when it is there but malformed."""
     try:
-        raw = path.read_bytes()
+        raw = read_bounded(path, RECORD_MAX_BYTES)
     except FileNotFoundError:
         return None
+    except TooLarge:
+        raise UnreadableRecord(path, f"larger than {RECORD_MAX_BYTES >> 20} MiB") from None
     try:
         return parse(json.loads(raw.decode("utf-8")))
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:

@@ -211,13 +211,16 @@ def publish(run: Run, request: PublishRequest) -> PublishReport:
     are collected in the report, never raised midway, and the report is written even when
     publishing stops early. Mirrors that are behind are logged."""
     ref = request.registry
-    client = run.registry(ref)
-    mirrors = [(m, run.registry(m, mirror_of=ref)) for m in request.mirrors]
     report = PublishReport(
         registry=str(ref), git_remote=request.remote, mirrors=[str(m) for m in request.mirrors]
     )
     releases: list[tuple[RuntimeReport, Release]] = []
+    clients: list[Registry] = []
     try:
+        client = run.registry(ref)
+        clients.append(client)
+        mirrors = [(m, run.registry(m, mirror_of=ref)) for m in request.mirrors]
+        clients += [mirror for _, mirror in mirrors]
         for runtime in request.runtimes:
             result = RuntimeReport(
                 runtime=runtime.id, repository=f"{ref.host}/{ref.repository(runtime.family.id)}"
@@ -236,10 +239,12 @@ def publish(run: Run, request: PublishRequest) -> PublishReport:
         # Mirrors after every runtime is on the primary, so that none of them delays it.
         for mirror_ref, mirror in mirrors:
             mirror_releases(mirror, mirror_ref, releases)
+    except BaseException as exc:  # the report says why it stopped, then the error goes on
+        report.error = failure_reason(exc) if isinstance(exc, Exception) else "interrupted"
+        raise
     finally:
-        client.session.close()
-        for _, mirror in mirrors:
-            mirror.session.close()
+        for opened in clients:
+            opened.session.close()
         if request.report is not None:
             try:
                 write_json(request.report, report.as_json())

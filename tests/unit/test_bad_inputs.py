@@ -14,7 +14,11 @@ The corpus is the ``CASES`` table below. To add a case, append a ``Case``:
   point at (``runtimes.yaml:<line>:``);
 - ``lock``: a function changing the parsed runtimes.lock.json, or the whole file as bytes;
 - ``files``: more files to create (path → bytes), ``env``: environment variables to set;
-- ``secret``: text that must appear nowhere in the output.
+- ``secret``: text that must appear nowhere in the output;
+- ``writes``: files the command must write even so (a ``--report``), as JSON saying
+  ``"ok": false``; every other file stays as it was;
+- ``reads``: the command may read from the registry (GET, HEAD) before it fails; it never
+  writes to it.
 
 Each case runs the CLI in this process (``pipeline.cli.main``), in a temporary folder holding
 copies of runtimes.yaml and runtimes.lock.json, with no Docker Engine reachable.
@@ -78,6 +82,8 @@ class Case:
     files: dict[str, bytes] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     secret: str | None = None
+    writes: tuple[str, ...] = ()
+    reads: bool = False
 
 
 RENDER = ("render",)
@@ -691,6 +697,28 @@ CASES: list[Case] = [
         says="credentials",
     ),
     Case(
+        id="refresh-report-when-the-check-fails",  # the report says why, however it ends
+        argv=("refresh", "--registry", "{registry}/lambda", "--report", "refresh.json"),
+        code=7,
+        says="GET /v2/ answered HTTP 401",
+        writes=("refresh.json",),
+        reads=True,
+    ),
+    Case(
+        id="publish-report-when-credentials-fail",
+        argv=("publish", "--registry", "{registry}/lambda", "--report", "publish.json"),
+        code=7,
+        says="docker-config/config.json: cannot read the Docker config (JSONDecodeError)",
+        files={"docker-config/config.json": b'{"auths": '},
+        writes=("publish.json",),
+    ),
+    Case(
+        id="matrix-dev-zero",  # endless: only so much is read
+        argv=("--matrix", "/dev/zero", "list"),
+        code=11,
+        says="/dev/zero: larger than 8 MiB; expected a runtime matrix",
+    ),
+    Case(
         id="refresh-report-a-folder",
         argv=("refresh", "--registry", "{registry}/lambda", "--report", "."),
         code=2,
@@ -873,6 +901,13 @@ CASES: list[Case] = [
         code=11,
         says='cells.json: expected {"include": [',
         files={"cells.json": b'{"include": {"runtime": "provided.debian12"}}'},
+    ),
+    Case(
+        id="cells-nested-deeply",  # deeper than the JSON parser recurses
+        argv=("plan", "--cells", "cells.json", "out"),
+        code=11,
+        says='cells.json: expected {"include": [',
+        files={"cells.json": b'{"include": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"},
     ),
     Case(
         id="cells-arch-not-a-string",
@@ -1165,5 +1200,13 @@ def test_bad_input_is_one_line_with_its_exit_code_and_changes_nothing(
         assert f"runtimes.yaml:{number}: " in lines[0]
     if case.secret is not None:
         assert case.secret not in out + err
-    assert tree(tmp_path) == before  # nothing written, nothing half-written, nothing pushed
-    assert requests_seen[seen_before:] == []  # nothing sent to the registry
+    after = tree(tmp_path)
+    for written in case.writes:
+        assert json.loads((tmp_path / written).read_text("utf-8"))["ok"] is False
+        del after[written]
+    assert after == before  # nothing written, nothing half-written, nothing pushed
+    sent = requests_seen[seen_before:]
+    if case.reads:
+        assert sent and all(r.startswith(("GET ", "HEAD ")) for r in sent), sent
+    else:
+        assert sent == []  # nothing sent to the registry
