@@ -86,6 +86,21 @@ def compress_xz(source: Path, folder: Path) -> tuple[str, int, Path]:
         return sha, final.stat().st_size, final
 
 
+def decompressed_digest(path: Path) -> str | None:
+    """``sha256:<hex>`` of what the ``.xz`` file at ``path`` decompresses to (xz checks each
+    block's CRC64 on the way); None when it does not decompress."""
+    digest = hashlib.sha256()
+    with subprocess.Popen(
+        ["xz", "--decompress", "--stdout", "--threads=0", "--", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    ) as proc:
+        assert proc.stdout is not None
+        while chunk := proc.stdout.read(CHUNK):
+            digest.update(chunk)
+    return f"sha256:{digest.hexdigest()}" if proc.returncode == 0 else None
+
+
 def compress_layer(
     normalized: Path, diff_id: str, folder: Path, cache: Path | None
 ) -> tuple[str, int]:
@@ -101,11 +116,16 @@ def compress_layer(
     options = hashlib.sha256("\0".join(XZ_ARGS).encode()).hexdigest()[:12]
     cached = cache / options / f"{diff_id.removeprefix('sha256:')}.tar.xz"
     if cached.is_file():
-        sha = sha256_file(cached)
-        final = folder / f"{sha}.tar.xz"
-        if not final.exists():
-            os.link(cached, final)
-        return sha, final.stat().st_size
+        # Named by what it decompresses to: checked on every reuse, since a damaged or
+        # replaced file would otherwise become a branch tarball under a name of its own.
+        if decompressed_digest(cached) == diff_id:
+            sha = sha256_file(cached)
+            final = folder / f"{sha}.tar.xz"
+            if not final.exists():
+                os.link(cached, final)
+            return sha, final.stat().st_size
+        log.warning(f"{cached}: not the layer {diff_id[:19]} it is named for; compressed again")
+        cached.unlink(missing_ok=True)
     sha, size, path = compress_xz(normalized, folder)
     cached.parent.mkdir(parents=True, exist_ok=True)
     # Link under a private name, then rename: a concurrent snapshot may be caching it too.
