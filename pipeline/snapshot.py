@@ -24,6 +24,8 @@ one xz mode (multi-threaded, whose output does not depend on the thread count).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -32,6 +34,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -46,7 +49,15 @@ from .matrix import Arch, Runtime, Target
 from .oci.archive import read_engine_image
 from .oci.layers import deletions_above, is_empty_layer, normalize_layer
 from .records import ArchSnapshot, ImageConfig, Layer
-from .workdir import SNAPSHOT, Cell, UnreadableRecord, WorkDir, atomic_file
+from .workdir import (
+    SNAPSHOT,
+    Cell,
+    UnreadableRecord,
+    WorkDir,
+    atomic_file,
+    remove_stale,
+    write_atomic,
+)
 
 # xz in multi-threaded mode: its output is the same for any thread count (xz(1), --threads).
 XZ_ARGS: Final = ("xz", "--format=xz", "-6", "--threads=0", "--check=crc64", "--stdout")
@@ -143,20 +154,31 @@ def warm_layer_cache(
     Called with the OS base image while a runtime builds on it: the base layer is most of every
     image, and its compression then overlaps the build instead of following it. The snapshot
     finds the result by diff ID; a layer that differs is simply compressed again. Returns the
-    thread to join before snapshotting, or None when this image was (being) warmed before.
+    thread to join before snapshotting, or None when this image was warmed before or another
+    process is warming it now.
+
+    ``warmed/<id>`` says an image was warmed, and is written only once it was; while one process
+    warms it, it holds ``warmed/.<id>.lock`` (flock, let go by the kernel however the process
+    ends), so a warming killed midway is done again by the next build, and its staging folder
+    (``.warm-<id>-…``) is removed then.
     """
-    image_id = client.images.get(image_name).id
-    marker = cache / "warmed" / image_id.removeprefix("sha256:")
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    try:  # claimed once: another process building on the same base leaves it to the first
-        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-    except FileExistsError:
+    image_id = client.images.get(image_name).id.removeprefix("sha256:")
+    warmed = cache / "warmed"
+    if (warmed / image_id).exists():
+        return None
+    warmed.mkdir(parents=True, exist_ok=True)
+    claim = _claim_warming(warmed, image_id)
+    if claim is None:  # another process is warming it
+        return None
+    if (warmed / image_id).exists():  # it finished while we asked
+        os.close(claim)
         return None
 
     def work() -> None:
-        cache.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".warm-", dir=cache))
+        staging: Path | None = None
         try:
+            _remove_stale_warming(cache, image_id)
+            staging = Path(tempfile.mkdtemp(prefix=f".warm-{image_id}-", dir=cache))
             _, tars = export_image(client, image_name, staging)
             out = staging / "out"
             out.mkdir()
@@ -166,14 +188,48 @@ def warm_layer_cache(
                 diff_id, _ = normalize_layer(tar, normalized, epoch, above[index])
                 compress_layer(normalized, diff_id, out, cache)
                 normalized.unlink()
+            write_atomic(warmed / image_id, b"")
         except Exception as exc:  # only a head start: the snapshot does the work anyway
             log.detail(f"  warming the layer cache from {image_name} failed: {exc}")
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+            os.close(claim)  # lets go of the claim
 
     thread = threading.Thread(target=work, name=f"warm {image_name}", daemon=True)
     thread.start()
     return thread
+
+
+def _claim_warming(warmed: Path, image_id: str) -> int | None:
+    """A descriptor holding ``warmed/.<id>.lock``, or None when another process holds it."""
+    fd = os.open(warmed / f".{image_id}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _remove_stale_warming(cache: Path, own: str) -> None:
+    """Staging folders of warmings that no process holds any more (killed ones); ``own`` is
+    the image whose claim this process holds: any folder of it is a killed one's."""
+    for path in cache.glob(".warm-*"):
+        image_id = path.name.removeprefix(".warm-").partition("-")[0]
+        if image_id == own:
+            shutil.rmtree(path, ignore_errors=True)
+            continue
+        if len(image_id) != 64:  # named before warmings had a claim: a day is plenty
+            if time.time() - path.stat().st_mtime > 86400:
+                shutil.rmtree(path, ignore_errors=True)
+            continue
+        claim = _claim_warming(cache / "warmed", image_id)
+        if claim is not None:
+            try:
+                shutil.rmtree(path, ignore_errors=True)
+            finally:
+                os.close(claim)
 
 
 # --- Dockerfile text (pure) -----------------------------------------------------------------
@@ -370,13 +426,29 @@ def snapshot_image(
 ) -> ArchSnapshot:
     """Export ``image_name``, write the cell's ``layers/*.tar.xz`` and ``snapshot.json``
     (compressed layers are reused from ``layer_cache`` when given)."""
-    folder, layers_dir = cell.folder, cell.layers
     try:
         image = client.images.get(image_name)
     except docker.errors.ImageNotFound:
         msg = f"no image {image_name} in the engine; build it first (lambda-images build)"
         raise SnapshotError(msg) from None
-    folder.mkdir(parents=True, exist_ok=True)
+    with cell.locked():  # callers may hold it already (it is the process's)
+        remove_stale(cell.folder, ".snapshot-")  # what a killed snapshot left: none is live
+        return _snapshot_image(
+            client, image, image_name, runtime_id, arch, cell, epoch, layer_cache
+        )
+
+
+def _snapshot_image(
+    client: Any,
+    image: Any,
+    image_name: str,
+    runtime_id: str,
+    arch: Arch,
+    cell: Cell,
+    epoch: int,
+    layer_cache: Path | None,
+) -> ArchSnapshot:
+    folder, layers_dir = cell.folder, cell.layers
     staging = Path(tempfile.mkdtemp(prefix=".snapshot-", dir=folder))
     try:
         config, layer_tars = export_image(client, image_name, staging)
@@ -495,6 +567,20 @@ def assemble_branch(
     if sboms is None and epoch is not None:
         sboms = {snap.arch: cell_sbom(work, snap, epoch, pins) for snap in snaps}
     files = branch_files(runtime, snaps, sboms=sboms, history=history)
+    # The runtime's lock, then its cells' (the order every command takes them in): no snapshot
+    # replaces a layer while it is linked here. Callers may hold them already (they are the
+    # process's).
+    with contextlib.ExitStack() as held:
+        held.enter_context(work.runtime_locked(runtime.id))
+        for snap in snaps:
+            held.enter_context(work.cell(runtime.id, snap.arch).locked())
+        remove_stale(work.runtime_folder(runtime.id), ".branch-")  # a killed layout's: not live
+        return _lay_out_branch(runtime, work, snaps, files)
+
+
+def _lay_out_branch(
+    runtime: Runtime, work: WorkDir, snaps: Sequence[ArchSnapshot], files: Mapping[str, str]
+) -> Path:
     dest = work.branch(runtime.id)
     staging = Path(tempfile.mkdtemp(prefix=".branch-", dir=work.runtime_folder(runtime.id)))
     try:

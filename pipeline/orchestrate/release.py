@@ -19,7 +19,9 @@ release, and the branch moves last:
    the head of step 1. A run killed before this step leaves the branch at the previous release,
    and the next run completes it.
 
-A failing runtime is reported and the next one goes on. When every runtime is on the primary,
+Each runtime is published holding its lock and its cells' (workdir.py): a build, snapshot or
+branch layout of it in another process waits until it is done. A failing runtime is reported
+and the next one goes on. When every runtime is on the primary,
 the same blobs, manifests, SBOMs and tags go to each mirror; a mirror that fails is reported as
 behind and blocks neither the primary nor the other mirrors. The report (``--report``) is
 written even when publishing stops early.
@@ -27,10 +29,11 @@ written even when publishing stops early.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,14 +144,31 @@ def _publish_runtime(
     return Release(runtime=runtime, images=images, index=index, tags=wanted, sboms=artifacts)
 
 
+@contextlib.contextmanager
+def _runtime_held(run: Run, runtime: Runtime) -> Iterator[None]:
+    """The runtime's lock, then its cells' (the order every command takes them in), so that no
+    build, snapshot or branch layout of the runtime changes its work folder while it is read
+    and published. Folders that are not there are not made for a lock: such a runtime has no
+    snapshot to publish, and says so."""
+    with contextlib.ExitStack() as held:
+        if run.work.runtime_folder(runtime.id).is_dir():
+            held.enter_context(run.work.runtime_locked(runtime.id))
+            for arch in runtime.architectures:
+                cell = run.work.cell(runtime.id, arch)
+                if cell.folder.is_dir():
+                    held.enter_context(cell.locked())
+        yield
+
+
 def publish_runtime(
     run: Run, runtime: Runtime, registry: Registry, request: PublishRequest, report: RuntimeReport
 ) -> Release:
-    """``_publish_runtime`` with the transfer counts and the final status in ``report``; the
-    caller marks the runtime failed when this raises."""
+    """``_publish_runtime`` under the runtime's locks, with the transfer counts and the final
+    status in ``report``; the caller marks the runtime failed when this raises."""
     before = dataclasses.replace(registry.stats)
     try:
-        release = _publish_runtime(run, runtime, registry, request, report)
+        with _runtime_held(run, runtime):
+            release = _publish_runtime(run, runtime, registry, request, report)
     finally:
         after = registry.stats
         report.blobs_uploaded = after.blobs_uploaded - before.blobs_uploaded

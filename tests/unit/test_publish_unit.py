@@ -248,3 +248,39 @@ def test_rebuild_push_needs_a_registry() -> None:
     result = CliRunner().invoke(cli, ["rebuild", "provided.debian12", "--push"])
     assert result.exit_code == 2
     assert "--push needs --registry" in result.output
+
+
+def test_a_runtime_being_published_holds_its_locks_so_a_build_waits(
+    tmp_path: Path, matrix: Matrix
+) -> None:
+    """publish reads the snapshots and rewrites the branch folder: no snapshot, build or branch
+    layout of that runtime runs meanwhile (another process waits for the cell's lock)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from pipeline.orchestrate.release import _runtime_held
+
+    runtime = matrix.runtime("provided.debian12")
+    make_snapshot(tmp_path, runtime.id, "x86_64", "A")
+    make_snapshot(tmp_path, runtime.id, "arm64", "A")
+    run = Run.open(
+        Settings.from_environ(
+            {"LAMBDA_IMAGES_WORK": str(tmp_path), "LAMBDA_IMAGES_MATRIX": str(matrix.path)}
+        )
+    )
+    waiter = textwrap.dedent(
+        f"""
+        from pathlib import Path
+        from pipeline.workdir import WorkDir
+        with WorkDir(Path({str(tmp_path)!r})).cell({runtime.id!r}, "arm64").locked():
+            pass
+        """
+    )
+    with _runtime_held(run, runtime):
+        proc = subprocess.Popen([sys.executable, "-c", waiter], stderr=subprocess.PIPE, text=True)
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert proc.poll() is None  # still waiting while the publish holds the runtime
+    assert proc.wait(timeout=60) == 0
+    assert f"cell {runtime.id}/arm64 is in use by another lambda-images process" in line

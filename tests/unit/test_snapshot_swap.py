@@ -4,9 +4,11 @@ snapshot.json whose every layer file is there (the old one or the new one), so `
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
+import os
 import re
 import tarfile
 from collections.abc import Iterator
@@ -180,3 +182,71 @@ def test_an_image_config_holds_one_line_of_text_per_value(
     }  # fmt: skip
     with pytest.raises(ValueError, match=re.escape(says)):
         ImageConfig(**{**fields, field: value})
+
+
+def test_what_a_killed_snapshot_or_layout_left_goes_with_the_next_one(tmp_path: Path) -> None:
+    work, client = WorkDir(tmp_path / "out"), _Client()
+    cell = work.cell("provided.debian12", "x86_64")
+    for leftover in (cell.folder / ".snapshot-k1ll3d", work.branch("x").with_name(".branch-a1")):
+        (leftover / "layers").mkdir(parents=True)
+        (leftover / "layers" / "big.tar").write_bytes(b"x" * 1000)
+    (cell.layers).mkdir()
+    (cell.layers / ".xz-half.tmp").write_bytes(b"half a layer")
+    client.image = _image("A")
+    snap = _snapshot(client, work)
+    snapshot.assemble_branch(first_runtime(), work, ["x86_64"])
+    assert sorted(p.name for p in cell.folder.iterdir()) == [
+        ".lock", "layers", "snapshot.json",
+    ]  # fmt: skip
+    assert sorted(p.name for p in cell.layers.iterdir()) == sorted(
+        layer.file for layer in snap.layers
+    )
+    runtime_folder = work.runtime_folder("provided.debian12")
+    assert sorted(p.name for p in runtime_folder.iterdir()) == [".lock", "branch", "x86_64"]
+
+
+def _warm(client: _Client, cache: Path) -> bool:
+    """Warm the cache from the client's image; True when a warming ran (and ended)."""
+    thread = snapshot.warm_layer_cache(client, "img", cache, 0)
+    if thread is None:
+        return False
+    thread.join(timeout=60)
+    return True
+
+
+def test_a_killed_warming_is_done_again_and_its_staging_goes(tmp_path: Path) -> None:
+    client, cache = _Client(), tmp_path / "cache"
+    client.image = _image("A")
+    image_id = client.image.id.removeprefix("sha256:")
+    # A warming killed midway: its staging folder, no marker, nobody holding its claim.
+    (cache / f".warm-{image_id}-k1ll3d" / "out").mkdir(parents=True)
+    (cache / f".warm-{'e' * 64}-k1ll3d").mkdir()  # another image's, killed too
+    (cache / "warmed").mkdir()
+    assert _warm(client, cache)
+    assert (cache / "warmed" / image_id).is_file()
+    assert not list(cache.glob(".warm-*"))
+    assert len(list(cache.rglob("*.tar.xz"))) == 2  # both layers compressed
+    assert not _warm(client, cache)  # warmed once: not again
+
+
+def test_a_warming_another_process_holds_is_left_to_it_and_a_failed_one_is_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, cache = _Client(), tmp_path / "cache"
+    client.image = _image("A")
+    image_id = client.image.id.removeprefix("sha256:")
+    (cache / "warmed").mkdir(parents=True)
+    held = os.open(cache / "warmed" / f".{image_id}.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(held, fcntl.LOCK_EX)  # as another process warming it would
+    assert not _warm(client, cache)
+    os.close(held)
+
+    def fail(*args: object) -> None:
+        raise OSError("the engine went away")
+
+    monkeypatch.setattr(snapshot, "export_image", fail)
+    assert _warm(client, cache)
+    assert not (cache / "warmed" / image_id).exists()  # not warmed: no marker
+    monkeypatch.undo()
+    assert _warm(client, cache)  # so the next build warms it
+    assert (cache / "warmed" / image_id).is_file()

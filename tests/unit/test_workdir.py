@@ -142,3 +142,38 @@ def test_only_so_much_of_a_file_is_ever_read(
     cell.record(BUILD).write_bytes(b" " * ((1 << 20) + 1))
     with pytest.raises(workdir.UnreadableRecord, match=r"unreadable record \(larger than 1 MiB\)"):
         cell.read_strict(BUILD, lambda raw: raw)
+
+
+def test_a_lock_is_the_processs_so_a_function_holding_it_may_call_one_that_takes_it(
+    tmp_path: Path,
+) -> None:
+    cell = WorkDir(tmp_path).cell("rt", "x86_64")
+    with cell.locked(), cell.locked():  # would wait for itself forever if not
+        pass
+    holder = subprocess.Popen(
+        [sys.executable, "-c", NESTED_HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline().strip() == "inner released"  # the outer still holds it
+    waiter = subprocess.run(
+        [sys.executable, "-c", HOLDER, str(tmp_path), "0"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    holder.wait()
+    assert "waiting" in waiter.stderr
+
+
+NESTED_HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from pipeline.workdir import WorkDir
+
+    cell = WorkDir(Path(sys.argv[1])).cell("rt", "x86_64")
+    with cell.locked():
+        with cell.locked():
+            pass
+        print("inner released", flush=True)
+        time.sleep(1.5)
+    """
+)
