@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +20,11 @@ from . import log
 from .errors import BranchError
 from .git import git, git_env
 from .matrix import Runtime
+from .text import plain_line
 
 RESERVED_BRANCHES = frozenset({"main", "master"})  # README/LICENSE live there, never a snapshot
 GITATTRIBUTES = "*.tar.xz filter=lfs diff=lfs merge=lfs -text\n"
+MESSAGE_LINES = 2000  # lines of changes in a commit message; the README holds them all
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,6 +75,16 @@ def check_lease(
         raise _moved(runtime.id, remote, expected)
 
 
+def commit_message(runtime_id: str, changes: Sequence[str] = ()) -> str:
+    """The branch commit's message: AWS's subject line, then ``changes`` as plain lines."""
+    subject = f"Update source for {runtime_id} image"
+    body = [plain_line(line) for line in changes[:MESSAGE_LINES]]
+    if len(changes) > MESSAGE_LINES:
+        body.append(f"… and {len(changes) - MESSAGE_LINES} more lines (see the branch README)")
+    text = "\n".join(body).strip("\n")
+    return f"{subject}\n\n{text}\n" if text.strip() else subject
+
+
 def push_branch(
     runtime: Runtime,
     content: Path,
@@ -81,13 +93,15 @@ def push_branch(
     *,
     epoch: int,
     expected: str | _ReadNow | None = READ_NOW,
-    changes: str = "",
+    changes: Sequence[str] = (),
 ) -> BranchResult:
     """Commit ``content`` as the only commit of the runtime's branch and force-push it.
 
     ``expected`` is the commit the caller last saw on the remote (None: no branch); by default
     it is read now. The push is refused if the branch has moved since. ``changes`` becomes the
-    body of the commit message (publish: what changed since the previous release).
+    body of the commit message (publish: what changed since the previous release), each line
+    made one line of plain text (text.plain_line: package names come from inside the image),
+    at most MESSAGE_LINES of them.
     """
     runtime_id = runtime.id  # a runtime of the matrix: only those become branches
     if runtime_id in RESERVED_BRANCHES:
@@ -112,9 +126,7 @@ def push_branch(
         shutil.copytree(content, repo, dirs_exist_ok=True, copy_function=os.link)
         (repo / ".gitattributes").write_text(GITATTRIBUTES, encoding="utf-8")
         git(["add", "--all"], repo, env, quiet=True)
-        message = f"Update source for {runtime_id} image"
-        if changes.strip():
-            message += "\n\n" + changes.strip() + "\n"
+        message = commit_message(runtime_id, changes)
         git(
             ["commit", "--quiet", "-m", message],
             repo,

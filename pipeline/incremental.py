@@ -39,10 +39,10 @@ from .matrix import Target
 from .oci.registry import Registry, RegistryRef
 from .records import BuildRecord, CellInputs, InputsRecord
 from .settings import Settings
-from .workdir import RECORDS, Cell, WorkDir
+from .workdir import RECORDS, Cell, WorkDir, read_bounded
 
 INPUT_LABEL: Final = "lambda-base-images.input-digest"
-_LABEL_LINE = re.compile(r'^LABEL "' + re.escape(INPUT_LABEL) + r'"="(sha256:[0-9a-f]{64})"$')
+_LABEL_LINE = re.compile(r'LABEL "' + re.escape(INPUT_LABEL) + r'"="(sha256:[0-9a-f]{64})"')
 
 
 def input_parts(
@@ -167,7 +167,7 @@ def registry_digest(registry: Registry, ref: RegistryRef, target: Target) -> str
 
 def parse_label(dockerfile: str) -> str | None:
     for line in dockerfile.splitlines():
-        match = _LABEL_LINE.match(line.strip())
+        match = _LABEL_LINE.fullmatch(line.strip())
         if match:
             return match.group(1)
     return None
@@ -223,10 +223,13 @@ def _is_cell(value: Any) -> bool:
     )
 
 
+CELLS_MAX_BYTES: Final = 8 << 20  # `matrix --json` of every runtime is a few kilobytes
+
+
 def load_cells(path: Path) -> list[dict[str, str]]:
     """The run's cells from ``lambda-images matrix --json`` output: ``{"include": [...]}``."""
     try:
-        data = json.loads(path.read_text("utf-8"))
+        data = json.loads(read_bounded(path, CELLS_MAX_BYTES).decode("utf-8"))
         cells = data["include"]
         if not isinstance(cells, list) or not all(
             isinstance(c, dict)
@@ -235,7 +238,9 @@ def load_cells(path: Path) -> list[dict[str, str]]:
             for c in cells
         ):
             raise TypeError
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        # RecursionError: JSON nested deeper than the parser goes (a hostile file); TooLarge
+        # is a ValueError.
         msg = f'{path}: expected {{"include": [{{"runtime": …, "arch": …}}, …]}} (matrix --json)'
         raise ConfigurationError(msg) from None
     return [{str(k): str(v) for k, v in c.items()} for c in cells]

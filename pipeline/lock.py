@@ -16,15 +16,14 @@ import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import jsonschema
 import jsonschema.protocols
 
 from .errors import ConfigurationError, InputError
-from .schema_errors import dotted, explain
-from .schema_errors import validator as schema_validator
-from .workdir import write_atomic
+from .schema_errors import dotted, explain, validator
+from .workdir import TooLarge, read_bounded, write_atomic
 
 LOCK_VERSION = 1
 
@@ -50,9 +49,12 @@ class LockedPackage:
     sha256: str | None  # None: unlocked (never downloaded)
 
 
-def _schema() -> jsonschema.protocols.Validator:
+LOCK_MAX_BYTES: Final = 64 << 20  # runtimes.lock.json is about 0.5 MB
+
+
+def _schema() -> Any:
     text = resources.files("pipeline").joinpath("lock.schema.json").read_text("utf-8")
-    return schema_validator(json.loads(text))
+    return validator(json.loads(text))
 
 
 def _schema_message(path: Path, error: jsonschema.ValidationError) -> ConfigurationError:
@@ -91,9 +93,11 @@ class Lock:
         """Read and validate the lock file (lock.schema.json); a malformed one is a
         ConfigurationError naming the file and the field."""
         try:
-            raw_bytes = path.read_bytes()
+            raw_bytes = read_bounded(path, LOCK_MAX_BYTES)
         except FileNotFoundError:
             return cls(path=path)
+        except TooLarge as exc:
+            raise ConfigurationError(f"{exc}; expected a lock file") from None
         except OSError as exc:
             raise ConfigurationError(f"{path}: cannot read: {exc.strerror}") from None
         try:

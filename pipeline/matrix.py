@@ -26,8 +26,8 @@ import jsonschema
 import yaml
 
 from .errors import ConfigurationError, UsageError
-from .schema_errors import dotted, explain
-from .schema_errors import validator as schema_validator
+from .schema_errors import dotted, explain, validator
+from .workdir import TooLarge, read_bounded
 
 DEFAULT_MATRIX: Final = Path("runtimes.yaml")
 TEMPLATES_DIR: Final = Path(__file__).resolve().parent.parent / "templates"
@@ -132,6 +132,7 @@ class GoBuild:
 
 
 # A Go module version as the go command writes it: semver or a pseudo-version (v0.0.0-…).
+MATRIX_MAX_BYTES: Final = 8 << 20  # runtimes.yaml is about 50 kB; /dev/zero is endless
 GO_VERSION: Final = re.compile(r"v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?(\+incompatible)?")
 
 
@@ -520,17 +521,18 @@ def load_matrix(
         beside = path.parent / TEMPLATES_DIR.name
         templates_dir = beside if beside.is_dir() else TEMPLATES_DIR
     try:
-        text = _decode(path, path.read_bytes())
+        text = _decode(path, read_bounded(path, MATRIX_MAX_BYTES))
     except FileNotFoundError:
         msg = f"{path}: no such file (pass --matrix PATH, or run where runtimes.yaml is)"
         raise ConfigurationError(msg) from None
+    except TooLarge as exc:
+        raise ConfigurationError(f"{exc}; expected a runtime matrix (runtimes.yaml)") from None
     except OSError as exc:
         raise ConfigurationError(f"{path}: cannot read: {exc.strerror}") from None
     doc = _Located(path, text)
-    validator = schema_validator(
-        _schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    errors = sorted(
+        validator(_schema()).iter_errors(doc.data), key=lambda e: doc.line(tuple(e.path))
     )
-    errors = sorted(validator.iter_errors(doc.data), key=lambda e: doc.line(tuple(e.path)))
     if errors:
         # The first error in file order; the deepest one when a oneOf/anyOf had several.
         raise _schema_message(errors[0], doc)

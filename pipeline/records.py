@@ -30,6 +30,9 @@ _DIGEST: Final = re.compile(r"sha256:[0-9a-f]{64}")
 _SHA256: Final = re.compile(r"[0-9a-f]{64}")
 _RUNTIME_ID: Final = re.compile(r"[a-z][a-z0-9]*(\.[a-z0-9]+)*")
 _ARCHES: Final = ("x86_64", "arm64")
+_DOCKER_ARCHES: Final = {"x86_64": "amd64", "arm64": "arm64"}
+# C0 and C1 controls and the Unicode line separators: text that would end a Dockerfile line.
+_CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _JSON_TYPES: Final[dict[str, type | tuple[type, ...]]] = {
     "str": str,
     "int": int,
@@ -64,7 +67,7 @@ def _object(raw: Any, cls: type) -> dict[str, Any]:
 
 
 def _runtime_and_arch(runtime: str, arch: str) -> None:
-    if not _RUNTIME_ID.fullmatch(runtime):
+    if len(runtime) > 64 or not _RUNTIME_ID.fullmatch(runtime):
         raise ValueError(f"runtime {runtime!r} is not a runtime identifier")
     if arch not in _ARCHES:
         raise ValueError(f"arch {arch!r} is not an architecture")
@@ -239,8 +242,30 @@ class Layer:
     compressed_size: int
 
 
+def _text(value: Any, what: str) -> str:
+    """``value`` when it is one line of text; ValueError naming ``what`` otherwise."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} is not a string")
+    found = _CONTROL.search(value)
+    if found:
+        raise ValueError(f"{what} holds the control character U+{ord(found.group()):04X}")
+    return value
+
+
+def _texts(value: Any, what: str) -> None:
+    if not isinstance(value, list):
+        raise ValueError(f"{what} is not a list")
+    for index, item in enumerate(value):
+        _text(item, f"{what}[{index}]")
+
+
 @dataclass(frozen=True, kw_only=True)
 class ImageConfig:
+    """The parts of an image's config a snapshot keeps. Each value reaches a line of the branch
+    Dockerfile, so every one is checked however the config was made (from the engine, or read
+    back from snapshot.json): the types below, and one line of text each (no control
+    character)."""
+
     env: list[str]
     entrypoint: list[str] | None
     cmd: list[str] | None
@@ -248,16 +273,38 @@ class ImageConfig:
     user: str
     labels: dict[str, str]
 
+    def __post_init__(self) -> None:
+        _texts(self.env, "config.env")
+        for name in ("entrypoint", "cmd"):
+            value = getattr(self, name)
+            if value is not None:
+                _texts(value, f"config.{name}")
+        _text(self.working_dir, "config.working_dir")
+        _text(self.user, "config.user")
+        if not isinstance(self.labels, dict):
+            raise ValueError("config.labels is not an object")
+        for key, value in self.labels.items():
+            _text(key, "a key of config.labels")
+            _text(value, f"config.labels[{key!r}]")
+
+    @classmethod
+    def from_json(cls, raw: Any) -> ImageConfig:
+        return cls(**_object(raw, cls))
+
     @classmethod
     def from_docker(cls, config: dict[str, Any]) -> ImageConfig:
+        """The config ``docker save`` wrote; ValueError when a value cannot be kept."""
         c = config.get("config") or {}
+        labels = c.get("Labels") or {}
+        if not isinstance(labels, dict):
+            raise ValueError("config.labels is not an object")
         return cls(
-            env=list(c.get("Env") or []),
+            env=c.get("Env") or [],
             entrypoint=c.get("Entrypoint"),
             cmd=c.get("Cmd"),
             working_dir=c.get("WorkingDir") or "",
             user=c.get("User") or "",
-            labels=dict(sorted((c.get("Labels") or {}).items())),
+            labels=dict(sorted(labels.items())),
         )
 
 
@@ -282,12 +329,19 @@ class ArchSnapshot(CellRecord):
         for layer in layers:
             if not (_SHA256.fullmatch(layer.sha256) and layer.file == f"{layer.sha256}.tar.xz"):
                 raise ValueError(f"layer file {layer.file!r} is not <its sha256>.tar.xz")
-        snap = cls(**{**values, "layers": layers, "config": ImageConfig(**values["config"])})
+        config = ImageConfig.from_json(values["config"])
+        snap = cls(**{**values, "layers": layers, "config": config})
         _runtime_and_arch(snap.runtime, snap.arch)
+        if snap.docker_arch != _DOCKER_ARCHES[snap.arch]:
+            raise ValueError(f"docker_arch {snap.docker_arch!r} is not {snap.arch}'s")
+        if not _DIGEST.fullmatch(snap.image_id):
+            raise ValueError(f"image_id {snap.image_id!r} is not sha256:<64 hex digits>")
         return snap
+
+    def missing_layers(self, cell: Cell) -> list[str]:
+        """The layer files this snapshot names that are not in the cell."""
+        return [layer.file for layer in self.layers if not (cell.layers / layer.file).is_file()]
 
     def is_current(self, cell: Cell, image_id: str) -> bool:
         """True when this snapshot is of ``image_id`` and every layer file is in the cell."""
-        return self.image_id == image_id and all(
-            (cell.layers / layer.file).is_file() for layer in self.layers
-        )
+        return self.image_id == image_id and not self.missing_layers(cell)

@@ -68,9 +68,10 @@ _MAX_FILE: Final = 256 << 20  # larger files are not read into memory for inspec
 # python-debian logs a warning for each old-style Format URL it accepts: not our reader's news.
 logging.getLogger("debian.copyright").setLevel(logging.ERROR)
 
-_DIST_INFO = re.compile(r"(?:^|/)([^/]+)\.dist-info/METADATA$")
-_NPM = re.compile(r"(?:^|/)node_modules/((?:@[^/]+/)?[^/@][^/]*)/package\.json$")
-_POM = re.compile(r"META-INF/maven/([^/]+)/([^/]+)/pom\.properties$")
+# Paths end at \Z: "$" would also match before a final newline of a name.
+_DIST_INFO = re.compile(r"(?:^|/)([^/]+)\.dist-info/METADATA\Z")
+_NPM = re.compile(r"(?:^|/)node_modules/((?:@[^/]+/)?[^/@][^/]*)/package\.json\Z")
+_POM = re.compile(r"META-INF/maven/([^/]+)/([^/]+)/pom\.properties\Z")
 
 
 @dataclass(frozen=True, order=True, kw_only=True)
@@ -211,8 +212,18 @@ def pypi_name(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def _unicode(value: str) -> str:
+    """Text read from the image as it can stand in a UTF-8 document: a lone surrogate (which
+    JSON's ``\\ud800`` escape yields) becomes U+FFFD. Anything else is kept as it is: the SBOM
+    is data, and JSON escapes newlines and quotes; formats that show text escape it
+    themselves (pipeline/text.py)."""
+    return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
 def python_package(path: str, text: bytes) -> Package | None:
-    meta = email.parser.BytesHeaderParser().parsebytes(text)
+    # Parsed as text: the bytes parser keeps a non-ASCII value (a licence naming its author)
+    # as an email.header.Header instead of a string.
+    meta = email.parser.HeaderParser().parsestr(text.decode("utf-8", "replace"))
     name, version = meta.get("Name"), meta.get("Version")
     if not name or not version:
         return None
@@ -248,13 +259,13 @@ def npm_package(path: str, text: bytes) -> Package | None:
     licence = data.get("license")
     if isinstance(licence, dict):
         licence = licence.get("type")
-    namespace, _, short = name.rpartition("/")
+    namespace, _, short = _unicode(name).rpartition("/")
     return Package(
         ecosystem="npm",
         namespace=namespace or None,
         name=short,
-        version=version,
-        licenses=(licence,) if isinstance(licence, str) and licence else (),
+        version=_unicode(version),
+        licenses=(_unicode(licence),) if isinstance(licence, str) and licence else (),
         path=path,
     )
 

@@ -1,9 +1,15 @@
-"""Schema errors as one sentence: where in the document, and what was expected there.
+"""The JSON Schema validator of runtimes.yaml and runtimes.lock.json, and its errors as one
+sentence: where in the document, and what was expected there.
 
-runtimes.yaml and runtimes.lock.json are both checked against a JSON Schema (runtimes.schema.json,
-lock.schema.json). jsonschema's own messages quote the schema; a maintainer wants the field and
-what belongs in it. ``explain`` turns the first error into ``(path, sentence)``; each loader adds
-its file name (and, for YAML, the line) in front.
+Both files are checked against a JSON Schema (runtimes.schema.json, lock.schema.json) by
+``validator``: Draft 2020-12 whose ``pattern`` is read as JSON Schema says, in ECMA-262's
+dialect (through ``regress``), not Python's ``re``. The difference matters for every pattern
+that validates a whole value: Python's ``$`` also matches before a final newline, so
+``^[a-z]+$`` would take ``"abc\n"``; ECMA-262's ``$`` is the end of the value.
+
+jsonschema's own messages quote the schema; a maintainer wants the field and what belongs in
+it. ``explain`` turns the first error into ``(path, sentence)``; each loader adds its file name
+(and, for YAML, the line) in front.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any, Final, cast
 
 import jsonschema
-import jsonschema.protocols
+import regress
 
 Where = tuple[str | int, ...]
 
@@ -36,45 +42,34 @@ _CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @functools.cache
-def _ecma_anchors(pattern: str) -> re.Pattern[str]:
-    """``pattern`` compiled with ``$`` (outside a character class) meaning what it means in a
-    JSON Schema (ECMA-262): the end of the string. Python's ``$`` also matches before a final
-    newline, so ``^[0-9a-f]{64}$`` would take a digest followed by a line break."""
-    out, in_class, i = [], False, 0
-    while i < len(pattern):
-        char = pattern[i]
-        if char == "\\":
-            out.append(pattern[i : i + 2])
-            i += 2
-            continue
-        if in_class:
-            in_class = char != "]"
-        elif char == "[":
-            in_class = True
-        elif char == "$":
-            char = r"\Z"
-        out.append(char)
-        i += 1
-    return re.compile("".join(out))
+def _ecma(pattern: str) -> regress.Regex:
+    return regress.Regex(pattern, "u")  # JSON Schema's patterns are Unicode-aware ECMA-262
 
 
-def _pattern(
+def _ecma_pattern(
     validator: Any, pattern: str, instance: Any, schema: dict[str, Any]
 ) -> Iterator[jsonschema.ValidationError]:
-    if validator.is_type(instance, "string") and not _ecma_anchors(pattern).search(instance):
+    """The ``pattern`` keyword, matched as ECMA-262 matches: a search, anchored only where the
+    pattern says, ``$`` at the very end."""
+    if not validator.is_type(instance, "string"):
+        return
+    try:
+        found = _ecma(pattern).find(instance) is not None
+    except UnicodeEncodeError:  # a lone surrogate (from a JSON escape) matches no pattern
+        found = False
+    if not found:
         yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
-# Draft 2020-12, with ``pattern`` read as the schema's dialect reads it (see _ecma_anchors);
-# extend() is jsonschema's documented way to replace a keyword (it has no type hints).
-Validator: Final = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
-    jsonschema.Draft202012Validator, validators={"pattern": _pattern}
+_Validator: Final = jsonschema.validators.extend(  # type: ignore[no-untyped-call]  # untyped stub
+    jsonschema.Draft202012Validator, {"pattern": _ecma_pattern}
 )
 
 
-def validator(schema: dict[str, Any], **kwargs: Any) -> jsonschema.protocols.Validator:
-    """The validator of runtimes.yaml and the lock file for ``schema``."""
-    return cast(jsonschema.protocols.Validator, Validator(schema, **kwargs))
+def validator(schema: dict[str, Any]) -> Any:
+    """A validator of ``schema`` (Draft 2020-12, its formats checked) whose patterns are read
+    in ECMA-262's dialect."""
+    return _Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
 
 
 def dotted(where: Where) -> str:
@@ -170,6 +165,9 @@ def explain(
     if error.validator == "pattern":
         described = schema.get("description") or f"of the form {expected}"
         return where, f"{short(value)} is not valid; expected {described}{suffix}"
+    if error.validator == "maxLength" and isinstance(value, str):
+        described = schema.get("description") or f"at most {expected} characters"
+        return where, f"{short(value)} has {len(value)} characters; expected {described}"
     if error.validator == "uniqueItems":
         return where, f"{short(value)} lists an item twice"
     # Anything else: jsonschema's own sentence, kept to one line.

@@ -43,7 +43,7 @@ def parse_release_time(raw: str) -> int:
     """LAMBDA_IMAGES_RELEASE_TIME as seconds; unset means now (when the command started)."""
     if not raw:
         return int(time.time())
-    if not raw.isdigit():
+    if not re.fullmatch(r"[0-9]{1,11}", raw):  # ASCII digits: str.isdigit takes "²" and "١٢"
         msg = (
             f"LAMBDA_IMAGES_RELEASE_TIME={raw!r}: expected a non-negative integer "
             "(seconds since 1970, e.g. `date +%s`)"

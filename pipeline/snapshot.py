@@ -24,6 +24,7 @@ one xz mode (multi-threaded, whose output does not depend on the thread count).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -33,6 +34,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -47,7 +49,15 @@ from .matrix import Arch, Runtime, Target
 from .oci.archive import read_engine_image
 from .oci.layers import deletions_above, is_empty_layer, normalize_layer
 from .records import ArchSnapshot, ImageConfig, Layer
-from .workdir import SNAPSHOT, Cell, UnreadableRecord, WorkDir, atomic_file
+from .workdir import (
+    SNAPSHOT,
+    Cell,
+    UnreadableRecord,
+    WorkDir,
+    atomic_file,
+    remove_stale,
+    write_atomic,
+)
 
 # xz in multi-threaded mode: its output is the same for any thread count (xz(1), --threads).
 XZ_ARGS: Final = ("xz", "--format=xz", "-6", "--threads=0", "--check=crc64", "--stdout")
@@ -61,6 +71,14 @@ def require_snapshot(cell: Cell) -> ArchSnapshot:
         raise SnapshotError(f"{exc}; run `lambda-images snapshot` again") from None
     if snap is None:
         msg = f"{cell.record(SNAPSHOT)}: no snapshot; run `lambda-images snapshot` first"
+        raise SnapshotError(msg)
+    missing = snap.missing_layers(cell)
+    if missing:
+        msg = (
+            f"{cell.layers / missing[0]}: a layer of the snapshot is missing"
+            f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}; run "
+            "`lambda-images snapshot` again"
+        )
         raise SnapshotError(msg)
     return snap
 
@@ -79,6 +97,21 @@ def compress_xz(source: Path, folder: Path) -> tuple[str, int, Path]:
         return sha, final.stat().st_size, final
 
 
+def decompressed_digest(path: Path) -> str | None:
+    """``sha256:<hex>`` of what the ``.xz`` file at ``path`` decompresses to (xz checks each
+    block's CRC64 on the way); None when it does not decompress."""
+    digest = hashlib.sha256()
+    with subprocess.Popen(
+        ["xz", "--decompress", "--stdout", "--threads=0", "--", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    ) as proc:
+        assert proc.stdout is not None
+        while chunk := proc.stdout.read(CHUNK):
+            digest.update(chunk)
+    return f"sha256:{digest.hexdigest()}" if proc.returncode == 0 else None
+
+
 def compress_layer(
     normalized: Path, diff_id: str, folder: Path, cache: Path | None
 ) -> tuple[str, int]:
@@ -94,11 +127,16 @@ def compress_layer(
     options = hashlib.sha256("\0".join(XZ_ARGS).encode()).hexdigest()[:12]
     cached = cache / options / f"{diff_id.removeprefix('sha256:')}.tar.xz"
     if cached.is_file():
-        sha = sha256_file(cached)
-        final = folder / f"{sha}.tar.xz"
-        if not final.exists():
-            os.link(cached, final)
-        return sha, final.stat().st_size
+        # Named by what it decompresses to: checked on every reuse, since a damaged or
+        # replaced file would otherwise become a branch tarball under a name of its own.
+        if decompressed_digest(cached) == diff_id:
+            sha = sha256_file(cached)
+            final = folder / f"{sha}.tar.xz"
+            if not final.exists():
+                os.link(cached, final)
+            return sha, final.stat().st_size
+        log.warning(f"{cached}: not the layer {diff_id[:19]} it is named for; compressed again")
+        cached.unlink(missing_ok=True)
     sha, size, path = compress_xz(normalized, folder)
     cached.parent.mkdir(parents=True, exist_ok=True)
     # Link under a private name, then rename: a concurrent snapshot may be caching it too.
@@ -116,28 +154,31 @@ def warm_layer_cache(
     Called with the OS base image while a runtime builds on it: the base layer is most of every
     image, and its compression then overlaps the build instead of following it. The snapshot
     finds the result by diff ID; a layer that differs is simply compressed again. Returns the
-    thread to join before snapshotting, or None when this image was (being) warmed before.
+    thread to join before snapshotting, or None when this image was warmed before or another
+    process is warming it now.
+
+    ``warmed/<id>`` says an image was warmed, and is written only once it was; while one process
+    warms it, it holds ``warmed/.<id>.lock`` (flock, let go by the kernel however the process
+    ends), so a warming killed midway is done again by the next build, and its staging folder
+    (``.warm-<id>-…``) is removed then.
     """
     image_id = client.images.get(image_name).id.removeprefix("sha256:")
-    marker = cache / "warmed" / image_id  # written once warmed
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    # Claimed with a lock, not a file: a process killed while warming releases it, and the
-    # next one warms the image (and clears the staging folder the killed one left).
-    claim = os.open(marker.with_name(f".{image_id}.lock"), os.O_CREAT | os.O_WRONLY, 0o644)
-    try:
-        fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(claim)
-        return None  # another process building on the same base is warming it
-    if marker.exists():
+    warmed = cache / "warmed"
+    if (warmed / image_id).exists():
+        return None
+    warmed.mkdir(parents=True, exist_ok=True)
+    claim = _claim_warming(warmed, image_id)
+    if claim is None:  # another process is warming it
+        return None
+    if (warmed / image_id).exists():  # it finished while we asked
         os.close(claim)
         return None
 
     def work() -> None:
-        staging = cache / f".warm-{image_id}"
+        staging: Path | None = None
         try:
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir()
+            _remove_stale_warming(cache, image_id)
+            staging = Path(tempfile.mkdtemp(prefix=f".warm-{image_id}-", dir=cache))
             _, tars = export_image(client, image_name, staging)
             out = staging / "out"
             out.mkdir()
@@ -147,16 +188,48 @@ def warm_layer_cache(
                 diff_id, _ = normalize_layer(tar, normalized, epoch, above[index])
                 compress_layer(normalized, diff_id, out, cache)
                 normalized.unlink()
-            marker.touch()
+            write_atomic(warmed / image_id, b"")
         except Exception as exc:  # only a head start: the snapshot does the work anyway
             log.detail(f"  warming the layer cache from {image_name} failed: {exc}")
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
-            os.close(claim)
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+            os.close(claim)  # lets go of the claim
 
     thread = threading.Thread(target=work, name=f"warm {image_name}", daemon=True)
     thread.start()
     return thread
+
+
+def _claim_warming(warmed: Path, image_id: str) -> int | None:
+    """A descriptor holding ``warmed/.<id>.lock``, or None when another process holds it."""
+    fd = os.open(warmed / f".{image_id}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _remove_stale_warming(cache: Path, own: str) -> None:
+    """Staging folders of warmings that no process holds any more (killed ones); ``own`` is
+    the image whose claim this process holds: any folder of it is a killed one's."""
+    for path in cache.glob(".warm-*"):
+        image_id = path.name.removeprefix(".warm-").partition("-")[0]
+        if image_id == own:
+            shutil.rmtree(path, ignore_errors=True)
+            continue
+        if len(image_id) != 64:  # named before warmings had a claim: a day is plenty
+            if time.time() - path.stat().st_mtime > 86400:
+                shutil.rmtree(path, ignore_errors=True)
+            continue
+        claim = _claim_warming(cache / "warmed", image_id)
+        if claim is not None:
+            try:
+                shutil.rmtree(path, ignore_errors=True)
+            finally:
+                os.close(claim)
 
 
 # --- Dockerfile text (pure) -----------------------------------------------------------------
@@ -180,6 +253,17 @@ def _env_value(value: str, what: str) -> str:
 
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+# What a USER or WORKDIR value may hold and still be written bare, as AWS's Dockerfiles do
+# (`WORKDIR /var/task`): nothing the Dockerfile's word lexer reads as a quote, an escape, a
+# variable or a separator.
+_BARE_WORD = re.compile(r"[A-Za-z0-9_./:@%+,=-]+")
+
+
+def _word(value: str, what: str) -> str:
+    """A USER or WORKDIR value as one Dockerfile word: bare when it holds only plain
+    characters, else double-quoted with its quotes, backslashes and ``$`` escaped (as ENV and
+    LABEL values are), so that no value adds a line, an instruction or a variable."""
+    return value if _BARE_WORD.fullmatch(value) else _env_value(value, what)
 
 
 def _checked_key(key: str, *, env: bool) -> str:
@@ -205,9 +289,11 @@ def snapshot_dockerfile(snap: ArchSnapshot, prefix: str) -> str:
         label = json.dumps(_checked_key(key, env=False))
         lines.append(f"LABEL {label}={_env_value(value, f'LABEL {key}')}")
     if snap.config.user:
-        lines.append(f"USER {snap.config.user}")
+        lines.append(f"USER {_word(snap.config.user, 'USER')}")
     if snap.config.working_dir:
-        lines.append(f"WORKDIR {snap.config.working_dir}")
+        lines.append(f"WORKDIR {_word(snap.config.working_dir, 'WORKDIR')}")
+    # The exec (JSON) form: json.dumps escapes every control character and quote, so a value
+    # stays inside its string; ImageConfig refused anything but a list of strings.
     if snap.config.entrypoint:
         lines.append(f"ENTRYPOINT {json.dumps(snap.config.entrypoint)}")
     if snap.config.cmd:
@@ -340,21 +426,40 @@ def snapshot_image(
 ) -> ArchSnapshot:
     """Export ``image_name``, write the cell's ``layers/*.tar.xz`` and ``snapshot.json``
     (compressed layers are reused from ``layer_cache`` when given)."""
-    folder, layers_dir = cell.folder, cell.layers
     try:
         image = client.images.get(image_name)
     except docker.errors.ImageNotFound:
         msg = f"no image {image_name} in the engine; build it first (lambda-images build)"
         raise SnapshotError(msg) from None
-    folder.mkdir(parents=True, exist_ok=True)
+    with cell.locked():  # callers may hold it already (it is the process's)
+        remove_stale(cell.folder, ".snapshot-")  # what a killed snapshot left: none is live
+        return _snapshot_image(
+            client, image, image_name, runtime_id, arch, cell, epoch, layer_cache
+        )
+
+
+def _snapshot_image(
+    client: Any,
+    image: Any,
+    image_name: str,
+    runtime_id: str,
+    arch: Arch,
+    cell: Cell,
+    epoch: int,
+    layer_cache: Path | None,
+) -> ArchSnapshot:
+    folder, layers_dir = cell.folder, cell.layers
     staging = Path(tempfile.mkdtemp(prefix=".snapshot-", dir=folder))
     try:
         config, layer_tars = export_image(client, image_name, staging)
         if config.get("architecture") != arch.docker:
             msg = f"{image_name} is {config.get('architecture')}, not {arch.docker}"
             raise SnapshotError(msg)
-        new_layers = staging / "layers"
-        new_layers.mkdir()
+        # Layer files are named by their content, so the new ones go straight beside the old:
+        # a name already there is the same bytes, and snapshot.json (written last, atomically)
+        # is what switches from the old snapshot to the new one. At every moment, the record
+        # in place names files that are all there; a killed snapshot leaves the old one whole.
+        layers_dir.mkdir(exist_ok=True)
 
         above = deletions_above(layer_tars)
 
@@ -365,7 +470,7 @@ def snapshot_image(
             if is_empty_layer(normalized):
                 normalized.unlink()
                 return None
-            sha, compressed = compress_layer(normalized, diff_id, new_layers, layer_cache)
+            sha, compressed = compress_layer(normalized, diff_id, layers_dir, layer_cache)
             normalized.unlink()
             return Layer(
                 file=f"{sha}.tar.xz",
@@ -378,22 +483,34 @@ def snapshot_image(
         workers = max(1, min(len(layer_tars), os.cpu_count() or 1))
         with ThreadPoolExecutor(max_workers=workers) as pool:
             layers = [layer for layer in pool.map(one, enumerate(layer_tars)) if layer]
+        try:
+            image_config = ImageConfig.from_docker(config)
+        except ValueError as exc:
+            raise SnapshotError(f"{image_name}: its config cannot be snapshotted: {exc}") from None
         snap = ArchSnapshot(
             runtime=runtime_id,
             arch=arch.name,
             docker_arch=arch.docker,
             image_id=image.id,
             layers=layers,
-            config=ImageConfig.from_docker(config),
+            config=image_config,
         )
-        # Swap the new layers in whole: a failed snapshot leaves the previous one intact.
-        if layers_dir.exists():
-            shutil.rmtree(layers_dir)
-        new_layers.rename(layers_dir)
         snap.write(cell)
+        _remove_unlisted(layers_dir, {layer.file for layer in layers})
         return snap
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _remove_unlisted(folder: Path, keep: set[str]) -> None:
+    """Remove what a snapshot record no longer names: the previous snapshot's layers, and the
+    temporary files of a killed one."""
+    for path in folder.iterdir():
+        if path.name not in keep:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def branch_files(
@@ -450,6 +567,20 @@ def assemble_branch(
     if sboms is None and epoch is not None:
         sboms = {snap.arch: cell_sbom(work, snap, epoch, pins) for snap in snaps}
     files = branch_files(runtime, snaps, sboms=sboms, history=history)
+    # The runtime's lock, then its cells' (the order every command takes them in): no snapshot
+    # replaces a layer while it is linked here. Callers may hold them already (they are the
+    # process's).
+    with contextlib.ExitStack() as held:
+        held.enter_context(work.runtime_locked(runtime.id))
+        for snap in snaps:
+            held.enter_context(work.cell(runtime.id, snap.arch).locked())
+        remove_stale(work.runtime_folder(runtime.id), ".branch-")  # a killed layout's: not live
+        return _lay_out_branch(runtime, work, snaps, files)
+
+
+def _lay_out_branch(
+    runtime: Runtime, work: WorkDir, snaps: Sequence[ArchSnapshot], files: Mapping[str, str]
+) -> Path:
     dest = work.branch(runtime.id)
     staging = Path(tempfile.mkdtemp(prefix=".branch-", dir=work.runtime_folder(runtime.id)))
     try:

@@ -17,8 +17,12 @@ Layout (``<work>`` is ``--work``, ``out`` by default)::
 Records are JSON, written atomically (a temporary file in the same folder, fsync, rename), so a
 crash leaves the old record or the new one, never half of one. A record that cannot be read
 anyway (an older tool, a disk error, a hand edit) is treated as missing, with one warning line,
-and the stage that writes it does its work again. A lock per cell (``flock``) makes two
-processes working on one cell take turns.
+and the stage that writes it does its work again. A lock per cell and one per runtime
+(``flock``) make two processes working on one cell or runtime take turns; a command that needs
+both takes the runtime's first. A lock belongs to the process that took it (a function holding
+it may call one that takes it again), and the kernel lets go of it however the process ends, so
+whatever is found under a staging name (``.snapshot-*``, ``.branch-*``) while holding the lock
+that guards it was left by a killed process and is removed (``remove_stale``).
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +122,27 @@ def unwritable(path: Path, *, is_file: bool) -> str | None:
     return None
 
 
+RECORD_MAX_BYTES: Final = 64 << 20  # a record is a few kilobytes; a bigger one is not ours
+
+
+class TooLarge(ValueError):
+    """A file holds more than its reader takes (``read_bounded``)."""
+
+    def __init__(self, path: Path, limit: int) -> None:
+        super().__init__(f"{path}: larger than {limit >> 20} MiB")
+        self.path, self.limit = path, limit
+
+
+def read_bounded(path: Path, limit: int) -> bytes:
+    """The bytes of ``path``, at most ``limit``: TooLarge when there are more. What a person or
+    another job hands over may be anything, /dev/zero included; only this much is ever read."""
+    with path.open("rb") as stream:
+        data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise TooLarge(path, limit)
+    return data
+
+
 class UnreadableRecord(ValueError):
     """A record that exists but cannot be read or parsed; ``reason`` says why, in a few words."""
 
@@ -129,9 +156,11 @@ def parse_record(path: Path, parse: Callable[[Any], T]) -> T | None:
     """The record at ``path`` made into a value by ``parse``; None when there is none, and
     UnreadableRecord when it is there but malformed."""
     try:
-        raw = path.read_bytes()
+        raw = read_bounded(path, RECORD_MAX_BYTES)
     except FileNotFoundError:
         return None
+    except TooLarge:
+        raise UnreadableRecord(path, f"larger than {RECORD_MAX_BYTES >> 20} MiB") from None
     try:
         return parse(json.loads(raw.decode("utf-8")))
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
@@ -157,10 +186,33 @@ def read_json(path: Path, parse: Callable[[Any], T]) -> T | None:
         return None
 
 
+# Locks this process holds (real path → how many times entered): a lock is the process's, so
+# a function that takes it may call another that takes it too (a publish holds its runtime's
+# lock and lays out the branch, which takes it again). flock on a second descriptor of the
+# same file would wait for the first, forever.
+_HELD: dict[str, int] = {}
+_HELD_GUARD = threading.Lock()
+
+
 @contextlib.contextmanager
 def flocked(path: Path, what: str) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (created when missing); say so when waiting for it."""
+    """Hold an exclusive lock on ``path`` (created when missing); say so when waiting for it.
+    Other processes wait; this process may enter it again while it holds it."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    key = os.path.realpath(path)
+    with _HELD_GUARD:
+        if key in _HELD:
+            _HELD[key] += 1
+            entered_again = True
+        else:
+            entered_again = False
+    if entered_again:
+        try:
+            yield
+        finally:
+            with _HELD_GUARD:
+                _HELD[key] -= 1
+        return
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
@@ -168,9 +220,29 @@ def flocked(path: Path, what: str) -> Iterator[None]:
         except BlockingIOError:
             log.info(f"{what} is in use by another lambda-images process; waiting for it")
             fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        with _HELD_GUARD:
+            _HELD[key] = 1
+        try:
+            yield
+        finally:
+            with _HELD_GUARD:
+                del _HELD[key]
     finally:
         os.close(fd)  # closing releases the lock
+
+
+def remove_stale(folder: Path, prefix: str) -> None:
+    """Remove what a killed process left in ``folder``: entries named ``prefix*`` (its staging
+    folders and temporary files). Call it only while holding the lock of whatever writes
+    such entries there, so that none of them can be a live one."""
+    if not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        if path.name.startswith(prefix):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

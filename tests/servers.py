@@ -145,6 +145,7 @@ class FaultProxy:
         self.faults: dict[str, int] = dict.fromkeys(self.FAULTS, 0)
         self.upload_bytes = 0
         self.manifest_puts: list[str] = []
+        self.authorizations: list[str | None] = []  # each request's Authorization header
         self.on_request: Callable[[str, str], None] | None = None
         # (method, path fragment, status): answer matching requests with that status.
         self.refuse: tuple[str, str, int] | None = None
@@ -163,6 +164,8 @@ class FaultProxy:
                     self.send_error(413)
                     return
                 body = self.rfile.read(length) if length else b""
+                with proxy.lock:
+                    proxy.authorizations.append(self.headers.get("Authorization"))
                 if proxy.on_request is not None:
                     proxy.on_request(self.command, self.path)
                 if (

@@ -1,12 +1,19 @@
 """Registry credentials: the environment (via Settings), ECR Public's token through boto3, or
 the Docker config (``auths``, ``credHelpers``, ``credsStore``, read by the docker SDK). They are
 held in memory only and never printed (``password`` is left out of the repr).
+
+Each source is bound to the host its credentials were given for, and is asked only for that
+host (``SOURCES``, in the order they are tried): the environment's pair belongs to the
+command's ``--registry`` host, ECR Public's token to ``public.ecr.aws``, a Docker config entry
+to the host it names. A ``--mirror`` on another host therefore never receives the primary's
+password; it gets the Docker config's entry for its own host, or nothing.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -90,13 +97,56 @@ def docker_config_credentials(host: str, config_dir: Path) -> Credentials | None
     return None
 
 
-def resolve_credentials(
-    host: str, settings: Settings, *, ecr_client: Any | None = None
-) -> Credentials | None:
-    """Environment first, then ECR Public (for public.ecr.aws), then the Docker config."""
-    user, password = settings.registry_user, settings.registry_password
-    if user and password:
+def same_host(one: str, other: str) -> bool:
+    """True when two registry hosts (``name[:port]``) are one: names compare without case."""
+    return one.lower() == other.lower()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Lookup:
+    """What a credential source is asked: the host a request goes to, and the host the
+    environment's pair was given for (the command's ``--registry``)."""
+
+    host: str
+    environment_host: str
+    settings: Settings
+    ecr_client: Any | None = None
+
+
+def _environment(lookup: Lookup) -> Credentials | None:
+    user, password = lookup.settings.registry_user, lookup.settings.registry_password
+    if user and password and same_host(lookup.host, lookup.environment_host):
         return Credentials(username=user, password=password, source="the environment")
-    if is_ecr_public(host):
-        return ecr_public_credentials(ecr_client)
-    return docker_config_credentials(host, settings.docker_config)
+    return None
+
+
+def _ecr_public(lookup: Lookup) -> Credentials | None:
+    return ecr_public_credentials(lookup.ecr_client) if is_ecr_public(lookup.host) else None
+
+
+def _docker_config(lookup: Lookup) -> Credentials | None:
+    return docker_config_credentials(lookup.host, lookup.settings.docker_config)
+
+
+# (name, source): tried in this order, the first that has credentials for the host wins.
+SOURCES: Final[tuple[tuple[str, Callable[[Lookup], Credentials | None]], ...]] = (
+    (f"{USER_ENV} and {PASSWORD_ENV}, for --registry's host only", _environment),
+    (f"ECR Public's token (boto3), for {ECR_PUBLIC_HOST} only", _ecr_public),
+    ("the Docker config's entry for the host", _docker_config),
+)
+
+
+def resolve_credentials(
+    host: str, settings: Settings, *, environment_host: str, ecr_client: Any | None = None
+) -> Credentials | None:
+    """The credentials that belong to ``host``: the environment's pair when ``host`` is
+    ``environment_host`` (the command's ``--registry``), then ECR Public's token for
+    public.ecr.aws, then the Docker config's entry for ``host``."""
+    lookup = Lookup(
+        host=host, environment_host=environment_host, settings=settings, ecr_client=ecr_client
+    )
+    for _, source in SOURCES:
+        found = source(lookup)
+        if found is not None:
+            return found
+    return None

@@ -81,10 +81,19 @@ class Deletions:
     (ending in "/", "" for the root) under which everything is deleted."""
 
     paths: frozenset[str] = frozenset()
-    under: tuple[str, ...] = ()
+    under: frozenset[str] = frozenset()
 
     def hides(self, name: str) -> bool:
-        return name in self.paths or name.startswith(self.under)
+        """True when ``name`` is deleted: looked up by each of its folders, so the cost is its
+        depth, not the number of deletions."""
+        if name in self.paths or "" in self.under:
+            return True
+        slash = name.find("/")
+        while slash != -1:
+            if name[: slash + 1] in self.under:
+                return True
+            slash = name.find("/", slash + 1)
+        return False
 
     def plus(self, names: Iterable[str]) -> Deletions:
         """These deletions and those of a layer with the entries ``names`` (clean names)."""
@@ -93,7 +102,7 @@ class Deletions:
             if not gone.opaque:
                 paths.add(gone.path)
             under.add(f"{gone.path}/" if gone.path else "")
-        return Deletions(frozenset(paths), tuple(sorted(under)))
+        return Deletions(frozenset(paths), frozenset(under))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,17 +188,46 @@ def read_layer(
 
 class FileTree(Generic[X]):
     """The file system a stack of layers makes: clean path → the entry the top-most layer that
-    holds it wrote."""
+    holds it wrote.
+
+    Beside the entries, each folder's children are indexed (folders a layer does not list
+    included), so that a deletion visits only what it removes: building the tree is linear in
+    the number of entries, whiteouts and replaced folders included.
+    """
 
     def __init__(self, layers: Iterable[LayerEntries[X]] = ()) -> None:
         self.entries: dict[str, Entry[X]] = {}
+        # folder ("" is the root) → the paths right under it that are entries or lead to one
+        self._children: dict[str, set[str]] = {}
         for layer in layers:
             self.add(layer)
 
+    def _link(self, path: str) -> None:
+        """Index ``path`` under its folder, and each folder under its own, up to the root."""
+        while path:
+            parent = path.rpartition("/")[0]
+            children = self._children.setdefault(parent, set())
+            if path in children:
+                return  # its folders are indexed already
+            children.add(path)
+            path = parent
+
+    def _remove_under(self, folder: str) -> None:
+        """Remove every path under ``folder`` (not the folder itself)."""
+        pending = [folder]
+        while pending:
+            for child in self._children.pop(pending.pop(), ()):
+                self.entries.pop(child, None)
+                pending.append(child)
+
     def _delete(self, gone: Whiteout) -> None:
-        # A scan: deletions are few (whiteouts, a folder replaced by a file).
-        for path in [p for p in self.entries if gone.hides(p)]:
-            del self.entries[path]
+        """Remove what ``gone`` hides (Whiteout.hides), visiting nothing else."""
+        if not gone.opaque and not gone.path:
+            return  # a whiteout of nothing (".wh." alone) hides no entry
+        self._remove_under(gone.path)
+        if not gone.opaque:
+            self.entries.pop(gone.path, None)
+            self._children.get(gone.path.rpartition("/")[0], set()).discard(gone.path)
 
     def add(self, layer: LayerEntries[X]) -> None:
         """Put ``layer`` on top: its deletions first (they act on the layers below), then its
@@ -201,6 +239,7 @@ class FileTree(Generic[X]):
             if old is not None and old.kind == "dir" and entry.kind != "dir":
                 self._delete(Whiteout(entry.path))  # a file replaces a folder's whole tree
             self.entries[entry.path] = entry
+            self._link(entry.path)
 
     def resolve(self, path: str, depth: int = 0) -> str | None:
         """``path`` with the symbolic links among its folders (and itself) followed; None when

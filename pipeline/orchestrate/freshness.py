@@ -38,18 +38,21 @@ class RefreshReport:
     it (and why), which could not be, and what publishing them did."""
 
     registry: str
-    checked: OutdatedReport
+    checked: OutdatedReport | None = None  # None: the check itself did not finish
     rebuilt: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # runtime → why it was not refreshed
     publish: PublishReport | None = None
+    error: str | None = None  # what stopped the refresh outside any one runtime, if anything
 
     def behind(self, runtime: str) -> list[ImageReport]:
-        return [i for i in self.checked.outdated if i.runtime == runtime]
+        outdated = self.checked.outdated if self.checked is not None else []
+        return [i for i in outdated if i.runtime == runtime]
 
     @property
     def affected(self) -> list[str]:
         """The runtimes with a published image behind its archives, in matrix order."""
-        return list(dict.fromkeys(i.runtime for i in self.checked.outdated))
+        outdated = self.checked.outdated if self.checked is not None else []
+        return list(dict.fromkeys(i.runtime for i in outdated))
 
     def raise_for_failure(self) -> None:
         """PublishError naming the runtimes that could not be rebuilt or published."""
@@ -60,13 +63,16 @@ class RefreshReport:
     def as_json(self) -> dict[str, Any]:
         return {
             "registry": self.registry,
-            "ok": not self.failed and (self.publish is None or self.publish.ok),
+            "ok": self.error is None
+            and not self.failed
+            and (self.publish is None or self.publish.ok),
+            "error": self.error,
             "rebuilt": {
                 rt: {i.arch: [dataclasses.asdict(u) for u in i.upgrades] for i in self.behind(rt)}
                 for rt in self.rebuilt
             },
             "failed": self.failed,
-            "checked": self.checked.as_json(),
+            "checked": None if self.checked is None else self.checked.as_json(),
             "publish": None if self.publish is None else self.publish.as_json(),
         }
 
@@ -77,13 +83,14 @@ def refresh(run: Run, request: RefreshRequest) -> RefreshReport:
     runtime is published whole; the archives' new state is a new base, so the rebuild picks
     the new versions up) and publish those; the others are not touched. A runtime whose
     rebuild or publish fails is not published, and the others go on; the report is written
-    even then, and names it in ``failed``."""
+    even then, and names it in ``failed``. The report (``--report``) is written however the
+    refresh ends, a check that could not be made included (``error``)."""
     by_id = {rt.id: rt for rt in request.runtimes}
-    checked = outdated_images(
-        run, OutdatedRequest(cells=Cells(runtimes=request.runtimes), registry=request.registry)
-    )
-    report = RefreshReport(registry=str(request.registry), checked=checked)
+    report = RefreshReport(registry=str(request.registry))
     try:
+        report.checked = outdated_images(
+            run, OutdatedRequest(cells=Cells(runtimes=request.runtimes), registry=request.registry)
+        )
         for runtime_id in report.affected:
             why = ", ".join(
                 f"{u.package} {u.installed} → {u.available}"
@@ -111,7 +118,14 @@ def refresh(run: Run, request: RefreshRequest) -> RefreshReport:
                 if r.status == "failed":
                     report.failed[r.runtime] = f"not published: {r.reason}"
                     report.rebuilt.remove(r.runtime)
+    except BaseException as exc:  # the report says why it stopped, then the error goes on
+        report.error = failure_reason(exc) if isinstance(exc, Exception) else "interrupted"
+        raise
     finally:
         if request.report is not None:
-            write_json(request.report, report.as_json())
+            try:
+                write_json(request.report, report.as_json())
+            except OSError as exc:
+                msg = f"--report {request.report}: cannot write the report ({exc.strerror})"
+                raise PublishError(msg) from None
     return report

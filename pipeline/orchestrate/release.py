@@ -19,7 +19,9 @@ release, and the branch moves last:
    the head of step 1. A run killed before this step leaves the branch at the previous release,
    and the next run completes it.
 
-A failing runtime is reported and the next one goes on. When every runtime is on the primary,
+Each runtime is published holding its lock and its cells' (workdir.py): a build, snapshot or
+branch layout of it in another process waits until it is done. A failing runtime is reported
+and the next one goes on. When every runtime is on the primary,
 the same blobs, manifests, SBOMs and tags go to each mirror; a mirror that fails is reported as
 behind and blocks neither the primary nor the other mirrors. The report (``--report``) is
 written even when publishing stops early.
@@ -27,10 +29,11 @@ written even when publishing stops early.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,7 +134,7 @@ def _publish_runtime(
         with log.step(f"branch {runtime.id}"):
             branch = push_branch(
                 runtime, content, remote, settings.environ, epoch=settings.epoch, expected=lease,
-                changes="\n".join(changelog(stamp, changes)),
+                changes=changelog(stamp, changes),
             )  # fmt: skip
         report.branch = {
             "commit": branch.commit,
@@ -141,14 +144,31 @@ def _publish_runtime(
     return Release(runtime=runtime, images=images, index=index, tags=wanted, sboms=artifacts)
 
 
+@contextlib.contextmanager
+def _runtime_held(run: Run, runtime: Runtime) -> Iterator[None]:
+    """The runtime's lock, then its cells' (the order every command takes them in), so that no
+    build, snapshot or branch layout of the runtime changes its work folder while it is read
+    and published. Folders that are not there are not made for a lock: such a runtime has no
+    snapshot to publish, and says so."""
+    with contextlib.ExitStack() as held:
+        if run.work.runtime_folder(runtime.id).is_dir():
+            held.enter_context(run.work.runtime_locked(runtime.id))
+            for arch in runtime.architectures:
+                cell = run.work.cell(runtime.id, arch)
+                if cell.folder.is_dir():
+                    held.enter_context(cell.locked())
+        yield
+
+
 def publish_runtime(
     run: Run, runtime: Runtime, registry: Registry, request: PublishRequest, report: RuntimeReport
 ) -> Release:
-    """``_publish_runtime`` with the transfer counts and the final status in ``report``; the
-    caller marks the runtime failed when this raises."""
+    """``_publish_runtime`` under the runtime's locks, with the transfer counts and the final
+    status in ``report``; the caller marks the runtime failed when this raises."""
     before = dataclasses.replace(registry.stats)
     try:
-        release = _publish_runtime(run, runtime, registry, request, report)
+        with _runtime_held(run, runtime):
+            release = _publish_runtime(run, runtime, registry, request, report)
     finally:
         after = registry.stats
         report.blobs_uploaded = after.blobs_uploaded - before.blobs_uploaded
@@ -211,13 +231,16 @@ def publish(run: Run, request: PublishRequest) -> PublishReport:
     are collected in the report, never raised midway, and the report is written even when
     publishing stops early. Mirrors that are behind are logged."""
     ref = request.registry
-    client = run.registry(ref)
-    mirrors = [(m, run.registry(m)) for m in request.mirrors]
     report = PublishReport(
         registry=str(ref), git_remote=request.remote, mirrors=[str(m) for m in request.mirrors]
     )
     releases: list[tuple[RuntimeReport, Release]] = []
+    clients: list[Registry] = []
     try:
+        client = run.registry(ref)
+        clients.append(client)
+        mirrors = [(m, run.registry(m, mirror_of=ref)) for m in request.mirrors]
+        clients += [mirror for _, mirror in mirrors]
         for runtime in request.runtimes:
             result = RuntimeReport(
                 runtime=runtime.id, repository=f"{ref.host}/{ref.repository(runtime.family.id)}"
@@ -236,10 +259,12 @@ def publish(run: Run, request: PublishRequest) -> PublishReport:
         # Mirrors after every runtime is on the primary, so that none of them delays it.
         for mirror_ref, mirror in mirrors:
             mirror_releases(mirror, mirror_ref, releases)
+    except BaseException as exc:  # the report says why it stopped, then the error goes on
+        report.error = failure_reason(exc) if isinstance(exc, Exception) else "interrupted"
+        raise
     finally:
-        client.session.close()
-        for _, mirror in mirrors:
-            mirror.session.close()
+        for opened in clients:
+            opened.session.close()
         if request.report is not None:
             try:
                 write_json(request.report, report.as_json())

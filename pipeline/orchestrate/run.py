@@ -56,14 +56,17 @@ class Run:
             self._client = connect(self.settings.docker_host)
         return self._client
 
-    def registry(self, ref: RegistryRef) -> Registry:
-        """A client of ``ref``'s registry, with the credentials Settings leads to."""
+    def registry(self, ref: RegistryRef, *, mirror_of: RegistryRef | None = None) -> Registry:
+        """A client of ``ref``'s registry, with the credentials that belong to its host
+        (oci/credentials.py). The environment's pair was given for the command's --registry:
+        a mirror (``mirror_of`` that registry) gets it only when it is on the same host."""
         if self.connect_registry is not None:
             return self.connect_registry(ref)
         from ..oci.credentials import resolve_credentials
         from ..oci.registry import Registry
 
-        credentials = resolve_credentials(ref.host, self.settings)
+        given_for = (mirror_of or ref).host
+        credentials = resolve_credentials(ref.host, self.settings, environment_host=given_for)
         return Registry(ref.host, scheme=ref.scheme, credentials=credentials)
 
     @property

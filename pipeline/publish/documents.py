@@ -147,6 +147,8 @@ def read_cells(runtime: Runtime, work: WorkDir) -> list[ArchSnapshot]:
         if snap.runtime != runtime.id or snap.arch != arch:
             msg = f"{cell.folder}: snapshot.json is for {snap.runtime}/{snap.arch}"
             raise PublishError(msg)
+        if missing := snap.missing_layers(cell):
+            raise PublishError(f"{cell.layers / missing[0]}: a layer of the snapshot is missing")
         snaps.append(snap)
     return snaps
 

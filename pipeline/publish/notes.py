@@ -11,6 +11,7 @@ from .. import sbom
 from ..matrix import Runtime
 from ..oci import referrers
 from ..oci.registry import Registry
+from ..text import markdown_code, plain_line
 from .tags import release_stamps
 
 
@@ -69,14 +70,16 @@ def changelog(stamp: str, changes: dict[str, sbom.Changes]) -> list[str]:
 
 
 def history_markdown(stamp: str, changes: dict[str, sbom.Changes]) -> list[str]:
-    """The README's change history section: this release against the one before it."""
+    """The README's change history section: this release against the one before it. Package
+    names and versions come from inside the image (or a registry's SBOM): each change is one
+    code span (text.markdown_code), shown as it is and never read as markdown or HTML."""
     lines = changelog(stamp, changes)
-    out = [f"### {lines[0].rstrip(':')}"]
+    out = [f"### {plain_line(lines[0].rstrip(':'))}"]
     for line in lines[1:]:
         if not line:
             out.append("")
         elif line.startswith("  "):
-            out.append(f"- `{line.strip()}`")
+            out.append(f"- {markdown_code(line.strip())}")
         else:
-            out.append(line)
+            out.append(plain_line(line))  # an architecture's name, ours
     return out

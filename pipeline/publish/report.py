@@ -47,11 +47,12 @@ class PublishReport:
     git_remote: str | None
     mirrors: list[str] = field(default_factory=list)
     runtimes: list[RuntimeReport] = field(default_factory=list)
+    error: str | None = None  # what stopped the publish outside any one runtime, if anything
 
     @property
     def ok(self) -> bool:
         """Every runtime published or unchanged on the primary registry (mirrors aside)."""
-        return all(r.status != "failed" for r in self.runtimes)
+        return self.error is None and all(r.status != "failed" for r in self.runtimes)
 
     @property
     def mirrors_behind(self) -> dict[str, dict[str, str | None]]:
@@ -76,6 +77,7 @@ class PublishReport:
             "git_remote": self.git_remote,
             "mirrors": self.mirrors,
             "ok": self.ok,
+            "error": self.error,
             "published": [r.runtime for r in self.runtimes if r.status == "published"],
             "unchanged": [r.runtime for r in self.runtimes if r.status == "unchanged"],
             "failed": {r.runtime: r.reason for r in self.runtimes if r.status == "failed"},

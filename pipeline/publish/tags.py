@@ -53,7 +53,7 @@ def runtime_tags(runtime: Runtime, release: int, *, latest: bool) -> dict[str, s
 
 def release_stamps(runtime: Runtime, tags: Sequence[str]) -> list[str]:
     """The stamps of the runtime's dated index tags among ``tags``, newest first."""
-    pattern = re.compile(re.escape(runtime.tag) + r"\.(\d{4}\.\d{2}\.\d{2}\.\d{2})")
+    pattern = re.compile(re.escape(runtime.tag) + r"\.([0-9]{4}\.[0-9]{2}\.[0-9]{2}\.[0-9]{2})")
     return sorted({m[1] for t in tags if (m := pattern.fullmatch(t))}, reverse=True)
 
 

@@ -4,6 +4,7 @@ tag names, and mirrors that get the same digests or are reported behind."""
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 import requests
 from conftest import REPO
 from publish_helpers import FAST_RETRY, credentials, git_head, make_runtime, publish_at
-from servers import RegistryServer
+from servers import FaultProxy, RegistryServer
 
 from pipeline.matrix import Matrix
 from pipeline.oci.transport import RetryPolicy
@@ -264,3 +265,56 @@ def test_mirror_gets_the_same_digests_and_a_mirror_that_is_down_is_reported_behi
     )["layers"][0]["digest"]
     blob = registry_server.get(f"/v2/primary/provided/blobs/{layer}").content
     assert blob == mirror.get(f"/v2/copy/provided/blobs/{layer}").content
+
+
+def test_a_mirror_gets_only_the_credentials_given_for_its_host(
+    registry_server: Any, matrix: Matrix, tmp_path: Path
+) -> None:
+    """`publish --mirror` from the command line, the primary's credentials in the environment
+    and the mirror's in the Docker config: the mirror sees its own or none, never the
+    primary's (they were given for --registry's host only)."""
+    primary = credentials(registry_server)
+    (tmp_path / "mirror").mkdir()
+    mirror = RegistryServer(tmp_path / "mirror", access_log=True)
+    mirror.start()
+    front = FaultProxy(mirror.host)  # records the Authorization header of every request
+    try:
+        own = "Basic " + base64.b64encode(f"AWS:{mirror.users['AWS']}".encode()).decode()
+        config = tmp_path / "docker-config"
+        config.mkdir()
+        (config / "config.json").write_text(
+            json.dumps({"auths": {front.host: {"auth": own.removeprefix("Basic ")}}})
+        )
+        make_runtime(tmp_path / "work", PROVIDED, "A", BOTH)
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "LAMBDA_IMAGES_CACHE": str(tmp_path / "cache"),
+            "LAMBDA_IMAGES_REGISTRY_USER": primary.username,
+            "LAMBDA_IMAGES_REGISTRY_PASSWORD": primary.password,
+            "DOCKER_CONFIG": str(config),
+            "LAMBDA_IMAGES_RELEASE_TIME": str(NINE),
+        }
+        report = tmp_path / "report.json"
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipeline", "--matrix", str(REPO / "runtimes.yaml"),
+             "--work", str(tmp_path / "work"), "publish", PROVIDED,
+             "--registry", f"{registry_server.host}/envcreds", "--mirror", f"{front.host}/copy",
+             "--report", str(report)],
+            capture_output=True, text=True, env=env, cwd=tmp_path,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        summary = json.loads(report.read_text())
+        assert summary["mirrors_behind"] == {}
+        tags = summary["runtimes"][0]["tags"]
+        assert {t: mirror.tag_digest("copy/provided", t) for t in tags} == tags
+    finally:
+        front.close()
+        mirror.stop()
+    seen = set(front.authorizations)
+    assert own in seen and seen <= {own, None}, "the mirror got credentials it was not given"
+    assert len(front.authorizations) > 20
+    logged = mirror.log_path.read_text()
+    assert len(mirror.requests_logged()) >= len(front.authorizations)  # it saw them all
+    assert "error authenticating user" not in logged
+    assert primary.password not in logged + proc.stdout + proc.stderr + report.read_text()

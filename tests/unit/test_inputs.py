@@ -144,11 +144,11 @@ def test_a_damaged_file_in_the_cache_is_fetched_again_not_used(
     lock = Lock.for_matrix(small_matrix.path)
     runtime = small_matrix.runtime("provided.al2023")
     cache = small_matrix.path.parent / "cache"
-    lock_url_inputs(runtime, lock, cache)
+    lock_url_inputs(runtime, lock, cache, environ={})
     target = small_matrix.targets([runtime], ["arm64"])[0]
     digest = hashlib.sha256(CONTENT["/rie-arm64"]).hexdigest()
     (cache / digest).write_bytes(b"damaged, or planted")
-    folder = fetch_inputs(target, lock, tmp_path / "context", cache)
+    folder = fetch_inputs(target, lock, tmp_path / "context", cache, environ={})
     assert folder is not None
     assert (folder / "rie-arm64").read_bytes() == CONTENT["/rie-arm64"]
     assert (cache / digest).read_bytes() == CONTENT["/rie-arm64"]

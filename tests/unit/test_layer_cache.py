@@ -7,9 +7,11 @@ import hashlib
 import os
 from pathlib import Path
 
+import pytest
+
 from pipeline.orchestrate import Run
 from pipeline.settings import Settings
-from pipeline.snapshot import compress_layer, compress_xz, warm_layer_cache
+from pipeline.snapshot import compress_layer, compress_xz, decompressed_digest, warm_layer_cache
 
 
 def _tar(path: Path) -> tuple[Path, str]:
@@ -102,3 +104,36 @@ def test_warming_is_left_to_the_process_doing_it_or_done(tmp_path: Path) -> None
         os.close(held)
     (cache / "warmed" / ("ab" * 32)).touch()  # warmed before
     assert warm_layer_cache(_Client(), "base", cache, 0) is None
+
+
+@pytest.mark.parametrize("damage", ["a flipped byte", "another layer's bytes", "truncated"])
+def test_a_damaged_cache_entry_is_never_used_and_is_compressed_again(
+    tmp_path: Path, damage: str
+) -> None:
+    """The cache is named by what each file decompresses to, and checked on every reuse."""
+    tar, diff_id = _tar(tmp_path / "layer.tar")
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    sha, size, _ = compress_xz(tar, fresh)
+    cache = tmp_path / "cache"
+    (tmp_path / "one").mkdir()
+    compress_layer(tar, diff_id, tmp_path / "one", cache)
+    [cached] = cache.rglob("*.tar.xz")
+    data = cached.read_bytes()
+    cached.unlink()  # the snapshot's own file is a hard link to it: leave that one alone
+    if damage == "a flipped byte":
+        cached.write_bytes(data[:200] + bytes([data[200] ^ 1]) + data[201:])
+    elif damage == "truncated":
+        cached.write_bytes(data[: len(data) // 2])
+    else:
+        other = tmp_path / "other.tar"
+        other.write_bytes(b"another layer" * 1000)
+        _, _, made = compress_xz(other, fresh)
+        cached.write_bytes(made.read_bytes())
+    (tmp_path / "two").mkdir()
+    assert compress_layer(tar, diff_id, tmp_path / "two", cache) == (sha, size)
+    assert (tmp_path / "two" / f"{sha}.tar.xz").read_bytes() == (
+        fresh / f"{sha}.tar.xz"
+    ).read_bytes()
+    assert cached.read_bytes() == (fresh / f"{sha}.tar.xz").read_bytes()  # repaired
+    assert decompressed_digest(cached) == diff_id

@@ -4,6 +4,7 @@ links mean the same to the snapshot, the conformance checks, the SBOM and outdat
 from __future__ import annotations
 
 import io
+import random
 import tarfile
 from pathlib import Path
 
@@ -74,3 +75,50 @@ def test_outdated_finds_the_dpkg_status_a_layer_holds_or_hides(tmp_path: Path) -
     assert _status_in_layer(layer({"var/lib/.wh.dpkg": b""})) == ""
     assert _status_in_layer(layer({"var/.wh..wh..opq": b""})) == ""
     assert _status_in_layer(layer({"etc/x": b"x"})) is None
+
+
+def _reference(layers: list[tree.LayerEntries[bytes]]) -> list[str]:
+    """The merged tree as the OCI spec words it, one scan per deletion (quadratic, small
+    inputs only): what FileTree's index must give."""
+    entries: dict[str, tree.Entry[bytes]] = {}
+    for layer in layers:
+        for gone in layer.whiteouts:
+            entries = {p: e for p, e in entries.items() if not gone.hides(p)}
+        for entry in layer.entries:
+            old = entries.get(entry.path)
+            if old is not None and old.kind == "dir" and entry.kind != "dir":
+                entries = {
+                    p: e for p, e in entries.items() if not tree.Whiteout(entry.path).hides(p)
+                }
+            entries[entry.path] = entry
+    return sorted(entries)
+
+
+def test_the_merged_tree_is_the_one_the_spec_describes_for_random_stacks() -> None:
+    rng = random.Random(23)
+    names = ["a", "a/b", "a/b/c", "a/b/d", "a/e", "f", "f/g", "h/i/j", "h/k"]
+    for _ in range(300):
+        layers = []
+        for _ in range(rng.randint(1, 4)):
+            entries: dict[str, bytes | str | None] = {}
+            for name in rng.sample(names, rng.randint(1, 5)):
+                kind = rng.choice(["file", "dir", "whiteout", "opaque"])
+                folder, _, base = name.rpartition("/")
+                if kind == "whiteout":
+                    entries[f"{folder}/.wh.{base}" if folder else f".wh.{base}"] = b""
+                elif kind == "opaque":
+                    entries[f"{name}/.wh..wh..opq"] = b""
+                else:
+                    entries[name] = None if kind == "dir" else name.encode()
+            layers.append(_read(entries))
+        assert sorted(tree.FileTree(layers).entries) == _reference(layers), layers
+
+
+def test_a_whiteout_of_nothing_and_an_opaque_root_mean_what_the_spec_says() -> None:
+    bottom = _read({"etc": None, "etc/a": b"a", "keep": b"k"})
+    assert sorted(tree.FileTree([bottom, _read({".wh.": b""})]).entries) == ["etc", "etc/a", "keep"]
+    assert sorted(tree.FileTree([bottom, _read({".wh..wh..opq": b"", "new": b"n"})]).entries) == [
+        "new"
+    ]
+    above = tree.Deletions().plus([".wh..wh..opq"])
+    assert above.hides("anything/at/all")

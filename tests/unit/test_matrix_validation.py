@@ -77,3 +77,15 @@ def test_lock_with_a_malformed_checksum_is_refused(tmp_path: Path) -> None:
     expected = r"inputs\.rie\.x86_64: 'abc' is not valid; expected 64"
     with pytest.raises(ConfigurationError, match=expected):
         Lock.load(path)
+
+
+def test_schema_patterns_are_read_as_ecma_262_so_dollar_ends_the_value() -> None:
+    """Python's `$` also matches before a final newline; JSON Schema's patterns are ECMA-262,
+    whose `$` is the end of the value (and whose `\\d` is ASCII)."""
+    from pipeline.schema_errors import validator
+
+    check = validator({"type": "string", "pattern": "^[a-z]+$"})
+    assert check.is_valid("abc")
+    assert not check.is_valid("abc\n")
+    assert not validator({"pattern": "^\\d+$"}).is_valid("\u0661\u0662")
+    assert not check.is_valid("ab\ud800")  # a lone surrogate from a JSON escape: no match

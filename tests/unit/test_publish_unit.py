@@ -23,10 +23,13 @@ from pipeline.oci.credentials import (
     resolve_credentials,
 )
 from pipeline.oci.registry import RegistryRef
+from pipeline.orchestrate import Run
 from pipeline.publish.documents import gzip_layer, prepare_images, read_cells
 from pipeline.publish.tags import dated_stamp, runtime_tags
 from pipeline.settings import Settings
 from pipeline.workdir import WorkDir
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_dated_tag_is_the_release_hour_in_utc() -> None:
@@ -160,6 +163,44 @@ def test_docker_config_credentials(tmp_path: Path) -> None:
     assert docker_config_credentials("other.example", tmp_path) is None
 
 
+def test_each_registry_gets_only_the_credentials_given_for_its_host(tmp_path: Path) -> None:
+    """The environment's pair is --registry's; a mirror on another host gets the Docker
+    config's entry for its own host, or nothing (never the primary's password)."""
+    auth = base64.b64encode(b"mirror-user:mirror-pw").decode()
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {"mirror.example": {"auth": auth}}}))
+    settings = Settings.from_environ(
+        {
+            "LAMBDA_IMAGES_REGISTRY_USER": "primary-user",
+            "LAMBDA_IMAGES_REGISTRY_PASSWORD": "primary-pw",
+            "DOCKER_CONFIG": str(tmp_path),
+            "LAMBDA_IMAGES_MATRIX": str(REPO / "runtimes.yaml"),
+        }
+    )
+    primary = RegistryRef.parse("primary.example/lambda")
+    run = Run.open(settings)
+
+    def seen(ref: str, mirror_of: RegistryRef | None = None) -> tuple[str, str] | None:
+        client = run.registry(RegistryRef.parse(ref), mirror_of=mirror_of)
+        creds = client.credentials
+        return None if creds is None else (creds.username, creds.password)
+
+    assert seen("primary.example/lambda") == ("primary-user", "primary-pw")
+    assert seen("mirror.example/copy", mirror_of=primary) == ("mirror-user", "mirror-pw")
+    assert seen("elsewhere.example/copy", mirror_of=primary) is None
+    assert seen("PRIMARY.example/copy", mirror_of=primary) == ("primary-user", "primary-pw")
+    assert seen("primary.example:5000/copy", mirror_of=primary) is None  # another origin
+    # A mirror named public.ecr.aws would get ECR Public's token; no other host ever asks boto3.
+    client = _ecr_client()
+    with Stubber(client):  # no response queued: a call would fail the test
+        assert (
+            resolve_credentials(
+                "elsewhere.example", settings, environment_host="primary.example",
+                ecr_client=client,
+            )
+            is None
+        )  # fmt: skip
+
+
 def _ecr_client() -> object:
     return boto3.client(
         "ecr-public",
@@ -184,7 +225,9 @@ def test_ecr_public_is_chosen_for_public_ecr_aws(monkeypatch: pytest.MonkeyPatch
             },
             {},
         )
-        creds = resolve_credentials("public.ecr.aws", Settings(), ecr_client=client)
+        creds = resolve_credentials(
+            "public.ecr.aws", Settings(), environment_host="public.ecr.aws", ecr_client=client
+        )
     assert creds is not None
     assert (creds.username, creds.password) == ("AWS", "very-secret-token")
 
@@ -205,3 +248,39 @@ def test_rebuild_push_needs_a_registry() -> None:
     result = CliRunner().invoke(cli, ["rebuild", "provided.debian12", "--push"])
     assert result.exit_code == 2
     assert "--push needs --registry" in result.output
+
+
+def test_a_runtime_being_published_holds_its_locks_so_a_build_waits(
+    tmp_path: Path, matrix: Matrix
+) -> None:
+    """publish reads the snapshots and rewrites the branch folder: no snapshot, build or branch
+    layout of that runtime runs meanwhile (another process waits for the cell's lock)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from pipeline.orchestrate.release import _runtime_held
+
+    runtime = matrix.runtime("provided.debian12")
+    make_snapshot(tmp_path, runtime.id, "x86_64", "A")
+    make_snapshot(tmp_path, runtime.id, "arm64", "A")
+    run = Run.open(
+        Settings.from_environ(
+            {"LAMBDA_IMAGES_WORK": str(tmp_path), "LAMBDA_IMAGES_MATRIX": str(matrix.path)}
+        )
+    )
+    waiter = textwrap.dedent(
+        f"""
+        from pathlib import Path
+        from pipeline.workdir import WorkDir
+        with WorkDir(Path({str(tmp_path)!r})).cell({runtime.id!r}, "arm64").locked():
+            pass
+        """
+    )
+    with _runtime_held(run, runtime):
+        proc = subprocess.Popen([sys.executable, "-c", waiter], stderr=subprocess.PIPE, text=True)
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert proc.poll() is None  # still waiting while the publish holds the runtime
+    assert proc.wait(timeout=60) == 0
+    assert f"cell {runtime.id}/arm64 is in use by another lambda-images process" in line

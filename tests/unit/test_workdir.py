@@ -125,3 +125,55 @@ def test_a_lock_held_by_a_killed_process_is_free_again(tmp_path: Path) -> None:
         check=True,
     )
     assert "waiting" not in waiter.stderr
+
+
+def test_only_so_much_of_a_file_is_ever_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/dev/zero never ends; a record far larger than any record is not one."""
+    from pipeline import workdir
+
+    with pytest.raises(workdir.TooLarge, match="/dev/zero: larger than 1 MiB"):
+        workdir.read_bounded(Path("/dev/zero"), 1 << 20)
+    assert workdir.read_bounded(Path("/dev/null"), 1) == b""
+    monkeypatch.setattr(workdir, "RECORD_MAX_BYTES", 1 << 20)
+    cell = WorkDir(tmp_path).cell("rt", "x86_64")
+    cell.folder.mkdir(parents=True)
+    cell.record(BUILD).write_bytes(b" " * ((1 << 20) + 1))
+    with pytest.raises(workdir.UnreadableRecord, match=r"unreadable record \(larger than 1 MiB\)"):
+        cell.read_strict(BUILD, lambda raw: raw)
+
+
+def test_a_lock_is_the_processs_so_a_function_holding_it_may_call_one_that_takes_it(
+    tmp_path: Path,
+) -> None:
+    cell = WorkDir(tmp_path).cell("rt", "x86_64")
+    with cell.locked(), cell.locked():  # would wait for itself forever if not
+        pass
+    holder = subprocess.Popen(
+        [sys.executable, "-c", NESTED_HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline().strip() == "inner released"  # the outer still holds it
+    waiter = subprocess.run(
+        [sys.executable, "-c", HOLDER, str(tmp_path), "0"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    holder.wait()
+    assert "waiting" in waiter.stderr
+
+
+NESTED_HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from pipeline.workdir import WorkDir
+
+    cell = WorkDir(Path(sys.argv[1])).cell("rt", "x86_64")
+    with cell.locked():
+        with cell.locked():
+            pass
+        print("inner released", flush=True)
+        time.sleep(1.5)
+    """
+)
