@@ -208,7 +208,8 @@ def find_rootfs(cache: Path, os_id: str, debian_arch: str, apt_state: str) -> Pa
     """The cached root of ``os_id``/``debian_arch`` made from the archives' state ``apt_state``
     (the base image's APT_STATE_LABEL), if this machine's cache holds it."""
     for record in sorted((cache / "base").glob(f"{os_id}-{debian_arch}-*/archives.json")):
-        if rootfs_apt_state(record.parent) == apt_state:
+        # (A root made before its Release files were kept has the same state but not them.)
+        if rootfs_apt_state(record.parent) == apt_state and (record.parent / "releases").is_dir():
             return record.parent
     return None
 

@@ -98,6 +98,7 @@ class CellOutcome:
     cell: CellId
     built: bool = False
     snapshotted: bool = False
+    state: str = ""  # what `build` did: "built", or "skipped" (its image was already there)
     failure: str = ""  # the command that failed and the end of its output
     seconds: dict[str, float] = field(default_factory=dict)  # job → wall time
 
@@ -117,6 +118,7 @@ class PhaseReport:
             "cells": {
                 key: {
                     "built": o.built,
+                    "state": o.state,
                     "snapshotted": o.snapshotted,
                     "failure": o.failure,
                     "seconds": {k: round(v, 1) for k, v in o.seconds.items()},
@@ -135,6 +137,7 @@ class PhaseReport:
             cells[key] = CellOutcome(
                 CellId(runtime, arch),
                 built=value["built"],
+                state=value["state"],
                 snapshotted=value["snapshotted"],
                 failure=value["failure"],
                 seconds=value["seconds"],
@@ -288,6 +291,8 @@ class BuildPhase:
                     outcome.failure = _failure(job, proc, log)
                 elif job.kind == "build":
                     outcome.built = True
+                    (cell,) = json.loads(proc.stdout)
+                    outcome.state = str(cell["state"])
                 else:
                     outcome.snapshotted = True
             self._changed.notify_all()

@@ -293,9 +293,9 @@ class Phase:
         return report
 
     def snapshot(self, runtime_id: str, arch: str) -> Any:
-        from pipeline.records import ArchSnapshot
+        from pipeline.snapshot import require_snapshot
 
-        return ArchSnapshot.require(self.cell(runtime_id, arch))
+        return require_snapshot(self.cell(runtime_id, arch))
 
     def branch(self, runtime_id: str) -> str:
         """The commit the phase pushed as the runtime's branch."""

@@ -19,7 +19,7 @@ from conftest import Phase, run_folder
 from image_tree import config_of, file_tree, uname_in
 
 from pipeline import buildkit
-from pipeline.records import ArchSnapshot
+from pipeline.snapshot import require_snapshot
 from pipeline.workdir import WorkDir
 
 RUNTIMES = ["provided.debian12", "python3.11.debian12"]
@@ -29,7 +29,7 @@ def _layers(work: Path, runtime: str) -> dict[str, list[str]]:
     """The layer files of each architecture's snapshot of ``runtime`` in a phase work folder."""
     out = {}
     for arch in ("x86_64", "arm64"):
-        snap = ArchSnapshot.require(WorkDir(work).cell(runtime, arch))
+        snap = require_snapshot(WorkDir(work).cell(runtime, arch))
         out[arch] = [layer.file for layer in snap.layers]
     return out
 

@@ -31,8 +31,11 @@ def namespace(engine: Any, phase: Phase) -> Iterator[str]:
     name = f"lambda-images-orch-{uuid.uuid4().hex[:8]}"
     yield name
     for image in engine.images.list(name=f"{name}/*"):
+        # Only this namespace's tags: the image (the same bytes, from the build cache) is also
+        # the build phase's, under the phase's own names.
         for tag in image.tags:
-            engine.images.remove(tag, force=True)
+            if tag.startswith(f"{name}/"):
+                engine.images.remove(tag, force=True)
 
 
 def _start(work: Path, namespace: str, *args: str) -> subprocess.Popen[str]:

@@ -29,7 +29,6 @@ from servers import FaultProxy, RegistryServer
 from pipeline.matrix import Matrix
 from pipeline.oci.credentials import ecr_public_credentials
 from pipeline.publish.tags import runtime_tags
-from pipeline.workdir import WorkDir
 
 # The config of every SBOM artifact: the empty JSON object (OCI 1.1).
 EMPTY_CONFIG_DIGEST = "sha256:" + hashlib.sha256(b"{}").hexdigest()
@@ -133,16 +132,22 @@ def test_the_shared_os_layer_is_uploaded_once_and_mounted_into_the_other_family(
 
 
 def test_a_runtime_that_crashes_does_not_stop_the_next_one(
-    registry_server: Any, matrix: Matrix, tmp_path: Path
+    registry_server: Any, matrix: Matrix, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from pipeline.orchestrate import release
+
     work = tmp_path / "work"
     make_runtime(work, PROVIDED, "A", BOTH)
     make_runtime(work, PYTHON, "A", BOTH)
-    # A layer file that is a directory: not one of our errors, an OSError from deep inside.
-    snap_dir = WorkDir(work).cell(PROVIDED, "x86_64").layers
-    victim = sorted(snap_dir.iterdir())[0]
-    victim.unlink()
-    victim.mkdir()
+    # A bug deep inside (not one of our errors) while the first runtime's documents are made.
+    prepare = release.prepare_images
+
+    def crashing(work_folder: Path, snaps: Any, epoch: int) -> Any:
+        if snaps[0].runtime == PROVIDED:
+            raise ZeroDivisionError("a bug")
+        return prepare(work_folder, snaps, epoch)
+
+    monkeypatch.setattr(release, "prepare_images", crashing)
     report_file = tmp_path / "report.json"
     report = publish_at(
         matrix, [PROVIDED, PYTHON], work=work, registry=f"{registry_server.host}/isolated",
@@ -151,7 +156,7 @@ def test_a_runtime_that_crashes_does_not_stop_the_next_one(
     )  # fmt: skip
     assert [r.status for r in report.runtimes] == ["failed", "published"]
     assert report.runtimes[0].reason == (
-        "internal error (IsADirectoryError); run again with LAMBDA_IMAGES_DEBUG=1"
+        "internal error (ZeroDivisionError); run again with LAMBDA_IMAGES_DEBUG=1"
     )
     written = json.loads(report_file.read_text())
     assert written["published"] == [PYTHON] and list(written["failed"]) == [PROVIDED]

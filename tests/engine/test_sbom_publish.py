@@ -24,8 +24,8 @@ from publish_helpers import bare_remote, credentials, layer_tar, publish_at
 
 from pipeline.matrix import Matrix
 from pipeline.publish.report import PublishReport
-from pipeline.records import ArchSnapshot, Layer
-from pipeline.snapshot import compress_xz
+from pipeline.records import Layer
+from pipeline.snapshot import compress_xz, require_snapshot
 from pipeline.workdir import WorkDir
 
 RT = "python3.11.debian12"
@@ -124,7 +124,7 @@ def dpkg_installed(work: Path, arch: str) -> set[tuple[str, str]]:
     """(package, version) installed per the dpkg status of the snapshot's topmost layer that
     has one, read with tar and xz as a user would."""
     cell = WorkDir(work).cell(RT, arch)
-    snap = ArchSnapshot.require(cell)
+    snap = require_snapshot(cell)
     for layer in reversed(snap.layers):
         proc = subprocess.run(
             ["tar", "-xJOf", str(cell.layers / layer.file), "var/lib/dpkg/status"],
@@ -224,7 +224,7 @@ def changed_copy(work: Path, dest: Path, ric: str, newer_ric: str) -> tuple[str,
     for arch in ARCHES:
         src, cell = WorkDir(work).cell(RT, arch), WorkDir(dest).cell(RT, arch)
         shutil.copytree(src.folder, cell.folder, copy_function=os.link)
-        snap = ArchSnapshot.require(cell)
+        snap = require_snapshot(cell)
         status = subprocess.run(
             ["tar", "-xJOf", str(src.layers / snap.layers[0].file), "var/lib/dpkg/status"],
             capture_output=True, check=True,
