@@ -126,16 +126,8 @@ def confined(folder: Path, relative: str, what: str) -> Path:
 
 
 def require_locked(target: Target, lock: Lock) -> None:
-    """Raise InputError, naming the entry, when anything ``target`` downloads is unlocked:
-    called before a cell's files are touched, so that an unlocked input writes nothing."""
-    runtime, arch = target.runtime, target.arch.name
-    if runtime.install.pip:
-        lock.pip_files(runtime.id, arch)
-    if runtime.install.npm:
-        lock.npm_packages(runtime.id)
-    for item in runtime.all_inputs():
-        if not item.declared_sha256(arch):
-            lock.input_sha256(runtime.id, arch, item.name, item.key(arch), item.filename(arch))
+    """``Lock.require``: InputError when anything ``target`` downloads is unlocked."""
+    lock.require(target)
 
 
 # --- downloads pinned by sha256 (url inputs and npm tarballs) ------------------------------

@@ -103,6 +103,8 @@ class Settings:
     build_ledger: Path | None = None
     build_ledger_by: str = ""  # LAMBDA_IMAGES_BUILD_LEDGER_BY: who built, in those lines
     github_actions: bool = False  # GITHUB_ACTIONS=true
+    # GITHUB_STEP_SUMMARY: the job summary file plan, publish and refresh append a table to
+    step_summary: Path | None = None
     debug: bool = False  # LAMBDA_IMAGES_DEBUG: tracebacks instead of one-line errors
     # The whole environment as the process started, for the commands it runs (git, go,
     # mmdebstrap) and `invoke --env KEY`; nothing else reads the environment.
@@ -164,6 +166,7 @@ class Settings:
                 "one line of printable text, at most 500 characters",
             ),
             github_actions=_value(env, "GITHUB_ACTIONS") == "true",
+            step_summary=Path(summary) if (summary := _value(env, "GITHUB_STEP_SUMMARY")) else None,
             debug=_value(env, "LAMBDA_IMAGES_DEBUG") not in ("", "0"),
             environ=MappingProxyType(dict(env)),
         )
