@@ -23,10 +23,11 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
-from . import log
+from . import log, progress
 from .digests import sha256_file
 from .errors import ConfigurationError, InputError
 from .gobuild import build_input
@@ -166,9 +167,14 @@ def download(url: str, expected: str | None, what: str, cache: Path) -> Path:
             with requests.get(url, stream=True, timeout=60) as resp:
                 if resp.status_code != 200:
                     raise InputError(f"{what}: GET {url} answered HTTP {resp.status_code}")
-                for chunk in resp.iter_content(1 << 20):
-                    digest.update(chunk)
-                    pending.stream.write(chunk)
+                length = resp.headers.get("Content-Length", "")
+                total = int(length) if length.isascii() and length.isdigit() else None
+                name = urlsplit(url).path.rsplit("/", 1)[-1][:60]  # no query: it may sign
+                with progress.transfer(f"download {name}", total) as meter:
+                    for chunk in resp.iter_content(1 << 16):
+                        digest.update(chunk)
+                        pending.stream.write(chunk)
+                        meter.advance(len(chunk))
         except requests.RequestException as exc:
             raise InputError(f"{what}: cannot download {url}: {type(exc).__name__}") from None
         actual = digest.hexdigest()
