@@ -68,6 +68,8 @@ def parse_builder(builder: str, docker_buildkit: str) -> str:
 # What each variable may hold where a Dockerfile line, an image name or a label carries it.
 _NAMESPACE: Final = re.compile(r"[a-z0-9]+([._-][a-z0-9]+)*")
 _NETWORK: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_OCTET: Final = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4: Final = re.compile(rf"{_OCTET}(\.{_OCTET}){{3}}", re.ASCII)
 _LABEL_TEXT: Final = re.compile(r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]{1,500}")
 
 
@@ -99,6 +101,9 @@ class Settings:
         ""  # LAMBDA_IMAGES_BUILDER, else DOCKER_BUILDKIT: "buildkit", "classic", "" (auto)
     )
     build_network: str = "host"  # LAMBDA_IMAGES_BUILD_NETWORK: network mode of BuildKit RUN steps
+    # LAMBDA_IMAGES_RUNTIME_API_HOST: the address of this host where the emulator's Runtime API
+    # listens, which the engine's containers reach ("": found from the engine, emulator/network.py)
+    runtime_api_host: str = ""
     # LAMBDA_IMAGES_BUILD_LEDGER: a file each image build appends a line to (pipeline/ledger.py)
     build_ledger: Path | None = None
     build_ledger_by: str = ""  # LAMBDA_IMAGES_BUILD_LEDGER_BY: who built, in those lines
@@ -156,6 +161,12 @@ class Settings:
                 "a Docker network name (letters, digits, '_', '.', '-')",
             )
             or cls.build_network,
+            runtime_api_host=_checked(
+                "LAMBDA_IMAGES_RUNTIME_API_HOST",
+                _value(env, "LAMBDA_IMAGES_RUNTIME_API_HOST"),
+                _IPV4,
+                "an IPv4 address of this host (e.g. 192.168.1.20)",
+            ),
             build_ledger=Path(ledger)
             if (ledger := _value(env, "LAMBDA_IMAGES_BUILD_LEDGER"))
             else None,

@@ -190,8 +190,9 @@ def test_cell(run: Run, target: Target, *, reuse: bool = False) -> Report:
             cache=run.inputs_cache, environ=run.settings.environ,
         )  # fmt: skip
         report = run_checks(
-            run.client, target.image_tag, target.arch, probe.code, handler=probe.handler
-        )
+            run.client, target.image_tag, target.arch, probe.code, handler=probe.handler,
+            runtime_api_host=run.settings.runtime_api_host,
+        )  # fmt: skip
         report.write(cell)
         for check in report.checks:
             state = "ok  " if check.ok else "FAIL"

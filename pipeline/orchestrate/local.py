@@ -83,7 +83,8 @@ def invoke(settings: Settings, function: FunctionConfig, payload: bytes) -> Invo
     from ..emulator import invoke_once
     from ..engine import connect
 
-    return invoke_once(function, connect(settings.docker_host), payload)
+    client = connect(settings.docker_host)
+    return invoke_once(function, client, payload, runtime_api_host=settings.runtime_api_host)
 
 
 def serve_function(
@@ -92,4 +93,5 @@ def serve_function(
     from ..emulator import serve
     from ..engine import connect
 
-    serve(function, connect(settings.docker_host), port, ready)
+    client = connect(settings.docker_host)
+    serve(function, client, port, ready, runtime_api_host=settings.runtime_api_host)
