@@ -32,8 +32,6 @@ module LambdaImages
   class RuntimeAPI
     VERSION_PATH = "/2018-06-01/runtime"
     USER_AGENT = "lambda-images-ruby/#{RUBY_VERSION}"
-    # The most an X-Ray cause header may carry; longer ones are left out, as Lambda would cut them.
-    MAX_HEADER = 1024 * 1024
 
     def initialize(address)
       host, _, port = address.rpartition(":")
