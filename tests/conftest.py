@@ -214,6 +214,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     session.config.stash[PASSED] = session.exitstatus == 0
     timings = {kind: round(stop - start, 1) for kind, (start, stop) in _spans.items()}
+    run_folder().mkdir(parents=True, exist_ok=True)
     (run_folder() / "timings.json").write_text(json.dumps(timings) + "\n")
 
 
