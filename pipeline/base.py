@@ -13,6 +13,7 @@ Amazon Linux bases are pulled by the digest pinned in the lock file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -28,7 +29,7 @@ from typing import Any
 
 import docker.errors
 
-from . import apt, log
+from . import apt, log, progress
 from .digests import sha256_file
 from .epoch import iso8601
 from .errors import BaseImageError, EngineError
@@ -169,16 +170,22 @@ def _make_rootfs(
     try:
         argv = mmdebstrap_command(base, arch, staging / "rootfs.tar")
         log.command(argv)
-        env = {**environ, "SOURCE_DATE_EPOCH": str(epoch)}
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        # mmdebstrap makes the root in a folder of $TMPDIR before it packs it: in the staging
+        # folder, the root's growth is the step's progress, and the size of the last root made
+        # here for this OS (any architecture) its expected total.
+        env = {**environ, "SOURCE_DATE_EPOCH": str(epoch), "TMPDIR": str(staging)}
+        what = f"{target.runtime.os.id}/{arch} root (mmdebstrap)"
+        with progress.transfer(what, _expected_bytes(folder.parent, target.runtime.os.id)) as m:
+            peak, proc, out, err = _watched(argv, env, staging, m)
         if proc.returncode != 0:
-            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+            tail = "\n".join((err or out).strip().splitlines()[-5:])
             what = f"{target.runtime.os.id}/{arch} (exit {proc.returncode})"
             msg = f"mmdebstrap failed for {what}: {tail}"
             raise BaseImageError(msg)
         if apt.states_digest(apt.read_states(base, arch)) != apt.states_digest(states):
             return False
         (staging / "command.json").write_text(json.dumps(argv) + "\n")
+        (staging / "size.json").write_text(json.dumps({"root_bytes": peak}) + "\n")
         (staging / "archives.json").write_text(json.dumps(_states_record(states), indent=2))
         (staging / "releases").mkdir()
         for state in states:  # the state's Release files: its indices, by hash (apt.py)
@@ -192,6 +199,54 @@ def _make_rootfs(
         if staging.exists():
             shutil.rmtree(staging)
     return True
+
+
+def _watched(
+    argv: list[str], env: Mapping[str, str], staging: Path, meter: progress.Meter
+) -> tuple[int, subprocess.Popen[str], str, str]:
+    """Run mmdebstrap; every second, the bytes its root holds so far go to ``meter``. The
+    largest count seen (the root before it is packed and removed), the process, its output."""
+    peak = 0
+    with subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        while True:
+            try:
+                out, err = proc.communicate(timeout=1)
+                return peak, proc, out, err
+            except subprocess.TimeoutExpired:
+                peak = max(peak, _tree_bytes(staging))
+                meter.update(peak)
+
+
+def _tree_bytes(root: Path) -> int:
+    """The bytes of the regular files under ``root`` and on its file system (mmdebstrap mounts
+    /proc, /sys and /dev into the root it makes), the packed root.tar aside."""
+    total, device, folders = 0, root.stat().st_dev, [str(root)]
+    while folders:
+        try:
+            with os.scandir(folders.pop()) as entries:
+                for entry in entries:
+                    st = entry.stat(follow_symlinks=False)
+                    if st.st_dev != device or entry.name == "rootfs.tar":
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        folders.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        total += st.st_size
+        except OSError:  # the root changes under us: what vanished is not counted
+            continue
+    return total
+
+
+def _expected_bytes(bases: Path, os_id: str) -> int | None:
+    """The size of the root last made here for ``os_id`` (on any architecture: the same
+    packages), or None when none was."""
+    sizes = sorted(bases.glob(f"{os_id}-*/size.json"), key=lambda p: p.stat().st_mtime)
+    for path in reversed(sizes):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            return int(json.loads(path.read_text())["root_bytes"])
+    return None
 
 
 def _states_record(states: list[apt.ArchiveState]) -> dict[str, Any]:
@@ -327,8 +382,8 @@ def ensure_base(
             cached=rootfs_cached,
             apt_state=apt_state,
         )
-    log.info(f"loading {name} into the engine")
-    with archive.open("rb") as f:
+    size = archive.stat().st_size
+    with progress.transfer(f"load {name}", size) as meter, meter.reading(archive.open("rb")) as f:
         for chunk in client.api.load_image(f):
             if isinstance(chunk, dict) and chunk.get("errorDetail"):
                 raise EngineError(f"loading {name} failed: {chunk['errorDetail'].get('message')}")

@@ -10,8 +10,9 @@ from __future__ import annotations
 import functools
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import docker.errors
 
@@ -62,6 +63,34 @@ def image_labels(target: Target, settings: Settings) -> dict[str, str]:
     return {**labels, **settings.labels}
 
 
+class StepLines:
+    """BuildKit's plain progress (``#3 [2/5] RUN …``, the step's output as ``#3 …`` lines,
+    ``#3 DONE 4.2s``) as one line per step, written when the step ends: its time (or
+    ``cached``, or ``failed`` and why) and its name. The output itself goes to the build log."""
+
+    _LINE: Final = re.compile(r"#(\d+) (.*)")
+
+    def __init__(self) -> None:
+        self._names: dict[str, str] = {}
+
+    def line(self, text: str) -> str | None:
+        match = self._LINE.fullmatch(text)
+        if match is None:
+            return text  # the engine's own messages, warnings
+        number, rest = match.groups()
+        if number not in self._names:
+            self._names[number] = rest
+            return None
+        name = self._names[number]
+        if rest == "CACHED":
+            return f"cached  {name}"
+        if (done := re.fullmatch(r"DONE (\d+\.\d+)s", rest)) is not None:
+            return f"{float(done[1]):6.1f}s {name}"
+        if rest.startswith("ERROR: "):
+            return f"failed  {name}: {rest.removeprefix('ERROR: ')}"
+        return None
+
+
 def build_target(
     target: Target,
     context: Path,
@@ -91,9 +120,12 @@ def build_target(
     start_build: Any = client.api.build
     options: dict[str, Any] = {"platform": platform}
     argv = ["docker", "build", "--platform", platform, "-t", target.image_tag, str(context)]
+    shown: Callable[[str], str | None] = lambda line: line  # noqa: E731
     if buildkit.engine_builder(client, builder) == "buildkit":
         start_build = functools.partial(buildkit.build_stream, client, network_mode=network_mode)
         argv[2:2] = ["--network", network_mode]
+        shown = StepLines().line
+        log.detail(f"  one line per step; their output is in {log_file}")
     elif not platform_check:
         # The classic builder checks every stage against the requested platform, a stage meant
         # to run on the build machine too: `COPY --from=` such a stage fails with "image …
@@ -133,7 +165,8 @@ def build_target(
                 full_log.write(text)
                 for line in text.splitlines():
                     if line.strip():
-                        log.detail(f"  {line}")
+                        if (step := shown(line)) is not None:
+                            log.detail(f"  {step}")
                         tail = [*tail[-19:], line]
                 aux = chunk.get("aux")
                 if isinstance(aux, dict) and "ID" in aux:

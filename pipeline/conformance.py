@@ -318,7 +318,14 @@ class ProbeRun:
 
 
 def _probe(
-    image: str, probe: Path, handler: str, client: Any, *, read_only: bool, timeout: float
+    image: str,
+    probe: Path,
+    handler: str,
+    client: Any,
+    *,
+    read_only: bool,
+    timeout: float,
+    runtime_api_host: str = "",
 ) -> ProbeRun:
     """Invoke the probe once in a fresh environment with a unique event."""
     nonce = {"probe": "lambda-images", "nonce": uuid.uuid4().hex}
@@ -327,7 +334,9 @@ def _probe(
         image=image, handler=handler, code=probe, timeout=timeout, read_only=read_only
     )
     lines: list[str] = []
-    with ExecutionEnvironment(config, client, sink=lines.append) as environment:
+    with ExecutionEnvironment(
+        config, client, sink=lines.append, runtime_api_host=runtime_api_host
+    ) as environment:
         result = environment.invoke(payload)
     echoed = result.ok and _json(result.payload) == nonce
     return ProbeRun(result=result, echoed=echoed, output=lines, changes=environment.changes)
@@ -341,9 +350,17 @@ def _json(data: bytes) -> Any:
 
 
 def check_invocation(
-    image: str, probe: Path, client: Any, timeout: float, handler: str = PROBE_HANDLER
+    image: str,
+    probe: Path,
+    client: Any,
+    timeout: float,
+    handler: str = PROBE_HANDLER,
+    runtime_api_host: str = "",
 ) -> Check:
-    run = _probe(image, probe, handler, client, read_only=True, timeout=timeout)
+    run = _probe(
+        image, probe, handler, client, read_only=True, timeout=timeout,
+        runtime_api_host=runtime_api_host,
+    )  # fmt: skip
     result, lines = run.result, run.output
     if run.echoed:
         return Check(name="invocation", ok=True, message="the probe echoed its event back")
@@ -359,10 +376,18 @@ def check_invocation(
 
 
 def check_writes(
-    image: str, probe: Path, client: Any, timeout: float, handler: str = PROBE_HANDLER
+    image: str,
+    probe: Path,
+    client: Any,
+    timeout: float,
+    handler: str = PROBE_HANDLER,
+    runtime_api_host: str = "",
 ) -> Check:
     name = "read-only-rootfs"
-    run = _probe(image, probe, handler, client, read_only=False, timeout=timeout)
+    run = _probe(
+        image, probe, handler, client, read_only=False, timeout=timeout,
+        runtime_api_host=runtime_api_host,
+    )  # fmt: skip
     changed = sorted(
         {
             c["Path"]
@@ -395,6 +420,7 @@ class Subject:
     probe: Path  # ready to mount as the function code
     handler: str
     timeout: float
+    runtime_api_host: str = ""  # Settings.runtime_api_host (emulator/network.py)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -411,13 +437,17 @@ CHECKS: Final = (
         name="invocation",
         verifies="a real invocation through the emulator, under Lambda's settings, returns the "
         "event the family's probe (`templates/<family>/probe/`) echoes back",
-        check=lambda s: check_invocation(s.image, s.probe, s.client, s.timeout, s.handler),
+        check=lambda s: check_invocation(
+            s.image, s.probe, s.client, s.timeout, s.handler, s.runtime_api_host
+        ),
     ),
     Rule(
         name="read-only-rootfs",
         verifies="the same invocation, on a writable root filesystem as Lambda's user, leaves no "
         "change outside `/tmp` (`docker diff`); names the paths written",
-        check=lambda s: check_writes(s.image, s.probe, s.client, s.timeout, s.handler),
+        check=lambda s: check_writes(
+            s.image, s.probe, s.client, s.timeout, s.handler, s.runtime_api_host
+        ),
     ),
     Rule(
         name="readable-files",
@@ -478,6 +508,7 @@ def run_checks(
     handler: str = PROBE_HANDLER,
     timeout: float = 60.0,
     max_size: int = MAX_UNCOMPRESSED,
+    runtime_api_host: str = "",
 ) -> Report:
     """Every check of CHECKS, in order, on one image; the probe directory (ready to run: see
     ``probes``) is mounted as the function code and invoked with ``handler``."""
@@ -498,6 +529,7 @@ def run_checks(
         subject = Subject(
             client=client, image=image, arch=arch, files=files, size=size, max_size=max_size,
             probe=copy_readable(probe, Path(tmp, "code")), handler=handler, timeout=timeout,
+            runtime_api_host=runtime_api_host,
         )  # fmt: skip
         checks = tuple(rule.check(subject) for rule in CHECKS)
     return Report(

@@ -211,7 +211,11 @@ class Plan:
     publish: list[str] = field(default_factory=list)  # runtimes with at least one new cell
     unchanged: list[str] = field(default_factory=list)  # every cell as published
     incomplete: list[str] = field(default_factory=list)  # a cell failed: not published
-    refill: list[dict[str, str]] = field(default_factory=list)  # cells to rebuild with --force
+    unlocked: list[str] = field(default_factory=list)  # a cell is unlocked: skipped, not built
+    refill: list[dict[str, Any]] = field(default_factory=list)  # cells to rebuild with --force
+    # Every cell of the run: {"runtime", "arch", "state"}, state built, unchanged, failed (no
+    # record) or unlocked (`matrix --json` said "locked": false; never built).
+    cells: list[dict[str, str]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {**asdict(self), "refill": {"include": self.refill}}
@@ -226,8 +230,9 @@ def _is_cell(value: Any) -> bool:
 CELLS_MAX_BYTES: Final = 8 << 20  # `matrix --json` of every runtime is a few kilobytes
 
 
-def load_cells(path: Path) -> list[dict[str, str]]:
-    """The run's cells from ``lambda-images matrix --json`` output: ``{"include": [...]}``."""
+def load_cells(path: Path) -> list[dict[str, Any]]:
+    """The run's cells from ``lambda-images matrix --json`` output: ``{"include": [...]}``,
+    each with a ``runtime`` and an ``arch``, and ``locked`` (true when left out)."""
     try:
         data = json.loads(read_bounded(path, CELLS_MAX_BYTES).decode("utf-8"))
         cells = data["include"]
@@ -235,6 +240,7 @@ def load_cells(path: Path) -> list[dict[str, str]]:
             isinstance(c, dict)
             and isinstance(c.get("runtime"), str)
             and isinstance(c.get("arch"), str)
+            and isinstance(c.get("locked", True), bool)
             for c in cells
         ):
             raise TypeError
@@ -243,7 +249,10 @@ def load_cells(path: Path) -> list[dict[str, str]]:
         # is a ValueError.
         msg = f'{path}: expected {{"include": [{{"runtime": …, "arch": …}}, …]}} (matrix --json)'
         raise ConfigurationError(msg) from None
-    return [{str(k): str(v) for k, v in c.items()} for c in cells]
+    return [
+        {str(k): v if k == "locked" else str(v) for k, v in c.items() if k != "unlocked"}
+        for c in cells
+    ]
 
 
 def read_states(folders: Iterable[Path]) -> dict[tuple[str, str], str]:
@@ -258,22 +267,36 @@ def read_states(folders: Iterable[Path]) -> dict[tuple[str, str], str]:
     return states
 
 
-def plan(cells: Iterable[Mapping[str, str]], states: Mapping[tuple[str, str], str]) -> Plan:
-    """Decide per runtime from the cells of the run (``{"runtime", "arch", …}``) and the
-    states the cells reported; a cell with no state failed."""
-    by_runtime: dict[str, list[Mapping[str, str]]] = {}
+def plan(cells: Iterable[Mapping[str, Any]], states: Mapping[tuple[str, str], str]) -> Plan:
+    """Decide per runtime from the cells of the run (``{"runtime", "arch", "locked"?, …}``)
+    and the states the cells reported: a cell with no state failed, and its runtime is not
+    published; a runtime with an unlocked cell (never built) is skipped."""
+    by_runtime: dict[str, list[Mapping[str, Any]]] = {}
     for cell in cells:
         by_runtime.setdefault(cell["runtime"], []).append(cell)
     result = Plan()
     for runtime, its in sorted(by_runtime.items()):
-        got = [states.get((c["runtime"], c["arch"])) for c in its]
-        if any(s is None for s in got):
+        got = [
+            states.get((c["runtime"], c["arch"]), "failed") if c.get("locked", True) else "unlocked"
+            for c in its
+        ]
+        result.cells.extend(
+            {"runtime": runtime, "arch": c["arch"], "state": s}
+            for c, s in zip(its, got, strict=True)
+        )
+        if "failed" in got:
             result.incomplete.append(runtime)
+        elif "unlocked" in got:
+            result.unlocked.append(runtime)
         elif all(s == "unchanged" for s in got):
             result.unchanged.append(runtime)
         else:
             result.publish.append(runtime)
-            result.refill.extend(dict(c) for c, s in zip(its, got, strict=True) if s == "unchanged")
+            result.refill.extend(
+                {k: v for k, v in c.items() if k != "locked"}
+                for c, s in zip(its, got, strict=True)
+                if s == "unchanged"
+            )
     if result.refill:
         # The unchanged cells of a changed runtime are rebuilt before it is published.
         ready = {c["runtime"] for c in result.refill}

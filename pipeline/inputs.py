@@ -23,10 +23,11 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
-from . import log
+from . import log, progress
 from .digests import sha256_file
 from .errors import ConfigurationError, InputError
 from .gobuild import build_input
@@ -126,16 +127,8 @@ def confined(folder: Path, relative: str, what: str) -> Path:
 
 
 def require_locked(target: Target, lock: Lock) -> None:
-    """Raise InputError, naming the entry, when anything ``target`` downloads is unlocked:
-    called before a cell's files are touched, so that an unlocked input writes nothing."""
-    runtime, arch = target.runtime, target.arch.name
-    if runtime.install.pip:
-        lock.pip_files(runtime.id, arch)
-    if runtime.install.npm:
-        lock.npm_packages(runtime.id)
-    for item in runtime.all_inputs():
-        if not item.declared_sha256(arch):
-            lock.input_sha256(runtime.id, arch, item.name, item.key(arch), item.filename(arch))
+    """``Lock.require``: InputError when anything ``target`` downloads is unlocked."""
+    lock.require(target)
 
 
 # --- downloads pinned by sha256 (url inputs and npm tarballs) ------------------------------
@@ -174,9 +167,14 @@ def download(url: str, expected: str | None, what: str, cache: Path) -> Path:
             with requests.get(url, stream=True, timeout=60) as resp:
                 if resp.status_code != 200:
                     raise InputError(f"{what}: GET {url} answered HTTP {resp.status_code}")
-                for chunk in resp.iter_content(1 << 20):
-                    digest.update(chunk)
-                    pending.stream.write(chunk)
+                length = resp.headers.get("Content-Length", "")
+                total = int(length) if length.isascii() and length.isdigit() else None
+                name = urlsplit(url).path.rsplit("/", 1)[-1][:60]  # no query: it may sign
+                with progress.transfer(f"download {name}", total) as meter:
+                    for chunk in resp.iter_content(1 << 16):
+                        digest.update(chunk)
+                        pending.stream.write(chunk)
+                        meter.advance(len(chunk))
         except requests.RequestException as exc:
             raise InputError(f"{what}: cannot download {url}: {type(exc).__name__}") from None
         actual = digest.hexdigest()

@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import jsonschema
 import jsonschema.protocols
@@ -24,6 +24,9 @@ import jsonschema.protocols
 from .errors import ConfigurationError, InputError
 from .schema_errors import dotted, explain, validator
 from .workdir import TooLarge, read_bounded, write_atomic
+
+if TYPE_CHECKING:
+    from .matrix import Target
 
 LOCK_VERSION = 1
 
@@ -183,6 +186,31 @@ class Lock:
             )
             raise InputError(msg)
         return digest
+
+    def require(self, target: Target) -> None:
+        """Raise InputError, naming the entry, when anything ``target`` downloads is unlocked:
+        its Python wheels, npm tree, URL inputs and, for a base pulled by digest, that digest.
+        Called before a cell's files are touched, so that an unlocked input writes nothing."""
+        from .matrix import ImageBase
+
+        runtime, arch = target.runtime, target.arch.name
+        if runtime.install.pip:
+            self.pip_files(runtime.id, arch)
+        if runtime.install.npm:
+            self.npm_packages(runtime.id)
+        for item in runtime.all_inputs():
+            if not item.declared_sha256(arch):
+                self.input_sha256(runtime.id, arch, item.name, item.key(arch), item.filename(arch))
+        if isinstance(runtime.os.base, ImageBase):  # pulled by its pinned digest
+            self.base_digest(runtime.os.id, arch)
+
+    def unlocked(self, target: Target) -> str | None:
+        """Why ``target`` cannot be built from this lock (``require``'s message), or None."""
+        try:
+            self.require(target)
+        except InputError as exc:
+            return str(exc)
+        return None
 
     def input_sha256(self, runtime_id: str, arch: str, name: str, key: str, filename: str) -> str:
         digest = self.inputs.get(name, {}).get(key)

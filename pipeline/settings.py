@@ -68,6 +68,8 @@ def parse_builder(builder: str, docker_buildkit: str) -> str:
 # What each variable may hold where a Dockerfile line, an image name or a label carries it.
 _NAMESPACE: Final = re.compile(r"[a-z0-9]+([._-][a-z0-9]+)*")
 _NETWORK: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_OCTET: Final = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4: Final = re.compile(rf"{_OCTET}(\.{_OCTET}){{3}}", re.ASCII)
 _LABEL_TEXT: Final = re.compile(r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]{1,500}")
 
 
@@ -99,10 +101,15 @@ class Settings:
         ""  # LAMBDA_IMAGES_BUILDER, else DOCKER_BUILDKIT: "buildkit", "classic", "" (auto)
     )
     build_network: str = "host"  # LAMBDA_IMAGES_BUILD_NETWORK: network mode of BuildKit RUN steps
+    # LAMBDA_IMAGES_RUNTIME_API_HOST: the address of this host where the emulator's Runtime API
+    # listens, which the engine's containers reach ("": found from the engine, emulator/network.py)
+    runtime_api_host: str = ""
     # LAMBDA_IMAGES_BUILD_LEDGER: a file each image build appends a line to (pipeline/ledger.py)
     build_ledger: Path | None = None
     build_ledger_by: str = ""  # LAMBDA_IMAGES_BUILD_LEDGER_BY: who built, in those lines
     github_actions: bool = False  # GITHUB_ACTIONS=true
+    # GITHUB_STEP_SUMMARY: the job summary file plan, publish and refresh append a table to
+    step_summary: Path | None = None
     debug: bool = False  # LAMBDA_IMAGES_DEBUG: tracebacks instead of one-line errors
     # The whole environment as the process started, for the commands it runs (git, go,
     # mmdebstrap) and `invoke --env KEY`; nothing else reads the environment.
@@ -154,6 +161,12 @@ class Settings:
                 "a Docker network name (letters, digits, '_', '.', '-')",
             )
             or cls.build_network,
+            runtime_api_host=_checked(
+                "LAMBDA_IMAGES_RUNTIME_API_HOST",
+                _value(env, "LAMBDA_IMAGES_RUNTIME_API_HOST"),
+                _IPV4,
+                "an IPv4 address of this host (e.g. 192.168.1.20)",
+            ),
             build_ledger=Path(ledger)
             if (ledger := _value(env, "LAMBDA_IMAGES_BUILD_LEDGER"))
             else None,
@@ -164,6 +177,7 @@ class Settings:
                 "one line of printable text, at most 500 characters",
             ),
             github_actions=_value(env, "GITHUB_ACTIONS") == "true",
+            step_summary=Path(summary) if (summary := _value(env, "GITHUB_STEP_SUMMARY")) else None,
             debug=_value(env, "LAMBDA_IMAGES_DEBUG") not in ("", "0"),
             environ=MappingProxyType(dict(env)),
         )

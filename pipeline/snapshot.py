@@ -42,7 +42,7 @@ from typing import IO, Any, Final
 
 import docker.errors
 
-from . import log, sbom
+from . import log, progress, sbom
 from .digests import CHUNK, sha256_file
 from .errors import SnapshotError
 from .matrix import Arch, Runtime, Target
@@ -83,14 +83,31 @@ def require_snapshot(cell: Cell) -> ArchSnapshot:
     return snap
 
 
-def compress_xz(source: Path, folder: Path) -> tuple[str, int, Path]:
-    """Compress to ``folder/<sha256>.tar.xz``; return (sha256, size, path)."""
+def compress_xz(
+    source: Path, folder: Path, meter: progress.Meter | None = None
+) -> tuple[str, int, Path]:
+    """Compress to ``folder/<sha256>.tar.xz``; return (sha256, size, path). ``meter`` is
+    advanced by what xz has read, as it reads."""
     with atomic_file(folder, ".xz-") as pending, source.open("rb") as inp:
-        proc = subprocess.run(
-            XZ_ARGS, stdin=inp, stdout=pending.stream, stderr=subprocess.PIPE, check=False
-        )
+        # xz reads from our open file: its offset, which we share, is how far it has got.
+        with subprocess.Popen(
+            XZ_ARGS, stdin=inp, stdout=pending.stream, stderr=subprocess.PIPE
+        ) as proc:
+            read = 0
+            while True:
+                try:
+                    proc.wait(timeout=0.5)
+                    break
+                except subprocess.TimeoutExpired:
+                    if meter is not None:
+                        now = os.lseek(inp.fileno(), 0, os.SEEK_CUR)
+                        meter.advance(now - read)
+                        read = now
+            errors = proc.stderr.read() if proc.stderr else b""
+        if meter is not None:
+            meter.advance(source.stat().st_size - read)
         if proc.returncode != 0:
-            raise SnapshotError(f"xz failed on {source.name}: {proc.stderr.decode().strip()}")
+            raise SnapshotError(f"xz failed on {source.name}: {errors.decode().strip()}")
         pending.stream.flush()
         sha = sha256_file(pending.path)
         final = pending.keep(folder / f"{sha}.tar.xz")
@@ -113,7 +130,11 @@ def decompressed_digest(path: Path) -> str | None:
 
 
 def compress_layer(
-    normalized: Path, diff_id: str, folder: Path, cache: Path | None
+    normalized: Path,
+    diff_id: str,
+    folder: Path,
+    cache: Path | None,
+    meter: progress.Meter | None = None,
 ) -> tuple[str, int]:
     """``compress_xz`` through a cache keyed by the tar's own digest (and the xz options).
 
@@ -122,7 +143,7 @@ def compress_layer(
     the user's, beside the Debian bases) and linked into every snapshot that has it.
     """
     if cache is None:
-        sha, size, _ = compress_xz(normalized, folder)
+        sha, size, _ = compress_xz(normalized, folder, meter)
         return sha, size
     options = hashlib.sha256("\0".join(XZ_ARGS).encode()).hexdigest()[:12]
     cached = cache / options / f"{diff_id.removeprefix('sha256:')}.tar.xz"
@@ -134,10 +155,12 @@ def compress_layer(
             final = folder / f"{sha}.tar.xz"
             if not final.exists():
                 os.link(cached, final)
+            if meter is not None:
+                meter.advance(normalized.stat().st_size)
             return sha, final.stat().st_size
         log.warning(f"{cached}: not the layer {diff_id[:19]} it is named for; compressed again")
         cached.unlink(missing_ok=True)
-    sha, size, path = compress_xz(normalized, folder)
+    sha, size, path = compress_xz(normalized, folder, meter)
     cached.parent.mkdir(parents=True, exist_ok=True)
     # Link under a private name, then rename: a concurrent snapshot may be caching it too.
     private = cached.with_name(f".{sha}.{os.getpid()}.{threading.get_ident()}")
@@ -183,11 +206,14 @@ def warm_layer_cache(
             out = staging / "out"
             out.mkdir()
             above = deletions_above(tars)
-            for index, tar in enumerate(tars):
-                normalized = staging / f"layer-{index}.tar"
-                diff_id, _ = normalize_layer(tar, normalized, epoch, above[index])
-                compress_layer(normalized, diff_id, out, cache)
-                normalized.unlink()
+            total = sum(tar.stat().st_size for tar in tars)
+            with progress.transfer(f"compress the layers of {image_name}", total) as meter:
+                for index, tar in enumerate(tars):
+                    normalized = staging / f"layer-{index}.tar"
+                    diff_id, _ = normalize_layer(tar, normalized, epoch, above[index])
+                    compress_layer(normalized, diff_id, out, cache, meter)
+                    meter.advance(tar.stat().st_size - normalized.stat().st_size)
+                    normalized.unlink()
             write_atomic(warmed / image_id, b"")
         except Exception as exc:  # only a head start: the snapshot does the work anyway
             log.detail(f"  warming the layer cache from {image_name} failed: {exc}")
@@ -462,27 +488,36 @@ def _snapshot_image(
         layers_dir.mkdir(exist_ok=True)
 
         above = deletions_above(layer_tars)
+        total = sum(tar.stat().st_size for tar in layer_tars)
 
-        def one(index_and_tar: tuple[int, Path]) -> Layer | None:
-            index, tar = index_and_tar
-            normalized = staging / f"layer-{index}.tar"
-            diff_id, size = normalize_layer(tar, normalized, epoch, above[index])
-            if is_empty_layer(normalized):
+        title = f"compress {runtime_id}/{arch.name}"
+        with progress.transfer(title, total) as meter:
+
+            def one(index_and_tar: tuple[int, Path]) -> Layer | None:
+                index, tar = index_and_tar
+                normalized = staging / f"layer-{index}.tar"
+                diff_id, size = normalize_layer(tar, normalized, epoch, above[index])
+                # What the meter counts is the normalized tar; the total, the exported ones.
+                meter.advance(tar.stat().st_size - normalized.stat().st_size)
+                if is_empty_layer(normalized):
+                    meter.advance(normalized.stat().st_size)
+                    normalized.unlink()
+                    return None
+                sha, compressed = compress_layer(
+                    normalized, diff_id, layers_dir, layer_cache, meter
+                )
                 normalized.unlink()
-                return None
-            sha, compressed = compress_layer(normalized, diff_id, layers_dir, layer_cache)
-            normalized.unlink()
-            return Layer(
-                file=f"{sha}.tar.xz",
-                sha256=sha,
-                diff_id=diff_id,
-                size=size,
-                compressed_size=compressed,
-            )
+                return Layer(
+                    file=f"{sha}.tar.xz",
+                    sha256=sha,
+                    diff_id=diff_id,
+                    size=size,
+                    compressed_size=compressed,
+                )
 
-        workers = max(1, min(len(layer_tars), os.cpu_count() or 1))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            layers = [layer for layer in pool.map(one, enumerate(layer_tars)) if layer]
+            workers = max(1, min(len(layer_tars), os.cpu_count() or 1))
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                layers = [layer for layer in pool.map(one, enumerate(layer_tars)) if layer]
         try:
             image_config = ImageConfig.from_docker(config)
         except ValueError as exc:

@@ -34,6 +34,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise
         log.error(str(exc))
         sys.exit(exc.return_code)
+    except click.exceptions.NoArgsIsHelpError as exc:  # no command: the help, as --help
+        click.echo(exc.ctx.get_help())
     except click.exceptions.Abort:
         log.error("aborted")
         sys.exit(130)

@@ -9,6 +9,7 @@ import click
 
 from .. import orchestrate as do
 from .. import show
+from ..settings import Settings
 from . import options as opt
 from .group import cli
 
@@ -18,9 +19,10 @@ if TYPE_CHECKING:
 
 @cli.command()
 @opt.runtimes()
-def base(run: Run, cells: Cells) -> None:
-    """Build (Debian) or pull (Amazon Linux) the OS base images and load them into the engine."""
-    show.lines(f"{r.name}\t{r.image_id}\t{r.architecture}" for r in do.make_bases(run, cells))
+@opt.json_option
+def base(run: Run, cells: Cells, as_json: bool) -> None:
+    """Build (Debian) or pull (Amazon Linux) the OS base images into the engine."""
+    show.result(do.make_bases(run, cells), show.bases, as_json)
 
 
 @cli.command()
@@ -36,8 +38,7 @@ def base(run: Run, cells: Cells) -> None:
 @opt.json_option
 @opt.request(do.BuildRequest)
 def build(run: Run, request: BuildRequest, as_json: bool) -> None:
-    """Build images: base, render, fetch inputs, docker build, then the conformance tests
-    (and, with --out, the snapshot) per architecture."""
+    """Build, test and (with --out) snapshot cells; unchanged ones are skipped."""
     show.result(do.build(run, request), show.cells, as_json)
 
 
@@ -48,33 +49,38 @@ def build(run: Run, request: BuildRequest, as_json: bool) -> None:
     help='The run\'s cells, {"include": [{"runtime", "arch", …}]} (`lambda-images matrix --json`).',
 )  # fmt: skip
 @click.argument("folders", nargs=-1, type=click.Path(path_type=Path, file_okay=False))
-def plan(cells_json: Path, folders: tuple[Path, ...]) -> None:
-    """From the inputs.json the cells left in FOLDERS: what to publish, rebuild, or leave."""
-    show.as_json(do.plan(cells_json, folders).as_json(), compact=True)
+@opt.json_option
+@click.pass_obj
+def plan(settings: Settings, cells_json: Path, folders: tuple[Path, ...], as_json: bool) -> None:
+    """What to publish, from the records the cells left in FOLDERS (and the job summary)."""
+    result = do.plan(cells_json, folders)
+    show.result(result, show.plan, as_json)
+    show.job_summary(settings, show.plan_markdown(result))
 
 
 @cli.command()
 @opt.runtimes(required=True)
-def snapshot(run: Run, cells: Cells) -> None:
-    """Export built images as normalized layer tarballs and lay out their branch content."""
-    show.lines(str(folder) for folder in do.snapshot_runtimes(run, cells))
+@opt.json_option
+def snapshot(run: Run, cells: Cells, as_json: bool) -> None:
+    """Export built images as layer tarballs and lay out their branch content."""
+    show.result(do.snapshot_runtimes(run, cells), show.snapshots, as_json)
 
 
 @cli.command()
 @opt.runtimes(required=True, arch=False)
 @opt.remote_option("Git remote URL (file:///… for a local one).", required=True)
-def branch(run: Run, cells: Cells, remote: str) -> None:
+@opt.json_option
+def branch(run: Run, cells: Cells, remote: str, as_json: bool) -> None:
     """Commit each runtime's snapshot as one orphan commit and force-push its branch."""
-    for rt in cells.runtimes:
-        result = do.push_runtime_branch(run, rt, remote)
-        show.lines([f"{rt.id}\t{result.commit}\t{'pushed' if result.pushed else 'unchanged'}"])
+    pushed = [do.push_runtime_branch(run, rt, remote) for rt in cells.runtimes]
+    show.result(pushed, show.branches, as_json)
 
 
 @cli.command()
 @opt.runtimes(required=True, deprecated=False)
 @opt.json_option
 def test(run: Run, cells: Cells, as_json: bool) -> None:
-    """Run Lambda's conformance checks on built images; fails when any check fails."""
+    """Lambda's conformance checks on built images; fails when any check fails."""
     summary = do.test_targets(run, cells)
     show.result(summary, show.reports, as_json)
     summary.raise_for_failure()
@@ -82,9 +88,9 @@ def test(run: Run, cells: Cells, as_json: bool) -> None:
 
 @cli.command()
 @opt.runtimes(arch=False)
-def lock(run: Run, cells: Cells) -> None:
-    """Pin every downloadable input by sha256 in runtimes.lock.json (needs the network); those
-    that cannot be downloaded from here stay unlocked (null), and are named."""
-    summary = do.lock_inputs(run, cells.runtimes)
-    show.lines([str(summary.path)])
-    show.unlocked(summary.unlocked)
+@opt.json_option
+def lock(run: Run, cells: Cells, as_json: bool) -> None:
+    """Pin every downloadable input by sha256 in runtimes.lock.json (needs the network).
+
+    Those that cannot be downloaded from here stay unlocked (null), and are named."""
+    show.result(do.lock_inputs(run, cells.runtimes), show.locked, as_json)

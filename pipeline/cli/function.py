@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 @event_option
 @click.pass_obj
 def invoke(settings: Settings, function: FunctionConfig, payload: bytes) -> None:
-    """Invoke a function image once through the Runtime API emulator; print its response."""
+    """Invoke a function image once, as Lambda runs it; print its response."""
     result = do.invoke(settings, function, payload)
     click.echo(result.payload.decode(errors="replace"))
     if not result.ok:
@@ -37,5 +37,7 @@ def invoke(settings: Settings, function: FunctionConfig, payload: bytes) -> None
 )  # fmt: skip
 @click.pass_obj
 def serve(settings: Settings, function: FunctionConfig, port: int) -> None:
-    """Serve POST /2015-03-31/functions/function/invocations for a function image until Ctrl-C."""
+    """Serve a function image's invoke endpoint until Ctrl-C.
+
+    POST /2015-03-31/functions/function/invocations, as AWS's emulator serves it."""
     do.serve_function(settings, function, port, show.serving)

@@ -1,5 +1,5 @@
 """The ``lambda-images`` group and its global options (``--matrix``, ``--work``, ``--today``),
-folded into the Settings every command receives."""
+folded into the Settings every command receives; its help is laid out by show/help.py."""
 
 from __future__ import annotations
 
@@ -12,10 +12,13 @@ import click
 
 from .. import __version__
 from ..settings import Settings
+from ..show.help import Sections
 from .options import written_folder
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.group(
+    cls=Sections, context_settings={"help_option_names": ["-h", "--help"], "show_default": True}
+)
 @click.version_option(__version__, prog_name="lambda-images")
 @click.option(
     "--matrix", type=click.Path(path_type=Path, dir_okay=False),

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 @opt.json_option
 @click.pass_obj
 def list_command(settings: Settings, as_json: bool) -> None:
-    """List every runtime of the matrix and its state (supported, deprecating, deprecated)."""
+    """The runtimes of the matrix and their state (supported, deprecating within 90 days,
+    deprecated)."""
     rows = [rt.as_json(settings.today) for rt in do.Run.open(settings, lock=False).matrix.runtimes]
     (show.as_json if as_json else show.runtimes_table)(rows)
 
@@ -31,9 +32,9 @@ def list_command(settings: Settings, as_json: bool) -> None:
 @opt.runtimes()
 @opt.json_option
 def matrix_command(run: Run, cells: Cells, as_json: bool) -> None:
-    """The CI job matrix: one entry per runtime x architecture, with its runner label."""
-    jobs = run.matrix.job_matrix(run.matrix.targets(cells.runtimes, cells.arches))
-    show.as_json(jobs, compact=not as_json)
+    """The CI job matrix: a cell per runtime and architecture, its runner, whether it is
+    locked."""
+    show.result(do.job_matrix(run, cells), show.jobs, as_json)
 
 
 @cli.command()
@@ -41,8 +42,7 @@ def matrix_command(run: Run, cells: Cells, as_json: bool) -> None:
 @click.option("--readme", type=click.Path(path_type=Path, dir_okay=False))
 @click.pass_obj
 def docs(settings: Settings, check: bool, readme: Path | None) -> None:
-    """Write the generated tables (README.md's runtimes, docs/emulator.md's checks), or check
-    them."""
+    """Write (or check) the generated tables of README.md and docs/emulator.md."""
     run = do.Run.open(settings)
     written = do.docs(run, readme, check=check)
     readme = readme or run.matrix.path.parent / "README.md"
@@ -60,12 +60,12 @@ def render(
     settings: Settings, runtime_ids: tuple[str, ...], check: bool, contexts: bool,
     arches: tuple[str, ...], include_deprecated: bool,
 ) -> None:  # fmt: skip
-    """Render every runtime x architecture into dockerfiles/ (committed), or check it."""
+    """Render dockerfiles/ (committed) from the templates, or check it."""
+    run, cells = opt.selected(settings, runtime_ids, include_deprecated, arches)
     if contexts:
-        run, cells = opt.selected(settings, runtime_ids, include_deprecated, arches)
         show.lines(str(path) for path in do.render_contexts(run, cells))
     elif runtime_ids or arches:
         raise UsageError("runtimes and --arch only go with --contexts")
     else:
-        written, count = do.dockerfiles(do.Run.open(settings), check=check)
+        written, count = do.dockerfiles(run, check=check)
         show.lines([f"dockerfiles/ is up to date ({count} files)"] if check else written)

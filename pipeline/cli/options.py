@@ -1,10 +1,6 @@
-"""What the commands share: their options, and the one place each value is resolved, once,
-before any work: runtimes (``runtimes``: the command's Run and Cells), a registry reference, a git
-remote, a path to write, a function and its event, and with them a frozen request of
-orchestrate/requests.py (``request``). A malformed value is a usage error (exit 2) that never
-echoes a secret. What checks a value is imported when the value is given: reading a command line
-loads no stage.
-"""
+"""The commands' shared options, each value resolved once before any work (runtimes, registry,
+git remote, path, function, event) into a frozen request of orchestrate/requests.py. A malformed
+value is a usage error (exit 2) never echoing a secret; its checker loads only when it is given."""
 
 from __future__ import annotations
 
@@ -37,10 +33,8 @@ def settings() -> Settings:
     return cast(Settings, click.get_current_context().find_object(Settings))
 
 
-def selected(
-    settings: Settings, ids: Sequence[str], include_deprecated: bool = False,
-    arches: Sequence[str] = (),
-) -> tuple[Run, Cells]:  # fmt: skip
+def selected(settings: Settings, ids: Sequence[str], include_deprecated: bool = False,
+             arches: Sequence[str] = ()) -> tuple[Run, Cells]:  # fmt: skip
     """The command's run and the cells it names (every runtime when none): unknown or deprecated
     runtimes are refused before the engine is needed."""
     from ..orchestrate import Cells, Run
@@ -50,9 +44,12 @@ def selected(
     return run, Cells(runtimes=runtimes, arches=tuple(arches))
 
 
+# Docker's (amd64) and the kernel's (aarch64) names too: matrix.Arch's docker and uname.
+ARCH_ALIASES = {"amd64": "x86_64", "aarch64": "arm64"}
 arch_option = click.option(
-    "--arch", "arches", multiple=True, type=click.Choice(ARCH_NAMES),
-    help="Only this architecture (repeatable). Default: every architecture of the runtime.",
+    "--arch", "arches", multiple=True, type=click.Choice([*ARCH_NAMES, *ARCH_ALIASES]),
+    callback=lambda ctx, param, values: tuple(ARCH_ALIASES.get(v, v) for v in values),
+    help="Only this architecture (repeatable; amd64 = x86_64, aarch64 = arm64). Default: all.",
 )  # fmt: skip
 deprecated_option = click.option(
     "--include-deprecated", is_flag=True, help="Also runtimes past their deprecation date."
@@ -190,34 +187,20 @@ def function_options(f: F) -> F:
         given = {name: kwargs.pop(name) for name in _FUNCTION}
         return f(*args, function=function_config(**given, environ=settings().environ), **kwargs)
 
+    folder = click.Path(path_type=Path, file_okay=False, exists=True)
     return together(
         click.argument("image"),
         click.option("--handler", help="The handler (the image's CMD when left out)."),
-        click.option(
-            "--code", type=click.Path(path_type=Path, file_okay=False, exists=True),
-            help="Function code, mounted read-only at /var/task.",
-        ),
+        click.option("--code", type=folder, help="Function code, read-only at /var/task."),
         click.option("--timeout", default=300.0, help="Seconds per invocation, in (0, 900]."),
-        click.option(
-            "--memory", type=click.IntRange(128, 10240), default=3008, help="Memory limit in MB."
-        ),
-        click.option(
-            "--function-name", default="test_function",
-            help="AWS_LAMBDA_FUNCTION_NAME, and in the ARN and the log group.",
-        ),
-        click.option(
-            "--env", "env_pairs", multiple=True, metavar="KEY=VALUE",
-            help="A variable of the function (repeatable; the value may contain '=').",
-        ),
-        click.option(
-            "--env-file", type=click.Path(path_type=Path, dir_okay=False),
-            help="Variables from a file of KEY=VALUE lines (# comments); --env wins.",
-        ),
-        click.option(
-            "--layer", "layers", multiple=True,
-            type=click.Path(path_type=Path, file_okay=False, exists=True),
-            help="A layer's folder (repeatable): merged in order into a read-only /opt.",
-        ),
+        click.option("--memory", type=click.IntRange(128, 10240), default=3008, help="In MB."),
+        click.option("--function-name", default="test_function", help="Its name, in its ARN."),
+        click.option("--env", "env_pairs", multiple=True, metavar="KEY=VALUE",
+                     help="A variable of the function (repeatable; the value may contain '=')."),
+        click.option("--env-file", type=click.Path(path_type=Path, dir_okay=False),
+                     help="Variables from a file of KEY=VALUE lines (# comments); --env wins."),
+        click.option("--layer", "layers", multiple=True, type=folder,
+                     help="A layer's folder (repeatable): merged in order into a read-only /opt."),
     )(cast(F, resolved))  # fmt: skip
 
 

@@ -19,12 +19,13 @@ if TYPE_CHECKING:
 @cli.command("publish")
 @opt.runtimes(arch=False, deprecated=False)
 @opt.release_options
+@opt.json_option
 @opt.request(do.PublishRequest)
-def publish_command(run: Run, request: PublishRequest) -> None:
-    """Push snapshots from the work directory to a registry (and branches); all-or-nothing
-    per runtime."""
+def publish_command(run: Run, request: PublishRequest, as_json: bool) -> None:
+    """Push snapshots to a registry (and branches), all or nothing per runtime."""
     report = do.publish(run, request)
-    show.publish(report)
+    show.result(report, show.publish, as_json)
+    show.job_summary(run.settings, show.publish_markdown(report))
     report.raise_for_failure()
 
 
@@ -37,7 +38,7 @@ def publish_command(run: Run, request: PublishRequest) -> None:
 @opt.registry_option("REGISTRY/NAMESPACE for --push.")
 @opt.request(do.RebuildRequest)
 def rebuild(run: Run, request: RebuildRequest, as_json: bool, push: bool) -> None:
-    """Every stage for one runtime: base, render, build, test, snapshot, branch (or --push)."""
+    """Every stage for one runtime, from its base to its branch (or --push)."""
     if push and not request.registry:
         raise click.UsageError("--push needs --registry REGISTRY/NAMESPACE")
     summary = do.rebuild(run, request if push else dataclasses.replace(request, registry=None))
@@ -53,8 +54,9 @@ def rebuild(run: Run, request: RebuildRequest, as_json: bool, push: bool) -> Non
 @opt.registry_option("Check the images published there (<tag>-<arch>), not the engine's.")
 @opt.request(do.OutdatedRequest)
 def outdated(run: Run, request: OutdatedRequest, as_json: bool) -> None:
-    """Packages of the built (or, with --registry, the published) Debian images that their
-    archives (suite, -updates, -security) have newer; fails when any has one."""
+    """Packages of built (or published) Debian images that have a newer version.
+
+    Newer in the image's archives (suite, -updates, -security); fails when any has one."""
     report = do.outdated_images(run, request)
     show.result(report, show.outdated, as_json)
     report.raise_for_failure()
@@ -66,8 +68,12 @@ def outdated(run: Run, request: OutdatedRequest, as_json: bool) -> None:
 @opt.json_option
 @opt.request(do.RefreshRequest)
 def refresh(run: Run, request: RefreshRequest, as_json: bool) -> None:
-    """What a schedule runs: `outdated --registry` on the published images, then rebuild and
-    publish exactly the runtimes with a package behind; the others are not touched."""
+    """Rebuild and republish exactly the runtimes whose published packages are behind.
+
+    What a schedule runs: `outdated --registry` on the published images, then rebuild and
+    publish those runtimes; the others are not touched."""
     summary = do.refresh(run, request)
     show.result(summary, show.refresh, as_json)
+    if summary.publish is not None:
+        show.job_summary(run.settings, show.publish_markdown(summary.publish))
     summary.raise_for_failure()

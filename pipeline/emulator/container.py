@@ -2,8 +2,9 @@
 
 Lambda's settings: a read-only root filesystem, a writable ``/tmp``, a non-root user, a memory
 limit, the ``AWS_LAMBDA_*`` variables and the handler as the command; the code at ``/var/task``
-and the layers at ``/opt``, both read-only. The container shares the host's network
-(``network_mode="host"``) to reach its Runtime API on 127.0.0.1.
+and the layers at ``/opt``, both read-only. The container is on the engine's default bridge
+network, as ``docker run`` puts it, and finds its Runtime API under a name of its own mapped in
+its ``/etc/hosts`` (network.py: which address, on which engine).
 
 Every container carries the ``lambda-images.emulator`` label and an owner label naming the
 process that started it; the engine removes it when it exits (``auto_remove``), and a process
@@ -21,7 +22,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote
@@ -132,9 +133,10 @@ def start_container(
     runtime_api: str,
     sink: LogSink,
     opt: Path | None = None,
+    hosts: Mapping[str, str] | None = None,
 ) -> FunctionContainer:
-    """Create and start the function's container talking to ``runtime_api``, with ``opt`` (the
-    merged layers) mounted at /opt.
+    """Create and start the function's container talking to ``runtime_api`` (``name:port``,
+    ``hosts`` mapping the name to an address), with ``opt`` (the merged layers) mounted at /opt.
 
     EngineError when the engine cannot create it; StartFailed when its entrypoint cannot start.
     """
@@ -147,13 +149,14 @@ def start_container(
         mounts.append(_read_only(opt, "/opt"))
     command = [config.handler] if config.handler else None
     flags = ["--read-only"] if config.read_only else []
-    log.command(["docker", "run", *flags, "--network=host", config.image, *(command or [])])
+    added = [f"--add-host={name}:{address}" for name, address in (hosts or {}).items()]
+    log.command(["docker", "run", *flags, *added, config.image, *(command or [])])
     try:
         container = client.containers.create(
             config.image,
             command=command,
             environment=lambda_environment(config, runtime_api),
-            network_mode="host",
+            extra_hosts=dict(hosts or {}),
             read_only=config.read_only,
             # Lambda's /tmp allows running what a function puts there (Docker's tmpfs default is
             # noexec): AWS's Java runtime client unpacks its native library there and loads it.

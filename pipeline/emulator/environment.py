@@ -22,6 +22,7 @@ from .container import (
     start_container,
 )
 from .function import MAX_PAYLOAD, FunctionConfig, InvokeResult, too_large_message
+from .network import find_address
 from .options import merge_layers
 from .runtime_api import Invocation, RuntimeAPIServer, RuntimeState
 
@@ -32,7 +33,16 @@ SIGNALS: Final = {6: "aborted", 9: "killed", 11: "segmentation fault", 15: "term
 class ExecutionEnvironment:
     """One execution environment: a function container and its Runtime API, one event at a time."""
 
-    def __init__(self, config: FunctionConfig, client: Any, sink: LogSink | None = None) -> None:
+    def __init__(
+        self,
+        config: FunctionConfig,
+        client: Any,
+        sink: LogSink | None = None,
+        *,
+        runtime_api_host: str = "",
+    ) -> None:
+        """``runtime_api_host``: Settings.runtime_api_host, where the Runtime API listens when
+        set; else it is found from the engine (network.py)."""
         self.config = config
         self.client = client
         self.sink: LogSink = sink or (lambda line: log.detail(f"  {line}"))
@@ -43,6 +53,7 @@ class ExecutionEnvironment:
         self.inits = 0  # containers started (cold starts)
         self.changes: list[dict[str, Any]] = []  # filesystem changes of finished containers
         self.platform = image_platform(client, config.image)
+        self.address = find_address(client, runtime_api_host)
         remove_stale_containers(client)
         # The layers, merged once for every container of this environment; removed on close.
         self._opt = merge_layers(config.layers) if config.layers else None
@@ -51,12 +62,20 @@ class ExecutionEnvironment:
 
     def _start(self) -> None:
         state = RuntimeState(self.config.timeout)
-        server = RuntimeAPIServer(state, self.config.function_name, self._kill)
+        try:
+            server = RuntimeAPIServer(
+                state, self.config.function_name, self._kill, listen=self.address.listen
+            )
+        except OSError as exc:
+            where = f"{self.address.listen} ({self.address.why})"
+            msg = f"the Runtime API cannot listen on {where}: {exc.strerror}; see docs/emulator.md"
+            raise EngineError(msg) from None
         server.start()
         try:
             container = start_container(
-                self.client, self.config, self.platform, server.address, self.sink, self._opt
-            )
+                self.client, self.config, self.platform, server.runtime_api, self.sink,
+                self._opt, self.address.hosts(server.name),
+            )  # fmt: skip
         except (EngineError, StartFailed):
             server.stop()
             raise
@@ -121,9 +140,21 @@ class ExecutionEnvironment:
                 break
         return invocation.outcome()
 
+    def _unreached(self, state: RuntimeState) -> None:
+        """Say so when the runtime never reached its Runtime API: on an engine that cannot reach
+        this host at the address chosen, every invocation ends that way."""
+        if not state.contacted:
+            where = f"{self.address.listen} ({self.address.why})"
+            log.warning(
+                f"the function's runtime never reached its Runtime API on {where}; if the "
+                "engine's containers cannot reach this host there, set "
+                "LAMBDA_IMAGES_RUNTIME_API_HOST (docs/emulator.md)"
+            )
+
     def _container_exited(
         self, invocation: Invocation, container: FunctionContainer, state: RuntimeState
     ) -> None:
+        self._unreached(state)
         # The init error, if the runtime posted one before exiting, is what Lambda reports.
         if state.init_error is not None and state.init_error_type is not None:
             invocation.finish(state.init_error, state.init_error_type)
@@ -141,6 +172,8 @@ class ExecutionEnvironment:
         self._stop()
 
     def _timed_out(self, invocation: Invocation) -> None:
+        if self._state is not None:
+            self._unreached(self._state)
         message = f"Task timed out after {self.config.timeout:.2f} seconds"
         if invocation.fail("Sandbox.Timedout", message):
             self._stop()  # Lambda ends the environment; the next invocation starts a new one

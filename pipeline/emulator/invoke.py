@@ -166,23 +166,33 @@ def function_config(
     )
 
 
-def invoke_once(config: FunctionConfig, client: Any, payload: bytes) -> InvokeResult:
+def invoke_once(
+    config: FunctionConfig, client: Any, payload: bytes, *, runtime_api_host: str = ""
+) -> InvokeResult:
     """One invocation in a fresh environment; a SIGTERM stops it and removes the container
-    (as Ctrl-C does) instead of leaving it running."""
+    (as Ctrl-C does) instead of leaving it running. ``runtime_api_host``: network.py."""
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        with ExecutionEnvironment(config, client) as environment:
+        with ExecutionEnvironment(config, client, runtime_api_host=runtime_api_host) as environment:
             return environment.invoke(payload)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
-def serve(config: FunctionConfig, client: Any, port: int, ready: Callable[[str], None]) -> None:
-    """Keep the invoke endpoint up until interrupted (SIGINT or SIGTERM); clean up after."""
+def serve(
+    config: FunctionConfig,
+    client: Any,
+    port: int,
+    ready: Callable[[str], None],
+    *,
+    runtime_api_host: str = "",
+) -> None:
+    """Keep the invoke endpoint up until interrupted (SIGINT or SIGTERM); clean up after.
+    ``runtime_api_host``: network.py."""
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -190,7 +200,7 @@ def serve(config: FunctionConfig, client: Any, port: int, ready: Callable[[str],
     previous = signal.signal(signal.SIGTERM, interrupt)
     # Also when started in the background by a shell, which ignores SIGINT for it.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    with ExecutionEnvironment(config, client) as environment:
+    with ExecutionEnvironment(config, client, runtime_api_host=runtime_api_host) as environment:
         try:
             server = InvokeServer(environment, port)
         except OSError as exc:

@@ -2,8 +2,10 @@
 
 The runtime inside the container asks ``GET …/invocation/next`` for an event and answers with
 ``POST …/invocation/{id}/response`` or ``…/error``, or ``POST …/init/error`` when it cannot start.
-One ``RuntimeAPIServer`` serves one container, on an ephemeral 127.0.0.1 port; its
-``RuntimeState`` holds the event waiting to be picked up and the one being handled.
+One ``RuntimeAPIServer`` serves one container, on an ephemeral port of the address the container
+reaches (network.py), and answers only requests that name it by the container's own name for it
+(``Host: runtime-<random>:PORT``); its ``RuntimeState`` holds the event waiting to be picked up
+and the one being handled.
 
 API reference: https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html.
 """
@@ -81,6 +83,7 @@ class RuntimeState:
         self.init_error: bytes | None = None
         self.init_error_type: str | None = None
         self.closed = False
+        self.contacted = False  # the runtime has reached this Runtime API at least once
 
     def submit(self, invocation: Invocation) -> None:
         with self.cond:
@@ -128,8 +131,23 @@ class RuntimeAPIHandler(JSONHandler):
         error_type = header_type or "Runtime.Unknown"
         return error_payload(error_type, body.decode(errors="replace")), error_type
 
+    def _for_us(self) -> bool:
+        """True when the request names this Runtime API as its container knows it (the
+        ``Host`` header); anyone else is refused (403, the connection closed)."""
+        host = self.headers.get("Host", "")
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        if secrets.compare_digest(name.lower().encode(), self.server.name.encode()):
+            self.server.state.contacted = True
+            return True
+        self.close_connection = True
+        message = "this Runtime API answers its function's container only"
+        self._reply(HTTPStatus.FORBIDDEN, error_payload("AccessDeniedException", message))
+        return False
+
     def do_GET(self) -> None:
         state = self.server.state
+        if not self._for_us():
+            return
         if self.path != f"{RUNTIME_PREFIX}/invocation/next":
             self._reply(HTTPStatus.NOT_FOUND, error_payload("NotFound", self.path))
             return
@@ -149,6 +167,8 @@ class RuntimeAPIHandler(JSONHandler):
 
     def do_POST(self) -> None:
         state = self.server.state
+        if not self._for_us():
+            return
         if self.path == f"{RUNTIME_PREFIX}/init/error":
             try:
                 body = self._body(MAX_PAYLOAD, chunked=True)
@@ -207,15 +227,28 @@ class RuntimeAPIHandler(JSONHandler):
 
 
 class RuntimeAPIServer(QuietServer):
-    """The Runtime API of one container, on an ephemeral 127.0.0.1 port."""
+    """The Runtime API of one container, on an ephemeral port of ``listen``, answering requests
+    addressed to ``name`` (the container's name for it; a random one when not given)."""
 
     def __init__(
-        self, state: RuntimeState, function_name: str, on_init_error: Callable[[], None]
+        self,
+        state: RuntimeState,
+        function_name: str,
+        on_init_error: Callable[[], None],
+        *,
+        listen: str = "127.0.0.1",
+        name: str | None = None,
     ) -> None:
-        super().__init__(("127.0.0.1", 0), RuntimeAPIHandler)
+        super().__init__((listen, 0), RuntimeAPIHandler)
         self.state = state
         self.function_name = function_name
         self.on_init_error = on_init_error
+        self.name = (name or f"runtime-{secrets.token_hex(16)}").lower()
+
+    @property
+    def runtime_api(self) -> str:
+        """``AWS_LAMBDA_RUNTIME_API`` for the container: its name for this server, and the port."""
+        return f"{self.name}:{self.server_address[1]}"
 
     def start(self) -> None:
         """Serve from a background thread until ``stop``."""

@@ -14,6 +14,7 @@ from a registry is never used as a file name, nor in a URL before it is checked.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlencode, urljoin
 
-from .. import log
+from .. import log, progress
 from ..digests import sha256_bytes
 from ..errors import RegistryError, UsageError
 from .credentials import Credentials
@@ -218,9 +219,20 @@ class Registry(Transport):
         return True
 
     def push_blob(self, repo: str, digest: str, path: Path) -> bool:
-        """Upload ``path`` as ``digest`` unless the registry has it; True when uploaded."""
+        """Upload ``path`` as ``digest`` unless the registry has it; True when uploaded. The
+        upload's progress is shown from its first byte (a blob the registry has sends none)."""
         size = path.stat().st_size
-        return self._upload(repo, digest, size, lambda: path.open("rb"))
+        with contextlib.ExitStack() as shown:
+            meter: progress.Meter | None = None
+
+            def body() -> Any:
+                nonlocal meter
+                if meter is None:
+                    title = f"upload {digest[7:19]} to {self.host}/{repo}"
+                    meter = shown.enter_context(progress.transfer(title, size))
+                return meter.reading(path.open("rb"))
+
+            return self._upload(repo, digest, size, body)
 
     def push_bytes(self, repo: str, data: bytes) -> str:
         """Upload a small blob (an image config) held in memory; return its digest."""

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
         test_targets,
     )
     from .freshness import outdated_images, refresh
-    from .local import dockerfiles, docs, invoke, plan, serve_function
+    from .local import dockerfiles, docs, invoke, job_matrix, plan, serve_function
     from .release import publish, push_runtime_branch, rebuild
     from .requests import (
         BuildRequest,
@@ -64,6 +64,7 @@ __all__ = [
     "docs",
     "fetch_cell_inputs",
     "invoke",
+    "job_matrix",
     "lock_inputs",
     "make_bases",
     "outdated_images",

@@ -190,8 +190,9 @@ def test_cell(run: Run, target: Target, *, reuse: bool = False) -> Report:
             cache=run.inputs_cache, environ=run.settings.environ,
         )  # fmt: skip
         report = run_checks(
-            run.client, target.image_tag, target.arch, probe.code, handler=probe.handler
-        )
+            run.client, target.image_tag, target.arch, probe.code, handler=probe.handler,
+            runtime_api_host=run.settings.runtime_api_host,
+        )  # fmt: skip
         report.write(cell)
         for check in report.checks:
             state = "ok  " if check.ok else "FAIL"
@@ -395,9 +396,23 @@ def branch_content(
         )  # fmt: skip
 
 
-def snapshot_runtimes(run: Run, cells: Cells) -> list[Path]:
-    """Snapshot built cells and lay out each runtime's branch content; return those folders."""
-    folders = []
+@dataclass(kw_only=True)
+class SnapshotSummary:
+    """Each runtime's branch content folder, and the snapshot of each of its cells."""
+
+    branches: dict[str, Path] = field(default_factory=dict)
+    snapshots: list[ArchSnapshot] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "branches": {rt: str(folder) for rt, folder in self.branches.items()},
+            "snapshots": [snap.to_json() for snap in self.snapshots],
+        }
+
+
+def snapshot_runtimes(run: Run, cells: Cells) -> SnapshotSummary:
+    """Snapshot built cells and lay out each runtime's branch content."""
+    summary = SnapshotSummary()
     for target in run.matrix.targets(cells.runtimes, cells.arches):  # before anything is written
         cell = run.cell(target)
         try:
@@ -411,9 +426,9 @@ def snapshot_runtimes(run: Run, cells: Cells) -> list[Path]:
         targets = run.matrix.targets([rt], cells.arches)
         for target in targets:
             with run.cell(target).locked():
-                snapshot_cell(run, target)
-        folders.append(branch_content(run, rt, [t.arch.name for t in targets]))
-    return folders
+                summary.snapshots.append(snapshot_cell(run, target))
+        summary.branches[rt.id] = branch_content(run, rt, [t.arch.name for t in targets])
+    return summary
 
 
 @dataclass(kw_only=True)

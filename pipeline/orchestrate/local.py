@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import StaleError
 from ..settings import Settings
+from .requests import Cells
 from .run import Run
 
 if TYPE_CHECKING:
@@ -57,6 +58,18 @@ def docs(run: Run, readme: Path | None, *, check: bool) -> list[Path]:
     return written
 
 
+def job_matrix(run: Run, cells: Cells) -> dict[str, list[dict[str, Any]]]:
+    """The CI job matrix of ``cells``: per runtime and architecture its runner, and whether the
+    lock holds everything it downloads (``locked``; when not, ``unlocked`` says what is
+    missing: such a cell cannot be built, and the workflow skips it with a notice)."""
+    targets = run.matrix.targets(cells.runtimes, cells.arches)
+    jobs: list[dict[str, Any]] = []
+    for job, target in zip(run.matrix.job_matrix(targets)["include"], targets, strict=True):
+        why = run.lock.unlocked(target)
+        jobs.append({**job, "locked": why is None} | ({"unlocked": why} if why else {}))
+    return {"include": jobs}
+
+
 def plan(cells_json: Path, folders: Sequence[Path]) -> Plan:
     """From the inputs.json the cells left in ``folders``: what to publish, rebuild, or leave."""
     from ..incremental import load_cells, read_states
@@ -70,7 +83,8 @@ def invoke(settings: Settings, function: FunctionConfig, payload: bytes) -> Invo
     from ..emulator import invoke_once
     from ..engine import connect
 
-    return invoke_once(function, connect(settings.docker_host), payload)
+    client = connect(settings.docker_host)
+    return invoke_once(function, client, payload, runtime_api_host=settings.runtime_api_host)
 
 
 def serve_function(
@@ -79,4 +93,5 @@ def serve_function(
     from ..emulator import serve
     from ..engine import connect
 
-    serve(function, connect(settings.docker_host), port, ready)
+    client = connect(settings.docker_host)
+    serve(function, client, port, ready, runtime_api_host=settings.runtime_api_host)

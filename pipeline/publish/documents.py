@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from .. import sbom
+from .. import progress, sbom
 from ..digests import CHUNK, HashingWriter, sha256_bytes
 from ..epoch import iso8601
 from ..errors import PublishError
@@ -176,7 +176,11 @@ def gzip_layer(work: WorkDir, snap: ArchSnapshot, index: int) -> Blob:
     source = work.cell(snap.runtime, snap.arch).layers / layer.file
     packed, plain = hashlib.sha256(), hashlib.sha256()
     try:
-        with atomic_file(cache, ".gz-") as pending, source.open("rb") as inp:
+        with (
+            atomic_file(cache, ".gz-") as pending,
+            source.open("rb") as inp,
+            progress.transfer(f"gzip {layer.sha256[:12]}", layer.compressed_size) as meter,
+        ):
             hashing = HashingWriter(pending.stream)
             unxz = lzma.LZMADecompressor()
             with gzip.GzipFile(
@@ -187,6 +191,7 @@ def gzip_layer(work: WorkDir, snap: ArchSnapshot, index: int) -> Blob:
                     data = unxz.decompress(chunk)
                     plain.update(data)
                     gz.write(data)
+                    meter.advance(len(chunk))
             if packed.hexdigest() != layer.sha256 or "sha256:" + plain.hexdigest() != layer.diff_id:
                 msg = (
                     f"{source}: does not match snapshot.json (sha256 or diff ID differ); the work "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import textwrap
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 from cli_runner import command, lambda_images
-from conftest import BuiltImages
+from conftest import REPO, BuiltImages
 
 from pipeline.emulator import (
     CONTAINER_LABEL,
@@ -353,3 +354,100 @@ def test_cli_refuses_an_event_that_is_not_json() -> None:
     assert result.returncode == 2
     assert "not JSON" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+# --- an engine whose network is not this host's --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def namespaced_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A second engine (scripts/engine26) in a network namespace of its own, as a rootless
+    engine, a VM or a remote engine is: its containers' 127.0.0.1 is neither this host's nor
+    this test's. Names and addresses of its own (from this process's id), so another run's
+    engine26 is untouched. Yields the environment that points the CLI at it."""
+    from conftest import require_engine
+
+    if os.geteuid() != 0:
+        reason = "an engine in its own network namespace needs root (ip netns, dockerd)"
+        if require_engine():
+            pytest.fail(f"LAMBDA_IMAGES_REQUIRE_ENGINE is set and {reason}")
+        pytest.skip(reason)
+    n = os.getpid() % 250
+    run_dir = Path(f"/run/lambda-images-netns-{os.getpid()}")
+    instance = {
+        "ENGINE26_NETNS": f"lbi-netns-{os.getpid()}",
+        "ENGINE26_VETH": f"lbi{os.getpid() % 100000}",
+        "ENGINE26_VETH_ADDR": f"10.227.{n}.0",
+        "ENGINE26_NETNS_BIP": f"10.228.{n}.1/24",
+        "ENGINE26_RUN_DIR": str(run_dir),
+        "ENGINE26_DATA_DIR": f"/var/lib/lambda-images-netns-{os.getpid()}",
+        "ENGINE26_CGROUP_PARENT": f"lambda-images-netns-{os.getpid()}",
+        "ENGINE26_LOG": str(tmp_path_factory.mktemp("netns-engine") / "dockerd.log"),
+    }
+    script = [str(REPO / "scripts" / "engine26")]
+    env = {**os.environ, **instance}
+    started = subprocess.run([*script, "start"], env=env, capture_output=True, text=True)
+    try:
+        assert started.returncode == 0, started.stderr[-3000:]
+        yield {**os.environ, "DOCKER_HOST": f"unix://{run_dir}/docker.sock"}
+    finally:
+        subprocess.run([*script, "stop"], env=env, capture_output=True, check=False)
+
+
+@pytest.mark.engine
+@pytest.mark.slow
+def test_invoke_and_serve_answer_alike_on_an_engine_in_another_network_namespace(
+    engine: Any,
+    built: BuiltImages,
+    echo_code: Path,
+    namespaced_engine: dict[str, str],
+) -> None:
+    """No host networking: the function's container reaches its Runtime API over the network it
+    really has (routed out of the engine's namespace to this host), and `invoke` and `serve` give
+    the answers they give on the machine's engine."""
+    import docker
+
+    image = built("provided.debian12")["x86_64"].image_tag
+    other = docker.DockerClient(base_url=namespaced_engine["DOCKER_HOST"])
+    try:
+        other.images.load(b"".join(engine.images.get(image).save(named=True)))
+        # The engine is not in our network namespace: its dockerd's is another one.
+        dockerd = int(
+            Path(namespaced_engine["DOCKER_HOST"][7:]).with_name("dockerd.pid").read_text()
+        )
+        assert os.readlink(f"/proc/{dockerd}/ns/net") != os.readlink("/proc/self/ns/net")
+    finally:
+        other.close()
+    events = ['{"records": [1, 2, 3], "source": "test"}', '{"n": 2}']
+    args = ["--handler", "function.handler", "--code", str(echo_code), "--timeout", "60"]
+
+    def invoke(env: dict[str, str] | None, event: str) -> subprocess.CompletedProcess[str]:
+        return lambda_images("invoke", image, *args, "--event", event, env=env, timeout=600)
+
+    here = [invoke(None, event) for event in events]
+    there = [invoke(namespaced_engine, event) for event in events]
+    assert [json.loads(r.stdout) for r in here] == [json.loads(e) for e in events]
+    assert [(r.returncode, r.stdout) for r in there] == [(r.returncode, r.stdout) for r in here]
+    assert "--network=host" not in there[0].stderr and "--add-host=runtime-" in there[0].stderr
+
+    # The control: told to use 127.0.0.1, the container finds its own loopback, not this host's,
+    # and the invocation fails as Lambda's does when the runtime cannot reach its API.
+    local = invoke({**namespaced_engine, "LAMBDA_IMAGES_RUNTIME_API_HOST": "127.0.0.1"}, "{}")
+    assert local.returncode != 0
+    assert "never reached its Runtime API on 127.0.0.1 (configured)" in local.stderr
+
+    server = subprocess.Popen(
+        command("serve", image, *args, "--port", "0"), env=namespaced_engine,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()
+        answers = [_http("POST", url, event.encode()) for event in events]
+        assert [(status, json.loads(body)) for status, _, body in answers] == [
+            (200, json.loads(event)) for event in events
+        ]
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, stderr = server.communicate(timeout=120)
+    assert server.returncode == 0, stderr

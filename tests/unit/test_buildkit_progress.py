@@ -170,3 +170,33 @@ def test_a_vertex_name_that_is_not_utf8_keeps_the_rest_of_the_update() -> None:
     decoded = buildkit.decode_status(_field(1, vertex) + _log("sha256:a", b"ok\n"))
     assert [v.name for v in decoded.vertexes] == ["RUN echo caf\ufffd"]
     assert [log.msg for log in decoded.logs] == [b"ok\n"]
+
+
+def test_a_buildkit_build_shows_one_line_per_step_when_it_ends() -> None:
+    """The console gets a line per step (its time, cached, or failed and why); the step's
+    own output lines, and the step's first line, go to the build log only."""
+    from pipeline.build import StepLines
+
+    plain = [
+        "#1 [internal] load build definition from Dockerfile",
+        "#1 transferring dockerfile: 2.10kB done",
+        "#1 DONE 0.0s",
+        "#2 [1/3] FROM lambda-images/base-debian12:x86_64",
+        "#3 [2/3] RUN apt-get install -y python3",
+        "#2 CACHED",
+        "#3 0.512 Get:1 http://deb.debian.org/debian bookworm/main amd64 python3 [26 kB]",
+        "#3 DONE 12.3s",
+        "WARNING: the base image has no healthcheck",
+        "#4 [3/3] RUN false",
+        '#4 ERROR: process "/bin/sh -c false" did not complete successfully: exit code: 1',
+    ]
+    steps = StepLines()
+    shown = [line for line in map(steps.line, plain) if line is not None]
+    assert shown == [
+        "   0.0s [internal] load build definition from Dockerfile",
+        "cached  [1/3] FROM lambda-images/base-debian12:x86_64",
+        "  12.3s [2/3] RUN apt-get install -y python3",
+        "WARNING: the base image has no healthcheck",
+        'failed  [3/3] RUN false: process "/bin/sh -c false" did not complete successfully: '
+        "exit code: 1",
+    ]

@@ -103,11 +103,15 @@ def test_runtime_api_refuses_a_response_by_its_length_before_reading_it(
     runtime_api: tuple[RuntimeAPIServer, RuntimeState], header: str, status: int
 ) -> None:
     server, state = runtime_api
+    host = f"Host: {server.runtime_api}\r\n"  # the container's name for its Runtime API
     invocation = Invocation(b"{}")
     state.submit(invocation)
     assert state.next() is invocation
     path = f"{RUNTIME_PREFIX}/invocation/{invocation.request_id}/response"
-    got, body = exchange(server.address, f"POST {path} HTTP/1.1\r\n{header}\r\n".encode())
+    got, body = exchange(
+        server.address,
+        f"POST {path} HTTP/1.1\r\n{host}{header}\r\n".encode(),
+    )
     assert got == status
     if status == 413:
         # Over Lambda's limit: the invocation fails as Lambda reports it.
@@ -116,7 +120,7 @@ def test_runtime_api_refuses_a_response_by_its_length_before_reading_it(
     else:
         assert json.loads(body)["errorType"] == "InvalidRequestContentException"
         assert invocation.result is None  # the runtime may still answer properly
-        answer = f"POST {path} HTTP/1.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n42"
+        answer = f"POST {path} HTTP/1.1\r\n{host}Content-Length: 2\r\nConnection: close\r\n\r\n42"
         assert exchange(server.address, answer.encode())[0] == 202
         assert invocation.result is not None and invocation.result.payload == b"42"
 
@@ -126,12 +130,12 @@ def test_a_client_that_stops_sending_is_dropped(
 ) -> None:
     monkeypatch.setattr(JSONHandler, "timeout", 0.5)
     server, _ = runtime_api
+    named = f"Host: {server.runtime_api}\r\n"  # the container's name for its Runtime API
     host, port = server.address.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=GUARD) as conn:
         # Headers promise 100 bytes; 3 come, then nothing.
-        conn.sendall(
-            f"POST {RUNTIME_PREFIX}/init/error HTTP/1.1\r\nContent-Length: 100\r\n\r\n".encode()
-        )
+        promise = f"{named}Content-Length: 100\r\n\r\n"
+        conn.sendall(f"POST {RUNTIME_PREFIX}/init/error HTTP/1.1\r\n{promise}".encode())
         conn.sendall(b"abc")
         assert conn.recv(65536) == b""  # closed by the server, not by the guard's timeout
 
@@ -158,12 +162,13 @@ def test_runtime_api_refuses_a_chunked_response_over_the_limit_before_reading_it
     runtime_api: tuple[RuntimeAPIServer, RuntimeState],
 ) -> None:
     server, state = runtime_api
+    host = f"Host: {server.runtime_api}\r\n"  # the container's name for its Runtime API
     invocation = Invocation(b"{}")
     state.submit(invocation)
     assert state.next() is invocation
     path = f"{RUNTIME_PREFIX}/invocation/{invocation.request_id}/response"
     size = f"{6 * 1024 * 1024 + 1:x}"
-    request = f"POST {path} HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{size}\r\n".encode()
+    request = f"POST {path} HTTP/1.1\r\n{host}Transfer-Encoding: chunked\r\n\r\n{size}\r\n".encode()
     got, body = exchange(server.address, request)
     assert got == 413
     assert json.loads(body)["errorType"] == "Function.ResponseSizeTooLarge"
@@ -193,11 +198,12 @@ def test_runtime_api_refuses_a_malformed_chunked_body(
     runtime_api: tuple[RuntimeAPIServer, RuntimeState], chunks: bytes
 ) -> None:
     server, state = runtime_api
+    host = f"Host: {server.runtime_api}\r\n"  # the container's name for its Runtime API
     invocation = Invocation(b"{}")
     state.submit(invocation)
     assert state.next() is invocation
     path = f"{RUNTIME_PREFIX}/invocation/{invocation.request_id}/response"
-    head = f"POST {path} HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+    head = f"POST {path} HTTP/1.1\r\n{host}Transfer-Encoding: chunked\r\n\r\n".encode()
     got, body = exchange(server.address, head + chunks)
     assert got == 400
     assert json.loads(body)["errorType"] == "InvalidRequestContentException"
@@ -237,11 +243,12 @@ def test_runtime_api_refuses_a_response_framed_two_ways(
     runtime_api: tuple[RuntimeAPIServer, RuntimeState], headers: str
 ) -> None:
     server, state = runtime_api
+    host = f"Host: {server.runtime_api}\r\n"  # the container's name for its Runtime API
     invocation = Invocation(b"{}")
     state.submit(invocation)
     assert state.next() is invocation
     path = f"{RUNTIME_PREFIX}/invocation/{invocation.request_id}/response"
-    request = f"POST {path} HTTP/1.1\r\n{headers}\r\n42\r\n"
+    request = f"POST {path} HTTP/1.1\r\n{host}{headers}\r\n42\r\n"
     assert exchange(server.address, request.encode())[0] == 400
     assert invocation.result is None
 
@@ -258,15 +265,16 @@ def test_a_deeply_nested_error_is_taken_as_text_and_answered(
     runtime_api: tuple[RuntimeAPIServer, RuntimeState], body: bytes
 ) -> None:
     server, state = runtime_api
+    host = f"Host: {server.runtime_api}\r\n"  # the container's name for its Runtime API
     invocation = Invocation(b"{}")
     state.submit(invocation)
     assert state.next() is invocation
     path = f"{RUNTIME_PREFIX}/invocation/{invocation.request_id}/error"
-    head = f"POST {path} HTTP/1.1\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    head = f"POST {path} HTTP/1.1\r\n{host}Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     assert exchange(server.address, head.encode() + body)[0] == 202
     assert invocation.result is not None
     assert invocation.result.error_type == "Runtime.Unknown"
     assert json.loads(invocation.result.payload)["errorMessage"] == body.decode()
-    init = f"POST {RUNTIME_PREFIX}/init/error HTTP/1.1\r\nContent-Length: {len(body)}\r\n"
+    init = f"POST {RUNTIME_PREFIX}/init/error HTTP/1.1\r\n{host}Content-Length: {len(body)}\r\n"
     assert exchange(server.address, f"{init}Connection: close\r\n\r\n".encode() + body)[0] == 202
     assert state.init_error_type == "Runtime.Unknown"

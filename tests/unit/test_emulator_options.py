@@ -238,8 +238,15 @@ def test_code_and_layers_are_mounted_as_fields_never_as_a_colon_separated_string
 
     config = FunctionConfig(image="some/image:tag", code=code)
     with pytest.raises(EngineError):
-        start_container(Client(), config, None, "127.0.0.1:9001", print, opt=tmp_path / "opt")
+        start_container(
+            Client(), config, None, "runtime-1:9001", print, opt=tmp_path / "opt",
+            hosts={"runtime-1": "172.17.0.1"},
+        )  # fmt: skip
     assert "volumes" not in seen
+    # Not the host's network: the engine's bridge, the Runtime API by a name of its own.
+    assert "network_mode" not in seen
+    assert seen["extra_hosts"] == {"runtime-1": "172.17.0.1"}
+    assert seen["environment"]["AWS_LAMBDA_RUNTIME_API"] == "runtime-1:9001"  # type: ignore[index]
     assert seen["mounts"] == [
         {"Target": "/var/task", "Source": str(code), "Type": "bind", "ReadOnly": True},
         {"Target": "/opt", "Source": str(tmp_path / "opt"), "Type": "bind", "ReadOnly": True},

@@ -139,7 +139,8 @@ def test_plan_cli_reads_cell_outputs(tmp_path: Path) -> None:
     InputsRecord(
         runtime="a", arch="x86_64", digest="sha256:" + "0" * 64, parts={}, state="built"
     ).write(cell)
-    result = CliRunner().invoke(cli, ["plan", "--cells", str(cells), str(tmp_path / "states")])
+    states = str(tmp_path / "states")
+    result = CliRunner().invoke(cli, ["plan", "--cells", str(cells), states, "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["publish"] == ["a"]
 

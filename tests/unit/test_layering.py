@@ -95,7 +95,9 @@ CLI_FORBIDDEN_NAMES = {"connect", "Registry", "Transport", "git", "run_git", "pu
 
 
 @pytest.mark.parametrize(
-    "path", [*sorted((PACKAGE / "cli").glob("*.py")), PACKAGE / "show.py"], ids=lambda p: p.name
+    "path",
+    [*sorted((PACKAGE / "cli").glob("*.py")), *sorted((PACKAGE / "show").glob("*.py"))],
+    ids=lambda p: f"{p.parent.name}/{p.name}",
 )
 def test_the_cli_only_parses_and_prints(path: Path) -> None:
     """No command-line module (nor the renderer) reaches the engine, a registry or git itself:

@@ -132,10 +132,10 @@ def test_deprecated_runtimes_are_left_out_unless_asked(matrix: Matrix) -> None:
 def test_list_shows_each_state() -> None:
     result = cli("--today", "2026-09-01", "list")
     assert result.returncode == 0, result.stderr
-    lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
-    assert lines["dotnet8"].rstrip().endswith("deprecating")
-    assert lines["python2.7"].rstrip().endswith("deprecated")
-    assert lines["python3.13"].rstrip().endswith("supported")
+    states = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[1:]}
+    assert states["dotnet8"] == "deprecating"
+    assert states["python2.7"] == "deprecated"
+    assert states["python3.13"] == "supported"
 
 
 def test_build_of_a_deprecated_runtime_needs_the_flag() -> None:
@@ -148,15 +148,36 @@ def test_job_matrix_has_one_entry_per_runtime_and_arch_with_its_runner() -> None
     result = cli("--today", TODAY.isoformat(), "matrix", "--json")
     assert result.returncode == 0, result.stderr
     include = json.loads(result.stdout)["include"]
-    assert {"runtime": "python3.13", "arch": "arm64", "runner": "ubuntu-24.04-arm"} in include
-    assert {"runtime": "python3.13", "arch": "x86_64", "runner": "ubuntu-24.04"} in include
+    jobs = {(e["runtime"], e["arch"]): e for e in include}
+    assert len(jobs) == len(include)
+    assert jobs["python3.11.debian12", "arm64"] == {
+        "runtime": "python3.11.debian12", "arch": "arm64", "runner": "ubuntu-24.04-arm",
+        "locked": True,
+    }  # fmt: skip
+    assert jobs["python3.11.debian12", "x86_64"]["runner"] == "ubuntu-24.04"
     assert not [e for e in include if e["runtime"] == "python2.7"]
-    keys = [(e["runtime"], e["arch"]) for e in include]
-    assert len(keys) == len(set(keys))
     with_old = cli("--today", TODAY.isoformat(), "matrix", "--json", "--include-deprecated")
-    assert {"runtime": "python2.7", "arch": "x86_64", "runner": "ubuntu-24.04"} in json.loads(
-        with_old.stdout
-    )["include"]
+    assert ("python2.7", "x86_64", "ubuntu-24.04") in {
+        (e["runtime"], e["arch"], e["runner"]) for e in json.loads(with_old.stdout)["include"]
+    }
+
+
+def test_a_cell_whose_inputs_are_unlocked_says_so_in_the_job_matrix() -> None:
+    """python3.13 (Amazon Linux 2023) pins its base by a digest the lock does not hold here, and
+    its CPython download: `matrix` marks its cells unlocked, with the lock's own message."""
+    lock = json.loads((REPO / "runtimes.lock.json").read_text())
+    assert lock["bases"]["al2023"]["arm64"] is None
+    result = cli("--today", TODAY.isoformat(), "matrix", "python3.13", "--arch=aarch64", "--json")
+    assert result.returncode == 0, result.stderr
+    [job] = json.loads(result.stdout)["include"]
+    assert (job["runtime"], job["arch"], job["locked"]) == ("python3.13", "arm64", False)
+    assert job["unlocked"].startswith("python3.13/arm64: ")
+    assert "unlocked in runtimes.lock.json" in job["unlocked"]
+    # For people: a row per cell, whole when piped.
+    table = cli("--today", TODAY.isoformat(), "matrix", "python3.13", "provided.debian12")
+    rows = {tuple(line.split()[:3]): line for line in table.stdout.splitlines()[1:]}
+    assert rows["python3.13", "arm64", "ubuntu-24.04-arm"].split()[3] == "unlocked:"
+    assert rows["provided.debian12", "x86_64", "ubuntu-24.04"].split()[3:] == ["locked"]
 
 
 def test_readme_tables_equal_what_runtimes_yaml_generates(matrix: Matrix) -> None:

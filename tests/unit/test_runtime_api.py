@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import urllib.request
 from pathlib import Path
@@ -30,8 +31,13 @@ def test_event_is_inline_json_or_a_file(tmp_path: Path) -> None:
         read_event(f"@{tmp_path / 'missing.json'}")
 
 
-def _http(method: str, url: str, body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+def _http(
+    method: str, url: str, body: bytes | None = None, *, host: str | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """A request to ``url``, naming ``host`` (the container's name for the Runtime API)."""
     request = urllib.request.Request(url, data=body, method=method)
+    if host is not None:
+        request.add_header("Host", host)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, dict(response.headers), response.read()
@@ -49,7 +55,7 @@ def test_runtime_api_hands_out_events_with_lambda_headers() -> None:
     try:
         invocation = Invocation(b'{"hello": "runtime"}')
         state.submit(invocation)
-        status, headers, body = _http("GET", f"{base}/invocation/next")
+        status, headers, body = _http("GET", f"{base}/invocation/next", host=server.runtime_api)
         assert status == 200
         assert body == b'{"hello": "runtime"}'
         assert headers["Lambda-Runtime-Aws-Request-Id"] == invocation.request_id
@@ -57,15 +63,49 @@ def test_runtime_api_hands_out_events_with_lambda_headers() -> None:
         assert headers["Lambda-Runtime-Trace-Id"].startswith("Root=1-")
         assert int(headers["Lambda-Runtime-Deadline-Ms"]) > 0
 
-        status, _, body = _http("POST", f"{base}/invocation/not-this-one/response", b"{}")
+        named = {"host": server.runtime_api}
+        status, _, body = _http("POST", f"{base}/invocation/not-this-one/response", b"{}", **named)
         assert status == 400
         assert json.loads(body)["errorType"] == "InvalidRequestID"
 
-        status, _, _ = _http("POST", f"{base}/invocation/{invocation.request_id}/response", b"42")
+        answer = f"{base}/invocation/{invocation.request_id}/response"
+        status, _, _ = _http("POST", answer, b"42", **named)
         assert status == 202
         assert invocation.result is not None
         assert invocation.result.payload == b"42"
         assert invocation.result.ok
+    finally:
+        state.close()
+        server.shutdown()
+        server.server_close()
+
+
+def test_runtime_api_answers_only_requests_that_name_it_as_its_container_does() -> None:
+    """The container knows its Runtime API by a random name (AWS_LAMBDA_RUNTIME_API and its
+    /etc/hosts); a local process that connects to the address without it gets nothing."""
+    from pipeline.emulator import Invocation
+
+    state = RuntimeState(timeout=30)
+    server = RuntimeAPIServer(state, "test_function", lambda: None)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://{server.address}{RUNTIME_PREFIX}"
+    try:
+        assert re.fullmatch(r"runtime-[0-9a-f]{32}:\d+", server.runtime_api)
+        other = RuntimeAPIServer(RuntimeState(timeout=1), "f", lambda: None)
+        assert other.name != server.name
+        other.server_close()
+        invocation = Invocation(b'{"secret": "event"}')
+        state.submit(invocation)
+        for host in (None, server.address, f"runtime-{'0' * 32}:{server.server_address[1]}"):
+            status, _, body = _http("GET", f"{base}/invocation/next", host=host)
+            assert (status, json.loads(body)["errorType"]) == (403, "AccessDeniedException")
+            status, _, _ = _http("POST", f"{base}/init/error", b"{}", host=host)
+            assert status == 403
+        assert not invocation.picked_up.is_set() and state.init_error is None
+        assert not state.contacted
+        status, _, body = _http("GET", f"{base}/invocation/next", host=server.runtime_api)
+        assert (status, body) == (200, b'{"secret": "event"}')
+        assert state.contacted
     finally:
         state.close()
         server.shutdown()
@@ -85,7 +125,8 @@ def test_runtime_api_reads_chunked_responses() -> None:
         invocation = Invocation(b'{"n": 1}')
         state.submit(invocation)
         connection = http.client.HTTPConnection(server.address, timeout=30)
-        connection.request("GET", f"{RUNTIME_PREFIX}/invocation/next")
+        named = {"Host": server.runtime_api}
+        connection.request("GET", f"{RUNTIME_PREFIX}/invocation/next", headers=named)
         response = connection.getresponse()
         request_id = response.getheader("Lambda-Runtime-Aws-Request-Id")
         response.read()
@@ -95,7 +136,7 @@ def test_runtime_api_reads_chunked_responses() -> None:
             "POST",
             path,
             body=iter(chunks),
-            headers={"Transfer-Encoding": "chunked"},
+            headers={"Transfer-Encoding": "chunked", **named},
             encode_chunked=True,
         )
         response = connection.getresponse()
@@ -104,7 +145,7 @@ def test_runtime_api_reads_chunked_responses() -> None:
         assert invocation.result is not None and invocation.result.ok
         assert json.loads(invocation.result.payload) == {"echo": {"n": 1}, "more": "x" * 5000}
         # The same keep-alive connection serves the next request: the body was read whole.
-        connection.request("GET", f"{RUNTIME_PREFIX}/invocation/not-a-route")
+        connection.request("GET", f"{RUNTIME_PREFIX}/invocation/not-a-route", headers=named)
         again = connection.getresponse()
         again.read()
         assert again.status in (400, 404)
@@ -126,10 +167,12 @@ def test_runtime_api_shapes_errors_and_init_errors_as_lambda_does() -> None:
     try:
         invocation = Invocation(b"{}")
         state.submit(invocation)
-        _, headers, _ = _http("GET", f"{base}/invocation/next")
+        _, headers, _ = _http("GET", f"{base}/invocation/next", host=server.runtime_api)
         request_id = headers["Lambda-Runtime-Aws-Request-Id"]
         # A runtime that posts plain text still gives the caller Lambda's JSON shape.
-        status, _, _ = _http("POST", f"{base}/invocation/{request_id}/error", b"it broke")
+        status, _, _ = _http(
+            "POST", f"{base}/invocation/{request_id}/error", b"it broke", host=server.runtime_api
+        )
         assert status == 202
         assert invocation.result is not None
         assert invocation.result.error_type == "Runtime.Unknown"
@@ -138,11 +181,13 @@ def test_runtime_api_shapes_errors_and_init_errors_as_lambda_does() -> None:
             "errorType": "Runtime.Unknown",
         }
         # Once answered, the request is finished.
-        status, _, _ = _http("POST", f"{base}/invocation/{request_id}/response", b"{}")
+        status, _, _ = _http(
+            "POST", f"{base}/invocation/{request_id}/response", b"{}", host=server.runtime_api
+        )
         assert status == 400
 
         body = json.dumps({"errorMessage": "no config", "errorType": "Init.Config"}).encode()
-        status, _, _ = _http("POST", f"{base}/init/error", body)
+        status, _, _ = _http("POST", f"{base}/init/error", body, host=server.runtime_api)
         assert status == 202
         assert init_errors == [True]  # the environment is told, to end the container
         assert state.init_error_type == "Init.Config"

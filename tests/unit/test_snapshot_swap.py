@@ -93,10 +93,12 @@ def test_a_snapshot_killed_midway_leaves_the_previous_one_whole(
     else:
         real = snapshot.compress_layer
 
-        def compress(normalized: Path, diff_id: str, folder: Path, cache: Path | None) -> Any:
+        def compress(
+            normalized: Path, diff_id: str, folder: Path, cache: Path | None, meter: Any
+        ) -> Any:
             if b"B" in normalized.read_bytes():
                 raise KeyboardInterrupt  # as a SIGINT or SIGKILL would stop it
-            return real(normalized, diff_id, folder, cache)
+            return real(normalized, diff_id, folder, cache, meter)
 
         monkeypatch.setattr(snapshot, "compress_layer", compress)
     with pytest.raises(KeyboardInterrupt):

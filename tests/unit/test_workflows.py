@@ -7,6 +7,7 @@ every ``run:`` script when shellcheck is installed.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -182,3 +183,40 @@ def test_every_action_is_pinned_by_a_full_commit_sha() -> None:
     for path in _workflow_files():
         for ref in re.findall(r"uses:\s*(\S+)", path.read_text("utf-8")):
             assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", ref), ref
+
+
+def test_unlocked_cells_get_no_job_but_a_notice_and_reach_the_plan_as_unlocked(
+    tmp_path: Path,
+) -> None:
+    """The matrix job's script, run with this checkout's `lambda-images`: python3.13 (its
+    Amazon Linux base digest is not pinned here) gets no cell job and a notice, and the plan
+    job's cells still hold it, marked unlocked, so its summary shows it skipped."""
+    if shutil.which("jq") is None:
+        pytest.fail("jq is not installed (the workflow's scripts use it, as GitHub's runners have)")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "lambda-images").write_text(
+        f'#!/bin/sh\ncd {REPO} && exec {sys.executable} -m pipeline --today 2026-11-25 "$@"\n'
+    )
+    (fake / "lambda-images").chmod(0o755)
+    output = tmp_path / "output"
+    env = {
+        "PATH": f"{fake}:{os.environ['PATH']}", "RUNTIMES": "python3.13 provided.debian12",
+        "ARCH": "x86_64", "GITHUB_OUTPUT": str(output),
+    }  # fmt: skip
+    script = str(_step("matrix", "Compute the cells")["run"])
+    proc = subprocess.run(
+        ["bash", "-e", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    [notice] = proc.stdout.splitlines()
+    assert notice.startswith("::notice title=skipped, unlocked::python3.13/x86_64: ")
+    outputs = dict(line.split("=", 1) for line in output.read_text().splitlines())
+    assert json.loads(outputs["cells"]) == {
+        "include": [{"runtime": "provided.debian12", "arch": "x86_64", "runner": "ubuntu-24.04"}]
+    }
+    every = {(c["runtime"], c["locked"]) for c in json.loads(outputs["all"])["include"]}
+    assert every == {("python3.13", False), ("provided.debian12", True)}
+    assert outputs["any"] == "true"
+    plan = _step("plan", "Decide what to publish")
+    assert plan["env"]["CELLS"] == "${{ needs.matrix.outputs.all }}"
