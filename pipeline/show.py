@@ -14,13 +14,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import log
+from .versions import REGISTRY_NAMES
 
 if TYPE_CHECKING:
     from .orchestrate.cells import BuildSummary, ConformanceSummary
-    from .orchestrate.freshness import RefreshReport
+    from .orchestrate.freshness import Freshness, RefreshReport, UpgradeReport
     from .orchestrate.release import RebuildSummary
     from .outdated import OutdatedReport
     from .publish.report import PublishReport
+    from .upstream import InputsReport
 
 
 def lines(items: Iterable[str]) -> None:
@@ -49,7 +51,7 @@ def _table(*columns: str, title: str | None = None) -> Table:
 
 def runtimes_table(rows: Sequence[dict[str, Any]]) -> None:
     table = _table("identifier", "name", "OS", "architectures", "SDK", "deprecation", "state")
-    styles = {"supported": "green", "deprecating": "yellow", "deprecated": "red"}
+    styles = {"supported": "green", "deprecating": "yellow", "deprecated": "red", "preview": "cyan"}
     for r in rows:
         table.add_row(
             r["id"], r["name"], r["os_name"], ", ".join(r["architectures"]), r["sdk"] or "",
@@ -76,13 +78,75 @@ def reports(summary: ConformanceSummary) -> None:
             log.console.print(f"  {mark} {c.name:<17} {escape(c.message)}")
 
 
-def outdated(report: OutdatedReport) -> None:
+def outdated(report: Freshness) -> None:
+    """The images, then the pinned inputs."""
+    if report.images is not None:
+        outdated_images(report.images)
+    if report.inputs is not None:
+        outdated_inputs(report.inputs)
+
+
+def outdated_images(report: OutdatedReport) -> None:
     """One line per image, then one per package with a newer version."""
     for image in report.images:
         count = f": {len(image.upgrades)} package(s) with a newer version"
         detail = count if image.upgrades else (f": {image.note}" if image.note else "")
         lines([f"{image.runtime}/{image.arch}\t{image.state}{detail}"])
         lines(f"  {u.line()}" for u in image.upgrades)
+
+
+def _runtimes(names: Sequence[str]) -> str:
+    return ", ".join(names)
+
+
+def outdated_inputs(report: InputsReport) -> None:
+    """``inputs`` and how many pins are behind, one line per pin with a newer release
+    (``name  pinned → newest  (registry: runtimes)``); then one line per registry that did
+    not answer, and one per host whose releases are not read here."""
+    checked = [i for i in report.inputs if i.state != "not checked"]
+    behind = report.outdated
+    state = f"outdated: {len(behind)} of {len(checked)}" if behind else f"current: {len(checked)}"
+    out = [f"inputs\t{state} pinned input(s) checked against their registry"]
+    for item in behind:
+        bound = f", below {item.below}" if item.below else ""
+        out.append(
+            f"  {item.name}\t{item.pinned} → {item.newest}\t"
+            f"({item.registry}{bound}: {_runtimes(item.runtimes)})"
+        )
+    for why, names in report.unreachable.items():
+        out.append(f"inputs\tnot checked: {why}: {', '.join(names)}; checked where it answers")
+    for item in report.inputs:
+        if item.state == "not checked" and not any(
+            item.name in n for n in report.unreachable.values()
+        ):
+            out.append(f"inputs\tnot checked: {item.name}: {item.note}")
+    for package, runtimes in report.unlocked.items():
+        out.append(
+            f"inputs\tnot checked: {package} for {_runtimes(runtimes)}: the lock pins it there "
+            "once `lambda-images lock` runs"
+        )
+    for host in report.unwatched:
+        out.append(
+            f"inputs\tnot watched: {', '.join(host.inputs)} ({host.host}: no release listing "
+            "is read there)"
+        )
+    lines(out)
+
+
+def upgrade(report: UpgradeReport) -> None:
+    """One line per pin moved (``name  old → new  (registry: runtimes)``), then the files."""
+    out = [
+        f"{m.name}\t{m.old} → {m.new}\t({REGISTRY_NAMES[m.kind]}: {_runtimes(m.runtimes)})"
+        for m in report.moved
+    ]
+    out += [f"{name}\tnot checked: {why}" for name, why in report.not_checked.items()]
+    if report.moved:
+        out += [f"written: {name}" for name in report.written]
+    else:
+        out += [
+            f"every pin is at its newest release: nothing written ({len(report.current)} current)"
+        ]
+    lines(out)
 
 
 def publish(report: PublishReport) -> None:

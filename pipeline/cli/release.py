@@ -51,11 +51,16 @@ def rebuild(run: Run, request: RebuildRequest, as_json: bool, push: bool) -> Non
 @opt.runtimes()
 @opt.json_option
 @opt.registry_option("Check the images published there (<tag>-<arch>), not the engine's.")
+@click.option(
+    "--only", type=click.Choice(["images", "inputs"]), help="Only the images (works offline), or "
+    "only the pinned inputs against their registries (needs no engine). Default: both.",
+)  # fmt: skip
 @opt.request(do.OutdatedRequest)
 def outdated(run: Run, request: OutdatedRequest, as_json: bool) -> None:
     """Packages of the built (or, with --registry, the published) Debian images that their
-    archives (suite, -updates, -security) have newer; fails when any has one."""
-    report = do.outdated_images(run, request)
+    archives (suite, -updates, -security) have newer, and pinned inputs (PyPI, npm, Maven, Go
+    modules, Node.js) that their registries have newer; fails when any has one."""
+    report = do.outdated(run, request)
     show.result(report, show.outdated, as_json)
     report.raise_for_failure()
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import StaleError
 from ..settings import Settings
@@ -55,6 +55,14 @@ def docs(run: Run, readme: Path | None, *, check: bool) -> list[Path]:
         path.write_text(text, encoding="utf-8", newline="\n")
         written.append(path)
     return written
+
+
+def runtime_rows(run: Run) -> list[dict[str, Any]]:
+    """What ``list`` shows of each runtime, the SDK column as the lock pins it."""
+    from ..pins import sdk_column
+
+    today, lock = run.settings.today, run.lock
+    return [rt.as_json(today, sdk=sdk_column(rt, lock)) for rt in run.matrix.runtimes]
 
 
 def plan(cells_json: Path, folders: Sequence[Path]) -> Plan:
