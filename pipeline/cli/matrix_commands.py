@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 @click.pass_obj
 def list_command(settings: Settings, as_json: bool) -> None:
     """List every runtime of the matrix and its state (supported, deprecating, deprecated)."""
-    rows = [rt.as_json(settings.today) for rt in do.Run.open(settings, lock=False).matrix.runtimes]
+    rows = do.runtime_rows(do.Run.open(settings))
     (show.as_json if as_json else show.runtimes_table)(rows)
 
 

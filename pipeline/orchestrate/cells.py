@@ -132,7 +132,7 @@ def build_image(run: Run, target: Target, inputs: CellInputs, *, no_cache: bool)
             run.client,
             str(inputs.parts["base_image_id"]),
             cell.build_log,
-            labels={**image_labels(target, run.settings), INPUT_LABEL: inputs.digest},
+            labels={**image_labels(target, run.settings, run.lock), INPUT_LABEL: inputs.digest},
             no_cache=no_cache,
             builder=run.settings.builder,
             network_mode=run.settings.build_network,

@@ -43,7 +43,7 @@ def docs(run: Run, readme: Path | None, *, check: bool) -> list[Path]:
     from ..docs import generated_docs
 
     written = []
-    for path, text in generated_docs(run.matrix, readme, checks_table()):
+    for path, text in generated_docs(run.matrix, run.lock, readme, checks_table()):
         current = path.read_text("utf-8")
         if text == current:
             continue

@@ -12,9 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.build import SDK_LABEL, image_labels
 from pipeline.docs import runtime_tables, with_tables
 from pipeline.errors import InputError, UsageError
+from pipeline.lock import Lock
 from pipeline.matrix import Matrix
+from pipeline.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 TODAY = dt.date(2026, 11, 25)
@@ -166,9 +169,58 @@ def test_job_matrix_has_one_entry_per_runtime_and_arch_with_its_runner() -> None
     )["include"]
 
 
+def test_the_sdk_column_is_what_the_lock_pins(tmp_path: Path) -> None:
+    raw = json.loads((REPO / "runtimes.lock.json").read_text())
+    (s3,) = [p["url"] for p in raw["npm"]["nodejs22.x"] if p["path"] == S3]
+    node_sdk = s3.rsplit("/client-s3-", 1)[1].removesuffix(".tgz")
+    wheels = dict(f["filename"].split("-")[:2] for f in raw["pip"]["python3.12"]["x86_64"])
+    rows = {r["id"]: r for r in json.loads(cli("list", "--json").stdout)}
+    assert (rows["nodejs22.x"]["sdk"], node_sdk) == ("3.1175.0", "3.1175.0")
+    assert rows["python3.12"]["sdk"] == f"boto3-{wheels['boto3']} botocore-{wheels['botocore']}"
+    assert (
+        "| Node.js 22 | `nodejs22.x` | 3.1175.0 | Amazon Linux 2023 |"
+        in (REPO / "README.md").read_text()
+    )
+    # A new lock moves the column: list shows it, and the README's tables are stale until
+    # `lambda-images docs` writes them again.
+    for name in ("runtimes.yaml", "README.md"):
+        shutil.copy(REPO / name, tmp_path)
+    (tmp_path / "runtimes.lock.json").write_text(
+        (REPO / "runtimes.lock.json").read_text().replace(s3, s3.replace("3.1175.0", "3.1180.0"))
+    )
+    matrix = ("--matrix", str(tmp_path / "runtimes.yaml"))
+    rows = {r["id"]: r for r in json.loads(cli(*matrix, "list", "--json").stdout)}
+    assert rows["nodejs22.x"]["sdk"] == "3.1180.0"
+    assert cli(*matrix, "docs", "--check").returncode == 13
+    assert cli(*matrix, "docs").returncode == 0
+    assert (
+        "| Node.js 22 | `nodejs22.x` | 3.1180.0 | Amazon Linux 2023 |"
+        in (tmp_path / "README.md").read_text()
+    )
+
+
+def test_each_image_is_labelled_with_the_sdk_the_lock_pins(matrix: Matrix) -> None:
+    lock, settings = Lock.for_matrix(matrix.path), Settings.from_environ({})
+    labels = {
+        rid: image_labels(target, settings, lock).get(SDK_LABEL)
+        for rid in ("nodejs22.x", "python3.12", "java21", "provided.al2023")
+        for target in matrix.targets([matrix.runtime(rid)], ["x86_64"])
+    }
+    assert labels == {
+        "nodejs22.x": "3.1175.0",
+        "python3.12": "boto3-1.35.99 botocore-1.35.99",
+        "java21": "amazon-corretto-21",
+        "provided.al2023": None,
+    }
+
+
+S3 = "node_modules/@aws-sdk/client-s3"
+
+
 def test_readme_tables_equal_what_runtimes_yaml_generates(matrix: Matrix) -> None:
     readme = REPO / "README.md"
-    assert with_tables(readme, runtime_tables(matrix)) == readme.read_text()
+    lock = Lock.for_matrix(matrix.path)
+    assert with_tables(readme, runtime_tables(matrix, lock)) == readme.read_text()
     assert cli("docs", "--check").returncode == 0
 
 
