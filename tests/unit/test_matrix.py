@@ -267,3 +267,80 @@ def test_the_lock_holds_every_input_even_unlocked_ones(matrix: Matrix) -> None:
                 assert item.key(arch) in raw["inputs"][item.name], (rt.id, item.name)
     assert raw["bases"]["al2023"] == {"arm64": None, "x86_64": None}
     assert raw["npm"]["nodejs18.x.debian12"]
+
+
+# AWS's Supported runtimes table as it stood in August 2026 (runtimes.yaml says where it was
+# read): every runtime it lists → operating system, deprecation date (None: "Not scheduled",
+# a preview runtime) and whether it is a preview.
+AWS_2026_08 = {
+    "nodejs26.x": ("al2023", None, True),
+    "nodejs24.x": ("al2023", "2028-04-30", False),
+    "nodejs22.x": ("al2023", "2027-04-30", False),
+    "python3.15": ("al2023", None, True),
+    "python3.14": ("al2023", "2029-06-30", False),
+    "python3.13": ("al2023", "2029-06-30", False),
+    "python3.12": ("al2023", "2028-10-31", False),
+    "python3.11": ("al2", "2027-06-30", False),
+    "python3.10": ("al2", "2026-10-31", False),
+    "java25": ("al2023", "2029-06-30", False),
+    "java21": ("al2023", "2029-06-30", False),
+    "java17.al2023": ("al2023", "2029-06-30", False),
+    "java11.al2023": ("al2023", "2029-06-30", False),
+    "java8.al2023": ("al2023", "2029-06-30", False),
+    "java17": ("al2", "2027-06-30", False),
+    "java11": ("al2", "2027-06-30", False),
+    "java8.al2": ("al2", "2027-06-30", False),
+    "dotnet10": ("al2023", "2028-11-14", False),
+    "dotnet9": ("al2023", "2026-11-10", False),
+    "dotnet8": ("al2023", "2026-11-10", False),
+    "ruby4.0": ("al2023", "2029-03-31", False),
+    "ruby3.4": ("al2023", "2028-03-31", False),
+    "ruby3.3": ("al2023", "2027-03-31", False),
+    "provided.al2023": ("al2023", "2029-06-30", False),
+}
+# Rows that table added or re-dated since the matrix was written: each names it as its source.
+FROM_THE_2026_08_TABLE = [
+    "nodejs26.x", "python3.15", "python3.11", "python3.10", "ruby4.0", "java17.al2023",
+    "java11.al2023", "java8.al2023", "java17", "java11", "java8.al2", "provided.al2",
+]  # fmt: skip
+
+
+def test_each_runtime_aws_lists_is_a_row_with_its_date_and_source(matrix: Matrix) -> None:
+    rows = {
+        rid: (rt.os.id, rt.deprecation.isoformat() if rt.deprecation else None, rt.preview)
+        for rid in AWS_2026_08
+        for rt in [matrix.runtime(rid)]
+    }
+    assert rows == AWS_2026_08
+    assert matrix.runtime("provided.al2").deprecation == dt.date(2026, 7, 31)
+    lines = (REPO / "runtimes.yaml").read_text().splitlines()
+    for rid in FROM_THE_2026_08_TABLE:
+        (line,) = [ln for ln in lines if ln.startswith(f"  - id: {rid} ")]
+        assert "AWS's table, 2026-08 (see above)" in line, line
+    for rid in AWS_2026_08:
+        for arch in matrix.runtime(rid).architectures:
+            assert (REPO / "dockerfiles" / rid / arch / "Dockerfile").is_file()
+
+
+def test_a_preview_runtime_is_listed_as_preview_and_never_a_familys_latest(
+    tmp_path: Path,
+) -> None:
+    result = cli("--today", TODAY.isoformat(), "list", "--json")
+    rows = {r["id"]: r for r in json.loads(result.stdout)}
+    assert [(rows[r]["state"], rows[r]["tag"]) for r in ("nodejs26.x", "python3.15")] == [
+        ("preview", "26-preview"),
+        ("preview", "3.15-preview"),
+    ]
+    text = (REPO / "runtimes.yaml").read_text()
+    shutil.copy(REPO / "runtimes.yaml", tmp_path)
+    (tmp_path / "runtimes.yaml").write_text(
+        text.replace("latest: nodejs24.x", "latest: nodejs26.x")
+    )
+    line = text[: text.index("latest: nodejs24.x")].count("\n") + 1
+    result = cli("--matrix", str(tmp_path / "runtimes.yaml"), "list")
+    assert result.returncode == 11
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {tmp_path / 'runtimes.yaml'}:{line}: families.nodejs.latest: nodejs26.x is a "
+        "preview runtime, never published as latest; expected a runtime of nodejs without "
+        "`preview: true`"
+    )
