@@ -140,17 +140,21 @@ def npm_pin(spec: str) -> tuple[str, str | None]:
 
 @dataclass(frozen=True, kw_only=True)
 class MavenCoordinates:
-    """An artifact's place on a Maven repository, read from its URL under the repository's
-    base: ``<base>/<group path>/<artifact>/<version>/<artifact>-<version>[-classifier].<ext>``."""
+    """An artifact's place on a Maven repository, read from its URL under one of the
+    repository's bases (``bases``: the configured one, then Maven Central, so a mirror still
+    recognises what runtimes.yaml downloads from Central):
+    ``<base>/<group path>/<artifact>/<version>/<artifact>-<version>[-classifier].<ext>``."""
 
+    base: str  # the one the URL is under, which a moved pin keeps
     group: str
     artifact: str
     version: str
     filename: str
 
     @classmethod
-    def of(cls, url: str, base: str) -> MavenCoordinates | None:
-        if not url.startswith(base + "/"):
+    def of(cls, url: str, bases: Sequence[str]) -> MavenCoordinates | None:
+        base = _under(url, bases)
+        if base is None:
             return None
         parts = url[len(base) + 1 :].split("/")
         if len(parts) < 4:
@@ -158,25 +162,43 @@ class MavenCoordinates:
         *group, artifact, version, filename = parts
         if not filename.startswith(f"{artifact}-{version}"):
             return None
-        return cls(group=".".join(group), artifact=artifact, version=version, filename=filename)
+        return cls(
+            base=base, group=".".join(group), artifact=artifact, version=version, filename=filename
+        )
 
     @property
     def name(self) -> str:
         return f"{self.group}:{self.artifact}"
 
-    def url(self, base: str, version: str) -> str:
-        """The same artifact's URL at another version."""
+    def url(self, version: str) -> str:
+        """The same artifact's URL at another version, under the same base."""
         tail = self.filename[len(f"{self.artifact}-{self.version}") :]
         group = self.group.replace(".", "/")
-        return f"{base}/{group}/{self.artifact}/{version}/{self.artifact}-{version}{tail}"
+        return f"{self.base}/{group}/{self.artifact}/{version}/{self.artifact}-{version}{tail}"
+
+
+def _under(url: str, bases: Sequence[str]) -> str | None:
+    """The first of ``bases`` that ``url`` lies under."""
+    return next((b for b in bases if url.startswith(b + "/")), None)
+
+
+def maven_bases(upstreams: Upstreams) -> tuple[str, ...]:
+    """Where a Maven artifact's URL is recognised: the configured repository, Maven Central."""
+    return tuple(dict.fromkeys((upstreams.maven, Upstreams.maven)))
+
+
+def nodejs_bases(upstreams: Upstreams) -> tuple[str, ...]:
+    """Where a Node.js archive's URL is recognised: the configured index's base, nodejs.org."""
+    return tuple(dict.fromkeys((upstreams.nodejs, Upstreams.nodejs)))
 
 
 NODE_ARCHIVE: Final = re.compile(r"v([0-9]+\.[0-9]+\.[0-9]+)/node-v([0-9]+\.[0-9]+\.[0-9]+)-[^/]+")
 
 
-def nodejs_version(url: str, base: str) -> str | None:
+def nodejs_version(url: str, bases: Sequence[str]) -> str | None:
     """The Node.js release a nodejs.org archive URL names (``<base>/v24.21.0/node-v24.21.0-…``)."""
-    if not url.startswith(base + "/"):
+    base = _under(url, bases)
+    if base is None:
         return None
     match = NODE_ARCHIVE.fullmatch(url[len(base) + 1 :])
     return match[1] if match and match[1] == match[2] else None
@@ -347,11 +369,11 @@ class _Collector:
         """Which registry lists the releases of a downloaded input, and its name there: every
         URL of the input must be a Maven artifact (or a Node.js archive) at its version."""
         urls = dict(item.urls).values()
-        coordinates = [MavenCoordinates.of(u, self.upstreams.maven) for u in urls]
+        coordinates = [MavenCoordinates.of(u, maven_bases(self.upstreams)) for u in urls]
         names = {c.name for c in coordinates if c is not None and c.version == item.version}
         if len(names) == 1 and None not in coordinates:
             return "maven", names.pop()
-        if all(nodejs_version(u, self.upstreams.nodejs) == item.version for u in urls):
+        if all(nodejs_version(u, nodejs_bases(self.upstreams)) == item.version for u in urls):
             return "nodejs", item.version.split(".")[0]
         return None, ""
 
@@ -445,11 +467,13 @@ def new_value(pin: Pin, place: Place, old: str, version: str, upstreams: Upstrea
         return old
     if place.role == "url":
         if pin.kind == "maven":
-            coordinates = MavenCoordinates.of(old, upstreams.maven)
+            coordinates = MavenCoordinates.of(old, maven_bases(upstreams))
             if coordinates is None:
                 raise ValueError(old)
-            return coordinates.url(upstreams.maven, version)
-        base = upstreams.nodejs
+            return coordinates.url(version)
+        base = _under(old, nodejs_bases(upstreams))
+        if base is None:
+            raise ValueError(old)
         tail = old[len(base) + 1 :]
         return f"{base}/" + tail.replace(f"v{pin.version}", f"v{version}")
     raise ValueError(place.role)
