@@ -20,7 +20,9 @@ from . import __version__, buildkit, log
 from .digests import sha256_bytes, sha256_file
 from .epoch import iso8601
 from .errors import EngineError
+from .lock import Lock
 from .matrix import Target
+from .pins import sdk_column
 from .records import BuildRecord
 from .settings import Settings
 
@@ -49,8 +51,13 @@ def context_digest(context: Path) -> str:
     return sha256_bytes("\n".join(listing).encode())
 
 
-def image_labels(target: Target, settings: Settings) -> dict[str, str]:
-    """OCI annotations stamped on every image (source and revision come from the job)."""
+# The label naming the SDK an image carries (AWS's tables' SDK column), as the lock pins it.
+SDK_LABEL = "lambda-base-images.sdk"
+
+
+def image_labels(target: Target, settings: Settings, lock: Lock) -> dict[str, str]:
+    """OCI annotations stamped on every image (source and revision come from the job); the
+    SDK the image carries, as the lock pins it (pins.sdk_column), where it has one."""
     labels = {
         "org.opencontainers.image.created": iso8601(settings.epoch),
         "org.opencontainers.image.title": f"{target.runtime.name} ({target.runtime.id})",
@@ -60,6 +67,9 @@ def image_labels(target: Target, settings: Settings) -> dict[str, str]:
         "com.amazonaws.lambda.architecture": target.arch.name,
         "lambda-base-images.pipeline-version": __version__,
     }
+    sdk = sdk_column(target.runtime, lock) or target.runtime.sdk
+    if sdk:
+        labels[SDK_LABEL] = sdk
     return {**labels, **settings.labels}
 
 

@@ -7,8 +7,9 @@
 
 Nothing else of those files is touched. One table per language family, in the order of
 runtimes.yaml, with the seed's columns (name, identifier, SDK where the family has one,
-operating system, architectures) plus the deprecation date. No column depends on today's date,
-so the README only goes stale when runtimes.yaml changes.
+operating system, architectures) plus the deprecation date. The SDK column is what the lock
+pins (pins.sdk_column), so the README goes stale when runtimes.yaml or the lock changes (the
+weekly lock job regenerates it with the lock); no column depends on today's date.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from pathlib import Path
 from typing import Final
 
 from .errors import ConfigurationError
+from .lock import Lock
 from .matrix import Matrix, Runtime
+from .pins import sdk_column
 
 START: Final = "<!-- runtimes:start -->"
 END: Final = "<!-- runtimes:end -->"
@@ -30,8 +33,9 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def runtime_tables(matrix: Matrix) -> str:
-    """Markdown for every family that has runtimes, in the order families are declared."""
+def runtime_tables(matrix: Matrix, lock: Lock) -> str:
+    """Markdown for every family that has runtimes, in the order families are declared; the
+    SDK column as the lock pins it (pins.sdk_column), else as runtimes.yaml writes it."""
     blocks = ["<!-- Generated from runtimes.yaml by `lambda-images docs`; do not edit. -->"]
     for family in matrix.families.values():
         rows: list[Runtime] = [rt for rt in matrix.runtimes if rt.family.id == family.id]
@@ -50,11 +54,11 @@ def runtime_tables(matrix: Matrix) -> str:
         for rt in rows:
             cells = [rt.name, f"`{rt.id}`"]
             if family.sdk:
-                cells.append(rt.sdk or "")
+                cells.append(sdk_column(rt, lock) or rt.sdk or "")
             cells += [
                 rt.os.name,
                 ", ".join(rt.architectures),
-                rt.deprecation.isoformat() if rt.deprecation else "",
+                rt.deprecation.isoformat() if rt.deprecation else ("preview" if rt.preview else ""),
             ]
             lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
         blocks.append("\n".join(lines))
@@ -78,13 +82,13 @@ def with_tables(readme: Path, tables: str, start_marker: str = START, end_marker
 
 
 def generated_docs(
-    matrix: Matrix, readme: Path | None, checks_table: str
+    matrix: Matrix, lock: Lock, readme: Path | None, checks_table: str
 ) -> list[tuple[Path, str]]:
     """(file, its text with the generated tables) for every file that has some (the checks'
     table where the matrix sits in the project's checkout, beside docs/)."""
     root = matrix.path.parent
     readme = readme or root / "README.md"
-    files = [(readme, with_tables(readme, runtime_tables(matrix)))]
+    files = [(readme, with_tables(readme, runtime_tables(matrix, lock)))]
     checks = root / CHECKS_DOC
     if checks.is_file():
         header = (

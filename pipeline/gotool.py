@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
@@ -99,3 +100,26 @@ def build(
     output.parent.mkdir(parents=True, exist_ok=True)
     run(argv, env=env, cwd=cwd, what=what)
     return output
+
+
+def required_at(
+    folder: Path,
+    module: str,
+    version: str,
+    *,
+    env: Mapping[str, str],
+    what: str,
+    files: Mapping[str, bytes] | None = None,
+) -> dict[str, bytes]:
+    """The ``go.mod`` and ``go.sum`` of the Go module in ``folder`` once it requires ``module``
+    at ``version`` (``go get``, then ``go mod tidy``), made in a copy (with ``files`` written
+    over it first: an earlier move of the same module): ``folder`` is left as it was. The go
+    command checks what it fetches against the checksum database."""
+    with tempfile.TemporaryDirectory(prefix="lambda-images-gomod-") as tmp:
+        copy = Path(tmp) / "module"
+        shutil.copytree(folder, copy)
+        for name, data in (files or {}).items():
+            (copy / name).write_bytes(data)
+        run(["get", "--", f"{module}@{version}"], env=env, cwd=copy, what=what)
+        run(["mod", "tidy"], env=env, cwd=copy, what=what)
+        return {name: (copy / name).read_bytes() for name in ("go.mod", "go.sum")}

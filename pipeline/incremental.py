@@ -79,7 +79,7 @@ def input_parts(
             "inputs": dict(sorted(inputs.items())),
             "built": dict(sorted(built.items())),
         },
-        "labels": image_labels(target, settings),
+        "labels": image_labels(target, settings, lock),
         "platform": f"linux/{target.arch.docker}",
         "pipeline": __version__,
     }

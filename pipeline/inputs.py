@@ -225,6 +225,27 @@ def lock_url_inputs(
     return unlocked
 
 
+def relock_input(
+    item: Input, arches: Sequence[str], lock: Lock, cache: Path, *, environ: Mapping[str, str]
+) -> None:
+    """Pin an input afresh after its version moved (``lock --upgrade``): each architecture's
+    file downloaded (or built) and hashed, the previous version's entries dropped. A file that
+    cannot be fetched or built is an InputError: an upgrade is locked whole or not at all."""
+    lock.inputs.pop(item.name, None)
+    if item.build is not None:
+        lock.go.pop(item.name, None)
+    for arch in {item.key(arch): arch for arch in arches}.values():  # one file per key
+        what = f"{item.name} {item.version}"
+        if item.build is not None:
+            path, module_sum = _build_into_cache(item, arch, None, None, cache, what, environ)
+            lock.go[item.name] = LockedModule(
+                module=item.build.module, version=item.version, sum=module_sum
+            )
+        else:
+            path = download(item.url(arch), None, f"{what} ({arch})", cache)
+        lock.inputs.setdefault(item.name, {})[item.key(arch)] = path.name
+
+
 def lock_built_input(
     runtime: Runtime,
     item: Input,

@@ -184,6 +184,8 @@ class Family:
     name: str
     template: str
     sdk: str | None = None  # the title of the SDK column in the runtime tables
+    # The packages whose versions, as the lock pins them, are the SDK column (pins.sdk_column).
+    sdk_packages: tuple[str, ...] = ()
     latest: str | None = None  # the runtime id the family's ``latest`` tags name (declared)
     environment: tuple[tuple[str, str], ...] = ()  # extra ENV of every image of the family
     destinations: tuple[tuple[str, str], ...] = ()  # input role → where its files go
@@ -215,6 +217,9 @@ class Runtime:
     deprecation: dt.date | None
     install: Install
     inputs: tuple[tuple[str, tuple[Input, ...]], ...] = ()  # (role, inputs): language, ric…
+    preview: bool = False  # listed and built, never its family's latest
+    # pin name → the version it stays below, for this runtime (over the matrix's own)
+    upgrade_below: tuple[tuple[str, str], ...] = ()
 
     def all_inputs(self) -> list[Input]:
         return [i for _, group in self.inputs for i in group]
@@ -224,21 +229,23 @@ class Runtime:
         return f"{self.tag}-{arch}"
 
     def state(self, today: dt.date) -> str:
-        """supported, deprecating (within 90 days) or deprecated."""
+        """supported, deprecating (within 90 days) or deprecated; preview for a runtime AWS
+        publishes as a preview (listed and built, never a family's latest)."""
         if self.deprecation is None:
-            return "supported"
+            return "preview" if self.preview else "supported"
         if self.deprecation <= today:
             return "deprecated"
         if (self.deprecation - today).days <= DEPRECATION_WARNING_DAYS:
             return "deprecating"
         return "supported"
 
-    def as_json(self, today: dt.date) -> dict[str, Any]:
-        """What ``lambda-images list --json`` prints of the runtime, its state as of ``today``."""
+    def as_json(self, today: dt.date, sdk: str | None = None) -> dict[str, Any]:
+        """What ``lambda-images list --json`` prints of the runtime, its state as of ``today``;
+        ``sdk``: the SDK column (pins.sdk_column: from the lock), else runtimes.yaml's."""
         return {
             "id": self.id, "name": self.name, "family": self.family.id, "version": self.version,
             "tag": self.tag, "os": self.os.id, "os_name": self.os.name,
-            "architectures": list(self.architectures), "sdk": self.sdk,
+            "architectures": list(self.architectures), "sdk": sdk or self.sdk,
             "deprecation": self.deprecation.isoformat() if self.deprecation else None,
             "state": self.state(today),
         }  # fmt: skip
@@ -280,6 +287,8 @@ class Matrix:
     runtimes: tuple[Runtime, ...]
     namespace: str = "lambda-images"  # of local image names (Settings.namespace)
     templates_dir: Path = TEMPLATES_DIR
+    # pin name → the version `outdated` and `lock --upgrade` keep it below (every runtime)
+    upgrade_below: tuple[tuple[str, str], ...] = ()
     _by_id: dict[str, Runtime] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -506,22 +515,10 @@ def _schema_message(error: jsonschema.ValidationError, doc: _Located) -> Configu
     return doc.fail(where, what)
 
 
-def load_matrix(
-    path: Path = DEFAULT_MATRIX,
-    *,
-    templates_dir: Path | None = None,
-    namespace: str = "lambda-images",
-) -> Matrix:
-    """Read and validate runtimes.yaml; raise ConfigurationError naming file, line and field.
-
-    Templates are read from ``templates/`` beside the matrix file when there is one, else from
-    the checkout the package was installed from.
-    """
-    if templates_dir is None:
-        beside = path.parent / TEMPLATES_DIR.name
-        templates_dir = beside if beside.is_dir() else TEMPLATES_DIR
+def read_matrix_text(path: Path) -> str:
+    """runtimes.yaml's text, read within its bound; ConfigurationError when it cannot be."""
     try:
-        text = _decode(path, read_bounded(path, MATRIX_MAX_BYTES))
+        return _decode(path, read_bounded(path, MATRIX_MAX_BYTES))
     except FileNotFoundError:
         msg = f"{path}: no such file (pass --matrix PATH, or run where runtimes.yaml is)"
         raise ConfigurationError(msg) from None
@@ -529,6 +526,27 @@ def load_matrix(
         raise ConfigurationError(f"{exc}; expected a runtime matrix (runtimes.yaml)") from None
     except OSError as exc:
         raise ConfigurationError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def load_matrix(
+    path: Path = DEFAULT_MATRIX,
+    *,
+    templates_dir: Path | None = None,
+    namespace: str = "lambda-images",
+    text: str | None = None,
+) -> Matrix:
+    """Read and validate runtimes.yaml; raise ConfigurationError naming file, line and field.
+    ``text``: the file's text as it would be (``lock --upgrade`` checks its edit before
+    writing it), instead of what ``path`` holds.
+
+    Templates are read from ``templates/`` beside the matrix file when there is one, else from
+    the checkout the package was installed from.
+    """
+    if templates_dir is None:
+        beside = path.parent / TEMPLATES_DIR.name
+        templates_dir = beside if beside.is_dir() else TEMPLATES_DIR
+    if text is None:
+        text = read_matrix_text(path)
     doc = _Located(path, text)
     errors = sorted(
         validator(_schema()).iter_errors(doc.data), key=lambda e: doc.line(tuple(e.path))
@@ -594,6 +612,7 @@ def _build(doc: _Located, templates_dir: Path) -> Matrix:
             name=raw["name"],
             template=raw["template"],
             sdk=raw.get("sdk"),
+            sdk_packages=tuple(raw.get("sdk_packages", ())),
             latest=raw.get("latest"),
             environment=tuple(raw.get("environment", {}).items()),
             destinations=tuple(sorted(raw.get("destinations", {}).items())),
@@ -706,6 +725,8 @@ def _build(doc: _Located, templates_dir: Path) -> Matrix:
                     npm=tuple(npm),
                 ),
                 inputs=tuple(roles),
+                preview=raw.get("preview", False),
+                upgrade_below=tuple(sorted(raw.get("upgrade_below", {}).items())),
             )
         )
     for fam_id, family in families.items():
@@ -715,12 +736,19 @@ def _build(doc: _Located, templates_dir: Path) -> Matrix:
         if family.latest not in own:
             where = ("families", fam_id, "latest")
             raise _unknown_ref(doc, where, family.latest, own, f"runtime of {fam_id}")
+        if own[family.latest].preview:
+            msg = (
+                f"{family.latest} is a preview runtime, never published as latest; expected a "
+                f"runtime of {fam_id} without `preview: true`"
+            )
+            raise doc.fail(("families", fam_id, "latest"), msg)
     return Matrix(
         path=doc.file,
         operating_systems=systems,
         families=families,
         runtimes=tuple(runtimes),
         templates_dir=templates_dir,
+        upgrade_below=tuple(sorted(data.get("upgrade_below", {}).items())),
     )
 
 

@@ -71,6 +71,60 @@ _NETWORK: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _OCTET: Final = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4: Final = re.compile(rf"{_OCTET}(\.{_OCTET}){{3}}", re.ASCII)
 _LABEL_TEXT: Final = re.compile(r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]{1,500}")
+# A registry's base URL: http(s), a host, an optional port and path; no user part, query or
+# fragment (a token there would reach messages), at most 300 characters.
+_BASE_URL: Final = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%+@/-]*)?")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Upstreams:
+    """Where ``outdated`` and ``lock --upgrade`` read what each registry serves (base URLs,
+    without a trailing slash): each defaults to the public registry and is overridable, as the
+    tools themselves are (npm's registry setting, the go command's GOPROXY). "" means the
+    registry is not read: GOPROXY says off or direct, or a tool's own variable holds a URL
+    with a user part (credentials), which is never sent anywhere from here."""
+
+    pypi: str = "https://pypi.org/pypi"  # LAMBDA_IMAGES_PYPI_URL: <base>/<name>/json
+    npm: str = "https://registry.npmjs.org"  # npm_config_registry (npm's own setting)
+    maven: str = "https://repo1.maven.org/maven2"  # LAMBDA_IMAGES_MAVEN_URL
+    goproxy: str = "https://proxy.golang.org"  # GOPROXY's first entry
+    nodejs: str = "https://nodejs.org/dist"  # LAMBDA_IMAGES_NODEJS_DIST_URL: <base>/index.json
+
+
+def base_url(value: str) -> str | None:
+    """``value`` as a base URL without its trailing slashes; None when it is no http(s) URL,
+    or has a user part, query or fragment."""
+    return value.rstrip("/") if len(value) <= 300 and _BASE_URL.fullmatch(value) else None
+
+
+def parse_upstreams(env: Mapping[str, str]) -> Upstreams:
+    """Each registry's base URL from the environment, or the public registry's. Our own
+    variables must hold a plain URL (the value is never shown: it may hold a token); the
+    tools' own (npm's, the go command's) may hold what those tools accept, and a registry
+    they name in a form not read here is not read."""
+
+    def ours(name: str, default: str) -> str:
+        value = _value(env, name)
+        if not value:
+            return default
+        url = base_url(value)
+        if url is None:
+            msg = (
+                f"{name}: expected an http(s) URL without a user part, query or fragment "
+                "(e.g. https://registry.example/path)"
+            )
+            raise ConfigurationError(msg)
+        return url
+
+    npm = _value(env, "npm_config_registry") or _value(env, "NPM_CONFIG_REGISTRY")
+    goproxy = re.split(r"[,|]", _value(env, "GOPROXY"), maxsplit=1)[0].strip()
+    return Upstreams(
+        pypi=ours("LAMBDA_IMAGES_PYPI_URL", Upstreams.pypi),
+        npm=(base_url(npm) or "") if npm else Upstreams.npm,
+        maven=ours("LAMBDA_IMAGES_MAVEN_URL", Upstreams.maven),
+        goproxy=(base_url(goproxy) or "") if goproxy else Upstreams.goproxy,
+        nodejs=ours("LAMBDA_IMAGES_NODEJS_DIST_URL", Upstreams.nodejs),
+    )
 
 
 def _checked(name: str, value: str, pattern: re.Pattern[str], expected: str) -> str:
@@ -111,6 +165,7 @@ class Settings:
     # GITHUB_STEP_SUMMARY: the job summary file plan, publish and refresh append a table to
     step_summary: Path | None = None
     debug: bool = False  # LAMBDA_IMAGES_DEBUG: tracebacks instead of one-line errors
+    upstreams: Upstreams = field(default_factory=Upstreams)  # registries outdated reads
     # The whole environment as the process started, for the commands it runs (git, go,
     # mmdebstrap) and `invoke --env KEY`; nothing else reads the environment.
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -179,6 +234,7 @@ class Settings:
             github_actions=_value(env, "GITHUB_ACTIONS") == "true",
             step_summary=Path(summary) if (summary := _value(env, "GITHUB_STEP_SUMMARY")) else None,
             debug=_value(env, "LAMBDA_IMAGES_DEBUG") not in ("", "0"),
+            upstreams=parse_upstreams(env),
             environ=MappingProxyType(dict(env)),
         )
 

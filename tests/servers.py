@@ -3,6 +3,7 @@ fault-injecting HTTP proxy in front of it. Both listen on 127.0.0.1 only."""
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import random
@@ -11,6 +12,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -296,3 +298,45 @@ class FaultProxy:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class StandIn:
+    """A package registry's stand-in on 127.0.0.1 (a context manager): ``routes`` maps a
+    request path to the bytes served there (404 elsewhere), or ``status``, when set, answers
+    every request; ``root`` is a folder of its own for what tests keep beside it."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, bytes] = {}
+        self.status: int | None = None
+        self.seen: list[str] = []
+        self._tmp = tempfile.TemporaryDirectory(prefix="stand-in-")
+        self.root = Path(self._tmp.name)
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                path = self.path.partition("?")[0]
+                outer.seen.append(path)
+                body = outer.routes.get(path)
+                status = outer.status or (200 if body is not None else 404)
+                self.send_response(status)
+                payload = body if status == 200 and body is not None else b""
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> StandIn:
+        serve = functools.partial(self.server.serve_forever, poll_interval=0.05)
+        threading.Thread(target=serve, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._tmp.cleanup()

@@ -87,10 +87,30 @@ def test(run: Run, cells: Cells, as_json: bool) -> None:
 
 
 @cli.command()
-@opt.runtimes(arch=False)
+@click.argument("names", metavar="[RUNTIMES | --upgrade INPUTS]...", nargs=-1)
+@click.option(
+    "--upgrade", is_flag=True, help="NAMES are inputs (none: all): move each pin to the newest "
+    "release its registry lists, then lock it and check its hash there.",
+)  # fmt: skip
+@click.option(
+    "--markdown", type=click.Path(path_type=Path, dir_okay=False), callback=opt.written_file,
+    help="With --upgrade: also write what moved (old → new) as markdown here.",
+)  # fmt: skip
+@opt.deprecated_option
 @opt.json_option
-def lock(run: Run, cells: Cells, as_json: bool) -> None:
+@click.pass_obj
+def lock(
+    settings: Settings, names: tuple[str, ...], upgrade: bool, markdown: Path | None,
+    include_deprecated: bool, as_json: bool,
+) -> None:  # fmt: skip
     """Pin every downloadable input by sha256 in runtimes.lock.json (needs the network).
 
-    Those that cannot be downloaded from here stay unlocked (null), and are named."""
+    Those that cannot be downloaded from here stay unlocked (null), and are named. With
+    --upgrade, the pins move to the newest releases their registries list first."""
+    if markdown and not upgrade:
+        raise click.UsageError("--markdown goes with --upgrade")
+    run, cells = opt.selected(settings, () if upgrade else names, include_deprecated)
+    if upgrade:
+        request = do.UpgradeRequest(runtimes=cells.runtimes, names=names, markdown=markdown)
+        return show.result(do.upgrade_pins(run, request), show.upgrade, as_json)
     show.result(do.lock_inputs(run, cells.runtimes), show.locked, as_json)

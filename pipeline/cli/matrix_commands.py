@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 @click.pass_obj
 def list_command(settings: Settings, as_json: bool) -> None:
     """The runtimes of the matrix and their state (supported, deprecating within 90 days,
-    deprecated)."""
-    rows = [rt.as_json(settings.today) for rt in do.Run.open(settings, lock=False).matrix.runtimes]
+    deprecated, preview), with the SDK the lock pins."""
+    rows = do.runtime_rows(do.Run.open(settings, lock=False))
     (show.as_json if as_json else show.runtimes_table)(rows)
 
 

@@ -114,6 +114,7 @@ def _written(*, is_file: bool) -> Callable[[click.Context, click.Parameter, Any]
 
 
 written_folder = _written(is_file=False)
+written_file = _written(is_file=True)
 
 
 def _remote(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

@@ -52,12 +52,17 @@ def rebuild(run: Run, request: RebuildRequest, as_json: bool, push: bool) -> Non
 @opt.runtimes()
 @opt.json_option
 @opt.registry_option("Check the images published there (<tag>-<arch>), not the engine's.")
+@click.option(
+    "--only", type=click.Choice(["images", "inputs"]), help="Only the images (works offline), or "
+    "only the pinned inputs against their registries (needs no engine). Default: both.",
+)  # fmt: skip
 @opt.request(do.OutdatedRequest)
 def outdated(run: Run, request: OutdatedRequest, as_json: bool) -> None:
-    """Packages of built (or published) Debian images that have a newer version.
+    """Newer Debian packages in built (or published) images, newer releases of pinned inputs.
 
-    Newer in the image's archives (suite, -updates, -security); fails when any has one."""
-    report = do.outdated_images(run, request)
+    Images: their archives (suite, -updates, -security); inputs: their registries (PyPI, npm,
+    Maven, Go modules, Node.js). Fails when any has a newer one."""
+    report = do.outdated(run, request)
     show.result(report, show.outdated, as_json)
     report.raise_for_failure()
 

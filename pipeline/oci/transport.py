@@ -119,6 +119,11 @@ class TransferStats:
     manifests_written: int = 0
 
 
+class Unreachable(RegistryError):
+    """A registry that did not answer (every retry failed), as opposed to one that answered
+    something refused: callers that can go on without it (``outdated``) tell them apart."""
+
+
 class _Transient(Exception):
     """A failure worth retrying (429, 5xx, a dropped or timed-out connection)."""
 
@@ -253,7 +258,7 @@ class Transport:
                 f"(last: {exc.reason}); the registry is unreachable or overloaded: check that "
                 "it is up and reachable, then run again (finished uploads are not repeated)"
             )
-            raise RegistryError(msg) from None
+            raise Unreachable(msg) from None
 
     def _send(
         self,

@@ -37,8 +37,8 @@ if TYPE_CHECKING:
         test_cell,
         test_targets,
     )
-    from .freshness import outdated_images, refresh
-    from .local import dockerfiles, docs, invoke, job_matrix, plan, serve_function
+    from .freshness import outdated, outdated_images, outdated_inputs, refresh, upgrade_pins
+    from .local import dockerfiles, docs, invoke, job_matrix, plan, runtime_rows, serve_function
     from .release import publish, push_runtime_branch, rebuild
     from .requests import (
         BuildRequest,
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
         PublishRequest,
         RebuildRequest,
         RefreshRequest,
+        UpgradeRequest,
     )
     from .run import Run
 
@@ -58,6 +59,7 @@ __all__ = [
     "RebuildRequest",
     "RefreshRequest",
     "Run",
+    "UpgradeRequest",
     "build",
     "build_cell",
     "dockerfiles",
@@ -67,7 +69,9 @@ __all__ = [
     "job_matrix",
     "lock_inputs",
     "make_bases",
+    "outdated",
     "outdated_images",
+    "outdated_inputs",
     "plan",
     "prepare_cell",
     "publish",
@@ -77,11 +81,13 @@ __all__ = [
     "render_cell",
     "render_contexts",
     "run_cell",
+    "runtime_rows",
     "serve_function",
     "snapshot_cell",
     "snapshot_runtimes",
     "test_cell",
     "test_targets",
+    "upgrade_pins",
 ]
 
 # The modules, the lightest first: each later one imports what it needs of the earlier ones,

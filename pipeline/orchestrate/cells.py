@@ -46,7 +46,7 @@ from ..probes import prepare_probe
 from ..records import ArchSnapshot, BuildRecord, CellInputs, InputsRecord, Report
 from ..render import render_target, write_context
 from ..sbom import go_pins
-from ..snapshot import assemble_branch, snapshot_target, warm_layer_cache
+from ..snapshot import assemble_branch, read_licence, snapshot_target, warm_layer_cache
 from ..workdir import UnreadableRecord
 from .requests import BuildRequest, Cells
 from .run import Run
@@ -132,7 +132,7 @@ def build_image(run: Run, target: Target, inputs: CellInputs, *, no_cache: bool)
             run.client,
             str(inputs.parts["base_image_id"]),
             cell.build_log,
-            labels={**image_labels(target, run.settings), INPUT_LABEL: inputs.digest},
+            labels={**image_labels(target, run.settings, run.lock), INPUT_LABEL: inputs.digest},
             no_cache=no_cache,
             builder=run.settings.builder,
             network_mode=run.settings.build_network,
@@ -386,13 +386,16 @@ def branch_content(
     snapshots: Sequence[ArchSnapshot] | None = None,
     sboms: dict[str, bytes] | None = None,
     history: Sequence[str] = (),
+    remote: str | None = None,
 ) -> Path:
     """Lay out the runtime's branch folder from its snapshots (with their SBOMs, made here when
-    not given); the one place a command does so, once per runtime."""
+    not given; its README's clone command naming ``remote``, the git remote it is pushed to);
+    the one place a command does so, once per runtime."""
     with run.work.runtime_locked(runtime.id), log.step(f"branch content {runtime.id}"):
         return assemble_branch(
             runtime, run.work, arches, snapshots=snapshots, epoch=run.settings.epoch,
-            pins=go_pins(run.lock), sboms=sboms, history=history,
+            pins=go_pins(run.lock), sboms=sboms, history=history, remote=remote,
+            licence=read_licence(run.matrix.templates_dir.parent / "LICENSE"),
         )  # fmt: skip
 
 

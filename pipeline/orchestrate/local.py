@@ -44,7 +44,7 @@ def docs(run: Run, readme: Path | None, *, check: bool) -> list[Path]:
     from ..docs import generated_docs
 
     written = []
-    for path, text in generated_docs(run.matrix, readme, checks_table()):
+    for path, text in generated_docs(run.matrix, run.lock, readme, checks_table()):
         current = path.read_text("utf-8")
         if text == current:
             continue
@@ -68,6 +68,14 @@ def job_matrix(run: Run, cells: Cells) -> dict[str, list[dict[str, Any]]]:
         why = run.lock.unlocked(target)
         jobs.append({**job, "locked": why is None} | ({"unlocked": why} if why else {}))
     return {"include": jobs}
+
+
+def runtime_rows(run: Run) -> list[dict[str, Any]]:
+    """What ``list`` shows of each runtime, the SDK column as the lock pins it."""
+    from ..pins import sdk_column
+
+    today, lock = run.settings.today, run.lock
+    return [rt.as_json(today, sdk=sdk_column(rt, lock)) for rt in run.matrix.runtimes]
 
 
 def plan(cells_json: Path, folders: Sequence[Path]) -> Plan:

@@ -129,7 +129,7 @@ def _publish_runtime(
         arches = [s.arch for s in snaps]
         history = history_markdown(stamp, changes)
         content = branch_content(
-            run, runtime, arches, snapshots=snaps, sboms=sboms, history=history
+            run, runtime, arches, snapshots=snaps, sboms=sboms, history=history, remote=remote
         )
         with log.step(f"branch {runtime.id}"):
             branch = push_branch(
@@ -293,7 +293,7 @@ def push_runtime_branch(
         raise SnapshotError(msg)
     for arch in built:  # before anything is locked or written
         require_snapshot(run.work.cell(runtime.id, arch))
-    content = branch_content(run, runtime, built)
+    content = branch_content(run, runtime, built, remote=remote)
     with run.work.runtime_locked(runtime.id), log.step(f"push branch {runtime.id}"):
         return push_branch(runtime, content, remote, run.settings.environ, epoch=run.settings.epoch)
 

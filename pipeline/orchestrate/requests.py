@@ -54,6 +54,23 @@ class RebuildRequest:
 class OutdatedRequest:
     cells: Cells
     registry: RegistryRef | None = None  # the published images instead of the built ones
+    only: str | None = None  # "images" (their packages against their archives), "inputs"
+
+    @property
+    def images(self) -> bool:
+        return self.only != "inputs"
+
+    @property
+    def inputs(self) -> bool:
+        """The pinned inputs against their registries (the network)."""
+        return self.only != "images"
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpgradeRequest:
+    runtimes: tuple[Runtime, ...]  # whose pins move
+    names: tuple[str, ...] = ()  # the pins to move (a package, an input, a module); none: all
+    markdown: Path | None = None  # a checked path: what moved, as a pull request's body
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from .. import log
+from .freshness import outdated, outdated_images, outdated_inputs, upgrade
 from .markdown import job_summary, plan_markdown, publish_markdown
 from .tables import print_table
 from .tables import table as _table
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     from ..orchestrate.cells import BuildSummary, ConformanceSummary, LockSummary, SnapshotSummary
     from ..orchestrate.freshness import RefreshReport
     from ..orchestrate.release import RebuildSummary
-    from ..outdated import OutdatedReport
     from ..publish.report import PublishReport
 
 
@@ -34,7 +34,10 @@ def lines(items: Iterable[str]) -> None:
         click.echo(line)
 
 
-__all__ = ["job_summary", "plan_markdown", "publish_markdown"]
+__all__ = [
+    "job_summary", "outdated", "outdated_images", "outdated_inputs", "plan_markdown",
+    "publish_markdown", "upgrade",
+]  # fmt: skip
 
 
 def as_json(value: Any, *, compact: bool = False) -> None:
@@ -67,7 +70,7 @@ def runtimes_table(rows: Sequence[dict[str, Any]]) -> None:
     table = _table(
         "identifier", "state", "deprecation", "architectures", "OS", "name", "SDK", whole=4
     )
-    styles = {"supported": "green", "deprecating": "yellow", "deprecated": "red"}
+    styles = {"supported": "green", "deprecating": "yellow", "deprecated": "red", "preview": "cyan"}
     for r in rows:
         table.add_row(
             r["id"], Text(r["state"], style=styles[r["state"]]), r["deprecation"] or "",
@@ -132,15 +135,6 @@ def reports(summary: ConformanceSummary) -> None:
         for c in report.checks:
             mark = "[green]ok[/]  " if c.ok else "[red]fail[/]"
             log.console.print(f"  {mark} {c.name:<17} {escape(c.message)}")
-
-
-def outdated(report: OutdatedReport) -> None:
-    """One line per image, then one per package with a newer version."""
-    for image in report.images:
-        count = f": {len(image.upgrades)} package(s) with a newer version"
-        detail = count if image.upgrades else (f": {image.note}" if image.note else "")
-        lines([f"{image.runtime}/{image.arch}\t{image.state}{detail}"])
-        lines(f"  {u.line()}" for u in image.upgrades)
 
 
 def publish(report: PublishReport) -> None:

@@ -107,7 +107,7 @@ def test_outdated_reads_the_top_most_dpkg_status_of_each_published_image(
         "LAMBDA_IMAGES_REGISTRY_PASSWORD": registry_server.password,
     }
     where = f"{registry_server.host}/{namespace}"
-    args = ["outdated", "provided.debian12", "go.debian12", "provided.debian13"]
+    args = ["outdated", "provided.debian12", "go.debian12", "provided.debian13", "--only", "images"]
     result = cli(*args, "--arch", "x86_64", "--registry", where, env=env)
     assert result.returncode == OUTDATED_EXIT, result.stderr
     lines = result.stdout.splitlines()
@@ -130,7 +130,9 @@ def test_outdated_reads_the_top_most_dpkg_status_of_each_published_image(
     )
 
     as_json = cli(*args, "--arch", "x86_64", "--registry", where, "--json", env=env)
-    first = json.loads(as_json.stdout)[0]
+    report = json.loads(as_json.stdout)
+    assert report["inputs"] is None  # --only images: no package registry read
+    first = report["images"][0]
     assert first["image"] == f"{where}/provided:debian12-x86_64"
     assert first["digest"] == registry_server.tag_digest(provided, "debian12-x86_64")
     assert [u["package"] for u in first["upgrades"]] == ["libc6"]

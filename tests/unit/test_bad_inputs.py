@@ -88,11 +88,7 @@ class Case:
 
 RENDER = ("render",)
 CONTEXT = ("render", "--contexts", "python3.11.debian12", "--arch", "x86_64")
-PY_ROW = (
-    "    sdk: boto3-1.35.99 botocore-1.35.99\n"
-    "    deprecation: 2028-06-30         # Debian 12's python3 (3.11), "
-    "supported until its LTS ends\n"
-)
+SDK_ROW = "    sdk: openjdk-17-jre-headless\n"  # java17.debian12 (Python rows: from the lock)
 INPUTS_JSON = "out/provided.debian12/x86_64/inputs.json"
 CELLS = b'{"include": [{"runtime": "provided.debian12", "arch": "x86_64"}]}'
 GOOD_RECORD = {
@@ -425,10 +421,10 @@ CASES: list[Case] = [
     ),
     matrix_case(
         "runtime-sdk-backslash",
-        PY_ROW,
-        PY_ROW.replace("botocore-1.35.99", "botocore-1.35.99\\\\"),
+        SDK_ROW,
+        SDK_ROW.replace("headless", "headless\\\\"),
         "].sdk: ",
-        at="botocore-1.35.99\\",
+        at="openjdk-17-jre-headless\\",
     ),
     matrix_case(
         "runtime-id-dot-dot",

@@ -12,9 +12,12 @@ from pathlib import Path
 import pytest
 from cli_runner import isolated_env, lambda_images
 
+from pipeline.build import SDK_LABEL, image_labels
 from pipeline.docs import runtime_tables, with_tables
 from pipeline.errors import InputError, UsageError
+from pipeline.lock import Lock
 from pipeline.matrix import Matrix
+from pipeline.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 TODAY = dt.date(2026, 11, 25)
@@ -180,9 +183,48 @@ def test_a_cell_whose_inputs_are_unlocked_says_so_in_the_job_matrix() -> None:
     assert rows["provided.debian12", "x86_64", "ubuntu-24.04"].split()[3:] == ["locked"]
 
 
+def test_the_sdk_column_is_what_the_lock_pins(matrix: Matrix, tmp_path: Path) -> None:
+    raw = json.loads((REPO / "runtimes.lock.json").read_text())
+    (s3,) = [p["url"] for p in raw["npm"]["nodejs22.x"] if p["path"] == S3]
+    node_sdk = s3.rsplit("/client-s3-", 1)[1].removesuffix(".tgz")
+    wheels = dict(f["filename"].split("-")[:2] for f in raw["pip"]["python3.12"]["x86_64"])
+    rows = {r["id"]: r for r in json.loads(cli("list", "--json").stdout)}
+    assert (rows["nodejs22.x"]["sdk"], node_sdk) == ("3.1175.0", "3.1175.0")
+    assert rows["python3.12"]["sdk"] == f"boto3-{wheels['boto3']} botocore-{wheels['botocore']}"
+    row = "| Node.js 22 | `nodejs22.x` | {} | Amazon Linux 2023 |"
+    assert row.format("3.1175.0") in (REPO / "README.md").read_text()
+    # A new lock moves the column, so the README's tables are stale until `lambda-images docs`
+    # writes them again (test_docs_check_fails_when_the_readme_is_stale… covers that command).
+    moved = tmp_path / "runtimes.lock.json"
+    text = (REPO / "runtimes.lock.json").read_text()
+    moved.write_text(text.replace(s3, s3.replace("3.1175.0", "3.1180.0")))
+    tables = runtime_tables(matrix, Lock.load(moved))
+    assert row.format("3.1180.0") in tables
+    assert with_tables(REPO / "README.md", tables) != (REPO / "README.md").read_text()
+
+
+def test_each_image_is_labelled_with_the_sdk_the_lock_pins(matrix: Matrix) -> None:
+    lock, settings = Lock.for_matrix(matrix.path), Settings.from_environ({})
+    labels = {
+        rid: image_labels(target, settings, lock).get(SDK_LABEL)
+        for rid in ("nodejs22.x", "python3.12", "java21", "provided.al2023")
+        for target in matrix.targets([matrix.runtime(rid)], ["x86_64"])
+    }
+    assert labels == {
+        "nodejs22.x": "3.1175.0",
+        "python3.12": "boto3-1.35.99 botocore-1.35.99",
+        "java21": "amazon-corretto-21",
+        "provided.al2023": None,
+    }
+
+
+S3 = "node_modules/@aws-sdk/client-s3"
+
+
 def test_readme_tables_equal_what_runtimes_yaml_generates(matrix: Matrix) -> None:
     readme = REPO / "README.md"
-    assert with_tables(readme, runtime_tables(matrix)) == readme.read_text()
+    lock = Lock.for_matrix(matrix.path)
+    assert with_tables(readme, runtime_tables(matrix, lock)) == readme.read_text()
     assert cli("docs", "--check").returncode == 0
 
 
@@ -229,3 +271,80 @@ def test_the_lock_holds_every_input_even_unlocked_ones(matrix: Matrix) -> None:
                 assert item.key(arch) in raw["inputs"][item.name], (rt.id, item.name)
     assert raw["bases"]["al2023"] == {"arm64": None, "x86_64": None}
     assert raw["npm"]["nodejs18.x.debian12"]
+
+
+# AWS's Supported runtimes table as it stood in August 2026 (runtimes.yaml says where it was
+# read): every runtime it lists → operating system, deprecation date (None: "Not scheduled",
+# a preview runtime) and whether it is a preview.
+AWS_2026_08 = {
+    "nodejs26.x": ("al2023", None, True),
+    "nodejs24.x": ("al2023", "2028-04-30", False),
+    "nodejs22.x": ("al2023", "2027-04-30", False),
+    "python3.15": ("al2023", None, True),
+    "python3.14": ("al2023", "2029-06-30", False),
+    "python3.13": ("al2023", "2029-06-30", False),
+    "python3.12": ("al2023", "2028-10-31", False),
+    "python3.11": ("al2", "2027-06-30", False),
+    "python3.10": ("al2", "2026-10-31", False),
+    "java25": ("al2023", "2029-06-30", False),
+    "java21": ("al2023", "2029-06-30", False),
+    "java17.al2023": ("al2023", "2029-06-30", False),
+    "java11.al2023": ("al2023", "2029-06-30", False),
+    "java8.al2023": ("al2023", "2029-06-30", False),
+    "java17": ("al2", "2027-06-30", False),
+    "java11": ("al2", "2027-06-30", False),
+    "java8.al2": ("al2", "2027-06-30", False),
+    "dotnet10": ("al2023", "2028-11-14", False),
+    "dotnet9": ("al2023", "2026-11-10", False),
+    "dotnet8": ("al2023", "2026-11-10", False),
+    "ruby4.0": ("al2023", "2029-03-31", False),
+    "ruby3.4": ("al2023", "2028-03-31", False),
+    "ruby3.3": ("al2023", "2027-03-31", False),
+    "provided.al2023": ("al2023", "2029-06-30", False),
+}
+# Rows that table added or re-dated since the matrix was written: each names it as its source.
+FROM_THE_2026_08_TABLE = [
+    "nodejs26.x", "python3.15", "python3.11", "python3.10", "ruby4.0", "java17.al2023",
+    "java11.al2023", "java8.al2023", "java17", "java11", "java8.al2", "provided.al2",
+]  # fmt: skip
+
+
+def test_each_runtime_aws_lists_is_a_row_with_its_date_and_source(matrix: Matrix) -> None:
+    rows = {
+        rid: (rt.os.id, rt.deprecation.isoformat() if rt.deprecation else None, rt.preview)
+        for rid in AWS_2026_08
+        for rt in [matrix.runtime(rid)]
+    }
+    assert rows == AWS_2026_08
+    assert matrix.runtime("provided.al2").deprecation == dt.date(2026, 7, 31)
+    lines = (REPO / "runtimes.yaml").read_text().splitlines()
+    for rid in FROM_THE_2026_08_TABLE:
+        (line,) = [ln for ln in lines if ln.startswith(f"  - id: {rid} ")]
+        assert "AWS's table, 2026-08 (see above)" in line, line
+    for rid in AWS_2026_08:
+        for arch in matrix.runtime(rid).architectures:
+            assert (REPO / "dockerfiles" / rid / arch / "Dockerfile").is_file()
+
+
+def test_a_preview_runtime_is_listed_as_preview_and_never_a_familys_latest(
+    tmp_path: Path,
+) -> None:
+    result = cli("--today", TODAY.isoformat(), "list", "--json")
+    rows = {r["id"]: r for r in json.loads(result.stdout)}
+    assert [(rows[r]["state"], rows[r]["tag"]) for r in ("nodejs26.x", "python3.15")] == [
+        ("preview", "26-preview"),
+        ("preview", "3.15-preview"),
+    ]
+    text = (REPO / "runtimes.yaml").read_text()
+    shutil.copy(REPO / "runtimes.yaml", tmp_path)
+    (tmp_path / "runtimes.yaml").write_text(
+        text.replace("latest: nodejs24.x", "latest: nodejs26.x")
+    )
+    line = text[: text.index("latest: nodejs24.x")].count("\n") + 1
+    result = cli("--matrix", str(tmp_path / "runtimes.yaml"), "list")
+    assert result.returncode == 11
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {tmp_path / 'runtimes.yaml'}:{line}: families.nodejs.latest: nodejs26.x is a "
+        "preview runtime, never published as latest; expected a runtime of nodejs without "
+        "`preview: true`"
+    )

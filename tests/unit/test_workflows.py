@@ -130,6 +130,9 @@ def test_new_pins_are_proposed_as_a_pull_request_never_pushed_to_the_default_bra
     lock = _jobs()["lock"]
     script = "\n".join(str(s.get("run", "")) for s in lock["steps"])  # type: ignore[attr-defined]
     assert "lambda-images lock" in script
+    # the pins move to their registries' newest releases first, and the body says old → new
+    assert 'lambda-images lock --upgrade --markdown "$RUNNER_TEMP/pins.md"' in script
+    assert script.count('--body-file "$RUNNER_TEMP/body.md"') == 2  # a new request or the open one
     assert "git push --force origin HEAD:refs/heads/lock-refresh" in script
     assert "gh pr create" in script
     assert "id-token" not in (lock.get("permissions") or {})
