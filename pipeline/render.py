@@ -16,6 +16,7 @@ stage writes from the lock file. Locking an input therefore never makes the outp
 
 from __future__ import annotations
 
+import functools
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -71,7 +72,10 @@ class Rendered:
     files: dict[str, ContextFile]  # name in the context → its content and mode
 
 
+@functools.lru_cache(maxsize=8)
 def _environment(templates_dir: Path) -> jinja2.Environment:
+    """One environment per templates folder and process: a template is compiled once, not once
+    per target (Jinja re-reads a template whose file changed: auto_reload)."""
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir)),
         undefined=jinja2.StrictUndefined,

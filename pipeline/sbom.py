@@ -15,6 +15,9 @@ Components, each with name, version, purl and licence where the image states one
 - npm packages from ``node_modules/[@scope/]NAME/package.json`` (``pkg:npm``);
 - Java artifacts from ``META-INF/maven/GROUP/ARTIFACT/pom.properties`` inside ``*.jar`` files
   (``pkg:maven``);
+- Ruby gems from the specifications RubyGems keeps beside every installed gem,
+  ``specifications/[default/]NAME-VERSION.gemspec`` under each gem folder (``pkg:gem``): Ruby
+  source, read as text, never run;
 - Go executables (the RIE, Go bootstraps) from the build information Go writes into each
   binary (``pkg:golang``), main module and dependencies.
 
@@ -72,13 +75,17 @@ logging.getLogger("debian.copyright").setLevel(logging.ERROR)
 _DIST_INFO = re.compile(r"(?:^|/)([^/]+)\.dist-info/METADATA\Z")
 _NPM = re.compile(r"(?:^|/)node_modules/((?:@[^/]+/)?[^/@][^/]*)/package\.json\Z")
 _POM = re.compile(r"META-INF/maven/([^/]+)/([^/]+)/pom\.properties\Z")
+# An installed gem's specification: <gem folder>/specifications/NAME-VERSION.gemspec, and a
+# default gem's (part of Ruby itself) in specifications/default/.
+_GEMSPEC = re.compile(r"(?:^|/)specifications/(?:default/)?[^/]+\.gemspec\Z")
+_MAX_GEMSPEC: Final = 256 << 10  # a specification is a few kB; a larger file is not one
 
 
 @dataclass(frozen=True, order=True, kw_only=True)
 class Package:
     """One component as found in the image (pure data; made into CycloneDX by ``document``)."""
 
-    ecosystem: str  # deb | pypi | npm | maven | golang
+    ecosystem: str  # deb | pypi | npm | maven | gem | golang
     name: str
     version: str
     namespace: str | None = None
@@ -146,6 +153,8 @@ def _wanted(path: str, mode: int, size: int, data: bytes | None) -> bool:
         return True
     if _DIST_INFO.search(path) or _NPM.search(path) or path.endswith(".jar"):
         return True
+    if _GEMSPEC.search(path):
+        return size <= _MAX_GEMSPEC
     if data is None:  # an executable may be a Go program: read it to see
         return bool(mode & 0o111) and size > 0
     return data.startswith(_ELF) and _GO_MAGIC in data
@@ -310,6 +319,65 @@ def jar_packages(path: str, data: bytes) -> list[Package]:
     return found
 
 
+# What a gem specification says, as RubyGems writes it when it installs a gem (and Debian's
+# gem2deb and Ruby's own installer likewise): `s.name = "NAME".freeze` and `s.version =
+# "VERSION"` in the `Gem::Specification.new do |s|` block, and a `# stub: NAME VERSION PLATFORM
+# PATHS` line at the top. The values are matched as one quoted literal each (no interpolation,
+# no code), within a bounded text; a file that says neither is no gem.
+_GEM_STRING = r"""(?:"([^"\\#\n]{1,200})"|'([^'\\\n]{1,200})'|%q\{([^}\n]{1,200})\})"""
+_GEM_FIELD = {
+    field: re.compile(rf"^[ \t]*[a-z_]\w*\.{field}[ \t]*=[ \t]*{_GEM_STRING}", re.MULTILINE)
+    for field in ("name", "version", "platform")
+}
+_GEM_LICENSES = re.compile(
+    r"^[ \t]*[a-z_]\w*\.licenses?[ \t]*=[ \t]*\[?([^\n]{1,500})", re.MULTILINE
+)
+_GEM_STUB = re.compile(r"\A(?:#[^\n]*\n){0,5}?# stub: (\S{1,200}) (\S{1,200}) (\S{1,100})")
+_GEM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+_GEM_VERSION = re.compile(r"[0-9][0-9A-Za-z.-]{0,99}")
+_GEM_PLATFORM = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+
+
+def _gem_value(field: str, text: str) -> str | None:
+    match = _GEM_FIELD[field].search(text)
+    if match is None:
+        return None
+    return next(group for group in match.groups() if group is not None)
+
+
+def gem_package(path: str, data: bytes) -> Package | None:
+    """The gem a ``specifications/*.gemspec`` file describes, read as text (never run)."""
+    text = data[:_MAX_GEMSPEC].decode("utf-8", "replace")
+    name, version = _gem_value("name", text), _gem_value("version", text)
+    platform = _gem_value("platform", text)
+    stub = _GEM_STUB.search(text)
+    if stub is not None:
+        name, version = name or stub.group(1), version or stub.group(2)
+        platform = platform or stub.group(3)
+    if name is None or version is None:
+        return None
+    if not _GEM_NAME.fullmatch(name) or not _GEM_VERSION.fullmatch(version):
+        return None
+    licences: tuple[str, ...] = ()
+    listed = _GEM_LICENSES.search(text)
+    if listed is not None:
+        licences = tuple(
+            next(group for group in found.groups() if group is not None)
+            for found in re.finditer(_GEM_STRING, listed.group(1))
+        )
+    qualifiers: tuple[tuple[str, str], ...] = ()
+    if platform and platform != "ruby" and _GEM_PLATFORM.fullmatch(platform):
+        qualifiers = (("platform", platform),)
+    return Package(
+        ecosystem="gem",
+        name=name,
+        version=version,
+        qualifiers=qualifiers,
+        licenses=licences,
+        path=path,
+    )
+
+
 def _uvarint(data: bytes, pos: int) -> tuple[int, int]:
     value = shift = 0
     while pos < len(data):
@@ -418,6 +486,8 @@ def image_packages(
             package = npm_package(path, data)
         elif path.endswith(".jar"):
             found += jar_packages(path, data)
+        elif _GEMSPEC.search(path):
+            package = gem_package(path, data)
         elif data.startswith(_ELF):
             found += go_packages(path, data, pins)
         if package is not None:

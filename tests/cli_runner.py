@@ -10,6 +10,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 LAMBDA_IMAGES = [sys.executable, "-m", "pipeline"]
+# The installed console script, for a test that looks for the command in the process list.
+SCRIPT = str(Path(sys.executable).with_name("lambda-images"))
+
+
+def isolated_env(**extra: str) -> dict[str, str]:
+    """An environment with nothing of the caller's but a system PATH, no colour, wide lines:
+    what a test needs to see the command's own defaults (no LAMBDA_IMAGES_* from the shell)."""
+    return {"PATH": "/usr/bin:/bin", "NO_COLOR": "1", "COLUMNS": "1000", **extra}
 
 
 def command(*args: str) -> list[str]:

@@ -114,9 +114,27 @@ def _builder() -> str:
     return buildkit.engine_builder(client, Settings.from_environ().builder)
 
 
+ENGINE_FOLDER = "tests/engine/"
+
+
 def _in_engine_folder(item: pytest.Item) -> bool:
     """tests/engine/ holds the tests that run in order after the build phase, in one worker."""
-    return item.nodeid.startswith("tests/engine/")
+    return item.nodeid.startswith(ENGINE_FOLDER)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist's scheduling by scope (its hook for a scheduler of one's own), with every
+    engine test in one scope: one worker runs them in collection order (the phase first, the
+    ledger last) while the other workers take the unit tests, a module at a time."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class EngineInOneWorker(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.startswith(ENGINE_FOLDER):
+                return ENGINE_FOLDER
+            return nodeid.rsplit("::", 1)[0]
+
+    return EngineInOneWorker(config, log)
 
 
 def pytest_collection_modifyitems(
@@ -145,13 +163,11 @@ def pytest_collection_modifyitems(
     if drop:
         config.hook.pytest_deselected(items=drop)
     # Engine tests first (the build phase starts at once; unit tests fill the other worker),
-    # the phase's own test first among them and the ledger's last; one xdist group, so that
-    # one worker runs them in this order.
+    # the phase's own test first among them and the ledger's last; one scope of the xdist
+    # scheduler below, so that one worker runs them in this order.
     engine = [i for i in keep if _in_engine_folder(i)]
     rank = {FIRST: 0, LAST: 2}
     engine.sort(key=lambda i: rank.get(i.nodeid, 1))
-    for item in engine:
-        item.add_marker(pytest.mark.xdist_group("engine"))
     items[:] = engine + [i for i in keep if not _in_engine_folder(i)]
     wanted: list[str] = []
     cold: list[str] = []
@@ -198,6 +214,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     session.config.stash[PASSED] = session.exitstatus == 0
     timings = {kind: round(stop - start, 1) for kind, (start, stop) in _spans.items()}
+    run_folder().mkdir(parents=True, exist_ok=True)
     (run_folder() / "timings.json").write_text(json.dumps(timings) + "\n")
 
 

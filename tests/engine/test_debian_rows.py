@@ -38,8 +38,8 @@ def upstream(debian_version: str) -> str:
 
 def expected_start(runtime: Runtime, installed: dict[str, str]) -> tuple[list[str], str]:
     """What the image must be able to start, and exactly what it prints: the language's version
-    is that of the Debian package that brings it (python3.X, nodejs, openjdk-N-jre-headless),
-    whose major (and minor) version is the row's own ``version`` in runtimes.yaml."""
+    is that of the Debian package that brings it (python3.X, nodejs, openjdk-N-jre-headless,
+    rubyX.Y), whose major (and minor) version is the row's own ``version`` in runtimes.yaml."""
     family = runtime.family.id
     if family == "python":
         version = upstream(installed[f"python{runtime.version}"])
@@ -54,6 +54,10 @@ def expected_start(runtime: Runtime, installed: dict[str, str]) -> tuple[list[st
         assert version.split(".")[0] == runtime.version
         script = "java -version 2>&1 | head -n1 | cut -d'\"' -f2"
         return ["/bin/sh", "-c", script], version
+    if family == "ruby":
+        version = upstream(installed[f"ruby{runtime.version}"])
+        assert version.split(".")[:2] == runtime.version.split(".")
+        return ["ruby", "-e", "print RUBY_VERSION"], version
     if family == "provided":
         return ["/bin/sh", "-c", "echo ready"], "ready"
     if family == "go":

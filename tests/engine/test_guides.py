@@ -38,7 +38,7 @@ from typing import Any
 
 import pytest
 from conftest import BuiltImages
-from docker_run import LABEL, invoke_through_port
+from rie_http import LABEL, invoke_through_port
 
 from pipeline import gotool
 from pipeline.inputs import download

@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
+from cli_runner import SCRIPT
 from publish_helpers import FAST_RETRY, credentials, git_head, make_runtime, publish_at
 from servers import FaultProxy, RegistryServer
 
@@ -36,7 +36,7 @@ EMPTY_CONFIG_DIGEST = "sha256:" + hashlib.sha256(b"{}").hexdigest()
 PROVIDED = "provided.debian12"
 PYTHON = "python3.11.debian12"
 BOTH = ("x86_64", "arm64")
-CLI = str(Path(sys.executable).with_name("lambda-images"))
+CLI = SCRIPT
 REPO = Path(__file__).resolve().parents[2]
 GUARD = 120.0  # seconds to wait for a process to reach a point; a hang fails the test
 RELEASE = 1796029200  # the release time every publish here is dated by (2026-11-30 09:00 UTC)

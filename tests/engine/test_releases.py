@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from cli_runner import lambda_images
 from conftest import REPO
 from publish_helpers import FAST_RETRY, credentials, git_head, make_runtime, publish_at
 from servers import FaultProxy, RegistryServer
@@ -110,10 +109,10 @@ def test_a_refused_release_is_one_line_and_exit_8_from_the_cli(
         "LAMBDA_IMAGES_REGISTRY_PASSWORD": creds.password,
         "LAMBDA_IMAGES_RELEASE_TIME": str(NINE + 60),  # the same hour: the same dated tags
     }
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipeline", "--matrix", str(REPO / "runtimes.yaml"),
-         "--work", str(tmp_path / "b"), "publish", PROVIDED, "--registry", target],
-        capture_output=True, text=True, env=env, cwd=tmp_path,
+    proc = lambda_images(
+        "--matrix", str(REPO / "runtimes.yaml"),
+        "--work", str(tmp_path / "b"), "publish", PROVIDED, "--registry", target,
+        env=env, cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 8, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -296,12 +295,11 @@ def test_a_mirror_gets_only_the_credentials_given_for_its_host(
             "LAMBDA_IMAGES_RELEASE_TIME": str(NINE),
         }
         report = tmp_path / "report.json"
-        proc = subprocess.run(
-            [sys.executable, "-m", "pipeline", "--matrix", str(REPO / "runtimes.yaml"),
-             "--work", str(tmp_path / "work"), "publish", PROVIDED,
-             "--registry", f"{registry_server.host}/envcreds", "--mirror", f"{front.host}/copy",
-             "--report", str(report)],
-            capture_output=True, text=True, env=env, cwd=tmp_path,
+        proc = lambda_images(
+            "--matrix", str(REPO / "runtimes.yaml"),
+            "--work", str(tmp_path / "work"), "publish", PROVIDED,
+            "--registry", f"{registry_server.host}/envcreds", "--mirror", f"{front.host}/copy",
+            "--report", str(report), env=env, cwd=tmp_path,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
         summary = json.loads(report.read_text())

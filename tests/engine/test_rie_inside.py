@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from cli_runner import command
 from conftest import BuiltImages
-from docker_run import LABEL, post_when_listening
+from rie_http import LABEL, post_when_listening
 
 from pipeline.emulator import INVOKE_PATH
 from pipeline.probes import PROBE_HANDLER, probe_dir

@@ -7,14 +7,13 @@ from __future__ import annotations
 import hashlib
 import http.server
 import shutil
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
 import pytest
+from cli_runner import lambda_images
 from conftest import REPO
 
 from pipeline import apt
@@ -235,10 +234,9 @@ def test_lock_records_no_state_for_an_unreachable_archive_and_says_so(tmp_path: 
     )
     (tmp_path / "runtimes.yaml").write_text(text)
     shutil.copy(REPO / "runtimes.lock.json", tmp_path / "runtimes.lock.json")
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline", "--matrix", str(tmp_path / "runtimes.yaml"),
-         "--work", str(tmp_path / "work"), "lock", "provided.debian12"],
-        capture_output=True, text=True, timeout=300, check=False,
+    result = lambda_images(
+        "--matrix", str(tmp_path / "runtimes.yaml"),
+        "--work", str(tmp_path / "work"), "lock", "provided.debian12", timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "unlocked: debian12: archive state for x86_64" in result.stderr

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import io
 import os
-import sys
 import tarfile
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,12 +22,9 @@ from pipeline.conformance import (
     run_checks,
 )
 from pipeline.errors import ConfigurationError
-from pipeline.matrix import ARCHES, Target
+from pipeline.matrix import ARCHES
 
-BuiltImages = Callable[[str], dict[str, Target]]
-CLI = [str(Path(sys.executable).with_name("lambda-images"))]
 NAMESPACE = os.environ.get("LAMBDA_IMAGES_NAMESPACE", "") or "lambda-images"
-SHARED_BASE = "lambda-images/base-debian12:{arch}"
 
 
 def _layer(members: dict[str, bytes | None]) -> io.BytesIO:

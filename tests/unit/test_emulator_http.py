@@ -6,20 +6,17 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_runner import lambda_images
 
 from pipeline.emulator import RUNTIME_PREFIX, Invocation, RuntimeAPIServer, RuntimeState
 from pipeline.emulator.http_json import JSONHandler
 from pipeline.emulator.invoke import INVOKE_PATH, InvokeServer
 
-CLI = [str(Path(sys.executable).with_name("lambda-images"))]
 GUARD = 30.0  # seconds a test waits for a reply at most: a hang fails instead of blocking
 
 BAD_LENGTHS = [
@@ -141,10 +138,7 @@ def test_a_client_that_stops_sending_is_dropped(
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "-1", "900.5", "1e9"])
 def test_invoke_timeout_must_be_finite_and_at_most_900_seconds(value: str) -> None:
-    proc = subprocess.run(
-        [*CLI, "invoke", "some/image:tag", "--timeout", value],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    proc = lambda_images("invoke", "some/image:tag", "--timeout", value, timeout=120)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "--timeout" in lines[0] and "at most 900" in lines[0], lines
@@ -155,7 +149,7 @@ def test_invoke_timeout_must_be_finite_and_at_most_900_seconds(value: str) -> No
     "args", [("invoke", "x:y", "--memory", "64"), ("serve", "x:y", "--port", "70000")]
 )
 def test_memory_and_port_out_of_range_are_usage_errors(args: tuple[str, ...]) -> None:
-    proc = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120, check=False)
+    proc = lambda_images(*args, timeout=120)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+from cli_runner import lambda_images
 
 from pipeline.emulator.options import (
     check_function_name,
@@ -20,14 +20,11 @@ from pipeline.emulator.options import (
 )
 from pipeline.errors import ConfigurationError, UsageError
 
-CLI = [str(Path(sys.executable).with_name("lambda-images"))]
 SECRET = "hunter2-do-not-print"
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *args], capture_output=True, text=True, timeout=120, check=False, env=env
-    )
+    return lambda_images(*args, env=env, timeout=120)
 
 
 def test_env_value_keeps_every_equals_sign_after_the_first() -> None:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import lambda_images
 
 from pipeline import errors
 
 REPO = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "pipeline"]
 MATRIX = ["--matrix", str(REPO / "runtimes.yaml")]
 
 
@@ -36,9 +35,7 @@ def test_every_error_kind_has_its_own_documented_code() -> None:
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
-    )
+    return lambda_images(*args, cwd=cwd, timeout=120)
 
 
 @pytest.mark.parametrize(
@@ -74,13 +71,11 @@ def test_a_click_usage_error_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_a_malformed_release_time_is_one_line_and_exit_11(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [*CLI, *MATRIX, "list"],
+    result = lambda_images(
+        *MATRIX,
+        "list",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
         timeout=120,
-        check=False,
         env={"PATH": "/usr/bin:/bin", "LAMBDA_IMAGES_RELEASE_TIME": "2026-11-30T09"},
     )
     assert result.returncode == documented()["ConfigurationError"], result.stderr

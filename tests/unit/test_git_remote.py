@@ -7,16 +7,15 @@ import os
 import re
 import secrets
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import lambda_images
 
 from pipeline.branch import remote_head
 from pipeline.errors import BranchError, UsageError
 from pipeline.git import check_remote, git_env
 
-CLI = str(Path(sys.executable).with_name("lambda-images"))
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -114,9 +113,9 @@ def test_every_command_refuses_a_remote_with_credentials_first(
 ) -> None:
     token = secrets.token_hex(12)
     work = tmp_path / "work"
-    proc = subprocess.run(
-        [CLI, "--work", str(work), *args, f"https://u:{token}@example.invalid/r.git"],
-        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    proc = lambda_images(
+        "--work", str(work), *args, f"https://u:{token}@example.invalid/r.git",
+        cwd=REPO, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

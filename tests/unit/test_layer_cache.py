@@ -15,7 +15,7 @@ from pipeline.snapshot import compress_layer, compress_xz, decompressed_digest, 
 
 
 def _tar(path: Path) -> tuple[Path, str]:
-    data = b"".join(hashlib.sha256(str(i).encode()).digest() for i in range(40_000))
+    data = b"".join(hashlib.sha256(str(i).encode()).digest() for i in range(4_000))
     path.write_bytes(data)
     return path, "sha256:" + hashlib.sha256(data).hexdigest()
 

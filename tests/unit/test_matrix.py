@@ -7,10 +7,10 @@ import datetime as dt
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import isolated_env, lambda_images
 
 from pipeline.docs import runtime_tables, with_tables
 from pipeline.errors import InputError, UsageError
@@ -48,14 +48,7 @@ DEBIAN = ["provided.debian12", "python3.11.debian12", "nodejs18.x.debian12"]
 
 
 def cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from pipeline.cli import main; main()", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={"PATH": "/usr/bin:/bin", "NO_COLOR": "1", "COLUMNS": "200"},
-    )
+    return lambda_images(*args, cwd=cwd, env=isolated_env(COLUMNS="200"))
 
 
 def test_list_json_has_every_seed_runtime_as_the_seed_describes_it() -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cli_runner import lambda_images
 from conftest import REPO
 
 from pipeline.matrix import load_matrix
@@ -30,9 +30,7 @@ def in_python_row(old: str, new: str) -> Callable[[str], str]:
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args], cwd=cwd, capture_output=True, text=True
-    )
+    return lambda_images(*args, cwd=cwd)
 
 
 def _line_of(text: str, needle: str) -> int:

@@ -7,24 +7,17 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import isolated_env, lambda_images
 
 CORPUS = Path(__file__).parent / "matrix_corpus"
 CASES = sorted(CORPUS.glob("*.yaml"))
 
 
-def lambda_images(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from pipeline.cli import main; main()", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={"PATH": "/usr/bin:/bin", "NO_COLOR": "1", "COLUMNS": "1000"},
-    )
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return lambda_images(*args, cwd=cwd, env=isolated_env())
 
 
 def expectation(path: Path) -> tuple[str, int]:
@@ -49,7 +42,7 @@ def test_malformed_matrix_is_refused_with_file_line_and_field(case: Path, tmp_pa
     fragment, line = expectation(case)
     shutil.copy(case, tmp_path / "runtimes.yaml")
     work = tmp_path / "work"
-    result = lambda_images("--matrix", "runtimes.yaml", "--work", str(work), "list", cwd=tmp_path)
+    result = cli("--matrix", "runtimes.yaml", "--work", str(work), "list", cwd=tmp_path)
     assert result.returncode == 11, result.stderr
     message = result.stderr.strip()
     assert len(message.splitlines()) == 1, message
@@ -63,7 +56,7 @@ def test_malformed_matrix_writes_nothing(command: list[str], tmp_path: Path) -> 
     shutil.copy(CORPUS / "duplicate_id.yaml", tmp_path / "runtimes.yaml")
     (tmp_path / "README.md").write_text("<!-- runtimes:start -->\n<!-- runtimes:end -->\n")
     before = {p: p.read_bytes() for p in tmp_path.iterdir()}
-    result = lambda_images("--work", "work", *command, cwd=tmp_path)
+    result = cli("--work", "work", *command, cwd=tmp_path)
     assert result.returncode == 11
     assert {p: p.read_bytes() for p in tmp_path.iterdir()} == before  # no work/, no dockerfiles/
 

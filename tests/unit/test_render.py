@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import isolated_env, lambda_images
 
 from pipeline.errors import ConfigurationError
 from pipeline.matrix import Matrix, load_matrix
@@ -19,14 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from pipeline.cli import main; main()", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={"PATH": "/usr/bin:/bin", "NO_COLOR": "1", "COLUMNS": "1000"},
-    )
+    return lambda_images(*args, cwd=cwd, env=isolated_env())
 
 
 @pytest.fixture

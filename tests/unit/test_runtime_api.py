@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,15 +17,6 @@ from pipeline.emulator import (
     read_event,
 )
 from pipeline.errors import UsageError
-from pipeline.matrix import Target
-
-BuiltImages = Callable[[str], dict[str, Target]]
-
-CLI = [str(Path(sys.executable).with_name("lambda-images"))]
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=600, check=False)
 
 
 def test_event_is_inline_json_or_a_file(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
-"""SBOMs made from hand-made layer tarballs (dpkg status, dist-info, npm, pom.properties, a Go
-program built here), read through the layers the way the image sees them, and the changelog
-between two of them."""
+"""SBOMs made from hand-made layer tarballs (dpkg status, dist-info, npm, pom.properties, gem
+specifications, a Go program built here), read through the layers the way the image sees them,
+and the changelog between two of them."""
 
 from __future__ import annotations
 
@@ -199,6 +199,89 @@ def test_every_ecosystem_is_listed_with_version_purl_and_licence(
     assert len([p for p in found if p.startswith("pkg:npm/")]) == 2
     os_entries = [c for c in parsed["components"] if c["type"] == "operating-system"]
     assert [(c["name"], c["version"]) for c in os_entries] == [("debian", "12")]
+
+
+# Gem specifications as RubyGems, Debian's gem2deb and Ruby's installer write them (the first
+# lines of files read off Debian 13's ruby3.3 and ruby-aws-sdk-core packages).
+SDK_CORE_SPEC = b"""# -*- encoding: utf-8 -*-
+# stub: aws-sdk-core 3.212.0 ruby lib
+
+Gem::Specification.new do |s|
+  s.name = "aws-sdk-core".freeze
+  s.version = "3.212.0"
+
+  s.require_paths = ["lib".freeze]
+  s.authors = ["Amazon Web Services".freeze]
+  s.licenses = ["Apache-2.0".freeze]
+end
+"""
+JSON_DEFAULT_SPEC = b"""# -*- encoding: utf-8 -*-
+# stub: json 2.7.2 ruby lib
+# stub: ext/json/ext/generator/extconf.rb ext/json/ext/parser/extconf.rb ext/json/extconf.rb
+
+Gem::Specification.new do |s|
+  s.name = "json".freeze
+  s.version = "2.7.2".freeze
+  s.licenses = ["Ruby".freeze, "BSD-2-Clause".freeze]
+end
+"""
+# A gem built for one platform, written the way an older RubyGems wrote specifications.
+NATIVE_SPEC = b"""Gem::Specification.new do |spec|
+  spec.name = %q{nokogiri}
+  spec.version = '1.16.7'
+  spec.platform = "aarch64-linux"
+  spec.license = "MIT"
+end
+"""
+# Only the stub line names it (a specification that computes its values).
+STUB_ONLY_SPEC = b"""# stub: tiny 0.1.0 ruby lib
+Gem::Specification.new do |s|
+  s.name = NAME
+  s.version = Tiny::VERSION
+end
+"""
+
+
+VENDORED = "var/task/vendor/bundle/ruby/3.3.0"
+
+
+def test_gems_are_read_from_their_specifications_without_running_them(tmp_path: Path) -> None:
+    gems = layer(
+        tmp_path / "gems.tar.xz",
+        {
+            "usr/share/rubygems-integration/all/specifications/aws-sdk-core-3.212.0.gemspec": (
+                SDK_CORE_SPEC
+            ),
+            "usr/lib/ruby/gems/3.3.0/specifications/default/json-2.7.2.gemspec": JSON_DEFAULT_SPEC,
+            f"{VENDORED}/specifications/nokogiri-1.16.7-aarch64-linux.gemspec": NATIVE_SPEC,
+            "opt/ruby/gems/3.3.0/specifications/tiny-0.1.0.gemspec": STUB_ONLY_SPEC,
+            # Interpolation or code where the name goes, and no stub line: not a gem.
+            "var/lib/gems/3.3.0/specifications/evil-1.gemspec": (
+                b'Gem::Specification.new do |s|\n  s.name = "#{`id`}"\n  s.version = "1"\nend\n'
+            ),
+            # A gem's own source tree carries a gemspec too: that is not an installed gem.
+            "var/lib/gems/3.3.0/gems/tiny-0.1.0/tiny.gemspec": SDK_CORE_SPEC,
+        },
+    )
+    found = components(make_sbom("ruby3.3.debian13", "arm64", [gems], ["a"], 0))
+    assert sorted(found) == [
+        "pkg:gem/aws-sdk-core@3.212.0",
+        "pkg:gem/json@2.7.2",
+        "pkg:gem/nokogiri@1.16.7?platform=aarch64-linux",
+        "pkg:gem/tiny@0.1.0",
+    ]
+    core = found["pkg:gem/aws-sdk-core@3.212.0"]
+    assert (core["name"], core["version"], licences(core)) == (
+        "aws-sdk-core",
+        "3.212.0",
+        ["Apache-2.0"],
+    )
+    assert licences(found["pkg:gem/json@2.7.2"]) == ["BSD-2-Clause", "Ruby"]
+    assert licences(found["pkg:gem/nokogiri@1.16.7?platform=aarch64-linux"]) == ["MIT"]
+    assert {
+        "name": "lambda-images:path",
+        "value": "opt/ruby/gems/3.3.0/specifications/tiny-0.1.0.gemspec",
+    } in found["pkg:gem/tiny@0.1.0"]["properties"]
 
 
 def test_later_layers_win_whiteouts_and_overwrites(

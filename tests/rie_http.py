@@ -1,6 +1,7 @@
-"""`docker run -d -p 127.0.0.1::8080 IMAGE …` and a POST to the invoke URL, as AWS's guides test
-a function image locally: the image's entrypoint starts AWS's runtime interface emulator, which
-serves `/2015-03-31/functions/function/invocations` on port 8080. The host port is left to the
+"""Talking to a function container's invoke endpoint, as a user does after `docker run -p`:
+`docker run -d -p 127.0.0.1::8080 IMAGE …` and a POST to the invoke URL, as AWS's guides test a
+function image locally (the image's entrypoint starts AWS's runtime interface emulator, which
+serves `/2015-03-31/functions/function/invocations` on port 8080). The host port is left to the
 engine, so that several checkouts can run this at once."""
 
 from __future__ import annotations
