@@ -46,6 +46,19 @@ def post_when_listening(url: str, body: bytes, container: Any) -> bytes:
     pytest.fail(f"nothing listened on {url}")
 
 
+def logs_once_they_hold(container: Any, text: str) -> str:
+    """The container's log once it holds ``text``. The RIE writes a request's END line after it
+    has sent the answer, so a log read right after the answer may not hold it yet: a bounded
+    wait for the line, not a timing assertion."""
+    logs = ""
+    for _ in range(60):
+        logs = container.logs().decode(errors="replace")
+        if text in logs:
+            break
+        time.sleep(0.5)
+    return logs
+
+
 @contextlib.contextmanager
 def published_port(
     engine: Any,
