@@ -7,6 +7,13 @@ and each tarball is hashed; url inputs (language archives, jars, gems) are hashe
 download, and built inputs (AWS's runtime interface emulator) from the binary the Go toolchain
 makes here (gobuild.py). Every download or build lands in a content-addressed cache and is
 checked against the lock before it enters a context. RUN steps never need PyPI or the npm registry.
+
+Package managers (the role ``package_manager``: pip's wheel, npm's release tarball) are url
+inputs installed here, on the build machine, into ``context/package-manager/`` laid out as they
+land in the image under the family's ``package_manager`` prefix, so that one COPY puts them in
+place and no RUN step (under qemu, for arm64) installs them: a wheel as an installer lays it out
+for the image's interpreter (``installer``, PyPA's), an npm package as ``npm install --global``
+lays it out (``lib/node_modules/<name>``, its ``bin`` commands linked into ``bin/``).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -22,10 +30,13 @@ import tarfile
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import requests
+from installer import install
+from installer.destinations import SchemeDictionaryDestination
+from installer.sources import WheelFile
 
 from . import log, progress
 from .digests import sha256_file
@@ -324,12 +335,13 @@ def fetch_inputs(
     target: Target, lock: Lock, context: Path, cache: Path, *, environ: Mapping[str, str]
 ) -> Path | None:
     """Put a target's url inputs into ``context/inputs`` with their SHA256SUMS (built inputs
-    built with ``environ``, Settings.environ, when the cache does not hold them)."""
+    built with ``environ``, Settings.environ, when the cache does not hold them); package
+    managers are installed by ``fetch_package_managers`` instead."""
     runtime = target.runtime
     dest = context / "inputs"
     if dest.exists():
         shutil.rmtree(dest)
-    items = runtime.all_inputs()
+    items = [i for role, group in runtime.inputs if role not in HOST_INSTALLED for i in group]
     if not items:
         return None
     dest.mkdir(parents=True)
@@ -482,3 +494,115 @@ def _unpack_package(tarball: Path, dest: Path, *, fixtures: Sequence[str] = ()) 
                 continue
             target.write_bytes(source.read())
             target.chmod(0o755 if member.mode & 0o111 else 0o644)
+
+
+# --- package managers, installed on the build machine ----------------------------------------
+
+# Roles whose inputs are installed here into the context rather than staged by the Dockerfile.
+HOST_INSTALLED: Final = frozenset({"package_manager"})
+PACKAGE_MANAGER: Final = "package_manager"
+PACKAGE_MANAGER_DIR: Final = "package-manager"
+
+
+def fetch_package_managers(target: Target, lock: Lock, context: Path, cache: Path) -> Path | None:
+    """Install a target's package managers (role ``package_manager``) into
+    ``context/package-manager/``, laid out as in the image under the family's prefix (its
+    ``destinations.package_manager``); None when it has none."""
+    runtime, arch = target.runtime, target.arch.name
+    dest = context / PACKAGE_MANAGER_DIR
+    if dest.exists():
+        shutil.rmtree(dest)
+    items = dict(runtime.inputs).get(PACKAGE_MANAGER, ())
+    if not items:
+        return None
+    prefix = dict(runtime.family.destinations).get(PACKAGE_MANAGER)
+    if prefix is None:
+        msg = (
+            f"{target.key}: family {runtime.family.id} has no destinations.{PACKAGE_MANAGER} "
+            "in runtimes.yaml; expected the prefix its package manager is installed under"
+        )
+        raise ConfigurationError(msg)
+    for item in items:
+        filename = item.filename(arch)
+        expected = item.declared_sha256(arch) or lock.input_sha256(
+            runtime.id, arch, item.name, item.key(arch), filename
+        )
+        cached = download(item.url(arch), expected, f"{target.key}: {item.name}", cache)
+        if filename.endswith(".whl"):
+            _install_wheel(cached, filename, dest, prefix, runtime.version)
+        elif filename.endswith(".tgz"):
+            _install_npm_package(cached, dest, prefix)
+        else:
+            msg = (
+                f"{target.key}: input {item.name!r} ({filename}) is no wheel (.whl) or npm "
+                f"package (.tgz); expected one of those as a {PACKAGE_MANAGER}"
+            )
+            raise ConfigurationError(msg)
+    return dest
+
+
+def python_scheme(prefix: str, version: str) -> dict[str, str]:
+    """Where a wheel's files go for Debian's ``pythonX.Y`` under ``prefix`` (/usr/local):
+    Debian's own scheme for that prefix (``posix_local``, ``dist-packages``), which is where a
+    plain ``pip install`` run as root installs, and a folder on the interpreter's sys.path."""
+    site = f"{prefix}/lib/python{version}/dist-packages"
+    return {
+        "purelib": site,
+        "platlib": site,
+        "scripts": f"{prefix}/bin",
+        "data": prefix,
+        "headers": f"{prefix}/include/python{version}",
+    }
+
+
+def _install_wheel(wheel: Path, filename: str, root: Path, prefix: str, version: str) -> None:
+    """Install ``wheel`` under ``root`` as it lands in the image: its files in
+    ``python_scheme``, its console scripts written for ``/usr/bin/pythonX.Y``, no bytecode."""
+    with tempfile.TemporaryDirectory(prefix="lambda-images-wheel-") as tmp:
+        # The wheel's name says what it is (the cache names files by their sha256).
+        named = Path(tmp) / filename
+        shutil.copyfile(wheel, named)
+        destination = SchemeDictionaryDestination(
+            python_scheme(prefix, version),
+            interpreter=f"/usr/bin/python{version}",
+            script_kind="posix",
+            destdir=str(root),
+        )
+        with WheelFile.open(named) as source:
+            install(source, destination, {"INSTALLER": b"lambda-images\n"})
+    _readable(root)
+
+
+def _install_npm_package(tarball: Path, root: Path, prefix: str) -> None:
+    """Lay out an npm package as ``npm install --global`` does under ``prefix``: its files in
+    ``lib/node_modules/<name>/`` (dependencies bundled in the tarball included), each command
+    of its ``bin`` a relative symbolic link in ``bin/``."""
+    with tarfile.open(tarball, "r:gz") as tar:
+        manifest = _manifest(tar, [m for m in tar.getmembers() if m.isfile()])
+    name = str(manifest.get("name", ""))
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", name):
+        raise InputError(f"{tarball.name}: not an npm package with a plain name ({name!r})")
+    top = PurePosixPath(prefix.lstrip("/"))
+    package = top / "lib" / "node_modules" / name
+    _unpack_package(tarball, root / package)
+    bins = manifest.get("bin", {})
+    bins = {name: bins} if isinstance(bins, str) else bins
+    for command, script in sorted(bins.items()):
+        target = confined(root / package, str(script), f"{name}: bin.{command}")
+        link = confined(root / top / "bin", command, f"{name}: bin.{command}")
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.unlink(missing_ok=True)
+        link.symlink_to(os.path.relpath(target, link.parent))
+        target.chmod(0o755)
+    _readable(root)
+
+
+def _readable(root: Path) -> None:
+    """Every folder and file under ``root`` readable by Lambda's user; executables stay so."""
+    for path in [root, *root.rglob("*")]:
+        if path.is_symlink():
+            continue
+        if path.is_dir():
+            path.chmod(0o755)
+        else:
+            path.chmod(0o755 if path.stat().st_mode & 0o111 else 0o644)

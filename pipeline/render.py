@@ -150,7 +150,7 @@ def _tidy(text: str) -> str:
 def write_context(rendered: Rendered, context_dir: Path) -> Path:
     """Write (or refresh) a build context; files the template set no longer has are removed."""
     context_dir.mkdir(parents=True, exist_ok=True)
-    keep = {"Dockerfile", "runtime", "node_modules", "inputs", *rendered.files}
+    keep = {"Dockerfile", "runtime", "node_modules", "inputs", "package-manager", *rendered.files}
     for existing in context_dir.iterdir():
         if existing.name not in keep:
             if existing.is_dir():

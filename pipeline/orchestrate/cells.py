@@ -34,6 +34,7 @@ from ..incremental import (
 from ..inputs import (
     fetch_inputs,
     fetch_npm,
+    fetch_package_managers,
     fetch_pip,
     lock_npm,
     lock_pip,
@@ -66,6 +67,7 @@ def fetch_cell_inputs(run: Run, target: Target, context: Path) -> None:
     with log.step(f"inputs {target.key}"):
         fetch_pip(target, run.lock, context)
         fetch_npm(target, run.lock, context, run.inputs_cache)
+        fetch_package_managers(target, run.lock, context, run.inputs_cache)
         fetch_inputs(target, run.lock, context, run.inputs_cache, environ=run.settings.environ)
 
 

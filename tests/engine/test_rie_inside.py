@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from cli_runner import command
 from conftest import BuiltImages
-from rie_http import post_when_listening
+from rie_http import LABEL, logs_once_they_hold, post_when_listening
 
 from pipeline.emulator import INVOKE_PATH
 from pipeline.probes import PROBE_HANDLER, probe_dir
@@ -30,7 +30,6 @@ pytestmark = [
 ]
 RIE = "/usr/local/bin/aws-lambda-rie"
 ELF_MACHINE = {"x86_64": 62, "arm64": 183}  # e_machine: EM_X86_64, EM_AARCH64
-LABEL = "lambda-base-images.test"
 
 
 @pytest.mark.parametrize("arch", ["x86_64", "arm64"])
@@ -55,7 +54,7 @@ def test_docker_run_answers_through_the_rie_inside_like_invoke(
         container.reload()
         port = container.ports["8080/tcp"][0]["HostPort"]
         answer = post_when_listening(f"http://127.0.0.1:{port}{INVOKE_PATH}", body, container)
-        logs = container.logs().decode(errors="replace")
+        logs = logs_once_they_hold(container, "END RequestId: ")
         # The binary the entrypoint ran is the image's own, built for the image's architecture.
         code, header = container.exec_run(["od", "-An", "-tu2", "-j18", "-N2", RIE])
         assert code == 0, header

@@ -257,22 +257,22 @@ CASES: list[Case] = [
     ),
     matrix_case(
         "pip-option",
-        "      pip: [awslambdaric==3.1.1, boto3==1.35.99]\n",
-        "      pip: [--index-url=http://127.0.0.1:1/simple, boto3==1.35.99]\n",
+        "      pip: [awslambdaric==4.2.2, boto3==1.44.18]\n",
+        "      pip: [--index-url=http://127.0.0.1:1/simple, boto3==1.44.18]\n",
         "].install.pip[0]: '--index-url=http://127.0.0.1:1/simple' is not valid; "
         "expected a pip requirement",
     ),
     matrix_case(
         "pip-marker",
-        "      pip: [awslambdaric==3.1.1, boto3==1.35.99]\n",
-        '      pip: ["awslambdaric==3.1.1; os_name == \\"posix\\"", boto3==1.35.99]\n',
+        "      pip: [awslambdaric==4.2.2, boto3==1.44.18]\n",
+        '      pip: ["awslambdaric==4.2.2; os_name == \\"posix\\"", boto3==1.44.18]\n',
         "].install.pip[0]: ",
         at="os_name",
     ),
     matrix_case(
         "pip-newline",
-        "      pip: [awslambdaric==3.1.1, boto3==1.35.99]\n",
-        '      pip: ["awslambdaric==3.1.1\\n--extra-index-url=http://x/", boto3==1.35.99]\n',
+        "      pip: [awslambdaric==4.2.2, boto3==1.44.18]\n",
+        '      pip: ["awslambdaric==4.2.2\\n--extra-index-url=http://x/", boto3==1.44.18]\n',
         "].install.pip[0]: holds the control character U+000A",
         at="extra-index-url",
     ),

@@ -118,7 +118,8 @@ def test_list_in_a_pipe_has_every_identifier_whole_on_one_line() -> None:
     ]  # fmt: skip
     assert [row.split()[0] for row in rows] == RUNTIME_IDS
     python = next(row for row in rows if row.startswith("python3.11.debian12 "))
-    assert "boto3-1.35.99 botocore-1.35.99" in python  # the widest column, whole too
+    rows_json = {r["id"]: r for r in json.loads(run("list", "--json").stdout)}
+    assert python.split()[-2:] == rows_json["python3.11.debian12"]["sdk"].split()  # widest, whole
 
 
 def test_list_on_an_80_column_terminal_has_one_line_per_runtime_and_every_identifier() -> None:

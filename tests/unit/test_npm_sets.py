@@ -25,9 +25,13 @@ def test_a_node_row_installs_its_own_packages_then_every_client_of_the_sdk_set()
     clients = [spec for spec in npm if spec.startswith("@aws-sdk/client-")]
     assert len(clients) == len(npm) - 1 > 250
     assert {"@aws-sdk/client-s3", "@aws-sdk/client-dynamodb", "@aws-sdk/client-lambda"} <= set(npm)
-    # Every Node.js 18+ row takes the same set.
+    # Every Node.js 18+ row takes the same set, after its own client (4.x from Node.js 22 on).
     for rt_id in ("nodejs18.x.debian12", "nodejs22.x", "nodejs24.x"):
-        assert matrix.runtime(rt_id).install.npm == npm
+        own, *sdk = matrix.runtime(rt_id).install.npm
+        assert (own.split("@")[0], sdk) == ("aws-lambda-ric", list(npm[1:]))
+    assert [matrix.runtime(r).install.npm[0] for r in ("nodejs18.x.debian12", "nodejs22.x")] == [
+        "aws-lambda-ric@3.3.0", "aws-lambda-ric@4.0.2"
+    ]  # fmt: skip
 
 
 def test_a_package_the_row_names_itself_keeps_the_rows_version(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """`lambda-images outdated --only inputs` on the project's own runtimes.yaml and lock, against
 registries that list what PyPI, npm, Maven Central and the Go module proxy listed in 2026-10/11
-(issue 24's figures): each stale runtime client and SDK is named `pinned → newest`, with the
-runtimes that pin it, and the command exits 14. The registries are one stand-in on 127.0.0.1;
+(issue 24's figures): with the pins issue 24 found, each stale runtime client and SDK is named
+`pinned → newest`, with the runtimes that pin it, and the command exits 14; with the pins
+committed since `lock --upgrade`, none is. The registries are one stand-in on 127.0.0.1;
 nodejs.org is left unanswered, which is one line, not a failure."""
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ import dataclasses
 import datetime as dt
 import json
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 from servers import StandIn
 
 from pipeline import orchestrate as do
@@ -54,25 +57,62 @@ def yaml_input(name: str) -> str:
     return match[1]
 
 
-def pinned_now(registry: str, package: str, rows: list[Runtime]) -> tuple[str, list[str]]:
-    """(the version the project pins today, the runtimes that pin it), read from the data."""
+def pinned(registry: str, package: str, rows: list[Runtime], go_mod: Path) -> dict[str, list[str]]:
+    """Each version the data pins ``package`` at → the runtimes that pin it (a runtime whose
+    ``upgrade_below`` bounds the package is left out: it is never behind)."""
     if registry == "PyPI":
-        found = [(s.split("==")[1], rt.id) for rt in rows for s in rt.install.pip
+        found = [(s.split("==")[1], rt) for rt in rows for s in rt.install.pip
                  if s.startswith(f"{package}==")]  # fmt: skip
     elif registry == "npm":
-        found = [(s.rpartition("@")[2], rt.id) for rt in rows for s in rt.install.npm
+        found = [(s.rpartition("@")[2], rt) for rt in rows for s in rt.install.npm
                  if s.startswith(f"{package}@")]  # fmt: skip
     elif registry == "Maven Central":
         name = SHOWN[package]
-        found = [(i.version, rt.id) for rt in rows for i in rt.all_inputs() if i.name == name]
+        found = [(i.version, rt) for rt in rows for i in rt.all_inputs() if i.name == name]
     else:
-        go_mod = (REPO / "templates/go/probe/go.mod").read_text()
-        match = re.search(rf"^\s*(?:require\s+)?{re.escape(package)} (v\S+)", go_mod, re.M)
+        match = re.search(
+            rf"^\s*(?:require\s+)?{re.escape(package)} (v\S+)", go_mod.read_text(), re.M
+        )
         assert match
-        found = [(match[1], rt.id) for rt in rows if rt.family.id == "go"]
-    versions = {v for v, _ in found}
-    assert len(versions) == 1, (package, versions)  # one pin, however many rows share it
-    return versions.pop(), [rid for _, rid in found]
+        found = [(match[1], rt) for rt in rows if rt.family.id == "go"]
+    versions: dict[str, list[str]] = {}
+    for version, rt in found:
+        if package not in dict(rt.upgrade_below):
+            versions.setdefault(version, []).append(rt.id)
+    return versions
+
+
+# What issue 24 found pinned (before `lock --upgrade`): runtimes.yaml's text → the issue's.
+ISSUE_PINS = [
+    ("awslambdaric==4.2.2", "awslambdaric==3.1.1"),
+    ("boto3==1.44.18", "boto3==1.35.99"),
+    ("botocore==1.44.18", "botocore==1.35.99"),
+    ("aws-lambda-ric@4.0.2", "aws-lambda-ric@3.3.0"),
+    ("runtime-interface-client/2.10.1/aws-lambda-java-runtime-interface-client-2.10.1",
+     "runtime-interface-client/2.6.0/aws-lambda-java-runtime-interface-client-2.6.0"),
+    ("serialization/1.4.1/aws-lambda-java-serialization-1.4.1",
+     "serialization/1.1.5/aws-lambda-java-serialization-1.1.5"),
+]  # fmt: skip
+
+
+@pytest.fixture(params=["today", "before the upgrade"])
+def matrix(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """The project's runtimes.yaml (and lock, templates) as committed, or with issue 24's pins."""
+    if request.param == "today":
+        return REPO / "runtimes.yaml"
+    text = (REPO / "runtimes.yaml").read_text()
+    for now, then in ISSUE_PINS:
+        assert now in text, now
+        text = text.replace(now, then)
+    text = text.replace("version: 2.10.1", "version: 2.6.0").replace(
+        "version: 1.4.1", "version: 1.1.5"
+    )
+    (tmp_path / "runtimes.yaml").write_text(text)
+    shutil.copy(REPO / "runtimes.lock.json", tmp_path / "runtimes.lock.json")
+    shutil.copytree(REPO / "templates", tmp_path / "templates")
+    go_mod = tmp_path / "templates/go/probe/go.mod"
+    go_mod.write_text(go_mod.read_text().replace("aws-lambda-go v1.55.1", "aws-lambda-go v1.54.0"))
+    return tmp_path / "runtimes.yaml"
 
 
 @pytest.fixture
@@ -103,12 +143,12 @@ def registries() -> Iterator[StandIn]:
         yield server
 
 
-def test_outdated_names_each_stale_client_and_sdk_of_todays_pins(
-    registries: StandIn, capsys: pytest.CaptureFixture[str]
+def test_outdated_names_each_stale_client_and_sdk_and_none_after_the_upgrade(
+    registries: StandIn, matrix: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     base = registries.url
     settings = Settings.from_environ({
-        "LAMBDA_IMAGES_MATRIX": str(REPO / "runtimes.yaml"),
+        "LAMBDA_IMAGES_MATRIX": str(matrix),
         "LAMBDA_IMAGES_PYPI_URL": f"{base}/pypi",
         "npm_config_registry": f"{base}/npm/",
         "LAMBDA_IMAGES_MAVEN_URL": f"{base}/maven2",
@@ -130,18 +170,24 @@ def test_outdated_names_each_stale_client_and_sdk_of_todays_pins(
             behind[match[1]] = (match[2], match[3], match[4], match[5].split(", "))
     expected = {}
     for (registry, package), newest in NEWEST.items():
-        pinned, runtimes = pinned_now(registry, package, rows)
-        if pinned != newest:
-            expected[SHOWN.get(package, package)] = (pinned, newest, registry, runtimes)
+        go_mod = matrix.parent / "templates/go/probe/go.mod"
+        for version, runtimes in pinned(registry, package, rows, go_mod).items():
+            if Version(version.removeprefix("v")) < Version(newest.removeprefix("v")):
+                expected[SHOWN.get(package, package)] = (version, newest, registry, runtimes)
     assert behind == expected
-    # today: every one of the issue's figures is behind
-    assert sorted(behind) == sorted(SHOWN.get(p, p) for _, p in NEWEST)
+    if matrix.parent == REPO:  # after `lock --upgrade`: none of the issue's is behind
+        assert behind == {}
+    else:  # the issue's pins: every one of its figures is behind
+        assert sorted(behind) == sorted(SHOWN.get(p, p) for _, p in NEWEST)
     # nodejs.org's index is not served: each Node.js archive is one line, checked elsewhere
     host = base.removeprefix("http://")
     assert [ln for ln in lines if ln.startswith("inputs\tnot checked: node-22")] == [
         f"inputs\tnot checked: node-22: registry {host}: Node.js releases (index.json): not "
         "the answer expected (no list of releases); refused"
     ]
+    if not behind:
+        found.raise_for_failure()  # nothing newer: exit 0
+        return
     with pytest.raises(OutdatedError) as raised:
         found.raise_for_failure()
     assert raised.value.return_code == 14

@@ -1,5 +1,5 @@
 module lambda-images.local/probe
 
-go 1.18
+go 1.26
 
-require github.com/aws/aws-lambda-go v1.54.0
+require github.com/aws/aws-lambda-go v1.55.1
