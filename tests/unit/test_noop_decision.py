@@ -14,6 +14,7 @@ from pipeline.branch import content_digest
 from pipeline.digests import sha256_file
 from pipeline.incremental import EngineImage, build_reason, checks_reason, snapshot_reason
 from pipeline.lock import Lock
+from pipeline.matrix import Matrix
 from pipeline.records import ArchSnapshot, BuildRecord, Check, ImageConfig, Layer, Report
 
 DIGEST = "sha256:" + "a" * 64
@@ -182,3 +183,39 @@ def test_a_lock_file_is_validated_once_per_content(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="version"):
         Lock.load(lock, checked=checked)
     assert list(checked.iterdir()) == marks
+
+
+def test_locked_wheels_are_installed_once_and_again_when_the_tree_was_touched(
+    matrix: Matrix, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pip runs only when the requirements or its arguments changed, or the installed tree
+    was written to since (no pip here: its run is recorded and stands in a file)."""
+    from pipeline import inputs
+
+    runs: list[list[str]] = []
+
+    def fake_pip(argv: list[str], what: str) -> None:
+        runs.append(argv)
+        dest = Path(next(a for a in argv if a.startswith("--target=")).removeprefix("--target="))
+        (dest / "awslambdaric").mkdir(parents=True)
+        (dest / "awslambdaric" / "__init__.py").write_text("installed\n")
+
+    monkeypatch.setattr(inputs, "_run_pip", fake_pip)
+    target = next(
+        t
+        for t in matrix.targets([matrix.runtime("python3.11.debian12")])
+        if t.arch.name == "x86_64"
+    )
+    lock = Lock.for_matrix(matrix.path)
+    context = tmp_path / "cell" / "context"
+    context.mkdir(parents=True)
+    inputs.fetch_pip(target, lock, context)
+    inputs.fetch_pip(target, lock, context)
+    assert len(runs) == 1
+    assert (tmp_path / "cell" / "requirements.lock.txt").read_text() == "".join(
+        f.requirement + "\n" for f in lock.pip_files("python3.11.debian12", "x86_64")
+    )
+    (context / "runtime" / "awslambdaric" / "__init__.py").write_text("edited\n")
+    inputs.fetch_pip(target, lock, context)
+    assert len(runs) == 2
+    assert (context / "runtime" / "awslambdaric" / "__init__.py").read_text() == "installed\n"
