@@ -288,15 +288,18 @@ def unchanged_cell(
     One inspect of the image and the cell's records decide it (incremental's ``*_reason``);
     one log line says so. None when a stage has work."""
     cell = run.cell(target)
-    record = BuildRecord.read(cell)
+    try:  # an unreadable record is the stage's to warn about and redo: not read twice here
+        record = BuildRecord.read_strict(cell)
+        report = Report.read_strict(cell)
+        snap = ArchSnapshot.read_strict(cell) if snapshot else None
+    except UnreadableRecord:
+        return None
     if record is None or build_reason(
         inputs.digest, record, engine_image(target, run.client), force=False
     ):
         return None
-    report = Report.read(cell)
     if checks_reason(record.image_id, report, checks_digest(), force=False):
         return None
-    snap = ArchSnapshot.read(cell) if snapshot else None
     if snapshot:
         missing = snap.missing_layers(cell) if snap is not None else []
         if snapshot_reason(record.image_id, snap, missing, force=False):
