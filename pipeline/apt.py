@@ -30,8 +30,10 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -164,12 +166,42 @@ def _recorded_release(archive: AptArchive, body: bytes) -> deb822.Release:
     return deb822.Release(_signed_text(archive, body, f"archive {sources_line(archive)!r}"))
 
 
+# Release files already checked in this process, by archive, keyring and the sha256 of the
+# bytes fetched: the same InRelease read again (the next architecture of the same base) is not
+# verified and parsed again. Every read still fetches the file: its bytes decide the state.
+_CHECKED: dict[tuple[str, str, bool, str], deb822.Release] = {}
+_CHECKED_GUARD = threading.Lock()
+
+
 def _release_file(archive: AptArchive) -> tuple[bytes, deb822.Release]:
     """An archive's ``InRelease`` (as fetched: its sha256 is part of the lock) and its
     content, checked as the module says. A trusted archive may have a plain ``Release``."""
     what = f"archive {sources_line(archive)!r}"
+    body = _get(f"{_base_url(archive)}/InRelease", what)
+    if body is None:
+        return _checked_release(archive, body, what)
+    key = (
+        sources_line(archive),
+        archive.keyring or DEBIAN_KEYRING,
+        archive.trusted,
+        hashlib.sha256(body).hexdigest(),
+    )
+    with _CHECKED_GUARD:
+        known = _CHECKED.get(key)
+    if known is not None:
+        return body, known
+    body, release = _checked_release(archive, body, what)
+    with _CHECKED_GUARD:
+        _CHECKED[key] = release
+    return body, release
+
+
+def _checked_release(
+    archive: AptArchive, body: bytes | None, what: str
+) -> tuple[bytes, deb822.Release]:
+    """The Release file an archive vouches for, from its fetched InRelease ``body`` (None:
+    there is none, and the older layout is tried)."""
     base = _base_url(archive)
-    body = _get(f"{base}/InRelease", what)
     if archive.trusted:
         body = body if body is not None else _get(f"{base}/Release", what)
         if body is None:
@@ -283,7 +315,10 @@ def read_state(archive: AptArchive, debian_arch: str) -> ArchiveState:
 
 
 def read_states(base: RootfsBase, debian_arch: str) -> list[ArchiveState]:
-    return [read_state(a, debian_arch) for a in archives(base)]
+    """Every archive of the base as it is now, read at once (one round trip, not three)."""
+    wanted = archives(base)
+    with ThreadPoolExecutor(max_workers=len(wanted)) as pool:
+        return list(pool.map(lambda archive: read_state(archive, debian_arch), wanted))
 
 
 def states_digest(states: Sequence[ArchiveState]) -> str:

@@ -14,6 +14,7 @@ Amazon Linux bases are pulled by the digest pinned in the lock file.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
@@ -35,7 +36,7 @@ from .epoch import iso8601
 from .errors import BaseImageError, EngineError
 from .lock import Lock
 from .matrix import Arch, ImageBase, RootfsBase, Target
-from .workdir import flocked
+from .workdir import flocked, write_atomic
 
 # Documentation and translations are not needed in a Lambda image; copyright files stay.
 DPKG_EXCLUDES = (
@@ -69,6 +70,7 @@ class BaseRecord:
     source: str  # how it was obtained: the mmdebstrap command or the pinned reference
     cached: bool  # True when nothing had to be built or pulled
     apt_state: str = ""  # Debian: digest of the archives' state (apt.states_digest)
+    folder: str = ""  # Debian: the cache folder of its root and image archive
 
 
 def mmdebstrap_command(base: RootfsBase, debian_arch: str, output: Path) -> list[str]:
@@ -290,11 +292,30 @@ def rootfs_apt_state(folder: Path) -> str:
     return str(json.loads(path.read_text()).get("digest", ""))
 
 
+ROOTFS_DIGEST = "rootfs.tar.sha256"
+
+
+def rootfs_digest(folder: Path) -> str:
+    """The sha256 of a cached root's tarball, read once and kept beside it: a cache folder
+    never changes once made (its name is its inputs), and hashing 150 MB on every command
+    was most of what an unchanged cell cost."""
+    kept = folder / ROOTFS_DIGEST
+    try:
+        text = kept.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    if len(text) == 64 and all(c in "0123456789abcdef" for c in text):
+        return text
+    digest = sha256_file(folder / "rootfs.tar")
+    write_atomic(kept, (digest + "\n").encode("ascii"))
+    return digest
+
+
 def image_archive(folder: Path, target: Target, name: str, epoch: int) -> tuple[Path, str]:
     """A `docker load` archive around rootfs.tar whose config names the target architecture."""
     archive = folder / f"image-{target.arch.docker}.tar"
     rootfs = folder / "rootfs.tar"
-    diff_id = "sha256:" + sha256_file(rootfs)
+    diff_id = "sha256:" + rootfs_digest(folder)
     created = iso8601(epoch)
     command = json.loads((folder / "command.json").read_text())
     config: dict[str, Any] = {
@@ -364,24 +385,46 @@ def ensure_base(
 ) -> BaseRecord:
     """Make the target's OS base image present in the engine under its local name; Debian
     roots are built (or found) under ``cache``, mmdebstrap running with ``environ``."""
-    name = target.base_image
     base = target.runtime.os.base
     if isinstance(base, ImageBase):
         return _pull_pinned(target, base, client, lock)
+    record = locate_base(target, cache=cache, epoch=epoch, environ=environ)
+    return load_base(target, client, record, cache=cache, epoch=epoch)
+
+
+def locate_base(
+    target: Target, *, cache: Path, epoch: int, environ: Mapping[str, str]
+) -> BaseRecord:
+    """A Debian base's record without asking the engine: its root built (or found) under
+    ``cache`` for the archives' current state, and the id the engine gives it once loaded
+    (the digest of its config, known beforehand). A cell whose inputs did not change needs no
+    more than this; ``load_base`` puts the image into the engine for a build."""
+    base = target.runtime.os.base
+    if not isinstance(base, RootfsBase):
+        raise TypeError(f"{target.runtime.os.id} is not built from packages")
     folder, rootfs_cached = build_rootfs(target, base, cache, epoch, environ)
-    archive, image_id = image_archive(folder, target, name, epoch)
-    source = " ".join(json.loads((folder / "command.json").read_text()))
-    apt_state = rootfs_apt_state(folder)
+    _, image_id = image_archive(folder, target, target.base_image, epoch)
+    return BaseRecord(
+        name=target.base_image,
+        image_id=image_id,
+        architecture=target.arch.docker,
+        source=" ".join(json.loads((folder / "command.json").read_text())),
+        cached=rootfs_cached,
+        apt_state=rootfs_apt_state(folder),
+        folder=str(folder),
+    )
+
+
+def load_base(
+    target: Target, client: Any, record: BaseRecord, *, cache: Path, epoch: int
+) -> BaseRecord:
+    """The located base (``locate_base``) present in the engine under its local name: one
+    inspect when it is there already, else loaded from its cached archive."""
+    name = record.name
     present = _present(client, name)
-    if present is not None and present.id == image_id:
-        return BaseRecord(
-            name=name,
-            image_id=image_id,
-            architecture=target.arch.docker,
-            source=source,
-            cached=rootfs_cached,
-            apt_state=apt_state,
-        )
+    if present is not None and present.id == record.image_id:
+        return record
+    archive, image_id = image_archive(Path(record.folder), target, name, epoch)
     size = archive.stat().st_size
     with progress.transfer(f"load {name}", size) as meter, meter.reading(archive.open("rb")) as f:
         for chunk in client.api.load_image(f):
@@ -394,14 +437,7 @@ def ensure_base(
     if loaded.attrs.get("Architecture") != target.arch.docker:
         msg = f"{name} loaded as {loaded.attrs.get('Architecture')}, not {target.arch.docker}"
         raise BaseImageError(msg)
-    return BaseRecord(
-        name=name,
-        image_id=loaded.id,
-        architecture=target.arch.docker,
-        source=source,
-        cached=False,
-        apt_state=apt_state,
-    )
+    return dataclasses.replace(record, image_id=loaded.id, cached=False)
 
 
 def _pull_pinned(target: Target, base: ImageBase, client: Any, lock: Lock) -> BaseRecord:

@@ -10,6 +10,7 @@ ever pushed as branch names.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import log
+from .digests import sha256_bytes, sha256_file, sha256_json
 from .errors import BranchError
 from .git import git, git_env
 from .matrix import Runtime
@@ -34,6 +36,25 @@ class BranchResult:
     commit: str
     previous: str | None
     pushed: bool  # False when the remote already had this exact commit
+
+
+_LAYER_NAME = re.compile(r"[0-9a-f]{64}\.tar\.xz")
+
+
+def content_digest(content: Path, *, epoch: int, remote: str, message: str) -> str:
+    """What a push of ``content`` as the commit ``message`` at ``epoch`` to ``remote`` sends:
+    the same digest gives the same commit on the same branch. Text files count by content,
+    layer tarballs by their name (the sha256 of their content) and size; the remote by its
+    sha256, so that a URL never reaches a record."""
+    files = []
+    for path in sorted(p for p in content.rglob("*") if p.is_file()):
+        rel = path.relative_to(content).as_posix()
+        if _LAYER_NAME.fullmatch(path.name):
+            files.append([rel, path.stat().st_size])
+        else:
+            files.append([rel, sha256_file(path)])
+    remote_sha = sha256_bytes(remote.encode("utf-8"))
+    return sha256_json({"files": files, "epoch": epoch, "remote": remote_sha, "message": message})
 
 
 def remote_head(remote: str, branch: str, environ: Mapping[str, str]) -> str | None:

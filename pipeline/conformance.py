@@ -27,6 +27,7 @@ from typing import IO, Any, Final
 import docker.errors
 
 from . import log
+from .digests import sha256_json
 from .emulator import LAMBDA_USER, ExecutionEnvironment, FunctionConfig, InvokeResult
 from .errors import ConfigurationError, EngineError
 from .matrix import Arch
@@ -493,6 +494,19 @@ CHECKS: Final = (
 )
 
 
+# Raise when a check's function changes what it finds without its name or text changing: every
+# report made by the earlier checks then no longer counts (checks_digest), and the next build
+# of any cell runs them again.
+CHECKS_VERSION: Final = 1
+
+
+def checks_digest() -> str:
+    """What identifies the set of checks a report comes from: CHECKS_VERSION, and each check's
+    name and what it verifies, in order."""
+    rules = [[rule.name, rule.verifies] for rule in CHECKS]
+    return sha256_json({"version": CHECKS_VERSION, "checks": rules})
+
+
 def checks_table() -> str:
     """The docs' table of the checks (docs/emulator.md), from CHECKS."""
     rows = [f"| `{rule.name}` | {rule.verifies} |" for rule in CHECKS]
@@ -520,7 +534,8 @@ def run_checks(
         )
         raise ConfigurationError(msg)
     try:
-        size = int(client.images.get(image).attrs.get("Size", 0))
+        inspected = client.images.get(image)
+        size, image_id = int(inspected.attrs.get("Size", 0)), str(inspected.id)
     except docker.errors.ImageNotFound:
         raise EngineError(f"no image {image!r} in the Docker Engine; build it first") from None
     files = read_image(client, image)
@@ -533,5 +548,6 @@ def run_checks(
         )  # fmt: skip
         checks = tuple(rule.check(subject) for rule in CHECKS)
     return Report(
-        image=image, arch=arch.name, checks=checks, seconds=round(time.monotonic() - started, 1)
-    )
+        image=image, arch=arch.name, checks=checks, seconds=round(time.monotonic() - started, 1),
+        image_id=image_id, checks_digest=checks_digest(),
+    )  # fmt: skip

@@ -24,7 +24,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -37,7 +37,7 @@ from .git import git_env, run_git
 from .lock import Lock
 from .matrix import Target
 from .oci.registry import Registry, RegistryRef
-from .records import BuildRecord, CellInputs, InputsRecord
+from .records import ArchSnapshot, BuildRecord, CellInputs, InputsRecord, Report
 from .settings import Settings
 from .workdir import RECORDS, Cell, WorkDir, read_bounded
 
@@ -105,20 +105,91 @@ def cell_inputs(
 # --- the engine ---------------------------------------------------------------------------
 
 
-def unchanged_in_engine(target: Target, client: Any, cell: Cell, digest: str) -> bool:
-    """True when the engine's image for the target was built from exactly these inputs and
-    its build record is still there."""
+@dataclass(frozen=True, kw_only=True)
+class EngineImage:
+    """The engine's image under a target's tag: its id and the input digest it was built
+    from (its INPUT_LABEL; None without one)."""
+
+    image_id: str
+    input_digest: str | None
+
+
+def engine_image(target: Target, client: Any) -> EngineImage | None:
+    """The target's image in the engine (one inspect); None when there is none."""
     import docker.errors
 
-    record = BuildRecord.read(cell)
-    if record is None:
-        return False
     try:
         image = client.images.get(target.image_tag)
     except docker.errors.ImageNotFound:
-        return False
-    built_from = (image.labels or {}).get(INPUT_LABEL)
-    return bool(built_from == digest and record.image_id == image.id)
+        return None
+    return EngineImage(image_id=image.id, input_digest=(image.labels or {}).get(INPUT_LABEL))
+
+
+def unchanged_in_engine(target: Target, client: Any, cell: Cell, digest: str) -> bool:
+    """True when the engine's image for the target was built from exactly these inputs and
+    its build record is still there."""
+    image = engine_image(target, client)
+    return build_reason(digest, BuildRecord.read(cell), image, force=False) is None
+
+
+# --- what an unchanged cell skips: pure functions of its records ----------------------------
+#
+# Each answers why a stage must run (a line for the log), or None when its record holds for
+# what the cell is now. A cell is unchanged when none of them has a reason: it costs one
+# inspect of its image and the reading of its records, and no check or snapshot runs.
+
+
+def build_reason(
+    digest: str, record: BuildRecord | None, image: EngineImage | None, *, force: bool
+) -> str | None:
+    """Why the cell's image is built, given its input digest now, its build record and the
+    engine's image under its tag."""
+    if force:
+        return "forced (--force or --no-cache)"
+    if record is None:
+        return "no build record"
+    if image is None:
+        return "its image is not in the engine"
+    if image.input_digest != digest:
+        was = image.input_digest[7:19] if image.input_digest else "none"
+        return f"inputs changed ({was} → {digest[7:19]})"
+    if image.image_id != record.image_id:
+        return f"the engine's image {image.image_id[:19]} is not the one recorded"
+    return None
+
+
+def checks_reason(
+    image_id: str, report: Report | None, checks_digest: str, *, force: bool
+) -> str | None:
+    """Why the conformance checks run on ``image_id``, given the cell's report and the digest
+    of the checks there are now (conformance.checks_digest)."""
+    if force:
+        return "forced (--force or --no-cache)"
+    if report is None:
+        return "no conformance report"
+    if report.image_id != image_id:
+        return "its report is of another image"
+    if report.checks_digest != checks_digest:
+        return "the checks changed since its report"
+    if not report.ok:
+        return "its report has failed checks"
+    return None
+
+
+def snapshot_reason(
+    image_id: str, snapshot: ArchSnapshot | None, missing_layers: Sequence[str], *, force: bool
+) -> str | None:
+    """Why ``image_id`` is snapshotted, given the cell's snapshot record and which of the layer
+    files it names are not in the cell."""
+    if force:
+        return "forced (--force or --no-cache)"
+    if snapshot is None:
+        return "no snapshot"
+    if snapshot.image_id != image_id:
+        return "its snapshot is of another image"
+    if missing_layers:
+        return f"{len(missing_layers)} layer file(s) of its snapshot are missing"
+    return None
 
 
 # --- what was published -------------------------------------------------------------------

@@ -39,12 +39,12 @@ from installer.destinations import SchemeDictionaryDestination
 from installer.sources import WheelFile
 
 from . import log, progress
-from .digests import sha256_file
+from .digests import sha256_file, sha256_json
 from .errors import ConfigurationError, InputError
 from .gobuild import build_input
 from .lock import Lock, LockedFile, LockedModule, LockedPackage
 from .matrix import Input, Runtime, Target
-from .workdir import atomic_file
+from .workdir import atomic_file, write_atomic
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 PIP_PLATFORMS = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
@@ -97,33 +97,68 @@ def lock_pip(runtime: Runtime, arch: str) -> list[LockedFile]:
 
 
 def fetch_pip(target: Target, lock: Lock, context: Path) -> Path | None:
-    """Install a target's locked wheels into ``context/runtime``; None when it has none."""
+    """Install a target's locked wheels into ``context/runtime``; None when it has none.
+    A tree that pip installed from the same requirements and arguments, and that nothing has
+    touched since (``INSTALLED``: its files' sizes, times and modes), is kept as it is: pip
+    takes seconds even with nothing to download."""
     runtime = target.runtime
     dest = context / "runtime"
-    if dest.exists():
-        shutil.rmtree(dest)
+    stamp = context.parent / INSTALLED
     if not runtime.install.pip:
+        if dest.exists():
+            shutil.rmtree(dest)
+        stamp.unlink(missing_ok=True)
         return None
     files = lock.pip_files(runtime.id, target.arch.name)
     requirements = context.parent / "requirements.lock.txt"
-    requirements.write_text("".join(f.requirement + "\n" for f in files), encoding="utf-8")
-    _run_pip(
-        [
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-compile",
-            "--require-hashes",
-            f"--target={dest}",
-            *_pip_target_args(runtime, target.arch.name),
-            "-r",
-            str(requirements),
-        ],
-        target.key,
-    )
+    text = "".join(f.requirement + "\n" for f in files)
+    argv = [
+        "install",
+        "--quiet",
+        "--no-deps",
+        "--no-compile",
+        "--require-hashes",
+        f"--target={dest}",
+        *_pip_target_args(runtime, target.arch.name),
+        "-r",
+        str(requirements),
+    ]
+    wanted = sha256_json({"requirements": text, "argv": argv})
+    if dest.is_dir() and _installed(stamp) == {"wanted": wanted, "tree": tree_state(dest)}:
+        return dest
+    stamp.unlink(missing_ok=True)
+    if dest.exists():
+        shutil.rmtree(dest)
+    requirements.write_text(text, encoding="utf-8")
+    _run_pip(argv, target.key)
     # pip leaves a bin/ of console scripts with the host's interpreter path: not wanted.
     shutil.rmtree(dest / "bin", ignore_errors=True)
+    write_atomic(stamp, json.dumps({"wanted": wanted, "tree": tree_state(dest)}).encode())
     return dest
+
+
+INSTALLED = "runtime.installed.json"  # beside the context: the context's digest leaves it out
+
+
+def _installed(stamp: Path) -> Any:
+    try:
+        return json.loads(stamp.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def tree_state(folder: Path) -> str:
+    """A digest of every entry under ``folder`` by path, type, size, mode and modification
+    time: what changes when anything in the tree is written, added or removed."""
+    entries = []
+    for root, dirs, names in os.walk(folder):
+        dirs.sort()
+        for name in sorted(dirs + names):
+            path = os.path.join(root, name)
+            st = os.lstat(path)
+            rel = os.path.relpath(path, folder)
+            entries.append([rel, st.st_mode, st.st_size, st.st_mtime_ns])
+    return sha256_json(entries)
 
 
 def confined(folder: Path, relative: str, what: str) -> Path:

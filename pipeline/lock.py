@@ -12,6 +12,8 @@ reachable here, so a build always uses the archives as they are, and says when t
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 from dataclasses import dataclass, field
 from importlib import resources
@@ -55,9 +57,19 @@ class LockedPackage:
 LOCK_MAX_BYTES: Final = 64 << 20  # runtimes.lock.json is about 0.5 MB
 
 
+def _schema_text() -> str:
+    return resources.files("pipeline").joinpath("lock.schema.json").read_text("utf-8")
+
+
 def _schema() -> Any:
-    text = resources.files("pipeline").joinpath("lock.schema.json").read_text("utf-8")
-    return validator(json.loads(text))
+    return validator(json.loads(_schema_text()))
+
+
+def _validated_mark(checked: Path, raw_bytes: bytes) -> Path:
+    """The file whose presence says these very bytes passed this very schema: validation is a
+    function of both, and checking the 0.5 MB lock took a third of a no-op rebuild."""
+    digest = hashlib.sha256(_schema_text().encode("utf-8") + b"\0" + raw_bytes).hexdigest()
+    return checked / f"lock-{digest}"
 
 
 def _schema_message(path: Path, error: jsonschema.ValidationError) -> ConfigurationError:
@@ -88,13 +100,14 @@ class Lock:
     archives: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     @classmethod
-    def for_matrix(cls, matrix_path: Path) -> Lock:
-        return cls.load(matrix_path.with_name("runtimes.lock.json"))
+    def for_matrix(cls, matrix_path: Path, *, checked: Path | None = None) -> Lock:
+        return cls.load(matrix_path.with_name("runtimes.lock.json"), checked=checked)
 
     @classmethod
-    def load(cls, path: Path) -> Lock:
+    def load(cls, path: Path, *, checked: Path | None = None) -> Lock:
         """Read and validate the lock file (lock.schema.json); a malformed one is a
-        ConfigurationError naming the file and the field."""
+        ConfigurationError naming the file and the field. ``checked``: a folder (in the
+        cache) that remembers which contents passed, so the same file is validated once."""
         try:
             raw_bytes = read_bounded(path, LOCK_MAX_BYTES)
         except FileNotFoundError:
@@ -116,9 +129,14 @@ class Lock:
             raise ConfigurationError(f"{path}: holds a number too long to read") from None
         except RecursionError:
             raise ConfigurationError(f"{path}: nested too deeply to be a lock file") from None
-        error = jsonschema.exceptions.best_match(_schema().iter_errors(raw))
-        if error is not None:
-            raise _schema_message(path, error)
+        mark = None if checked is None else _validated_mark(checked, raw_bytes)
+        if mark is None or not mark.is_file():
+            error = jsonschema.exceptions.best_match(_schema().iter_errors(raw))
+            if error is not None:
+                raise _schema_message(path, error)
+            if mark is not None:
+                with contextlib.suppress(OSError):  # a cache that cannot be written: no mark
+                    write_atomic(mark, b"")
         lock = cls(path=path)
         for runtime_id, arches in raw.get("pip", {}).items():
             for arch, files in arches.items():

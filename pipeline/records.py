@@ -188,13 +188,18 @@ class Check:
 
 @dataclass(frozen=True, kw_only=True)
 class Report(CellRecord):
-    """The conformance report of one image: each check, in the order they ran."""
+    """The conformance report of one image: each check, in the order they ran. ``image_id``
+    and ``checks_digest`` (conformance.checks_digest: the set of checks that ran) say what it
+    holds for: a report of another image, or made by other checks, is no report of this one.
+    A report written before they were recorded has them empty."""
 
     FILE: ClassVar[str] = TEST
     image: str
     arch: str
     checks: tuple[Check, ...]
     seconds: float
+    image_id: str = ""
+    checks_digest: str = ""
 
     @property
     def ok(self) -> bool:
@@ -217,6 +222,8 @@ class Report(CellRecord):
     def from_json(cls, raw: Any) -> Report:
         if not isinstance(raw, dict):
             raise TypeError("Report is not an object")
+        # An older report has no image_id or checks_digest: empty, it holds for no image.
+        raw = {"image_id": "", "checks_digest": "", **raw}
         values = _object({k: v for k, v in raw.items() if k != "ok"}, cls)
         values["checks"] = tuple(Check(**_object(c, Check)) for c in values["checks"])
         values["seconds"] = float(values["seconds"])

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.parser
+import functools
 import hashlib
 import io
 import json
@@ -43,14 +44,8 @@ import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 
-from cyclonedx.contrib.license.factories import LicenseFactory
-from cyclonedx.model import Property
-from cyclonedx.model.bom import Bom, BomMetaData
-from cyclonedx.model.component import Component, ComponentType
-from cyclonedx.model.license import DisjunctiveLicense
-from cyclonedx.output.json import JsonV1Dot6
 from debian.copyright import Copyright, NotMachineReadableError
 from debian.deb822 import Deb822
 from packageurl import PackageURL
@@ -59,6 +54,9 @@ from .errors import SnapshotError
 from .lock import Lock
 from .oci import tree
 from .workdir import write_atomic
+
+if TYPE_CHECKING:
+    from cyclonedx.model.component import Component
 
 MEDIA_TYPE: Final = "application/vnd.cyclonedx+json"
 FILE_NAME: Final = "sbom.cdx.json"
@@ -510,14 +508,24 @@ def serial_number(
     return uuid.uuid5(_SERIAL_NS, "\n".join([runtime, arch, *diff_ids, *pinned]))
 
 
-_LICENSES = LicenseFactory()
+@functools.cache
+def _licenses() -> Any:
+    from cyclonedx.contrib.license.factories import LicenseFactory
+
+    return LicenseFactory()
 
 
 def _component(package: Package) -> Component:
+    # cyclonedx is imported where a document is made: a command that makes none (a no-op
+    # rebuild) does not pay for loading it.
+    from cyclonedx.model import Property
+    from cyclonedx.model.component import Component, ComponentType
+    from cyclonedx.model.license import DisjunctiveLicense
+
     licences: list[Any] = []
     for text in package.licenses:
         try:
-            licences.append(_LICENSES.make_from_string(text))
+            licences.append(_licenses().make_from_string(text))
         except Exception:  # anything the factory cannot classify is kept as a named licence
             licences.append(DisjunctiveLicense(name=text))
     return Component(
@@ -550,6 +558,11 @@ def document(
     pins: GoPins | None = None,
 ) -> bytes:
     """The CycloneDX 1.6 JSON document (bytes, ending in a newline)."""
+    from cyclonedx.model import Property
+    from cyclonedx.model.bom import Bom, BomMetaData
+    from cyclonedx.model.component import Component, ComponentType
+    from cyclonedx.output.json import JsonV1Dot6
+
     image = Component(
         type=ComponentType.CONTAINER,
         name=runtime,

@@ -12,6 +12,7 @@ Layout (``<work>`` is ``--work``, ``out`` by default)::
         layers/<sha256>.tar.xz         the snapshot's layer tarballs
         sbom.cdx.json                  the snapshot's SBOM (made from the layers, on demand)
     <work>/<runtime>/branch/           the runtime's branch content
+    <work>/<runtime>/pushed.json       what the last branch push sent where (a no-op skips git)
     <work>/registry-blobs/             gzipped registry blobs by diff ID, shared by publishes
 
 Records are JSON, written atomically (a temporary file in the same folder, fsync, rename), so a
@@ -48,6 +49,7 @@ BUILD: Final = "build.json"
 TEST: Final = "test.json"
 SNAPSHOT: Final = "snapshot.json"
 RECORDS: Final = (BUILD, INPUTS, SNAPSHOT, TEST)  # what a cell hands on to another machine
+PUSHED: Final = "pushed.json"
 LOCK_FILE: Final = ".lock"
 
 
@@ -313,6 +315,10 @@ class WorkDir:
 
     def branch(self, runtime: str) -> Path:
         return self.root / runtime / "branch"
+
+    def pushed(self, runtime: str) -> Path:
+        """The record of the runtime's last branch push (release.push_runtime_branch)."""
+        return self.root / runtime / PUSHED
 
     def runtime_locked(self, runtime: str) -> contextlib.AbstractContextManager[None]:
         return flocked(self.root / runtime / LOCK_FILE, f"runtime {runtime}")

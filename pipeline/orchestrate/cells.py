@@ -17,19 +17,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .. import apt, ledger, log
-from ..base import BaseRecord, ensure_base, lock_base_digest
+from ..base import BaseRecord, ensure_base, load_base, locate_base, lock_base_digest
 from ..build import build_target, global_args, image_labels
 from ..buildkit import engine_builder
-from ..conformance import run_checks
+from ..conformance import checks_digest, run_checks
 from ..engine import DEFAULT_DOCKER_HOST, engine_arch, require_emulation
 from ..errors import BaseImageError, ConformanceError, RegistryError, SnapshotError
 from ..incremental import (
     INPUT_LABEL,
+    build_reason,
     cell_inputs,
+    checks_reason,
+    engine_image,
     export_cell,
     published_digest,
     registry_digest,
-    unchanged_in_engine,
+    snapshot_reason,
 )
 from ..inputs import (
     fetch_inputs,
@@ -48,7 +51,7 @@ from ..records import ArchSnapshot, BuildRecord, CellInputs, InputsRecord, Repor
 from ..render import render_target, write_context
 from ..sbom import go_pins
 from ..snapshot import assemble_branch, read_licence, snapshot_target, warm_layer_cache
-from ..workdir import UnreadableRecord
+from ..workdir import Cell, UnreadableRecord
 from .requests import BuildRequest, Cells
 from .run import Run
 
@@ -71,21 +74,36 @@ def fetch_cell_inputs(run: Run, target: Target, context: Path) -> None:
         fetch_inputs(target, run.lock, context, run.inputs_cache, environ=run.settings.environ)
 
 
-def prepare_base(run: Run, target: Target) -> BaseRecord:
-    with log.step(f"base {target.runtime.os.id}/{target.arch.name}"):
-        settings = run.settings
-        record = ensure_base(
-            target, run.client, run.lock, cache=settings.cache, epoch=settings.epoch,
-            environ=settings.environ,
-        )  # fmt: skip
-        log.info(f"    {record.name} {record.image_id[:19]} ({record.architecture})")
-        locked = run.lock.archive_state(target.runtime.os.id, target.arch.name)
-        if record.apt_state and locked and locked != record.apt_state:
-            log.info(
-                f"    its apt archives moved since {run.lock.path.name} recorded them; "
-                "built from their current state (`lambda-images lock` records it)"
-            )
-        return record
+def prepare_base(run: Run, target: Target, *, load: bool = True) -> BaseRecord:
+    """The target's OS base, made or found; ``load``: also present in the engine (a Debian
+    base that is only located costs the engine nothing: see base.locate_base)."""
+    key = (target.runtime.os.id, target.arch.name)
+    settings = run.settings
+    located = run.bases.get(key)
+    if located is None:
+        with log.step(f"base {target.runtime.os.id}/{target.arch.name}"):
+            if isinstance(target.runtime.os.base, ImageBase):
+                located = ensure_base(
+                    target, run.client, run.lock, cache=settings.cache, epoch=settings.epoch,
+                    environ=settings.environ,
+                )  # fmt: skip
+            else:
+                located = locate_base(
+                    target, cache=settings.cache, epoch=settings.epoch, environ=settings.environ
+                )
+            log.info(f"    {located.name} {located.image_id[:19]} ({located.architecture})")
+            locked = run.lock.archive_state(target.runtime.os.id, target.arch.name)
+            if located.apt_state and locked and locked != located.apt_state:
+                log.info(
+                    f"    its apt archives moved since {run.lock.path.name} recorded them; "
+                    "built from their current state (`lambda-images lock` records it)"
+                )
+        run.bases[key] = located
+    if load and isinstance(target.runtime.os.base, RootfsBase):
+        loaded = load_base(target, run.client, located, cache=settings.cache, epoch=settings.epoch)
+        run.bases[key] = loaded
+        return loaded
+    return located
 
 
 # Dockerfile ARGs naming the OS base for the build machine's architecture and that machine's
@@ -113,16 +131,19 @@ def prepare_cell(run: Run, target: Target) -> CellInputs:
     require_emulation(target.arch)
     context = render_cell(run, target)
     fetch_cell_inputs(run, target, context)
-    base = prepare_base(run, target)
+    base = prepare_base(run, target, load=False)
     host = build_host(run, target)
-    build_base = None if host is None else prepare_base(run, host).image_id
+    build_base = None if host is None else prepare_base(run, host, load=False).image_id
     return cell_inputs(target, context, base.image_id, run.lock, run.settings, build_base)
 
 
 def build_image(run: Run, target: Target, inputs: CellInputs, *, no_cache: bool) -> BuildRecord:
     cell = run.cell(target)
-    warming = warm_layer_cache(run.client, target.base_image, run.layer_cache, run.settings.epoch)
+    prepare_base(run, target)  # in the engine now: the build starts FROM it
     host = build_host(run, target)
+    if host is not None:
+        prepare_base(run, host)
+    warming = warm_layer_cache(run.client, target.base_image, run.layer_cache, run.settings.epoch)
     build_args = {}
     if host is not None:
         platform = f"linux/{host.arch.docker}"
@@ -178,11 +199,18 @@ def _enter_in_ledger(run: Run, target: Target, inputs: CellInputs, record: Build
 
 def test_cell(run: Run, target: Target, *, reuse: bool = False) -> Report:
     """Lambda's conformance checks on a built image; writes ``test.json``, raises when one
-    fails. ``reuse``: an image whose build was skipped keeps the passing report it has."""
+    fails. ``reuse``: a passing report of this very image by the current checks is kept
+    (incremental.checks_reason)."""
     cell = run.cell(target)
-    if reuse and (previous := Report.read(cell)) is not None and previous.ok:
-        log.info(f"{target.key}: unchanged image passed its checks before, tests skipped")
-        return previous
+    record = BuildRecord.read(cell)
+    previous = Report.read(cell)
+    if record is not None:
+        why = checks_reason(record.image_id, previous, checks_digest(), force=not reuse)
+        if why is None and previous is not None:
+            log.info(f"{target.key}: {record.image_id[:19]} passed these checks before, skipped")
+            return previous
+        if reuse:
+            log.info(f"{target.key}: checking it: {why}")
     with (
         log.step(f"test {target.key}"),
         tempfile.TemporaryDirectory(prefix="lambda-probe-") as tmp,
@@ -210,9 +238,13 @@ def snapshot_cell(run: Run, target: Target, *, force: bool = False) -> ArchSnaps
     record = BuildRecord.read(cell)
     if record is None:
         raise SnapshotError(f"{target.key}: no build record in {cell.folder}; build it first")
-    if not force and (snap := ArchSnapshot.read(cell)) and snap.is_current(cell, record.image_id):
+    snap = ArchSnapshot.read(cell)
+    missing = snap.missing_layers(cell) if snap is not None else []
+    why = snapshot_reason(record.image_id, snap, missing, force=force)
+    if why is None and snap is not None:
         log.info(f"{target.key}: snapshot of {record.image_id[:19]} is current, skipped")
         return snap
+    log.info(f"{target.key}: snapshotting it: {why}")
     with log.step(f"snapshot {target.key}"):
         snap = snapshot_target(target, run.client, run.work, run.settings.epoch, run.layer_cache)
         packed = sum(layer.compressed_size for layer in snap.layers)
@@ -232,17 +264,58 @@ def build_cell(
     ``build.json`` and ``inputs.json``. Returns the record and whether the build was skipped."""
     cell = run.cell(target)
     record = BuildRecord.read(cell)
-    skipped = (
-        not (force or no_cache)
-        and record is not None
-        and unchanged_in_engine(target, run.client, cell, inputs.digest)
-    )
-    if skipped and record is not None:
+    image = engine_image(target, run.client)
+    why = build_reason(inputs.digest, record, image, force=force or no_cache)
+    if why is None and record is not None:
         log.info(f"{target.key}: inputs unchanged ({inputs.digest[7:19]}), build skipped")
     else:
+        log.info(f"{target.key}: building it: {why}")
         record = build_image(run, target, inputs, no_cache=no_cache)
-    InputsRecord.of(inputs, "built").write(cell)
-    return record, skipped
+    _record_inputs(cell, inputs)
+    return record, why is None
+
+
+def _record_inputs(cell: Cell, inputs: CellInputs) -> None:
+    """``inputs.json`` of a cell built from ``inputs`` (not rewritten when it says so already)."""
+    record = InputsRecord.of(inputs, "built")
+    if InputsRecord.read(cell) != record:
+        record.write(cell)
+
+
+def unchanged_cell(
+    run: Run, target: Target, inputs: CellInputs, *, snapshot: bool
+) -> CellResult | None:
+    """The cell's result when nothing is left to do: its image in the engine is the one its
+    build record names and was built from ``inputs``, its report passed on that image with
+    the current checks and (``snapshot``) its snapshot is of that image with every layer file.
+    One inspect of the image and the cell's records decide it (incremental's ``*_reason``);
+    one log line says so. None when a stage has work."""
+    cell = run.cell(target)
+    try:  # an unreadable record is the stage's to warn about and redo: not read twice here
+        record = BuildRecord.read_strict(cell)
+        report = Report.read_strict(cell)
+        snap = ArchSnapshot.read_strict(cell) if snapshot else None
+    except UnreadableRecord:
+        return None
+    if record is None or build_reason(
+        inputs.digest, record, engine_image(target, run.client), force=False
+    ):
+        return None
+    if checks_reason(record.image_id, report, checks_digest(), force=False):
+        return None
+    if snapshot:
+        missing = snap.missing_layers(cell) if snap is not None else []
+        if snapshot_reason(record.image_id, snap, missing, force=False):
+            return None
+    _record_inputs(cell, inputs)
+    done = "its checks passed on it" + (", its snapshot is current" if snapshot else "")
+    log.info(
+        f"{target.key}: unchanged (inputs {inputs.digest[7:19]}, image {record.image_id[7:19]}; "
+        f"{done}): nothing to do"
+    )
+    return CellResult(
+        target=target, state="skipped", inputs=inputs, build=record, report=report, snapshot=snap
+    )
 
 
 @dataclass(kw_only=True)
@@ -341,9 +414,11 @@ def run_cell(
             log.info(f"{target.key}: same inputs as published ({inputs.digest[7:19]}), skipped")
             InputsRecord.of(inputs, "unchanged").write(cell)
             return CellResult(target=target, state="unchanged", inputs=inputs)
+        if not force and (done := unchanged_cell(run, target, inputs, snapshot=snapshot)):
+            return done
         record, skipped = build_cell(run, target, inputs, force=force, no_cache=no_cache)
         # A cell is tested before it is handed on: a failing image is never snapshotted.
-        report = test_cell(run, target, reuse=skipped)
+        report = test_cell(run, target, reuse=not force)
         snap = snapshot_cell(run, target, force=force) if snapshot else None
         return CellResult(
             target=target,

@@ -39,7 +39,14 @@ from pathlib import Path
 from typing import Any
 
 from .. import log
-from ..branch import BranchResult, check_lease, push_branch, remote_head
+from ..branch import (
+    BranchResult,
+    check_lease,
+    commit_message,
+    content_digest,
+    push_branch,
+    remote_head,
+)
 from ..epoch import iso8601
 from ..errors import PublishError, SnapshotError, failure_reason
 from ..matrix import Runtime
@@ -59,7 +66,7 @@ from ..publish.report import MirrorReport, PublishReport, RuntimeReport
 from ..publish.tags import check_dated, dated_stamp, dated_tags, earlier_release, moving_tags
 from ..sbom import go_pins
 from ..snapshot import cell_sbom, require_snapshot
-from ..workdir import write_json
+from ..workdir import read_json, write_json
 from .cells import CellResult, branch_content, locked_targets, run_cell
 from .requests import PublishRequest, RebuildRequest
 from .run import Run
@@ -282,7 +289,9 @@ def publish(run: Run, request: PublishRequest) -> PublishReport:
 def push_runtime_branch(
     run: Run, runtime: Runtime, remote: str, arches: Sequence[str] | None = None
 ) -> BranchResult:
-    """Lay out and push the branch of a runtime whose every architecture has a snapshot."""
+    """Lay out and push the branch of a runtime whose every architecture has a snapshot.
+    When the last push from this work folder sent the same content to ``remote`` and the
+    branch is still at its commit, nothing is committed: one ``ls-remote`` decides."""
     built = list(arches or runtime.architectures)
     missing = [a for a in runtime.architectures if a not in built]
     if missing:
@@ -294,8 +303,36 @@ def push_runtime_branch(
     for arch in built:  # before anything is locked or written
         require_snapshot(run.work.cell(runtime.id, arch))
     content = branch_content(run, runtime, built, remote=remote)
+    epoch = run.settings.epoch
     with run.work.runtime_locked(runtime.id), log.step(f"push branch {runtime.id}"):
-        return push_branch(runtime, content, remote, run.settings.environ, epoch=run.settings.epoch)
+        sent = content_digest(
+            content, epoch=epoch, remote=remote, message=commit_message(runtime.id)
+        )
+        pushed = run.work.pushed(runtime.id)
+        last = read_json(pushed, _pushed_record)
+        head = remote_head(remote, runtime.id, run.settings.environ)
+        if last is not None and last["content"] == sent and head == last["commit"]:
+            log.info(
+                f"{runtime.id}: branch already at {head[:12]} with this content, nothing to push"
+            )
+            return BranchResult(
+                runtime=runtime.id, remote=remote, commit=head, previous=head, pushed=False
+            )
+        result = push_branch(
+            runtime, content, remote, run.settings.environ, epoch=epoch, expected=head
+        )
+        write_json(pushed, {"content": sent, "commit": result.commit})
+        return result
+
+
+def _pushed_record(raw: Any) -> dict[str, str]:
+    if not (
+        isinstance(raw, dict)
+        and isinstance(raw.get("content"), str)
+        and isinstance(raw.get("commit"), str)
+    ):
+        raise ValueError("expected {content, commit}")
+    return {"content": raw["content"], "commit": raw["commit"]}
 
 
 @dataclass(kw_only=True)

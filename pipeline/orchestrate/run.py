@@ -6,7 +6,7 @@ command that needs neither, such as ``list``, loads neither."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +16,7 @@ from ..settings import Settings
 from ..workdir import Cell, WorkDir
 
 if TYPE_CHECKING:
+    from ..base import BaseRecord
     from ..oci.registry import Registry, RegistryRef
 
 
@@ -30,13 +31,17 @@ class Run:
     _client: Any = None
     # How a registry is reached (tests give their own credentials and retry policy).
     connect_registry: Callable[[RegistryRef], Registry] | None = None
+    # The OS bases located this run, by (os id, arch): a cell's build loads the very base its
+    # input digest names, and a second cell on the same base does not locate it again.
+    bases: dict[tuple[str, str], BaseRecord] = field(default_factory=dict)
 
     @classmethod
     def open(cls, settings: Settings, *, lock: bool = True) -> Run:
         """The command's run; ``lock``: read (and check) the lock file now, so that a malformed
         one is reported before anything else is done, else on first use."""
         matrix = load_matrix(settings.matrix, namespace=settings.namespace)
-        read = Lock.for_matrix(matrix.path) if lock else None
+        checked = settings.cache / "checked"
+        read = Lock.for_matrix(matrix.path, checked=checked) if lock else None
         return cls(settings=settings, matrix=matrix, work=WorkDir(settings.work), _lock=read)
 
     @property
@@ -44,7 +49,7 @@ class Run:
         """The matrix's lock file (commands that need none, such as ``list``, never read it:
         validating it is most of what they would cost)."""
         if self._lock is None:
-            self._lock = Lock.for_matrix(self.matrix.path)
+            self._lock = Lock.for_matrix(self.matrix.path, checked=self.settings.cache / "checked")
         return self._lock
 
     @property

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_runner import lambda_images
 from conftest import Phase
 
 from pipeline.incremental import INPUT_LABEL, published_digest
@@ -79,6 +80,30 @@ def test_a_rebuild_of_an_unchanged_runtime_skips_build_snapshot_and_push(
     for cell in again.cells:
         assert cell.build is not None
         assert engine.images.get(cell.build.image).labels[INPUT_LABEL] == cell.inputs.digest
+
+    # A plain `rebuild` again, as a maintainer types it: one line per cell says it is unchanged
+    # and why, and its log shows no check, no snapshot and no branch commit.
+    proc = lambda_images(
+        "--work", str(phase.work), "rebuild", "provided.debian12", "--git-remote", phase.remote,
+        check=True,
+    )  # fmt: skip
+    lines = (proc.stdout + proc.stderr).splitlines()
+    for cell in again.cells:
+        assert cell.build is not None
+        assert (
+            f"{cell.target.key}: unchanged (inputs {cell.inputs.digest[7:19]}, image "
+            f"{cell.build.image_id[7:19]}; its checks passed on it, its snapshot is current): "
+            "nothing to do"
+        ) in lines
+    commit = phase.branch("provided.debian12")
+    assert (
+        f"provided.debian12: branch already at {commit[:12]} with this content, nothing to push"
+        in lines
+    )
+    for work in ("==> test ", "==> snapshot ", "+ docker run ", "+ docker save ", "==> build "):
+        assert not [line for line in lines if line.startswith(work)], work
+    assert not [line for line in lines if "pip install" in line or "loading " in line]
+    assert {p: p.stat().st_mtime_ns for p in snapshots} == snapshots
 
 
 @pytest.mark.engine

@@ -1300,7 +1300,13 @@ def test_bad_input_is_one_line_with_its_exit_code_and_changes_nothing(
         assert f"runtimes.yaml:{number}: " in lines[0]
     if case.secret is not None:
         assert case.secret not in out + err
-    after = tree(tmp_path)
+    # The mark that a lock file's content passed its schema (lock.py) is a cache entry, not
+    # something the command made: the lock was valid, whatever failed after.
+    after = {
+        path: entry
+        for path, entry in tree(tmp_path).items()
+        if path not in ("cache", "cache/checked") and not path.startswith("cache/checked/lock-")
+    }
     for written in case.writes:
         assert json.loads((tmp_path / written).read_text("utf-8"))["ok"] is False
         del after[written]
