@@ -41,6 +41,9 @@ from pipeline.engine import host_arch
 from pipeline.matrix import ARCHES, Matrix
 
 PHASE_BY = "build phase"
+# A cell a test asks for without the cache (its point is the cold path) is entered as such: a
+# cold build that was asked for is not work done twice (tests/ledger_report.py).
+NO_CACHE_BY = f"{PHASE_BY} (--no-cache)"
 # The machine-wide slots (one per core): a worker holds one while it runs a job.
 SLOTS_DIR = Path(tempfile.gettempdir()) / "lambda-images-test-slots"
 # Roughly how long a family's arm64 build takes under qemu, longest first: the emulated worker
@@ -170,6 +173,7 @@ class _Job:
     name: str  # a cell key, or a runtime for "branch"
     argv: list[str]
     arch: str = ""  # builds: the architecture, which decides the worker
+    by: str = PHASE_BY  # who builds, in the build ledger
     after: list[str] = field(default_factory=list)  # job names that must succeed first
     taken: bool = False  # a worker runs it (or ran it)
     done: bool = False
@@ -219,7 +223,8 @@ class BuildPhase:
                               "--include-deprecated", *fresh)  # fmt: skip
             snapshot = self._cli("snapshot", cell.runtime, "--arch", cell.arch,
                                  "--include-deprecated")  # fmt: skip
-            jobs.append(_Job("build", cell.key, build, arch=cell.arch))
+            by = NO_CACHE_BY if fresh else PHASE_BY
+            jobs.append(_Job("build", cell.key, build, arch=cell.arch, by=by))
             jobs.append(_Job("snapshot", cell.key, snapshot, after=[f"build {cell.key}"]))
         for runtime in self.plan.runtimes:
             declared = self.matrix.runtime(runtime).architectures
@@ -266,8 +271,9 @@ class BuildPhase:
                 started = time.monotonic()
                 log = self.logs / f"{job.kind}-{job.name.replace('/', '-')}.log"
                 with log.open("w") as out:
+                    env = {**self.env, "LAMBDA_IMAGES_BUILD_LEDGER_BY": job.by}
                     proc = subprocess.run(
-                        job.argv, env=self.env, stdout=subprocess.PIPE, stderr=out, text=True,
+                        job.argv, env=env, stdout=subprocess.PIPE, stderr=out, text=True,
                         check=False,
                     )  # fmt: skip
                 elapsed = time.monotonic() - started

@@ -37,7 +37,7 @@ def built_cold_twice(entries: Iterable[ledger.LedgerEntry]) -> dict[str, list[st
     a changed label) is a new image of that cell: its inputs digest tells it apart."""
     cold: dict[tuple[str, str, str, str], list[str]] = defaultdict(list)
     for e in entries:
-        if e.cold:
+        if e.cold and not e.by.endswith("(--no-cache)"):  # a cold build asked for is no duplicate
             cold[(*e.cell, e.input_digest)].append(e.by)
     return {
         f"{runtime}/{arch} on {engine} (inputs {digest[7:19]})": by

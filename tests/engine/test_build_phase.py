@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from build_phase import NO_CACHE_BY, PHASE_BY
 from conftest import PLAN, Phase
 from ledger_report import built_cold_twice
 
@@ -44,7 +45,7 @@ def test_no_cell_is_built_cold_twice(phase: Phase, engine: Any) -> None:
     by_phase = sorted(
         f"{e.runtime}/{e.arch}"
         for e in entries
-        if e.by == "build phase" and e.engine.endswith(f" {version}")
+        if e.by in (PHASE_BY, NO_CACHE_BY) and e.engine.endswith(f" {version}")
     )
     # Each cell the phase's `build` really built (in a fresh work folder, every cell) has exactly
     # one line; one whose image was already there ("skipped") has none.

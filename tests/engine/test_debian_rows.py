@@ -57,7 +57,8 @@ def expected_start(runtime: Runtime, installed: dict[str, str]) -> tuple[list[st
     if family == "ruby":
         version = upstream(installed[f"ruby{runtime.version}"])
         assert version.split(".")[:2] == runtime.version.split(".")
-        return ["ruby", "-e", "print RUBY_VERSION"], version
+        # puts, not print: a last line without its newline is lost from the engine's log (20.10)
+        return ["ruby", "-e", "puts RUBY_VERSION"], version
     if family == "provided":
         return ["/bin/sh", "-c", "echo ready"], "ready"
     if family == "go":

@@ -104,6 +104,9 @@ def test_a_cell_built_cold_twice_from_the_same_inputs_is_named_with_who_built_it
         ]
     }
     assert built_cold_twice(entries[:3]) == {}
+    # A cold build a test asked for (the phase's --no-cache cell) is not work done twice.
+    asked = entry("provided.debian12", cold=True, by="build phase (--no-cache)")
+    assert built_cold_twice([*entries[:3], asked]) == {}
     assert ledger_table(entries[:1]) == [
         "cell                     engine    builder  build  RUN steps        seconds  by",
         "provided.debian12/arm64  20.10.24  classic  cold   1 ran, 1 cached  12       build phase",
