@@ -13,6 +13,7 @@ import re
 import struct
 import subprocess
 import sys
+import tempfile
 import termios
 from pathlib import Path
 
@@ -24,7 +25,9 @@ from pipeline.matrix import load_matrix
 from pipeline.show.help import SECTIONS
 
 REPO = Path(__file__).resolve().parents[2]
-ENV = {"PATH": "/usr/bin:/bin", "NO_COLOR": "1", "HOME": str(REPO)}
+# A home of its own (the command caches under it), removed when the tests end.
+HOME = tempfile.TemporaryDirectory(prefix="lambda-images-cli-face-")
+ENV = {"PATH": "/usr/bin:/bin", "NO_COLOR": "1", "HOME": HOME.name}
 RUNTIME_IDS = [rt.id for rt in load_matrix(REPO / "runtimes.yaml").runtimes]
 
 
