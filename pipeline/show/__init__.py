@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -17,6 +17,7 @@ from rich.text import Text
 from .. import log
 from .freshness import outdated, outdated_images, outdated_inputs, upgrade
 from .markdown import job_summary, plan_markdown, publish_markdown
+from .out import lines
 from .tables import print_table
 from .tables import table as _table
 
@@ -29,13 +30,8 @@ if TYPE_CHECKING:
     from ..publish.report import PublishReport
 
 
-def lines(items: Iterable[str]) -> None:
-    for line in items:
-        click.echo(line)
-
-
 __all__ = [
-    "job_summary", "outdated", "outdated_images", "outdated_inputs", "plan_markdown",
+    "job_summary", "lines", "outdated", "outdated_images", "outdated_inputs", "plan_markdown",
     "publish_markdown", "upgrade",
 ]  # fmt: skip
 

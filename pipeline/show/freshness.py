@@ -6,17 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import click
+from .out import lines
 
 if TYPE_CHECKING:
     from ..orchestrate.freshness import Freshness, UpgradeReport
     from ..outdated import OutdatedReport
     from ..upstream import InputsReport
-
-
-def lines(items: list[str]) -> None:
-    for line in items:
-        click.echo(line)
 
 
 def outdated(report: Freshness) -> None:
