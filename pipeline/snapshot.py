@@ -48,7 +48,7 @@ from .digests import CHUNK, sha256_file
 from .errors import SnapshotError
 from .matrix import Arch, Runtime, Target
 from .oci.archive import read_engine_image
-from .oci.layers import deletions_above, is_empty_layer, normalize_layer
+from .oci.layers import deletions_above, is_empty_layer, normalize_layer, unchanged_folders
 from .records import ArchSnapshot, ImageConfig, Layer
 from .text import plain_line
 from .workdir import (
@@ -207,12 +207,14 @@ def warm_layer_cache(
             _, tars = export_image(client, image_name, staging)
             out = staging / "out"
             out.mkdir()
-            above = deletions_above(tars)
+            above, unchanged = deletions_above(tars), unchanged_folders(tars)
             total = sum(tar.stat().st_size for tar in tars)
             with progress.transfer(f"compress the layers of {image_name}", total) as meter:
                 for index, tar in enumerate(tars):
                     normalized = staging / f"layer-{index}.tar"
-                    diff_id, _ = normalize_layer(tar, normalized, epoch, above[index])
+                    diff_id, _ = normalize_layer(
+                        tar, normalized, epoch, above[index], unchanged[index]
+                    )
                     compress_layer(normalized, diff_id, out, cache, meter)
                     meter.advance(tar.stat().st_size - normalized.stat().st_size)
                     normalized.unlink()
@@ -503,7 +505,7 @@ def _snapshot_image(
         # in place names files that are all there; a killed snapshot leaves the old one whole.
         layers_dir.mkdir(exist_ok=True)
 
-        above = deletions_above(layer_tars)
+        above, unchanged = deletions_above(layer_tars), unchanged_folders(layer_tars)
         total = sum(tar.stat().st_size for tar in layer_tars)
 
         title = f"compress {runtime_id}/{arch.name}"
@@ -512,7 +514,9 @@ def _snapshot_image(
             def one(index_and_tar: tuple[int, Path]) -> Layer | None:
                 index, tar = index_and_tar
                 normalized = staging / f"layer-{index}.tar"
-                diff_id, size = normalize_layer(tar, normalized, epoch, above[index])
+                diff_id, size = normalize_layer(
+                    tar, normalized, epoch, above[index], unchanged[index]
+                )
                 # What the meter counts is the normalized tar; the total, the exported ones.
                 meter.advance(tar.stat().st_size - normalized.stat().st_size)
                 if is_empty_layer(normalized):

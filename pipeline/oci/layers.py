@@ -3,7 +3,8 @@
 ``normalize_layer`` makes the same bytes from the same files whatever engine or builder wrote
 the layer: entries sorted (whiteouts first among their siblings, so an opaque marker applies
 before the directory's new entries), mtimes clamped to SOURCE_DATE_EPOCH, owner names dropped,
-only ``SCHILY.xattr.*`` PAX records kept, hard links pointing backwards.
+only ``SCHILY.xattr.*`` PAX records kept, hard links pointing backwards, and a folder entry that
+changes nothing (``unchanged_folders``) left out.
 """
 
 from __future__ import annotations
@@ -16,7 +17,17 @@ from typing import Any
 
 from ..digests import HashingWriter
 from ..errors import SnapshotError
-from .tree import Deletions, clean_name, is_whiteout, whiteout
+from .tree import (
+    Deletions,
+    Entry,
+    FileTree,
+    LayerEntries,
+    clean_name,
+    is_whiteout,
+    read_layer,
+    whiteout,
+    xattrs_of,
+)
 
 
 def canonical_name(name: str, layer: Path, what: str = "entry") -> str:
@@ -60,8 +71,58 @@ def deletions_above(tars: Sequence[Path]) -> list[Deletions]:
     return above[::-1]
 
 
+def unchanged_folders(tars: Sequence[Path]) -> list[frozenset[str]]:
+    """For each layer of an image (in order), its folder entries that change nothing: a folder
+    the layers below already hold, with the same permissions, owner and extended attributes,
+    that has nothing under it in this layer.
+
+    Engines disagree on those. BuildKit's differ lists ``etc/`` in the layer of a ``RUN`` step
+    that wrote nothing in it (the step's ``/etc/hosts`` mount point, removed again, touched the
+    folder's time); the classic builder leaves it out. The classic builder lists ``tmp/`` for a
+    step that made and removed a file there; BuildKit does not. A snapshot leaves them out, so
+    it is the same with either. A folder that the layer's own whiteouts delete below is kept:
+    there, it is made anew.
+    """
+    below: FileTree[None] = FileTree()
+    unchanged: list[frozenset[str]] = []
+    for tar in tars:
+        with tar.open("rb") as stream:
+            layer: LayerEntries[None] = read_layer(stream)
+        own = Deletions().plus_whiteouts(layer.whiteouts)
+        parents = {_parent(entry.path) for entry in layer.entries}
+        parents |= {w.path if w.opaque else _parent(w.path) for w in layer.whiteouts}
+        for name in list(parents):  # every folder above each parent too
+            while name and (name := _parent(name)) not in parents:
+                parents.add(name)
+        same = set()
+        for entry in layer.entries:
+            if entry.kind != "dir" or entry.path in parents or own.hides(entry.path):
+                continue
+            old = below.entries.get(entry.path)
+            if old is not None and old.kind == "dir" and _folder(old) == _folder(entry):
+                same.add(entry.path)
+        unchanged.append(frozenset(same))
+        below.add(layer)
+    return unchanged
+
+
+def _folder(entry: Entry[None]) -> tuple[object, ...]:
+    """What a folder entry sets, as a normalized layer writes it: permission bits (Docker's tar
+    writer adds the file type's bits to the mode, other writers do not), owner, extended
+    attributes; its time is clamped anyway."""
+    return entry.mode & 0o7777, entry.uid, entry.gid, entry.xattrs
+
+
+def _parent(name: str) -> str:
+    return name.rpartition("/")[0]
+
+
 def normalize_layer(
-    source: Path, dest: Path, epoch: int, above: Deletions | None = None
+    source: Path,
+    dest: Path,
+    epoch: int,
+    above: Deletions | None = None,
+    unchanged: frozenset[str] = frozenset(),
 ) -> tuple[str, int]:
     """Rewrite a layer tar reproducibly; return (diff_id, size) of the result.
 
@@ -69,7 +130,8 @@ def normalize_layer(
     layers: the entries it hides are left out, and so is every whiteout, since what a whiteout
     hides is left out of the layers below it. (Overlay-backed engines also write opaque markers
     for directories a RUN step created new, 31 in the Python image's package layer; they go too.)
-    Without ``above`` the layer keeps its whiteouts.
+    Without ``above`` the layer keeps its whiteouts. The folders named in ``unchanged``
+    (``unchanged_folders``) are left out.
     """
     with tarfile.open(source, "r:") as src:
         members = [m for m in src.getmembers() if canonical_name(m.name, source) not in ("", ".")]
@@ -80,6 +142,7 @@ def normalize_layer(
         every = {m.name: m for m in members}  # a link's data may come from an entry left out
         if above is not None:
             members = [m for m in members if whiteout(m.name) is None and not above.hides(m.name)]
+        members = [m for m in members if not (m.isdir() and m.name in unchanged)]
         by_name = {m.name: m for m in members}
         data_from = {m.name: m for m in members if m.isreg()}
         # Hard links must point backwards in the archive; after sorting, the first name of each
@@ -127,9 +190,7 @@ def normalize_layer(
                     info.mtime = min(int(m.mtime), epoch)
                     info.linkname = m.linkname
                     info.devmajor, info.devminor = m.devmajor, m.devminor
-                    info.pax_headers = {
-                        k: v for k, v in m.pax_headers.items() if k.startswith("SCHILY.xattr.")
-                    }
+                    info.pax_headers = dict(xattrs_of(m))
                     if info.isreg():
                         info.size = data_from[m.name].size
                         fileobj = src.extractfile(data_from[m.name])

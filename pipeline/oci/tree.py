@@ -27,6 +27,7 @@ from typing import IO, Final, Generic, Literal, TypeVar
 X = TypeVar("X")
 WHITEOUT: Final = ".wh."
 OPAQUE: Final = ".wh..wh..opq"
+XATTR: Final = "SCHILY.xattr."
 Kind = Literal["file", "dir", "symlink", "hardlink", "other"]
 # What a reader makes of one regular file while the layer streams past: (name, header, content).
 Look = Callable[[str, tarfile.TarInfo, IO[bytes]], X | None]
@@ -42,6 +43,12 @@ def clean_name(name: str) -> str:
 def absolute_name(name: str) -> str:
     """A member name as the absolute path it has in the container (``usr/x`` → ``/usr/x``)."""
     return str(PurePosixPath("/", clean_name(name)))
+
+
+def xattrs_of(member: tarfile.TarInfo) -> tuple[tuple[str, str], ...]:
+    """A member's extended attributes (its ``SCHILY.xattr.*`` PAX records), sorted: the only PAX
+    records a snapshot keeps."""
+    return tuple(sorted((k, v) for k, v in member.pax_headers.items() if k.startswith(XATTR)))
 
 
 def is_whiteout(base: str) -> bool:
@@ -97,8 +104,12 @@ class Deletions:
 
     def plus(self, names: Iterable[str]) -> Deletions:
         """These deletions and those of a layer with the entries ``names`` (clean names)."""
+        return self.plus_whiteouts(w for w in map(whiteout, names) if w is not None)
+
+    def plus_whiteouts(self, deletions: Iterable[Whiteout]) -> Deletions:
+        """These deletions and ``deletions``."""
         paths, under = set(self.paths), set(self.under)
-        for gone in (w for w in map(whiteout, names) if w is not None):
+        for gone in deletions:
             if not gone.opaque:
                 paths.add(gone.path)
             under.add(f"{gone.path}/" if gone.path else "")
@@ -117,6 +128,7 @@ class Entry(Generic[X]):
     size: int
     linkname: str = ""  # a symlink's target as written; a hard link's: the entry's clean name
     seen: X | None = None  # what the reader's look made of a file (a hard link: of its target)
+    xattrs: tuple[tuple[str, str], ...] = ()  # its SCHILY.xattr.* PAX records, sorted
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -180,7 +192,7 @@ def read_layer(
             layer.entries.append(
                 Entry(
                     path=name, kind=kind, mode=member.mode, uid=member.uid, gid=member.gid,
-                    size=member.size, linkname=linkname, seen=found,
+                    size=member.size, linkname=linkname, seen=found, xattrs=xattrs_of(member),
                 )
             )  # fmt: skip
     return layer

@@ -7,7 +7,7 @@ import tarfile
 from pathlib import Path
 
 from pipeline.matrix import ARCHES
-from pipeline.oci.layers import deletions_above, normalize_layer
+from pipeline.oci.layers import deletions_above, normalize_layer, unchanged_folders
 from pipeline.records import ArchSnapshot, ImageConfig, Layer
 from pipeline.snapshot import snapshot_dockerfile
 
@@ -26,7 +26,7 @@ def _layer(path: Path, entries: list[tuple[str, bytes | None, dict[str, object]]
                 info.type, info.linkname = tarfile.LNKTYPE, str(extra["link"])
                 tar.addfile(info)
             elif data is None:
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                info.type, info.mode = tarfile.DIRTYPE, int(extra.get("mode", 0o755))  # type: ignore[call-overload]
                 tar.addfile(info)
             else:
                 info.size, info.mode = len(data), int(extra.get("mode", 0o644))  # type: ignore[call-overload]
@@ -201,3 +201,72 @@ def test_a_hard_link_keeps_its_data_when_the_file_it_links_to_is_deleted_above(
         assert new.isreg()
         extracted = tar.extractfile(new)
         assert extracted is not None and extracted.read() == b"tool"
+
+
+def _normalized_stack(tmp_path: Path, tag: str, layers: list[Path]) -> list[bytes]:
+    above, unchanged = deletions_above(layers), unchanged_folders(layers)
+    out = []
+    for index, tar in enumerate(layers):
+        dest = tmp_path / f"{tag}-{index}.n.tar"
+        normalize_layer(tar, dest, EPOCH, above[index], unchanged[index])
+        out.append(dest.read_bytes())
+    return out
+
+
+def test_a_folder_entry_that_changes_nothing_is_left_out_so_both_builders_agree(
+    tmp_path: Path,
+) -> None:
+    # What Docker 26's BuildKit and Docker 20.10's classic builder commit for the same
+    # `RUN python -m compileall /var/runtime`: BuildKit also lists etc/, whose time the step's
+    # /etc/hosts mount point touched; nothing in it changed.
+    base = _layer(
+        tmp_path / "base.tar",
+        [("etc", None, {}), ("etc/hosts", b"", {}), ("var", None, {}), ("var/runtime", None, {})],
+    )
+    compiled = [
+        ("var", None, {}),
+        ("var/runtime", None, {}),
+        ("var/runtime/__pycache__", None, {}),
+        ("var/runtime/__pycache__/b.cpython-311.pyc", b"pyc", {}),
+    ]
+    classic = _layer(tmp_path / "classic.tar", compiled)
+    buildkit = _layer(tmp_path / "buildkit.tar", [("etc", None, {"mtime": 1990000000}), *compiled])
+    one = _normalized_stack(tmp_path, "classic", [base, classic])
+    two = _normalized_stack(tmp_path, "buildkit", [base, buildkit])
+    assert one == two
+    assert _names(tmp_path / "buildkit-1.n.tar") == [
+        "var",
+        "var/runtime",
+        "var/runtime/__pycache__",
+        "var/runtime/__pycache__/b.cpython-311.pyc",
+    ]
+
+
+def test_a_folder_entry_that_changes_its_folder_or_makes_it_anew_is_kept(tmp_path: Path) -> None:
+    base = _layer(
+        tmp_path / "base.tar",
+        [
+            ("opt", None, {}),
+            ("srv", None, {}),
+            ("srv/old", b"", {}),
+            ("tmp", None, {"mode": 0o1777}),
+        ],
+    )
+    run = _layer(
+        tmp_path / "run.tar",
+        [
+            ("opt", None, {"mode": 0o700}),  # chmod 0700 /opt
+            ("srv", None, {}),  # rm -rf /srv && mkdir /srv: made anew, empty
+            ("srv/.wh..wh..opq", b"", {}),
+            # The same, with the folder type's bits in the mode as Docker's tar writer puts
+            # them (0o40000): changes nothing.
+            ("tmp", None, {"mode": 0o41777}),
+            ("var", None, {}),  # mkdir /var: new
+        ],
+    )
+    assert unchanged_folders([base, run]) == [frozenset(), frozenset({"tmp"})]
+    _normalized_stack(tmp_path, "run", [base, run])
+    assert _names(tmp_path / "run-1.n.tar") == ["opt", "srv", "var"]
+    with tarfile.open(tmp_path / "run-1.n.tar") as tar:
+        assert tar.getmember("opt").mode == 0o700
+    assert _names(tmp_path / "run-0.n.tar") == ["opt", "srv", "tmp"]
