@@ -29,6 +29,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -47,8 +48,8 @@ PASSED = pytest.StashKey[bool]()
 # Tests that may skip in CI (nodeid → why). Lanes deselect what their engine cannot run, so
 # nothing is expected to skip today; a skip that is not listed here fails the run.
 EXPECTED_SKIPS: dict[str, str] = {}
-# The first engine test runs the build phase (so --durations charges it to itself), the last
-# reads the ledger of every build the session made.
+# The first engine test runs the build phase (so --durations charges it to itself), the last of
+# its scope reads the ledger; the session's end reads it again, once both scopes are done.
 FIRST = "tests/engine/test_build_phase.py::test_the_build_phase_makes_every_planned_cell"
 LAST = "tests/engine/test_build_phase.py::test_no_cell_is_built_cold_twice"
 
@@ -73,6 +74,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--rows",
         default="",
         help="comma-separated runtime ids: keep only the engine tests whose cells are of these",
+    )
+    parser.addoption(
+        "--full",
+        action="store_true",
+        help="also the cells only the full suite checks (FULL_ONLY in tests/conftest.py)",
     )
 
 
@@ -115,11 +121,42 @@ def _builder() -> str:
 
 
 ENGINE_FOLDER = "tests/engine/"
+# After the build phase, the engine tests run in two workers, each in order: this second scope's
+# modules in one, every other engine module in the other (the build phase's own tests first and
+# last among them). Each is about half of the engine tests' time after the phase (measured per
+# module with --durations=0: 1,223 s in all with every cell, about 970 s without FULL_ONLY's);
+# modules that count containers or processes of their own lane stay together (test_emulator.py
+# and test_emulator_cleanup.py side by side would each see the other's killed CLI's containers
+# as left behind).
+SECOND_ENGINE_SCOPE = frozenset(
+    f"{ENGINE_FOLDER}{name}"
+    for name in (
+        "test_rebuild.py",
+        "test_java_go_rows.py",
+        "test_guides.py",
+        "test_rie_build.py",
+        "test_publish_images.py",
+        "test_outdated_published.py",
+        "test_releases.py",
+        "test_publish.py",
+        "test_publish_hardening.py",
+        "test_probes.py",
+    )
+)
 
 
 def _in_engine_folder(item: pytest.Item) -> bool:
-    """tests/engine/ holds the tests that run in order after the build phase, in one worker."""
+    """tests/engine/ holds the tests that run after the build phase, in two workers."""
     return item.nodeid.startswith(ENGINE_FOLDER)
+
+
+def engine_scope(nodeid: str) -> str | None:
+    """The engine scope of a test (None for a unit test): the scheduler gives each to one
+    worker, which runs its tests in collection order."""
+    if not nodeid.startswith(ENGINE_FOLDER):
+        return None
+    module = nodeid.partition("::")[0]
+    return f"{ENGINE_FOLDER}#2" if module in SECOND_ENGINE_SCOPE else f"{ENGINE_FOLDER}#1"
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
@@ -130,30 +167,67 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """pytest-xdist's scheduling by scope (its hook for a scheduler of one's own), with every
-    engine test in one scope: one worker runs them in collection order (the phase first, the
-    ledger last) while the other workers take the unit tests, a module at a time."""
+    """pytest-xdist's scheduling by scope (its hook for a scheduler of one's own), with the
+    engine tests in two scopes (``engine_scope``) and the unit tests a module a scope. Scopes go
+    out in collection order (``--no-loadscope-reorder`` in pyproject.toml): the two engine
+    scopes first, so that one worker starts the build phase at once and a second one waits for
+    it, while the other workers take the unit tests."""
     from xdist.scheduler import LoadScopeScheduling
 
-    class EngineInOneWorker(LoadScopeScheduling):  # type: ignore[misc]
+    class EngineInTwoWorkers(LoadScopeScheduling):  # type: ignore[misc]
         def _split_scope(self, nodeid: str) -> str:
-            if nodeid.startswith(ENGINE_FOLDER):
-                return ENGINE_FOLDER
-            return nodeid.rsplit("::", 1)[0]
+            return engine_scope(nodeid) or nodeid.rsplit("::", 1)[0]
 
-    return EngineInOneWorker(config, log)
+    return EngineInTwoWorkers(config, log)
+
+
+# The cells that only `scripts/test --full` checks (the workflow's daily `suite` job runs it): the
+# arm64 images of the Debian 13 rows of Java, Node.js and Python, the longest builds under qemu
+# (about 1,270 s of a cold build phase's 3,700). Each pairing they combine is still checked on
+# every submission: the family on arm64 by its Debian 12 row (java17, nodejs18.x, python3.11), the
+# family on Debian 13 by the same row's x86_64 image, and Debian 13 on arm64 by provided.debian13
+# and ruby3.3.debian13. A test that reads one of them is deselected without --full.
+FULL_ONLY = frozenset(
+    {"java21.debian13/arm64", "nodejs20.x.debian13/arm64", "python3.13.debian13/arm64"}
+)
+
+
+def cells_read(item: pytest.Item, matrix: Matrix) -> set[str]:
+    """The cells (``runtime/arch``) a test reads. A cells marker given with one of the test's
+    parameters names that parameter's cells; any other (the module's, the function's) is
+    narrowed to the test's ``runtime_id`` (or ``runtime``) and ``arch`` parameters."""
+    callspec = getattr(item, "callspec", None)
+    params: dict[str, Any] = callspec.params if callspec is not None else {}
+    own = list(callspec.marks) if callspec is not None else []
+    runtime = params.get("runtime_id", params.get("runtime"))
+    arch = params.get("arch")
+    out = set()
+    for mark in item.iter_markers("cells"):
+        narrowed = mark not in own
+        for name in mark.args:
+            runtime_id, _, one = name.partition("/")
+            for each in [one] if one else matrix.runtime(runtime_id).architectures:
+                if narrowed and (runtime not in (None, runtime_id) or arch not in (None, each)):
+                    continue
+                out.add(f"{runtime_id}/{each}")
+    return out
 
 
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
     rows = {r for r in config.getoption("--rows").split(",") if r}
+    full = config.getoption("--full")
+    matrix = load_matrix(REPO / "runtimes.yaml")
     keep, drop = [], []
     builder: str | None = None
     for item in items:
         names, cold = cells_of(list(item.iter_markers("cells")))
         runtimes = {name.partition("/")[0] for name in [*names, *cold]}
         if rows and _in_engine_folder(item) and not runtimes <= rows:
+            drop.append(item)
+            continue
+        if not full and _in_engine_folder(item) and cells_read(item, matrix) & FULL_ONLY:
             drop.append(item)
             continue
         if item.get_closest_marker("buildkit") and not require_buildkit():
@@ -169,21 +243,31 @@ def pytest_collection_modifyitems(
         keep.append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
-    # Engine tests first (the build phase starts at once; unit tests fill the other worker),
-    # the phase's own test first among them and the ledger's last; one scope of the xdist
-    # scheduler below, so that one worker runs them in this order.
+    # Engine tests first (the build phase starts at once; unit tests fill the other workers),
+    # scope by scope, the phase's own test first in its scope and the ledger's last.
     engine = [i for i in keep if _in_engine_folder(i)]
     rank = {FIRST: 0, LAST: 2}
-    engine.sort(key=lambda i: rank.get(i.nodeid, 1))
-    items[:] = engine + [i for i in keep if not _in_engine_folder(i)]
+    engine.sort(key=lambda i: (engine_scope(i.nodeid), rank.get(i.nodeid, 1)))
+    # The unit tests a module at a time, the largest modules first (pytest-xdist's own order,
+    # which --no-loadscope-reorder turns off so that the engine scopes go out first).
+    unit = [i for i in keep if not _in_engine_folder(i)]
+    size = Counter(i.nodeid.partition("::")[0] for i in unit)
+    unit.sort(key=lambda i: -size[i.nodeid.partition("::")[0]])
+    items[:] = engine + unit
     wanted: list[str] = []
     cold: list[str] = []
     for item in engine:
         names, no_cache = cells_of(list(item.iter_markers("cells")))
         wanted += names
         cold += no_cache
-    matrix = load_matrix(REPO / "runtimes.yaml")
-    config.stash[PLAN] = make_plan(matrix, wanted, cold)
+    plan = make_plan(matrix, wanted, cold)
+    if not full:
+        plan = dataclasses.replace(
+            plan,
+            cells=tuple(c for c in plan.cells if c.key not in FULL_ONLY),
+            no_cache=frozenset(c for c in plan.no_cache if c.key not in FULL_ONLY),
+        )
+    config.stash[PLAN] = plan
 
 
 @pytest.fixture(autouse=True)
@@ -219,10 +303,25 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         for line in _skipped:
             print(f"  {line}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    twice = _built_cold_twice() if _spans.get("engine") else {}
+    if twice:
+        print("\nCells built cold twice in this run (the build ledger; tests/ledger_report.py):")
+        for cell, by in sorted(twice.items()):
+            print(f"  {cell}: {', '.join(by)}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     session.config.stash[PASSED] = session.exitstatus == 0
     timings = {kind: round(stop - start, 1) for kind, (start, stop) in _spans.items()}
     run_folder().mkdir(parents=True, exist_ok=True)
     (run_folder() / "timings.json").write_text(json.dumps(timings) + "\n")
+
+
+def _built_cold_twice() -> dict[str, list[str]]:
+    """The whole session's duplicates, once every worker is done (the ledger's own test runs
+    last in its engine scope only; the other scope may still build after it)."""
+    from ledger_report import built_cold_twice
+
+    path = Path(os.environ.get("LAMBDA_IMAGES_BUILD_LEDGER", "/nonexistent"))
+    return built_cold_twice(ledger.read(path))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -318,6 +318,7 @@ export const handler = async () => {
 """
 
 
+@pytest.mark.cells(NODE, "nodejs20.x.debian13")
 @pytest.mark.parametrize("arch", ARCHES)
 @pytest.mark.parametrize("runtime_id", [NODE, "nodejs20.x.debian13"])
 def test_an_es_module_handler_imports_the_sdk_and_layers_through_node_path(

@@ -1,7 +1,8 @@
 """The build phase and the build ledger (tests/build_phase.py, pipeline/ledger.py): every cell the
 selected tests read is built, checked, snapshotted and branched once, and no cell of this run is
-built cold twice. conftest.py runs the first of these tests before every other engine test and the
-last one after them."""
+built cold twice. conftest.py runs the first of these tests before every other engine test of its
+scope and the last one after them; the session's end reads the ledger once more, when the other
+engine scope is done too."""
 
 from __future__ import annotations
 

@@ -26,7 +26,8 @@ DEBIAN_TARGETS = [(rt, arch) for rt in DEBIAN_ROWS for arch in MATRIX.runtime(rt
 NODE_TARGETS = [
     (rt, arch) for rt, arch in DEBIAN_TARGETS if MATRIX.runtime(rt).family.id == "nodejs"
 ]
-pytestmark = pytest.mark.cells(*DEBIAN_ROWS)
+# Each test names the cells it reads (narrowed to its parameters: conftest.cells_read).
+READS_ROWS = pytest.mark.cells(*DEBIAN_ROWS)
 
 
 def upstream(debian_version: str) -> str:
@@ -88,6 +89,7 @@ def test_every_debian_os_has_the_python_nodejs_and_provided_rows() -> None:
 
 @pytest.mark.engine
 @pytest.mark.slow
+@READS_ROWS
 @pytest.mark.parametrize(("runtime_id", "arch"), DEBIAN_TARGETS)
 def test_debian_row_builds_and_starts_its_runtime(
     runtime_id: str, arch: str, built: BuiltImages, engine: Any
@@ -102,6 +104,7 @@ def test_debian_row_builds_and_starts_its_runtime(
 
 @pytest.mark.engine
 @pytest.mark.slow
+@READS_ROWS
 @pytest.mark.parametrize(("runtime_id", "arch"), NODE_TARGETS)
 def test_node_runtime_interface_client_loads_its_native_addon(
     runtime_id: str, arch: str, built: BuiltImages, engine: Any
@@ -119,6 +122,7 @@ def test_node_runtime_interface_client_loads_its_native_addon(
 
 @pytest.mark.engine
 @pytest.mark.slow
+@READS_ROWS
 @pytest.mark.parametrize(("runtime_id", "arch"), NODE_TARGETS)
 def test_node_image_answers_an_invocation_through_the_runtime_api(
     runtime_id: str, arch: str, built: BuiltImages, engine: Any, tmp_path: Path
@@ -196,6 +200,7 @@ INVOKED = [
 
 @pytest.mark.engine
 @pytest.mark.slow
+@READS_ROWS
 @pytest.mark.parametrize(("runtime_id", "arch"), INVOKED)
 def test_debian13_handler_gets_its_event_architecture_and_context(
     runtime_id: str, arch: str, built: BuiltImages, tmp_path: Path

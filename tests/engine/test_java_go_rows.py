@@ -27,7 +27,9 @@ from pipeline.settings import Settings
 JAVA = {"java17.debian12": 17, "java21.debian13": 21}
 GO = "go.debian12"
 ROWS = [*JAVA, GO]
-pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.cells(*ROWS)]
+# Each test names the cells it reads, so that a run can leave out a cell (--rows, FULL_ONLY in
+# conftest.py) and keep the tests of the others.
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
 ARCH_NAMES = ["x86_64", "arm64"]
 # What AWS's JVM gets on a 512 MB function (heap 85 %, metaspace 10 %, code cache 5 %).
 JVM_FLAGS_512 = [
@@ -84,6 +86,7 @@ def invoke(image: str, handler: str, code: Path, event: dict[str, Any]) -> tuple
 # --- 11.1: rebuild, conformance, snapshot, branch round trip ------------------------------------
 
 
+@pytest.mark.cells(*ROWS)
 @pytest.mark.parametrize("runtime_id", ROWS)
 def test_both_architectures_pass_every_check_and_are_snapshotted(
     phase: Phase, engine: Any, runtime_id: str
@@ -102,6 +105,7 @@ def test_both_architectures_pass_every_check_and_are_snapshotted(
     assert len(phase.branch(runtime_id)) == 40
 
 
+@pytest.mark.cells(*ROWS)
 @pytest.mark.parametrize("runtime_id", ROWS)
 def test_branch_clone_rebuilds_the_same_image(
     phase: Phase,
@@ -128,6 +132,7 @@ def test_branch_clone_rebuilds_the_same_image(
 # --- 11.2, 11.3, 13.1: handlers in Java and Go through `lambda-images invoke` --------------------
 
 
+@pytest.mark.cells(*JAVA)
 @pytest.mark.parametrize("arch", ARCH_NAMES)
 @pytest.mark.parametrize("runtime_id", list(JAVA))
 def test_java_handler_answers_with_its_event_arch_and_context(
@@ -158,6 +163,7 @@ def test_java_handler_answers_with_its_event_arch_and_context(
     assert answer["nativeLibraryMachine"] == ELF_MACHINE[arch]
 
 
+@pytest.mark.cells(*JAVA)
 @pytest.mark.parametrize("arch", ARCH_NAMES)
 @pytest.mark.parametrize("runtime_id", list(JAVA))
 def test_java_handler_that_throws_gets_lambdas_error_shape(
@@ -172,6 +178,7 @@ def test_java_handler_that_throws_gets_lambdas_error_shape(
     assert answer["stackTrace"][0].startswith("example.Probe.fail(Probe.java:")
 
 
+@pytest.mark.cells(GO)
 @pytest.mark.parametrize("arch", ARCH_NAMES)
 def test_go_bootstrap_answers_with_its_event_arch_and_context(
     phase: Phase, probes: Probes, arch: str
@@ -188,6 +195,7 @@ def test_go_bootstrap_answers_with_its_event_arch_and_context(
     assert answer["memoryMB"] == 512
 
 
+@pytest.mark.cells(GO)
 def test_go_handler_named_like_go1x_runs_that_executable(
     phase: Phase, probes: Probes, tmp_path: Path
 ) -> None:
@@ -223,6 +231,7 @@ def run_with_wrapper(
     return result, lines, json.loads(result.payload)
 
 
+@pytest.mark.cells(*JAVA)
 @pytest.mark.parametrize("arch", ARCH_NAMES)
 @pytest.mark.parametrize("runtime_id", list(JAVA))
 def test_exec_wrapper_runs_first_with_the_runtime_command_line(
@@ -242,6 +251,7 @@ def test_exec_wrapper_runs_first_with_the_runtime_command_line(
     assert int(marker[1]) == 1 + len(JVM_FLAGS_512) + 5
 
 
+@pytest.mark.cells("java17.debian12")
 @pytest.mark.parametrize("arch", ARCH_NAMES)
 @pytest.mark.parametrize(
     ("case", "status", "words"),
