@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from rich.console import Console
@@ -49,7 +50,8 @@ def _fitted(table: Table, width: int) -> tuple[Table, list[str]]:
 
 def print_table(table: Table, *, stderr: bool = False) -> None:
     """On a terminal, within its width (see ``table``); to a pipe or a file, as wide as the
-    table is, so that every field arrives whole (rich would otherwise assume 80 columns)."""
+    table is, so that every field arrives whole (rich would otherwise assume 80 columns), and
+    with no trailing blanks."""
     console = log.console if stderr else Console(highlight=False, emoji=False)
     if console.is_terminal:
         table, left_out = _fitted(table, console.width)
@@ -57,8 +59,13 @@ def print_table(table: Table, *, stderr: bool = False) -> None:
             log.detail(
                 f"({', '.join(left_out)} left out at {console.width} columns; --json has all)"
             )
-    else:
-        wide = console.options.update(max_width=100_000)
-        width = Measurement.get(console, wide, table).maximum
-        console = Console(file=console.file, width=width, highlight=False, emoji=False)
-    console.print(table)
+        console.print(table)
+        return
+    # A pipe or a file: the table as wide as it is, each line without the padding that fills
+    # its last column out to the column's width.
+    wide = console.options.update(max_width=100_000)
+    width = Measurement.get(console, wide, table).maximum
+    rendered = io.StringIO()
+    Console(file=rendered, width=width, highlight=False, emoji=False).print(table)
+    for line in rendered.getvalue().splitlines():
+        console.file.write(line.rstrip() + "\n")

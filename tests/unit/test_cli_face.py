@@ -123,6 +123,7 @@ def test_list_in_a_pipe_has_every_identifier_whole_on_one_line() -> None:
     python = next(row for row in rows if row.startswith("python3.11.debian12 "))
     rows_json = {r["id"]: r for r in json.loads(run("list", "--json").stdout)}
     assert python.split()[-2:] == rows_json["python3.11.debian12"]["sdk"].split()  # widest, whole
+    assert [line for line in result.stdout.splitlines() if line != line.rstrip()] == []
 
 
 def test_list_on_an_80_column_terminal_has_one_line_per_runtime_and_every_identifier() -> None:
