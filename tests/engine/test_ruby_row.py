@@ -29,7 +29,7 @@ from apt_repo import dpkg_query
 from cli_runner import lambda_images
 from conftest import BuiltImages, Phase
 from image_tree import config_of, file_tree, uname_in
-from rie_http import post_when_listening
+from rie_http import LABEL, post_when_listening
 
 from pipeline.emulator import INVOKE_PATH
 from pipeline.emulator.function import function_arn
@@ -39,7 +39,6 @@ RUBY = "ruby3.3.debian13"
 ABI = "3.3.0"  # Ruby's ABI version, the folder name of every gem path for 3.3
 ARCHES = ["x86_64", "arm64"]
 pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.cells(RUBY)]
-LABEL = "lambda-base-images.test"
 
 # Two tiny gems: one the function vendors (bundle's vendor/bundle), one a layer brings.
 GEMS = {
