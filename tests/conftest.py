@@ -16,7 +16,8 @@ Markers (pyproject.toml lists them):
   LAMBDA_IMAGES_COMPARE_WORK); deselected without it.
 
 ``--rows RT,RT`` keeps only the engine tests whose cells are of those rows (a lane that checks a
-subset deselects the rest rather than skipping it).
+subset deselects the rest rather than skipping it). Without ``--full``, the tests that read a
+``FULL_ONLY`` cell are deselected and the build phase leaves those cells out.
 """
 
 from __future__ import annotations
