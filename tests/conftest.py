@@ -321,15 +321,18 @@ def _built_cold_twice() -> dict[str, list[str]]:
     last in its engine scope only; the other scope may still build after it)."""
     from ledger_report import built_cold_twice
 
-    path = Path(os.environ.get("LAMBDA_IMAGES_BUILD_LEDGER", "/nonexistent"))
-    return built_cold_twice(ledger.read(path))
+    return built_cold_twice(ledger.read(_ledger_path()))
+
+
+def _ledger_path() -> Path:
+    """The run's build ledger (pytest_configure names one when the environment does not)."""
+    return Path(os.environ.get("LAMBDA_IMAGES_BUILD_LEDGER", "/nonexistent"))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if _is_worker():
         return
-    path = Path(os.environ.get("LAMBDA_IMAGES_BUILD_LEDGER", "/nonexistent"))
-    entries = list(ledger.read(path))
+    entries = list(ledger.read(_ledger_path()))
     if entries:
         from ledger_report import ledger_table
 
