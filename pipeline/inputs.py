@@ -44,7 +44,7 @@ from .errors import ConfigurationError, InputError
 from .gobuild import build_input
 from .lock import Lock, LockedFile, LockedModule, LockedPackage
 from .matrix import Input, Runtime, Target
-from .workdir import atomic_file, write_atomic
+from .workdir import atomic_file, flocked, write_atomic
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 PIP_PLATFORMS = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
@@ -342,10 +342,28 @@ def _build_into_cache(
     environ: Mapping[str, str],
 ) -> tuple[Path, str]:
     """A built input in the content-addressed ``cache`` (built when not there yet), checked
-    against ``expected``; returns its path and the module's go.sum hash."""
+    against ``expected``; returns its path and the module's go.sum hash. Two processes that
+    need the same pinned binary at once build it once: the second waits for the first."""
     if expected and module_sum and _cached(cache / expected, expected):
         return cache / expected, module_sum
     cache.mkdir(parents=True, exist_ok=True)
+    if expected and module_sum:
+        with flocked(cache / f".{expected}.lock", f"the build of {item.name} for {arch}"):
+            if _cached(cache / expected, expected):
+                return cache / expected, module_sum
+            return _build(item, arch, expected, module_sum, cache, what, environ)
+    return _build(item, arch, expected, module_sum, cache, what, environ)
+
+
+def _build(
+    item: Input,
+    arch: str,
+    expected: str | None,
+    module_sum: str | None,
+    cache: Path,
+    what: str,
+    environ: Mapping[str, str],
+) -> tuple[Path, str]:
     with tempfile.TemporaryDirectory(dir=cache, prefix=".build.") as tmp:
         built = build_input(
             item,

@@ -4,17 +4,22 @@ stale refuses to build before any go command runs."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import multiprocessing
+import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 
-from pipeline import gotool
+from pipeline import gotool, inputs
 from pipeline.errors import ConfigurationError, InputError
+from pipeline.gobuild import Built
 from pipeline.inputs import fetch_inputs
 from pipeline.lock import Lock, LockedModule
-from pipeline.matrix import ARCHES, Matrix, load_matrix
+from pipeline.matrix import ARCHES, Input, Matrix, load_matrix
 
 REPO = Path(__file__).resolve().parent.parent.parent
 RIE_MODULE = "github.com/aws/aws-lambda-runtime-interface-emulator"
@@ -112,3 +117,34 @@ def test_the_go_environment_verifies_modules_and_builds_reproducibly(matrix: Mat
     assert env["GOTOOLCHAIN"] == rie.build.toolchain
     assert (env["PATH"], env["HOME"]) == ("/usr/bin", "/root")
     assert gotool.environment(ARCHES["x86_64"], "go1.26.8", caller)["GOARCH"] == "amd64"
+
+
+def test_two_processes_that_need_one_pinned_binary_build_it_once(
+    matrix: Matrix, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo and a test lane starting together on a new machine: the second waits for the
+    first one's build and takes its file from the cache."""
+    payload = b"an emulator binary\n"
+    expected = hashlib.sha256(payload).hexdigest()
+    calls = tmp_path / "builds"
+
+    def build(item: Input, arch: str, dest: Path, **kwargs: object) -> Built:
+        with calls.open("a") as record:
+            record.write(f"{os.getpid()} {arch}\n")
+        time.sleep(0.5)  # long enough for the other process to arrive meanwhile
+        dest.write_bytes(payload)
+        return Built(path=dest, sha256=expected, module_sum="h1:pinned")
+
+    monkeypatch.setattr(inputs, "build_input", build)
+    rie = dict(matrix.runtime("provided.debian12").inputs)["emulator"][0]
+    cache = tmp_path / "cache"
+    args = (rie, "x86_64", expected, "h1:pinned", cache, "provided.debian12", {})
+    fork = multiprocessing.get_context("fork")
+    workers = [fork.Process(target=inputs._build_into_cache, args=args) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=30)
+    assert [w.exitcode for w in workers] == [0, 0]
+    assert len(calls.read_text().splitlines()) == 1
+    assert (cache / expected).read_bytes() == payload
