@@ -535,9 +535,16 @@ def _snapshot_image(
                     compressed_size=compressed,
                 )
 
+            # Largest first: each xz spreads its blocks over every core, and a large layer
+            # started last would leave the other cores idle while it finishes alone.
             workers = max(1, min(len(layer_tars), os.cpu_count() or 1))
+            largest_first = sorted(
+                enumerate(layer_tars), key=lambda it: it[1].stat().st_size, reverse=True
+            )
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                layers = [layer for layer in pool.map(one, enumerate(layer_tars)) if layer]
+                results = pool.map(one, largest_first)
+                made = dict(zip([i for i, _ in largest_first], results, strict=True))
+            layers = [layer for i in range(len(layer_tars)) if (layer := made[i])]
         try:
             image_config = ImageConfig.from_docker(config)
         except ValueError as exc:
