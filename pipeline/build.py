@@ -7,7 +7,10 @@ chunk is checked for an error (the high-level API hides both). The image is tagg
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
+import os
 import re
 import time
 from collections.abc import Callable
@@ -25,6 +28,7 @@ from .matrix import Target
 from .pins import sdk_column
 from .records import BuildRecord
 from .settings import Settings
+from .workdir import write_atomic
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -41,13 +45,47 @@ def global_args(dockerfile: str) -> list[str]:
     return names
 
 
+# Beside a context: the sha256 of each of its files, with the stat it was read at.
+CONTEXT_SHA256S: Final = "context.sha256.json"
+
+
 def context_digest(context: Path) -> str:
-    """sha256 over the context's paths, modes and contents: what the build can see."""
-    listing = [
-        f"{path.relative_to(context).as_posix()}\0{path.stat().st_mode & 0o777:o}\0"
-        f"{sha256_file(path)}"
-        for path in sorted(p for p in context.rglob("*") if p.is_file())
-    ]
+    """sha256 over the context's paths, modes and contents: what the build can see.
+
+    Files are those ``Path.rglob`` lists (symbolic links to files followed, folders linked to
+    not entered), in path order. A file's bytes are hashed again only when its stat changed
+    since the last digest of this context (``CONTEXT_SHA256S``): size, modification time,
+    inode and change time, which every write moves and no program can set back.
+    """
+    memo_path = context.parent / CONTEXT_SHA256S
+    try:
+        memo = json.loads(memo_path.read_text(encoding="utf-8"))
+        memo = memo if isinstance(memo, dict) else {}
+    except (OSError, ValueError):
+        memo = {}
+    files = []
+    for root, dirs, names in os.walk(context):  # os.walk does not enter linked folders either
+        for name in dirs + names:
+            path = os.path.join(root, name)
+            if os.path.isfile(path):
+                rel = os.path.relpath(path, context)
+                files.append((tuple(rel.split(os.sep)), rel, path))
+    files.sort()  # by path parts, as Path objects sort
+    known: dict[str, list[Any]] = {}
+    listing = []
+    for _, rel, path in files:
+        st = os.stat(path)
+        stat = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+        before = memo.get(rel)
+        if isinstance(before, list) and before[:4] == stat and len(before) == 5:
+            sha = str(before[4])
+        else:
+            sha = sha256_file(Path(path))
+        known[rel] = [*stat, sha]
+        listing.append(f"{Path(rel).as_posix()}\0{st.st_mode & 0o777:o}\0{sha}")
+    if known != memo:
+        with contextlib.suppress(OSError):  # a folder that cannot be written: no memo
+            write_atomic(memo_path, json.dumps(known).encode())
     return sha256_bytes("\n".join(listing).encode())
 
 
