@@ -555,6 +555,11 @@ def _unpack_package(tarball: Path, dest: Path, *, fixtures: Sequence[str] = ()) 
 HOST_INSTALLED: Final = frozenset({"package_manager"})
 PACKAGE_MANAGER: Final = "package_manager"
 PACKAGE_MANAGER_DIR: Final = "package-manager"
+# Beside the context (so not in its digest): what the package-manager tree was made from.
+PACKAGE_MANAGER_INSTALLED: Final = "package-manager.installed.json"
+# How _install_wheel and _install_npm_package lay packages out: raise it when that changes, so
+# that trees laid out before are made again.
+PACKAGE_MANAGER_LAYOUT: Final = 1
 
 
 def fetch_package_managers(target: Target, lock: Lock, context: Path, cache: Path) -> Path | None:
@@ -563,10 +568,12 @@ def fetch_package_managers(target: Target, lock: Lock, context: Path, cache: Pat
     ``destinations.package_manager``); None when it has none."""
     runtime, arch = target.runtime, target.arch.name
     dest = context / PACKAGE_MANAGER_DIR
-    if dest.exists():
-        shutil.rmtree(dest)
+    stamp = context.parent / PACKAGE_MANAGER_INSTALLED
     items = dict(runtime.inputs).get(PACKAGE_MANAGER, ())
     if not items:
+        if dest.exists():
+            shutil.rmtree(dest)
+        stamp.unlink(missing_ok=True)
         return None
     prefix = dict(runtime.family.destinations).get(PACKAGE_MANAGER)
     if prefix is None:
@@ -575,11 +582,30 @@ def fetch_package_managers(target: Target, lock: Lock, context: Path, cache: Pat
             "in runtimes.yaml; expected the prefix its package manager is installed under"
         )
         raise ConfigurationError(msg)
-    for item in items:
-        filename = item.filename(arch)
-        expected = item.declared_sha256(arch) or lock.input_sha256(
-            runtime.id, arch, item.name, item.key(arch), filename
+    pinned = [
+        (
+            item,
+            item.filename(arch),
+            item.declared_sha256(arch)
+            or lock.input_sha256(runtime.id, arch, item.name, item.key(arch), item.filename(arch)),
         )
+        for item in items
+    ]
+    # A tree laid out from the same pinned files the same way, untouched since (as fetch_pip).
+    wanted = sha256_json(
+        {
+            "layout": PACKAGE_MANAGER_LAYOUT,
+            "prefix": prefix,
+            "version": runtime.version,
+            "files": [[filename, expected] for _, filename, expected in pinned],
+        }
+    )
+    if dest.is_dir() and _installed(stamp) == {"wanted": wanted, "tree": tree_state(dest)}:
+        return dest
+    stamp.unlink(missing_ok=True)
+    if dest.exists():
+        shutil.rmtree(dest)
+    for item, filename, expected in pinned:
         cached = download(item.url(arch), expected, f"{target.key}: {item.name}", cache)
         if filename.endswith(".whl"):
             _install_wheel(cached, filename, dest, prefix, runtime.version)
@@ -591,6 +617,7 @@ def fetch_package_managers(target: Target, lock: Lock, context: Path, cache: Pat
                 f"package (.tgz); expected one of those as a {PACKAGE_MANAGER}"
             )
             raise ConfigurationError(msg)
+    write_atomic(stamp, json.dumps({"wanted": wanted, "tree": tree_state(dest)}).encode())
     return dest
 
 
