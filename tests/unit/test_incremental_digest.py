@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
+from pipeline.build import CONTEXT_SHA256S, context_digest
 from pipeline.incremental import INPUT_LABEL, cell_inputs, parse_label, plan
 from pipeline.lock import Lock, LockedFile, LockedModule
 from pipeline.matrix import Matrix, Target
@@ -171,3 +174,37 @@ def test_digest_changes_with_the_built_emulator(matrix: Matrix, tmp_path: Path) 
         module=rie.build.module, version=rie.version, sum="h1:" + "B" * 43 + "="
     )
     assert _digest(target, context, lock) != relocked
+
+
+def _plain_context_digest(lines: list[tuple[str, str, bytes]]) -> str:
+    """The context digest by its definition: ``path NUL mode NUL sha256`` per file, in order."""
+    listing = [f"{path}\0{mode}\0{hashlib.sha256(data).hexdigest()}" for path, mode, data in lines]
+    return "sha256:" + hashlib.sha256("\n".join(listing).encode()).hexdigest()
+
+
+def test_the_context_digest_follows_file_links_in_path_order_and_every_rewrite(
+    tmp_path: Path,
+) -> None:
+    context = tmp_path / "context"
+    (context / "a").mkdir(parents=True)
+    (context / "a-b").mkdir()
+    (context / "a" / "b").write_bytes(b"one")
+    (context / "a-b" / "c").write_bytes(b"two")
+    for file in (context / "a" / "b", context / "a-b" / "c"):
+        file.chmod(0o644)
+    (context / "linked").symlink_to("a/b")  # a link to a file counts as that file
+    (context / "folder").symlink_to("a")  # a link to a folder is not entered
+    expected = _plain_context_digest(
+        [("a/b", "644", b"one"), ("a-b/c", "644", b"two"), ("linked", "644", b"one")]
+    )
+    assert context_digest(context) == expected
+    assert context_digest(context) == expected  # from the memo beside the context
+    assert (tmp_path / CONTEXT_SHA256S).is_file()
+
+    # The same size and modification time, other bytes: read again (its change time moved).
+    stat = (context / "a" / "b").stat()
+    (context / "a" / "b").write_bytes(b"new")
+    os.utime(context / "a" / "b", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert context_digest(context) == _plain_context_digest(
+        [("a/b", "644", b"new"), ("a-b/c", "644", b"two"), ("linked", "644", b"new")]
+    )

@@ -93,11 +93,12 @@ def test_npm_is_laid_out_as_a_global_install_with_its_commands_linked(tmp_path: 
     }
 
 
-def pip_wheel() -> bytes:
-    """A wheel shaped like pip's: one package, two console scripts."""
+def pip_wheel(comment: str = "") -> bytes:
+    """A wheel shaped like pip's: one package, two console scripts (``comment``: a line added
+    to its ``__init__.py``, for another wheel of the same name)."""
     info = "pip-26.3.dist-info"
     files = {
-        "pip/__init__.py": "__version__ = '26.3'\n",
+        "pip/__init__.py": "__version__ = '26.3'\n" + comment,
         f"{info}/METADATA": "Metadata-Version: 2.1\nName: pip\nVersion: 26.3\n",
         f"{info}/WHEEL": "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
         f"{info}/entry_points.txt": "[console_scripts]\npip = pip._internal.cli.main:cli\n"
@@ -185,3 +186,33 @@ def test_the_package_manager_is_not_staged_by_the_inputs_stage() -> None:
         inputs_stage = dockerfile[start : dockerfile.index("\nFROM ", start)]
         assert "sha256sum -c SHA256SUMS" in inputs_stage
         assert filename not in inputs_stage and "/usr/local/lib" not in inputs_stage
+
+
+def test_an_untouched_tree_is_kept_and_a_touched_or_repinned_one_laid_out_again(
+    tmp_path: Path,
+) -> None:
+    """A no-op rebuild does not lay pip out again (a thousand files for the real wheel), but a
+    tree someone edited, or a new pin, is made anew."""
+    lock, cache = Lock(path=tmp_path / "runtimes.lock.json"), tmp_path / "cache"
+    cached(cache, lock, "python3.13.debian13", pip_wheel())
+    context = tmp_path / "ctx"
+    pip3 = "usr/local/bin/pip3"
+
+    def made() -> Path:
+        folder = fetch_package_managers(target("python3.13.debian13"), lock, context, cache)
+        assert folder is not None
+        return folder
+
+    # A file written anew has a new change time (whatever inode it reuses); a kept one not.
+    first = (made() / pip3).stat().st_ctime_ns
+    assert (made() / pip3).stat().st_ctime_ns == first  # kept
+
+    (context / "package-manager" / pip3).write_text("#!/bin/sh\n")  # edited by hand
+    edited = (context / "package-manager" / pip3).stat().st_ctime_ns
+    again = made() / pip3
+    assert again.read_text().splitlines()[0] == "#!/usr/bin/python3.13"
+    assert again.stat().st_ctime_ns != edited
+
+    cached(cache, lock, "python3.13.debian13", pip_wheel("# rebuilt\n"))  # another pin
+    init = made() / "usr/local/lib/python3.13/dist-packages/pip/__init__.py"
+    assert init.read_text() == "__version__ = '26.3'\n# rebuilt\n"
