@@ -19,6 +19,7 @@ lays it out (``lib/node_modules/<name>``, its ``bin`` commands linked into ``bin
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -344,27 +345,18 @@ def _build_into_cache(
     """A built input in the content-addressed ``cache`` (built when not there yet), checked
     against ``expected``; returns its path and the module's go.sum hash. Two processes that
     need the same pinned binary at once build it once: the second waits for the first."""
+    pinned = bool(expected and module_sum)
     if expected and module_sum and _cached(cache / expected, expected):
         return cache / expected, module_sum
     cache.mkdir(parents=True, exist_ok=True)
-    if expected and module_sum:
-        with flocked(cache / f".{expected}.lock", f"the build of {item.name} for {arch}"):
-            if _cached(cache / expected, expected):
-                return cache / expected, module_sum
-            return _build(item, arch, expected, module_sum, cache, what, environ)
-    return _build(item, arch, expected, module_sum, cache, what, environ)
-
-
-def _build(
-    item: Input,
-    arch: str,
-    expected: str | None,
-    module_sum: str | None,
-    cache: Path,
-    what: str,
-    environ: Mapping[str, str],
-) -> tuple[Path, str]:
-    with tempfile.TemporaryDirectory(dir=cache, prefix=".build.") as tmp:
+    held = (
+        flocked(cache / f".{expected}.lock", f"the build of {item.name} for {arch}")
+        if pinned
+        else contextlib.nullcontext()
+    )
+    with held, tempfile.TemporaryDirectory(dir=cache, prefix=".build.") as tmp:
+        if expected and module_sum and _cached(cache / expected, expected):  # made meanwhile
+            return cache / expected, module_sum
         built = build_input(
             item,
             arch,
