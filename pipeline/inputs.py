@@ -125,7 +125,7 @@ def fetch_pip(target: Target, lock: Lock, context: Path) -> Path | None:
         str(requirements),
     ]
     wanted = sha256_json({"requirements": text, "argv": argv})
-    if dest.is_dir() and _installed(stamp) == {"wanted": wanted, "tree": tree_state(dest)}:
+    if _kept(dest, stamp, wanted):
         return dest
     stamp.unlink(missing_ok=True)
     if dest.exists():
@@ -134,18 +134,27 @@ def fetch_pip(target: Target, lock: Lock, context: Path) -> Path | None:
     _run_pip(argv, target.key)
     # pip leaves a bin/ of console scripts with the host's interpreter path: not wanted.
     shutil.rmtree(dest / "bin", ignore_errors=True)
-    write_atomic(stamp, json.dumps({"wanted": wanted, "tree": tree_state(dest)}).encode())
+    _stamp(dest, stamp, wanted)
     return dest
 
 
 INSTALLED = "runtime.installed.json"  # beside the context: the context's digest leaves it out
 
 
-def _installed(stamp: Path) -> Any:
+def _kept(dest: Path, stamp: Path, wanted: str) -> bool:
+    """True when ``dest`` was made from ``wanted`` (``_stamp``) and nothing touched it since."""
+    if not dest.is_dir():
+        return False
     try:
-        return json.loads(stamp.read_text(encoding="utf-8"))
+        made = json.loads(stamp.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
+        return False
+    return bool(made == {"wanted": wanted, "tree": tree_state(dest)})
+
+
+def _stamp(dest: Path, stamp: Path, wanted: str) -> None:
+    """Record that ``dest`` was just made from ``wanted`` (what ``_kept`` reads)."""
+    write_atomic(stamp, json.dumps({"wanted": wanted, "tree": tree_state(dest)}).encode())
 
 
 def tree_state(folder: Path) -> str:
@@ -592,7 +601,7 @@ def fetch_package_managers(target: Target, lock: Lock, context: Path, cache: Pat
             "files": [[filename, expected] for _, filename, expected in pinned],
         }
     )
-    if dest.is_dir() and _installed(stamp) == {"wanted": wanted, "tree": tree_state(dest)}:
+    if _kept(dest, stamp, wanted):
         return dest
     stamp.unlink(missing_ok=True)
     if dest.exists():
@@ -609,7 +618,7 @@ def fetch_package_managers(target: Target, lock: Lock, context: Path, cache: Pat
                 f"package (.tgz); expected one of those as a {PACKAGE_MANAGER}"
             )
             raise ConfigurationError(msg)
-    write_atomic(stamp, json.dumps({"wanted": wanted, "tree": tree_state(dest)}).encode())
+    _stamp(dest, stamp, wanted)
     return dest
 
 
